@@ -1,0 +1,57 @@
+"""queuelab: durable background jobs on SQLite or PostgreSQL, and a lab to study them."""
+
+from queuelab.clock import FakeClock, SystemClock
+from queuelab.config import Settings
+from queuelab.errors import (
+    ConfigError,
+    InvalidArgument,
+    InvalidTransition,
+    JobNotFound,
+    JobTimeout,
+    LeaseLost,
+    PayloadTooLarge,
+    QueuelabError,
+    QuotaExceeded,
+    RateLimited,
+    SchemaVersionError,
+    StoreError,
+    UnknownTask,
+    WorkerLost,
+)
+from queuelab.models import Attempt, AttemptOutcome, Job, JobStatus, RetryPolicy
+from queuelab.queue import Queue
+from queuelab.stats import QueueStats
+from queuelab.submission import Submission
+from queuelab.tasks import Task
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Attempt",
+    "AttemptOutcome",
+    "ConfigError",
+    "FakeClock",
+    "InvalidArgument",
+    "InvalidTransition",
+    "Job",
+    "JobNotFound",
+    "JobStatus",
+    "JobTimeout",
+    "LeaseLost",
+    "PayloadTooLarge",
+    "Queue",
+    "QueueStats",
+    "QueuelabError",
+    "QuotaExceeded",
+    "RateLimited",
+    "RetryPolicy",
+    "SchemaVersionError",
+    "Settings",
+    "StoreError",
+    "Submission",
+    "SystemClock",
+    "Task",
+    "UnknownTask",
+    "WorkerLost",
+    "__version__",
+]

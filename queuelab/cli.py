@@ -1,0 +1,132 @@
+"""``python -m queuelab``: run workers, a demo load, stats and pruning from a shell."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import signal
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from queuelab.config import Settings
+from queuelab.errors import InvalidArgument, QueuelabError
+from queuelab.pool import MODES, ProcessPool, check_pool_args
+from queuelab.queue import Queue
+from queuelab.worker import Worker
+
+log = logging.getLogger("queuelab.cli")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    logging.basicConfig(
+        level=args.log_level.upper(), format="%(asctime)s %(process)d %(name)s %(levelname)s %(message)s"
+    )
+    try:
+        return int(args.command(args) or 0)
+    except QueuelabError as exc:
+        print(f"queuelab: error: {exc}", file=sys.stderr)
+        return 2
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m queuelab", description=__doc__)
+    parser.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    commands = parser.add_subparsers(required=True, metavar="COMMAND")
+
+    worker = commands.add_parser("worker", help="run a worker pool until SIGTERM or SIGINT")
+    _common(worker)
+    worker.add_argument("--concurrency", "-c", type=int, default=4, help="slots (thread) or processes (process)")
+    worker.add_argument("--mode", choices=MODES, default="thread")
+    worker.add_argument("--queues", "-q", default=None, help="comma-separated queue names (default: all)")
+    worker.set_defaults(command=_worker)
+
+    demo = commands.add_parser("demo", help="submit a small demo load and work it off")
+    _common(demo)
+    demo.add_argument("--jobs", type=int, default=200)
+    demo.add_argument("--concurrency", "-c", type=int, default=4)
+    demo.add_argument("--mode", choices=MODES, default="process")
+    demo.set_defaults(command=_demo)
+
+    stats = commands.add_parser("stats", help="print counts by status and queue, and live workers")
+    _common(stats)
+    stats.set_defaults(command=_stats)
+
+    prune = commands.add_parser("prune", help="delete finished jobs older than the retention period")
+    _common(prune)
+    prune.add_argument("--older-than", type=float, default=None, help="seconds (default: retention setting)")
+    prune.set_defaults(command=_prune)
+    return parser
+
+
+def _common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--db", default=None, help="database URL (default: QUEUELAB_DATABASE_URL or sqlite:///queuelab.db)"
+    )
+    parser.add_argument("--app", default=None, help="MODULE:ATTR naming a Queue whose tasks to load")
+
+
+def load_queue(db: str | None, app: str | None) -> Queue:
+    """The queue named by ``--app`` (its tasks registered), on ``--db`` if given."""
+    if app is None:
+        return Queue(db)
+    module_name, _, attr = app.partition(":")
+    if not module_name or not attr:
+        raise InvalidArgument(f"--app must be MODULE:ATTR (e.g. myproject.jobs:q), got {app!r}")
+    sys.path.insert(0, "")
+    try:
+        target: Any = getattr(importlib.import_module(module_name), attr)
+    except (ImportError, AttributeError) as exc:
+        raise InvalidArgument(f"--app {app!r}: {exc}") from exc
+    if not isinstance(target, Queue):
+        raise InvalidArgument(f"--app {app!r} names a {type(target).__name__}, not a queuelab Queue")
+    if db is not None:
+        rebased = Queue(settings=Settings.load(database_url=db).with_changes())
+        for task in target.tasks:
+            rebased.runtime.tasks.add(task)
+        return rebased
+    return target
+
+
+def _worker(args: argparse.Namespace) -> int:
+    check_pool_args(args.concurrency, args.mode)
+    q = load_queue(args.db, args.app)
+    queues = [name.strip() for name in args.queues.split(",") if name.strip()] if args.queues else None
+    if args.mode == "thread":
+        worker = Worker(q.runtime, concurrency=args.concurrency, queues=queues, mode="thread")
+        _on_signals(worker.stop)
+        worker.run()
+    else:
+        pool = ProcessPool(q.runtime, args.concurrency, queues).start()
+        _on_signals(pool.request_stop)
+        pool.wait()
+        pool.stop()
+    q.close()
+    return 0
+
+
+def _on_signals(handler: Any) -> None:
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: handler())
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from queuelab.demo import run_demo
+
+    run_demo(load_queue(args.db, args.app), jobs=args.jobs, concurrency=args.concurrency, mode=args.mode)
+    return 0
+
+
+def _stats(args: argparse.Namespace) -> int:
+    from queuelab.demo import print_stats
+
+    print_stats(load_queue(args.db, args.app))
+    return 0
+
+
+def _prune(args: argparse.Namespace) -> int:
+    q = load_queue(args.db, args.app)
+    print(f"pruned {q.prune(args.older_than)} job(s)")
+    return 0

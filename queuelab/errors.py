@@ -1,0 +1,76 @@
+"""Every error queuelab raises on purpose.
+
+One root, :class:`QueuelabError`. Subclasses also inherit the builtin they refine, so
+``except ValueError`` keeps working for callers who do not know queuelab. A driver error
+is always kept as ``__cause__``.
+"""
+
+from __future__ import annotations
+
+
+class QueuelabError(Exception):
+    """queuelab could not do what was asked."""
+
+    def __init__(self, message: str | None = None) -> None:
+        super().__init__(message or (self.__doc__ or "").strip())
+
+
+class InvalidArgument(QueuelabError, ValueError):
+    """An argument is not of the allowed form."""
+
+
+class ConfigError(InvalidArgument):
+    """A setting (keyword argument or QUEUELAB_* variable) is not of the allowed form."""
+
+
+class UnknownTask(InvalidArgument, LookupError):
+    """No task is registered under that name."""
+
+
+class PayloadTooLarge(InvalidArgument):
+    """The payload is larger than the configured limit."""
+
+
+class JobNotFound(QueuelabError, LookupError):
+    """No job has that id."""
+
+
+class InvalidTransition(QueuelabError):
+    """The job's status does not allow that operation."""
+
+
+class LeaseLost(QueuelabError):
+    """The lease on this job is no longer held by the caller (it expired and was rescued,
+    or the job was released); nothing was changed."""
+
+
+class RateLimited(QueuelabError):
+    """The user has submitted too many jobs in the current window."""
+
+    def __init__(self, message: str | None = None, *, retry_after: float = 0.0) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class QuotaExceeded(QueuelabError):
+    """The user has too many active jobs."""
+
+
+class StoreError(QueuelabError):
+    """The database failed or refused the operation."""
+
+
+class SchemaVersionError(StoreError):
+    """The database was written by a newer queuelab schema than this version knows."""
+
+
+class JobTimeout(QueuelabError, TimeoutError):
+    """The job ran longer than its timeout."""
+
+
+class WorkerLost(QueuelabError):
+    """The worker running the job stopped heartbeating; its lease expired and the job was rescued."""
+
+
+class SimulatedFailure(QueuelabError):
+    """The built-in ``simulate`` task was asked to fail."""

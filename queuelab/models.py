@@ -1,0 +1,101 @@
+"""Frozen values that cross module boundaries: jobs, attempts, statuses, policies."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any
+
+
+class JobStatus(StrEnum):
+    PENDING = "PENDING"  # waiting to run; a future run_at means scheduled or backing off
+    RUNNING = "RUNNING"  # claimed by a worker that holds a lease on it
+    COMPLETED = "COMPLETED"
+    FAILED = "FAILED"  # the dead-letter queue: retries exhausted
+    CANCELLED = "CANCELLED"
+
+
+TERMINAL_STATUSES = frozenset({JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.CANCELLED})
+
+
+class AttemptOutcome(StrEnum):
+    COMPLETED = "COMPLETED"
+    FAILED = "FAILED"  # the task raised
+    TIMEOUT = "TIMEOUT"  # the task ran past its timeout
+    LOST = "LOST"  # the worker vanished; the lease expired and the job was rescued
+    RELEASED = "RELEASED"  # the worker shut down and handed the job back; no attempt spent
+
+
+@dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    """Exponential backoff with jitter: ``base * factor**(n-1)``, capped, +/- ``jitter``."""
+
+    base_seconds: float = 0.5
+    factor: float = 2.0
+    max_seconds: float = 300.0
+    jitter: float = 0.2  # a fraction of the delay
+
+
+@dataclass(frozen=True, slots=True)
+class Attempt:
+    number: int
+    worker_id: str | None
+    outcome: AttemptOutcome
+    started_at: datetime | None
+    finished_at: datetime
+    error_type: str | None = None
+    error_message: str | None = None
+    traceback: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Job:
+    id: str
+    queue: str
+    task: str
+    payload: dict[str, Any]
+    user_id: str
+    status: JobStatus
+    priority: int
+    run_at: datetime
+    attempts: int
+    max_retries: int
+    lease_seconds: float
+    timeout_seconds: float | None
+    lease_token: str | None
+    lease_owner: str | None
+    lease_expires_at: datetime | None
+    result: Any
+    forced: bool
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+    idempotency_key: str | None = None
+    history: tuple[Attempt, ...] = field(default=())
+
+    @property
+    def errors(self) -> list[Attempt]:
+        """The attempts that ended in an error, oldest first."""
+        return [a for a in self.history if a.error_type is not None]
+
+
+@dataclass(frozen=True, slots=True)
+class Lease:
+    """What a worker holds after a claim: enough to run the job and to ack it."""
+
+    job_id: str
+    token: str
+    task: str
+    payload: dict[str, Any]
+    user_id: str
+    queue: str
+    attempt: int  # 1 for the first run
+    max_retries: int
+    lease_seconds: float
+    timeout_seconds: float | None
+    started_at: float
+
+
+def to_datetime(epoch: float | None) -> datetime | None:
+    return None if epoch is None else datetime.fromtimestamp(epoch, UTC)

@@ -1,0 +1,88 @@
+"""Pure decisions: what happens to a job after an attempt. No I/O, no clock reads.
+
+The worker turns a run into an :data:`Outcome`, :func:`decide` turns the outcome into a
+:data:`Decision`, and the store applies the decision in one transaction.
+"""
+
+from __future__ import annotations
+
+import traceback as tb
+from dataclasses import dataclass
+from typing import Any
+
+from queuelab.models import AttemptOutcome, RetryPolicy
+
+
+@dataclass(frozen=True, slots=True)
+class Succeeded:
+    result: Any
+
+
+@dataclass(frozen=True, slots=True)
+class Errored:
+    """An attempt that did not succeed: the task raised, timed out, or its worker vanished."""
+
+    kind: AttemptOutcome  # FAILED, TIMEOUT or LOST
+    error_type: str
+    message: str
+    traceback: str | None = None
+
+    @classmethod
+    def from_exception(cls, exc: BaseException, kind: AttemptOutcome = AttemptOutcome.FAILED) -> Errored:
+        text = "".join(tb.format_exception(type(exc), exc, exc.__traceback__))
+        return cls(kind, type(exc).__name__, str(exc), text)
+
+
+Outcome = Succeeded | Errored
+
+
+@dataclass(frozen=True, slots=True)
+class Complete:
+    result: Any
+
+
+@dataclass(frozen=True, slots=True)
+class Retry:
+    run_at: float
+    error: Errored
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetter:
+    error: Errored
+    reason: str
+
+
+Decision = Complete | Retry | DeadLetter
+
+
+def backoff_seconds(attempt: int, policy: RetryPolicy, unit_random: float) -> float:
+    """Delay before retry number ``attempt`` (1 = the first retry).
+
+    ``unit_random`` in [0, 1) spreads retries of jobs that failed together (jitter), so a
+    failing dependency is not hit by all of them at the same instant.
+    """
+    raw = policy.base_seconds * policy.factor ** max(attempt - 1, 0)
+    capped = min(raw, policy.max_seconds)
+    return max(0.0, capped * (1.0 + policy.jitter * (2.0 * unit_random - 1.0)))
+
+
+def decide(
+    outcome: Outcome,
+    *,
+    attempt: int,
+    max_retries: int,
+    policy: RetryPolicy,
+    now: float,
+    unit_random: float,
+) -> Decision:
+    """``attempt`` is the number of the attempt that just ended (1 for the first run).
+
+    A job runs at most ``max_retries + 1`` times; after the last failure it is dead-lettered.
+    """
+    if isinstance(outcome, Succeeded):
+        return Complete(outcome.result)
+    if attempt > max_retries:
+        runs = "run" if attempt == 1 else "runs"
+        return DeadLetter(outcome, f"{outcome.error_type} after {attempt} {runs} (max_retries={max_retries})")
+    return Retry(now + backoff_seconds(attempt, policy, unit_random), outcome)

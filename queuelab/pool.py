@@ -1,0 +1,246 @@
+"""Worker pools: threads in this process, or supervised worker processes.
+
+A process pool's children each run a one-slot :class:`~queuelab.worker.Worker`. The
+supervisor restarts a child that dies (a crash, or a job killed for its timeout), and on
+stop sends SIGTERM so each child finishes or releases its job and exits 0.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+import logging
+import multiprocessing as mp
+import signal
+import sys
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from multiprocessing.process import BaseProcess
+from types import TracebackType
+from typing import Any, Literal
+
+from queuelab.config import Settings
+from queuelab.errors import InvalidArgument
+from queuelab.runtime import Runtime
+from queuelab.tasks import Task
+from queuelab.worker import Worker
+
+log = logging.getLogger("queuelab.pool")
+
+Mode = Literal["thread", "process"]
+MODES = ("thread", "process")
+
+
+@dataclass(frozen=True, slots=True)
+class ChildSpec:
+    """What a worker process needs to rebuild its runtime (picklable for spawn)."""
+
+    settings: Settings
+    task_refs: tuple[tuple[str, str, str], ...]  # (task name, module, qualified name)
+    queues: tuple[str, ...] | None
+
+
+def check_pool_args(concurrency: object, mode: object) -> None:
+    if isinstance(concurrency, bool) or not isinstance(concurrency, int) or not 1 <= concurrency <= 1024:
+        raise InvalidArgument(f"concurrency must be a whole number between 1 and 1024, got {concurrency!r}")
+    if mode not in MODES:
+        raise InvalidArgument(f"mode must be 'thread' or 'process', got {mode!r}")
+
+
+class Pool:
+    """Common surface: ``start``, ``stop``, ``wait``, and use as a context manager."""
+
+    def start(self) -> Pool:
+        raise NotImplementedError
+
+    def stop(self) -> None:
+        raise NotImplementedError
+
+    def wait(self) -> None:
+        raise NotImplementedError
+
+    @property
+    def size(self) -> int:
+        raise NotImplementedError
+
+    def __enter__(self) -> Pool:
+        return self.start()
+
+    def __exit__(self, *exc: type[BaseException] | BaseException | TracebackType | None) -> None:
+        self.stop()
+
+
+class ThreadPool(Pool):
+    """One worker with ``concurrency`` slot threads, run in the background of this process."""
+
+    def __init__(self, runtime: Runtime, concurrency: int, queues: Sequence[str] | None = None) -> None:
+        self.worker = Worker(runtime, concurrency=concurrency, queues=queues, mode="thread")
+        self._thread = threading.Thread(target=self.worker.run, name="queuelab-worker", daemon=True)
+
+    @property
+    def size(self) -> int:
+        return self.worker.concurrency
+
+    def start(self) -> ThreadPool:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self.worker.stop()
+        self._thread.join()
+
+    def wait(self) -> None:
+        while self._thread.is_alive():
+            self._thread.join(0.2)
+
+
+class ProcessPool(Pool):
+    def __init__(
+        self,
+        runtime: Runtime,
+        processes: int,
+        queues: Sequence[str] | None = None,
+        start_method: str | None = None,
+    ) -> None:
+        self.runtime = runtime
+        self.target = processes
+        self.queues = tuple(queues) if queues else None
+        self._custom = [t for t in runtime.tasks if t.name != "simulate"]
+        self._ctx: Any = mp.get_context(start_method or _start_method(self._custom))
+        self._children: list[BaseProcess] = []
+        self._stopping = threading.Event()
+        self._lock = threading.Lock()
+        self._monitor = threading.Thread(target=self._supervise, name="queuelab-supervisor", daemon=True)
+        self.restarts = 0
+
+    @property
+    def size(self) -> int:
+        return self.target
+
+    def pids(self) -> list[int]:
+        with self._lock:
+            return [c.pid for c in self._children if c.pid is not None and c.is_alive()]
+
+    def start(self) -> ProcessPool:
+        _ = self.runtime.db  # create the schema once, before the children race to do it
+        with self._lock:
+            for _ in range(self.target):
+                self._spawn()
+        self._monitor.start()
+        return self
+
+    def resize(self, processes: int) -> None:
+        check_pool_args(processes, "process")
+        with self._lock:
+            self.target = processes
+            while len(self._children) > processes:
+                child = self._children.pop()
+                _terminate(child)
+            while len(self._children) < processes:
+                self._spawn()
+
+    def stop(self) -> None:
+        self._stopping.set()
+        with self._lock:
+            children = list(self._children)
+        for child in children:
+            _terminate(child)
+        deadline = time.monotonic() + self.runtime.settings.shutdown_grace_seconds + 10.0
+        for child in children:
+            child.join(max(0.0, deadline - time.monotonic()))
+            if child.is_alive():
+                log.error("worker process %s did not stop in time; killing it", child.pid)
+                child.kill()
+                child.join()
+        if self._monitor.is_alive():
+            self._monitor.join()
+
+    def request_stop(self) -> None:
+        """Make :meth:`wait` return (safe to call from a signal handler)."""
+        self._stopping.set()
+
+    def wait(self) -> None:
+        while not self._stopping.is_set():
+            self._stopping.wait(0.2)
+
+    def _spawn(self) -> None:
+        if self._ctx.get_start_method() == "fork":
+            args: tuple[object, ...] = (None, self.runtime.settings, tuple(self._custom), self.queues)
+        else:
+            spec = ChildSpec(self.runtime.settings, tuple(_ref(t) for t in self._custom), self.queues)
+            args = (spec, None, None, None)
+        child = self._ctx.Process(target=_child_main, args=args, name="queuelab-worker", daemon=False)
+        child.start()
+        self._children.append(child)
+
+    def _supervise(self) -> None:
+        while not self._stopping.wait(0.2):
+            with self._lock:
+                for i, child in enumerate(self._children):
+                    if child.is_alive() or self._stopping.is_set():
+                        continue
+                    log.warning("worker process %s exited with code %s; starting another", child.pid, child.exitcode)
+                    self.restarts += 1
+                    self._children.pop(i)
+                    self._spawn()
+                    break
+
+
+def _terminate(child: BaseProcess) -> None:
+    if child.is_alive() and child.pid is not None:
+        with contextlib.suppress(ProcessLookupError):
+            child.terminate()  # SIGTERM: the child drains gracefully
+
+
+def _ref(task: Task) -> tuple[str, str, str]:
+    return (task.name, *task.ref)
+
+
+def _start_method(tasks: Sequence[Task]) -> str:
+    """``spawn`` (a clean interpreter, no inherited locks or threads) unless a task was
+    defined interactively (a notebook, a REPL), where only ``fork`` can carry it over."""
+    main = sys.modules.get("__main__")
+    interactive = main is None or not hasattr(main, "__file__")
+    if interactive and any(t.fn.__module__ == "__main__" for t in tasks):
+        return "fork"
+    return "spawn"
+
+
+def load_task(name: str, module: str, qualname: str) -> Task:
+    target: object = importlib.import_module(module)
+    for part in qualname.split("."):
+        target = getattr(target, part)
+    if not isinstance(target, Task):
+        raise InvalidArgument(
+            f"task {name!r}: {module}.{qualname} is not a queuelab Task; define tasks at module level with @q.task"
+        )
+    return target
+
+
+def _child_main(
+    spec: ChildSpec | None,
+    settings: Settings | None,
+    tasks: tuple[Task, ...] | None,
+    queues: tuple[str, ...] | None,
+) -> None:
+    if spec is not None:
+        settings, queues = spec.settings, spec.queues
+        tasks = tuple(load_task(*ref) for ref in spec.task_refs)
+    assert settings is not None
+    assert tasks is not None
+    _configure_child_logging()
+    runtime = Runtime(settings)
+    for task in tasks:
+        runtime.tasks.add(task)
+    worker = Worker(runtime, concurrency=1, queues=queues, mode="process", exit_on_timeout=True)
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: worker.stop())
+    worker.run()
+    runtime.close()
+
+
+def _configure_child_logging() -> None:
+    if not logging.getLogger().handlers:
+        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(process)d %(name)s %(levelname)s %(message)s")

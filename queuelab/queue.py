@@ -1,0 +1,319 @@
+"""The public facade: ``Queue``. Thin: it checks arguments, then calls the stores."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any, overload
+
+from queuelab.clock import Clock
+from queuelab.config import Settings
+from queuelab.errors import InvalidArgument, JobNotFound
+from queuelab.models import Job, JobStatus, RetryPolicy
+from queuelab.pool import Mode, Pool, ProcessPool, ThreadPool, check_pool_args
+from queuelab.runtime import Runtime
+from queuelab.stats import QueueStats, jobs_frame, read_stats
+from queuelab.store import JobFilter
+from queuelab.submission import Submission, build_row
+from queuelab.tasks import PayloadCheck, Task
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+MAX_LIST_LIMIT = 10_000
+
+
+class Queue:
+    """A durable job queue over SQLite (the default) or PostgreSQL.
+
+    ``Queue()`` uses ``QUEUELAB_DATABASE_URL``, else ``sqlite:///queuelab.db``. Other
+    settings (``lease_seconds``, ``max_retries``, ...) may be given as keywords or as
+    ``QUEUELAB_*`` environment variables. The database is opened on first use.
+    """
+
+    def __init__(
+        self, url: str | None = None, *, settings: Settings | None = None, clock: Clock | None = None, **options: Any
+    ) -> None:
+        if settings is None:
+            settings = Settings.load(database_url=url, **options)
+        elif url is not None or options:
+            settings = settings.with_changes(**({"database_url": url} if url else {}), **options)
+        self.runtime = Runtime(settings, clock)
+
+    @property
+    def settings(self) -> Settings:
+        return self.runtime.settings
+
+    def __repr__(self) -> str:
+        return f"Queue({self.settings.database_url!r})"
+
+    # -- tasks ------------------------------------------------------------------------
+
+    @overload
+    def task(self, fn: Callable[..., Any], /) -> Task: ...
+    @overload
+    def task(
+        self,
+        fn: None = None,
+        /,
+        *,
+        name: str | None = None,
+        queue: str = "default",
+        priority: int = 0,
+        max_retries: int | None = None,
+        lease_seconds: float | None = None,
+        timeout_seconds: float | None = None,
+        retry: RetryPolicy | None = None,
+        check: PayloadCheck | None = None,
+    ) -> Callable[[Callable[..., Any]], Task]: ...
+
+    def task(
+        self,
+        fn: Callable[..., Any] | None = None,
+        /,
+        *,
+        name: str | None = None,
+        queue: str = "default",
+        priority: int = 0,
+        max_retries: int | None = None,
+        lease_seconds: float | None = None,
+        timeout_seconds: float | None = None,
+        retry: RetryPolicy | None = None,
+        check: PayloadCheck | None = None,
+    ) -> Task | Callable[[Callable[..., Any]], Task]:
+        """Register a task: ``@q.task`` or ``@q.task(max_retries=5, queue="emails")``."""
+
+        def register(func: Callable[..., Any]) -> Task:
+            task = Task(
+                name=name or func.__name__,
+                fn=func,
+                queue=queue,
+                priority=priority,
+                max_retries=max_retries,
+                lease_seconds=lease_seconds,
+                timeout_seconds=timeout_seconds,
+                retry=retry,
+                check=check,
+            )
+            # Check the defaults now, not at the first submit.
+            build_row(Submission(task=task.name), _unchecked(task), self.settings, 0.0)
+            return self.runtime.tasks.add(task)
+
+        return register if fn is None else register(fn)
+
+    @property
+    def tasks(self) -> list[Task]:
+        return list(self.runtime.tasks)
+
+    # -- submit -----------------------------------------------------------------------
+
+    def submit(
+        self,
+        task: str | Task,
+        payload: dict[str, Any] | None = None,
+        *,
+        user_id: str = "default",
+        queue: str | None = None,
+        priority: int | None = None,
+        delay: float | timedelta | None = None,
+        run_at: datetime | None = None,
+        max_retries: int | None = None,
+        lease_seconds: float | None = None,
+        timeout_seconds: float | None = None,
+        idempotency_key: str | None = None,
+    ) -> Job:
+        """Validate, then store one job. Bad input raises a :class:`QueuelabError` subclass
+        and stores nothing. With ``idempotency_key``, a second submit returns the first job."""
+        name = task.name if isinstance(task, Task) else task
+        sub = Submission(
+            task=name,
+            payload=payload,
+            user_id=user_id,
+            queue=queue,
+            priority=priority,
+            delay=delay,
+            run_at=run_at,
+            max_retries=max_retries,
+            lease_seconds=lease_seconds,
+            timeout_seconds=timeout_seconds,
+            idempotency_key=idempotency_key,
+        )
+        return self.submit_many([sub])[0]
+
+    def submit_many(self, submissions: Iterable[Submission]) -> list[Job]:
+        """Validate all, then store all in one transaction (all or nothing)."""
+        now = self.runtime.clock.now()
+        subs = list(submissions)
+        rows = [build_row(s, self.runtime.tasks.get(s.task), self.settings, now) for s in subs]
+        keyed = [r["idempotency_key"] for r in rows if r["idempotency_key"] is not None]
+        if keyed:
+            return self._submit_idempotent(rows)
+        if rows:
+            self.runtime.jobs.insert(rows)
+        return [_pending_job(row) for row in rows]
+
+    def _submit_idempotent(self, rows: list[dict[str, Any]]) -> list[Job]:
+        from queuelab.errors import StoreError
+
+        jobs: list[Job] = []
+        for row in rows:
+            key = row["idempotency_key"]
+            existing = self.runtime.jobs.find_by_idempotency_key(key) if key else None
+            if existing is None:
+                try:
+                    self.runtime.jobs.insert([row])
+                except StoreError:
+                    existing = self.runtime.jobs.find_by_idempotency_key(key) if key else None
+                    if existing is None:
+                        raise
+            jobs.append(existing or _pending_job(row))
+        return jobs
+
+    # -- read -------------------------------------------------------------------------
+
+    def get(self, job_id: str) -> Job:
+        """The job with its attempt history; :class:`JobNotFound` if there is none."""
+        return self.runtime.jobs.get(_job_id(job_id))
+
+    def jobs(
+        self,
+        *,
+        status: JobStatus | str | None = None,
+        user_id: str | None = None,
+        queue: str | None = None,
+        task: str | None = None,
+        limit: int = 100,
+    ) -> list[Job]:
+        """Jobs matching every filter given, newest first."""
+        return self.runtime.jobs.list(_filter(status, user_id, queue, task), limit=_limit(limit))
+
+    def dlq(self, *, queue: str | None = None, task: str | None = None, limit: int = 100) -> list[Job]:
+        """The dead-letter queue: jobs that are ``FAILED``, newest first."""
+        return self.jobs(status=JobStatus.FAILED, queue=queue, task=task, limit=limit)
+
+    def stats(self) -> QueueStats:
+        return read_stats(self.runtime)
+
+    def jobs_frame(self, *, limit: int = 100_000) -> pd.DataFrame:
+        """A pandas DataFrame of jobs (newest first), one row per job."""
+        return jobs_frame(self.runtime, limit=_limit(limit, 10_000_000))
+
+    # -- admin ------------------------------------------------------------------------
+
+    def requeue(self, job_id: str) -> Job:
+        """Run a FAILED, COMPLETED or CANCELLED job again with a fresh retry budget."""
+        return self.runtime.jobs.requeue(_job_id(job_id), self.runtime.clock.now())
+
+    def requeue_many(
+        self,
+        *,
+        status: JobStatus | str = JobStatus.FAILED,
+        user_id: str | None = None,
+        queue: str | None = None,
+        task: str | None = None,
+    ) -> int:
+        """Requeue every job matching the filter (by default the whole DLQ); return the count."""
+        return self.runtime.jobs.requeue_many(_filter(status, user_id, queue, task), self.runtime.clock.now())
+
+    def force_success(self, job_id: str, result: Any = None) -> Job:
+        """Mark a FAILED (or COMPLETED) job COMPLETED, recording that it was forced."""
+        return self.runtime.jobs.force_success(_job_id(job_id), self.runtime.clock.now(), result)
+
+    def cancel(self, job_id: str) -> Job:
+        """Cancel a PENDING job."""
+        return self.runtime.jobs.cancel(_job_id(job_id), self.runtime.clock.now())
+
+    def prune(self, older_than: timedelta | float | None = None) -> int:
+        """Delete COMPLETED and CANCELLED jobs finished longer ago than ``older_than``
+        (default: the retention setting)."""
+        seconds = older_than.total_seconds() if isinstance(older_than, timedelta) else older_than
+        if seconds is None:
+            seconds = self.settings.retention_seconds
+            if seconds is None:
+                return 0
+        if isinstance(seconds, bool) or not isinstance(seconds, int | float) or seconds < 0:
+            raise InvalidArgument(f"older_than must be a non-negative number of seconds, got {older_than!r}")
+        return self.runtime.jobs.prune(self.runtime.clock.now() - seconds)
+
+    # -- workers ----------------------------------------------------------------------
+
+    def worker(
+        self,
+        concurrency: int = 4,
+        mode: Mode = "thread",
+        *,
+        queues: Sequence[str] | None = None,
+        start_method: str | None = None,
+    ) -> Pool:
+        """A worker pool running in the background: ``with q.worker(4, "process"): ...``.
+
+        Thread mode runs ``concurrency`` slots in this process. Process mode runs
+        ``concurrency`` worker processes, and can kill a job that passes its timeout.
+        """
+        check_pool_args(concurrency, mode)
+        if mode == "thread":
+            return ThreadPool(self.runtime, concurrency, queues)
+        return ProcessPool(self.runtime, concurrency, queues, start_method)
+
+    def close(self) -> None:
+        self.runtime.close()
+
+    def __enter__(self) -> Queue:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _unchecked(task: Task) -> Task:
+    """The task without its payload check (the default payload {} may not satisfy it)."""
+    return Task(
+        name=task.name,
+        fn=lambda **_: None,
+        queue=task.queue,
+        priority=task.priority,
+        max_retries=task.max_retries,
+        lease_seconds=task.lease_seconds,
+        timeout_seconds=task.timeout_seconds,
+    )
+
+
+def _pending_job(row: dict[str, Any]) -> Job:
+    from queuelab.store.rows import job_from_row
+
+    return job_from_row(
+        {
+            **row,
+            "lease_token": None,
+            "lease_owner": None,
+            "lease_expires_at": None,
+            "result": None,
+            "started_at": None,
+            "finished_at": None,
+        }
+    )
+
+
+def _job_id(job_id: Any) -> str:
+    import uuid
+
+    try:
+        return str(uuid.UUID(str(job_id)))
+    except ValueError:
+        raise JobNotFound(f"no job with id {job_id!r} (job ids are UUIDs)") from None
+
+
+def _filter(status: Any, user_id: str | None, queue: str | None, task: str | None) -> JobFilter:
+    if status is not None:
+        try:
+            status = JobStatus(str(status).upper())
+        except ValueError:
+            allowed = ", ".join(s.value for s in JobStatus)
+            raise InvalidArgument(f"status must be one of {allowed}, got {status!r}") from None
+    return JobFilter(status, user_id, queue, task)
+
+
+def _limit(limit: Any, hi: int = MAX_LIST_LIMIT) -> int:
+    if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= hi:
+        raise InvalidArgument(f"limit must be a whole number between 1 and {hi}, got {limit!r}")
+    return limit

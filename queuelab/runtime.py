@@ -1,0 +1,52 @@
+"""What a worker, the maintenance loop and the facade share: settings, clock, tasks and
+the stores over one database. The database is opened on first use, so building a
+``Queue`` at import time (as ``@q.task`` modules do) costs nothing."""
+
+from __future__ import annotations
+
+import threading
+from functools import cached_property
+
+from queuelab.clock import Clock, SystemClock
+from queuelab.config import Settings
+from queuelab.models import RetryPolicy
+from queuelab.store import Database, JobStore, LeaseStore, WorkerRegistry
+from queuelab.tasks import TaskRegistry, builtin_tasks
+
+
+class Runtime:
+    def __init__(self, settings: Settings, clock: Clock | None = None) -> None:
+        self.settings = settings
+        self.clock: Clock = clock or SystemClock()
+        self.tasks = TaskRegistry()
+        for task in builtin_tasks():
+            self.tasks.add(task)
+        self._open_lock = threading.Lock()
+        self._db: Database | None = None
+
+    @property
+    def db(self) -> Database:
+        with self._open_lock:
+            if self._db is None:
+                self._db = Database(self.settings)
+            return self._db
+
+    @cached_property
+    def jobs(self) -> JobStore:
+        return JobStore(self.db)
+
+    @cached_property
+    def leases(self) -> LeaseStore:
+        return LeaseStore(self.db)
+
+    @cached_property
+    def workers(self) -> WorkerRegistry:
+        return WorkerRegistry(self.db)
+
+    @property
+    def retry_policy(self) -> RetryPolicy:
+        return RetryPolicy(base_seconds=self.settings.retry_base_seconds, max_seconds=self.settings.retry_max_seconds)
+
+    def close(self) -> None:
+        if self._db is not None:
+            self._db.dispose()

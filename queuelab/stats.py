@@ -1,0 +1,75 @@
+"""Queue statistics as values, and tidy pandas frames of jobs and attempts."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from queuelab.models import JobStatus
+from queuelab.runtime import Runtime
+from queuelab.store import WorkerInfo
+from queuelab.store.reports import Reports
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+THROUGHPUT_WINDOW_SECONDS = 60.0
+TIME_COLUMNS = ("created_at", "run_at", "started_at", "finished_at")
+
+
+@dataclass(frozen=True, slots=True)
+class QueueStats:
+    by_status: dict[str, int]
+    by_queue: dict[str, dict[str, int]]
+    oldest_pending_age_seconds: float | None  # of jobs runnable now
+    live_workers: list[WorkerInfo]
+    completed_per_second: float  # over the last minute
+    outcomes_last_minute: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def dlq_size(self) -> int:
+        return self.by_status.get(JobStatus.FAILED, 0)
+
+
+def read_stats(runtime: Runtime) -> QueueStats:
+    reports = Reports(runtime.db)
+    now = runtime.clock.now()
+    counts = reports.counts()
+    by_status = {s.value: 0 for s in JobStatus}
+    by_queue: dict[str, dict[str, int]] = {}
+    for (queue, status), n in counts.items():
+        by_status[status] = by_status.get(status, 0) + n
+        by_queue.setdefault(queue, {s.value: 0 for s in JobStatus})[status] = n
+    oldest = reports.oldest_runnable(now)
+    outcomes = reports.outcomes_since(now - THROUGHPUT_WINDOW_SECONDS)
+    return QueueStats(
+        by_status=by_status,
+        by_queue=by_queue,
+        oldest_pending_age_seconds=None if oldest is None else max(0.0, now - oldest),
+        live_workers=runtime.workers.live(now, runtime.settings.worker_ttl_seconds),
+        completed_per_second=outcomes["COMPLETED"] / THROUGHPUT_WINDOW_SECONDS,
+        outcomes_last_minute=outcomes,
+    )
+
+
+def jobs_frame(runtime: Runtime, *, limit: int) -> pd.DataFrame:
+    import pandas as pd
+
+    from queuelab.store.reports import FRAME_COLUMNS
+
+    frame = pd.DataFrame(Reports(runtime.db).job_rows(limit), columns=list(FRAME_COLUMNS))
+    for column in TIME_COLUMNS:
+        frame[column] = pd.to_datetime(frame[column], unit="s", utc=True)
+    frame["forced"] = frame["forced"].astype(bool)
+    return frame
+
+
+def attempts_frame(runtime: Runtime, *, limit: int) -> pd.DataFrame:
+    import pandas as pd
+
+    frame = pd.DataFrame(Reports(runtime.db).attempt_rows(limit))
+    if frame.empty:
+        return frame
+    for column in ("started_at", "finished_at"):
+        frame[column] = pd.to_datetime(frame[column], unit="s", utc=True)
+    return frame

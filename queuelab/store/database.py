@@ -1,0 +1,150 @@
+"""Engines, transactions and schema set-up for the two supported databases.
+
+SQLite is the embedded default: WAL (readers never block the writer), a busy timeout, and
+every write transaction opened with ``BEGIN IMMEDIATE`` so two writers queue on the lock
+instead of failing when a reader tries to upgrade. PostgreSQL serves many workers on many
+machines; row locks (``FOR UPDATE SKIP LOCKED``) do the job SQLite's database lock does.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy import event
+from sqlalchemy.engine import Connection, Engine, make_url
+
+from queuelab.config import Settings
+from queuelab.errors import ConfigError, SchemaVersionError, StoreError
+from queuelab.store.schema import NOTIFY_CHANNEL, SCHEMA_VERSION, meta, metadata
+
+# Any constant works; it only has to be the same in every queuelab process.
+_SCHEMA_LOCK_KEY = 0x71756575656C6162  # "queuelab"
+
+
+class Database:
+    """One engine plus the transaction helpers every store module uses."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.url = _normalise_url(settings.database_url)
+        self.dialect = "sqlite" if self.url.get_backend_name() == "sqlite" else "postgresql"
+        self.engine = _sqlite_engine(self.url, settings) if self.is_sqlite else _postgres_engine(self.url)
+        self._ensure_schema()
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.dialect == "sqlite"
+
+    @property
+    def sqlite_path(self) -> str:
+        return str(self.url.database)
+
+    def describe(self) -> str:
+        return self.url.render_as_string(hide_password=True)
+
+    @contextmanager
+    def write(self) -> Iterator[Connection]:
+        """A write transaction: ``BEGIN IMMEDIATE`` on SQLite, a plain one on PostgreSQL."""
+        with translate_errors(self), self.engine.connect() as conn, conn.begin():
+            yield conn
+
+    @contextmanager
+    def read(self) -> Iterator[Connection]:
+        """A read-only transaction (``BEGIN DEFERRED`` on SQLite: takes no write lock)."""
+        with translate_errors(self), self.engine.connect() as conn:
+            conn = conn.execution_options(queuelab_begin="DEFERRED")
+            with conn.begin():
+                yield conn
+
+    def notify(self, conn: Connection, queue: str) -> None:
+        """Wake idle PostgreSQL workers when this transaction commits (no-op on SQLite,
+        whose workers watch ``PRAGMA data_version`` instead)."""
+        if not self.is_sqlite:
+            conn.execute(sa.text("SELECT pg_notify(:channel, :queue)"), {"channel": NOTIFY_CHANNEL, "queue": queue})
+
+    def dispose(self) -> None:
+        self.engine.dispose()
+
+    def _ensure_schema(self) -> None:
+        with self.write() as conn:
+            if not self.is_sqlite:
+                # Many workers may start at once on an empty database: serialise CREATE TABLE.
+                conn.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": _SCHEMA_LOCK_KEY})
+            metadata.create_all(conn, checkfirst=True)
+            found = conn.execute(sa.select(meta.c.value).where(meta.c.key == "schema_version")).scalar()
+            if found is None:
+                conn.execute(meta.insert().values(key="schema_version", value=str(SCHEMA_VERSION)))
+            elif int(found) > SCHEMA_VERSION:
+                raise SchemaVersionError(
+                    f"the database {self.describe()} was written by queuelab schema version {found}, "
+                    f"but this queuelab only knows versions up to {SCHEMA_VERSION}; upgrade queuelab "
+                    "before using this database"
+                )
+
+
+@contextmanager
+def translate_errors(db: Database) -> Iterator[None]:
+    try:
+        yield
+    except sa.exc.DBAPIError as exc:
+        detail = str(exc.orig).strip().splitlines()[0] if exc.orig is not None else str(exc)
+        if "locked" in detail:
+            detail += (
+                f" (waited {db.settings.sqlite_busy_timeout_seconds:g}s for the write lock; "
+                "raise QUEUELAB_SQLITE_BUSY_TIMEOUT_SECONDS or find the process holding it)"
+            )
+        raise StoreError(f"database error on {db.describe()}: {detail}") from exc
+
+
+def _normalise_url(raw: str) -> sa.URL:
+    url = make_url(raw)
+    backend = url.get_backend_name()
+    if backend == "postgresql" or url.drivername == "postgres":
+        return url.set(drivername="postgresql+psycopg")
+    if backend == "sqlite":
+        if not url.database or url.database == ":memory:" or url.database.startswith("file::memory:"):
+            raise ConfigError(
+                f"database_url {raw!r} names an in-memory SQLite database, which worker processes "
+                "cannot share; give a file path such as sqlite:///queuelab.db"
+            )
+        return url.set(drivername="sqlite")
+    raise ConfigError(f"database_url must be a SQLite or PostgreSQL URL, got {raw!r}")
+
+
+def _sqlite_engine(url: sa.URL, settings: Settings) -> Engine:
+    folder = os.path.dirname(os.path.abspath(str(url.database)))
+    if not os.path.isdir(folder):
+        raise ConfigError(f"database_url {url.render_as_string()!r}: the folder {folder!r} does not exist")
+    engine = sa.create_engine(
+        url,
+        connect_args={"timeout": settings.sqlite_busy_timeout_seconds},
+        pool_size=8,
+        max_overflow=32,
+    )
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_conn: Any, _record: Any) -> None:
+        # Take transaction control from the sqlite3 module: it would open deferred
+        # transactions on its own, and a deferred writer can fail with SQLITE_BUSY.
+        dbapi_conn.isolation_level = None
+        cursor = dbapi_conn.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute(f"PRAGMA synchronous={settings.sqlite_synchronous}")
+        cursor.execute(f"PRAGMA busy_timeout={int(settings.sqlite_busy_timeout_seconds * 1000)}")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn: Connection) -> None:
+        mode = conn.get_execution_options().get("queuelab_begin", "IMMEDIATE")
+        conn.exec_driver_sql(f"BEGIN {mode}")
+
+    return engine
+
+
+def _postgres_engine(url: sa.URL) -> Engine:
+    # pre_ping: a worker survives a server restart by dropping dead pooled connections.
+    return sa.create_engine(url, pool_pre_ping=True, pool_size=8, max_overflow=32)

@@ -1,0 +1,156 @@
+"""Jobs as records: insert, read, list, and the admin transitions (requeue, force-success,
+cancel, prune). The lease life cycle lives in :mod:`queuelab.store.leases`."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import sqlalchemy as sa
+
+from queuelab.errors import InvalidTransition, JobNotFound
+from queuelab.models import Job, JobStatus
+from queuelab.store.database import Database
+from queuelab.store.rows import job_from_row
+from queuelab.store.schema import attempts, jobs
+
+REQUEUEABLE = (JobStatus.FAILED, JobStatus.COMPLETED, JobStatus.CANCELLED)
+FORCEABLE = (JobStatus.FAILED, JobStatus.COMPLETED)
+PRUNABLE = (JobStatus.COMPLETED, JobStatus.CANCELLED)
+
+
+@dataclass(frozen=True, slots=True)
+class JobFilter:
+    status: JobStatus | None = None
+    user_id: str | None = None
+    queue: str | None = None
+    task: str | None = None
+
+    def clauses(self) -> list[sa.ColumnElement[bool]]:
+        pairs = [
+            (jobs.c.status, self.status),
+            (jobs.c.user_id, self.user_id),
+            (jobs.c.queue, self.queue),
+            (jobs.c.task, self.task),
+        ]
+        return [column == value for column, value in pairs if value is not None]
+
+
+class JobStore:
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    def insert(self, rows: Sequence[dict[str, Any]]) -> None:
+        """Store new jobs in one transaction and wake the workers of their queues."""
+        with self.db.write() as conn:
+            conn.execute(jobs.insert(), list(rows))
+            for queue in sorted({r["queue"] for r in rows}):
+                self.db.notify(conn, queue)
+
+    def find_by_idempotency_key(self, key: str) -> Job | None:
+        with self.db.read() as conn:
+            row = conn.execute(sa.select(jobs).where(jobs.c.idempotency_key == key)).mappings().first()
+        return None if row is None else job_from_row(row)
+
+    def get(self, job_id: str) -> Job:
+        with self.db.read() as conn:
+            row = conn.execute(sa.select(jobs).where(jobs.c.id == job_id)).mappings().first()
+            if row is None:
+                raise JobNotFound(f"no job with id {job_id!r}")
+            history = conn.execute(
+                sa.select(attempts).where(attempts.c.job_id == job_id).order_by(attempts.c.id)
+            ).mappings()
+            return job_from_row(row, history)
+
+    def list(self, where: JobFilter, *, limit: int, before: tuple[float, str] | None = None) -> list[Job]:
+        """Newest first; ``before`` is the (created_at, id) of the last job of the previous page."""
+        query = sa.select(jobs).where(*where.clauses())
+        if before is not None:
+            query = query.where(sa.tuple_(jobs.c.created_at, jobs.c.id) < sa.tuple_(*before))
+        query = query.order_by(jobs.c.created_at.desc(), jobs.c.id.desc()).limit(limit)
+        with self.db.read() as conn:
+            return [job_from_row(row) for row in conn.execute(query).mappings()]
+
+    def requeue(self, job_id: str, now: float) -> Job:
+        """Back to PENDING with a fresh retry budget; the attempt history is kept."""
+        self._transition(job_id, REQUEUEABLE, "requeued", _requeue_values(now), notify=True)
+        return self.get(job_id)
+
+    def requeue_many(self, where: JobFilter, now: float) -> int:
+        statuses = (where.status,) if where.status is not None else (JobStatus.FAILED,)
+        if not set(statuses) <= set(REQUEUEABLE):
+            raise InvalidTransition(f"only {_names(REQUEUEABLE)} jobs can be requeued, not {where.status}")
+        clauses = [c for c in JobFilter(None, where.user_id, where.queue, where.task).clauses()]
+        stmt = jobs.update().where(jobs.c.status.in_(statuses), *clauses).values(**_requeue_values(now))
+        with self.db.write() as conn:
+            count = conn.execute(stmt).rowcount
+            if count:
+                self.db.notify(conn, where.queue or "*")
+        return count
+
+    def force_success(self, job_id: str, now: float, result: Any = None) -> Job:
+        values = {"status": JobStatus.COMPLETED, "forced": True, "finished_at": now}
+        if result is not None:
+            values["result"] = json.dumps(result)
+        self._transition(job_id, FORCEABLE, "forced to success", values)
+        return self.get(job_id)
+
+    def cancel(self, job_id: str, now: float) -> Job:
+        values = {"status": JobStatus.CANCELLED, "finished_at": now}
+        self._transition(job_id, (JobStatus.PENDING,), "cancelled", values)
+        return self.get(job_id)
+
+    def prune(self, finished_before: float, statuses: Sequence[JobStatus] = PRUNABLE, batch: int = 5000) -> int:
+        """Delete finished jobs (and their attempts) in batches, so SQLite's write lock is
+        never held for long."""
+        total = 0
+        while True:
+            victims = (
+                sa.select(jobs.c.id)
+                .where(jobs.c.status.in_(statuses), jobs.c.finished_at < finished_before)
+                .limit(batch)
+            )
+            with self.db.write() as conn:
+                ids = list(conn.execute(victims).scalars())
+                if ids:
+                    conn.execute(attempts.delete().where(attempts.c.job_id.in_(ids)))
+                    conn.execute(jobs.delete().where(jobs.c.id.in_(ids)))
+            total += len(ids)
+            if len(ids) < batch:
+                return total
+
+    def _transition(
+        self, job_id: str, allowed: Sequence[JobStatus], verb: str, values: dict[str, Any], notify: bool = False
+    ) -> None:
+        stmt = jobs.update().where(jobs.c.id == job_id, jobs.c.status.in_(allowed)).values(**values)
+        with self.db.write() as conn:
+            if conn.execute(stmt).rowcount == 1:
+                if notify:
+                    self.db.notify(conn, "*")
+                return
+            status = conn.execute(sa.select(jobs.c.status).where(jobs.c.id == job_id)).scalar()
+        if status is None:
+            raise JobNotFound(f"no job with id {job_id!r}")
+        raise InvalidTransition(f"job {job_id} is {status}; only {_names(allowed)} jobs can be {verb}")
+
+
+def _requeue_values(now: float) -> dict[str, Any]:
+    return {
+        "status": JobStatus.PENDING,
+        "attempts": 0,
+        "run_at": now,
+        "result": None,
+        "forced": False,
+        "started_at": None,
+        "finished_at": None,
+        "lease_token": None,
+        "lease_owner": None,
+        "lease_expires_at": None,
+    }
+
+
+def _names(statuses: Sequence[JobStatus]) -> str:
+    names = [str(s) for s in statuses]
+    return ", ".join(names[:-1]) + " or " + names[-1] if len(names) > 1 else names[0]

@@ -1,0 +1,53 @@
+"""Rows to values: the only place that knows how a job is laid out in a table."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from queuelab.models import Attempt, AttemptOutcome, Job, JobStatus, to_datetime
+
+
+def job_from_row(row: Mapping[Any, Any], history: Iterable[Mapping[Any, Any]] = ()) -> Job:
+    return Job(
+        id=row["id"],
+        queue=row["queue"],
+        task=row["task"],
+        payload=json.loads(row["payload"]),
+        user_id=row["user_id"],
+        status=JobStatus(row["status"]),
+        priority=row["priority"],
+        run_at=_dt(row["run_at"]),
+        attempts=row["attempts"],
+        max_retries=row["max_retries"],
+        lease_seconds=row["lease_seconds"],
+        timeout_seconds=row["timeout_seconds"],
+        lease_token=row["lease_token"],
+        lease_owner=row["lease_owner"],
+        lease_expires_at=to_datetime(row["lease_expires_at"]),
+        result=None if row["result"] is None else json.loads(row["result"]),
+        forced=bool(row["forced"]),
+        created_at=_dt(row["created_at"]),
+        started_at=to_datetime(row["started_at"]),
+        finished_at=to_datetime(row["finished_at"]),
+        idempotency_key=row["idempotency_key"],
+        history=tuple(attempt_from_row(a) for a in history),
+    )
+
+
+def attempt_from_row(row: Mapping[Any, Any]) -> Attempt:
+    return Attempt(
+        number=row["number"],
+        worker_id=row["worker_id"],
+        outcome=AttemptOutcome(row["outcome"]),
+        started_at=to_datetime(row["started_at"]),
+        finished_at=_dt(row["finished_at"]),
+        error_type=row["error_type"],
+        error_message=row["error_message"],
+        traceback=row["traceback"],
+    )
+
+
+def _dt(value: float) -> Any:
+    return to_datetime(value)

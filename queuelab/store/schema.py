@@ -1,0 +1,111 @@
+"""The one schema, shared by SQLite and PostgreSQL (SQLAlchemy Core).
+
+Times are stored as epoch seconds (double precision, UTC): comparisons are numeric and
+identical on both databases, and the worker's injected clock writes the same values the
+real one would.
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+
+SCHEMA_VERSION = 1
+NOTIFY_CHANNEL = "queuelab_jobs"
+
+metadata = sa.MetaData()
+
+meta = sa.Table(
+    "queuelab_meta",
+    metadata,
+    sa.Column("key", sa.String(64), primary_key=True),
+    sa.Column("value", sa.String(256), nullable=False),
+)
+
+jobs = sa.Table(
+    "queuelab_jobs",
+    metadata,
+    sa.Column("id", sa.String(36), primary_key=True),
+    sa.Column("queue", sa.String(64), nullable=False),
+    sa.Column("task", sa.String(200), nullable=False),
+    sa.Column("payload", sa.Text, nullable=False),  # JSON text: the bytes the user sent, checked once
+    sa.Column("user_id", sa.String(200), nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("priority", sa.SmallInteger, nullable=False),
+    sa.Column("run_at", sa.Double, nullable=False),
+    sa.Column("attempts", sa.Integer, nullable=False, default=0),
+    sa.Column("max_retries", sa.Integer, nullable=False),
+    sa.Column("lease_seconds", sa.Double, nullable=False),
+    sa.Column("timeout_seconds", sa.Double),
+    sa.Column("lease_token", sa.String(36)),
+    sa.Column("lease_owner", sa.String(200)),
+    sa.Column("lease_expires_at", sa.Double),
+    sa.Column("result", sa.Text),
+    sa.Column("forced", sa.Boolean, nullable=False, default=False),
+    sa.Column("idempotency_key", sa.String(200)),
+    sa.Column("created_at", sa.Double, nullable=False),
+    sa.Column("started_at", sa.Double),
+    sa.Column("finished_at", sa.Double),
+    sa.CheckConstraint(
+        "status IN ('PENDING', 'RUNNING', 'COMPLETED', 'FAILED', 'CANCELLED')", name="queuelab_jobs_status"
+    ),
+)
+
+_pending = jobs.c.status == "PENDING"
+_running = jobs.c.status == "RUNNING"
+
+# The claim reads only the runnable set, in claim order. A partial index holds just the
+# PENDING rows, so it stays small when the table holds millions of finished jobs.
+sa.Index(
+    "queuelab_jobs_claim",
+    jobs.c.queue,
+    jobs.c.priority.desc(),
+    jobs.c.run_at,
+    sqlite_where=_pending,
+    postgresql_where=_pending,
+)
+# Rescue scans running jobs by lease expiry; partial for the same reason.
+sa.Index(
+    "queuelab_jobs_lease",
+    jobs.c.lease_expires_at,
+    sqlite_where=_running,
+    postgresql_where=_running,
+)
+# Pruning, the DLQ listing and stats select finished jobs by status and finish time.
+sa.Index("queuelab_jobs_finished", jobs.c.status, jobs.c.finished_at)
+# Per-user listings and (later) per-user quotas.
+sa.Index("queuelab_jobs_user", jobs.c.user_id, jobs.c.status)
+# An idempotency key names at most one job.
+sa.Index("queuelab_jobs_idempotency", jobs.c.idempotency_key, unique=True)
+
+attempts = sa.Table(
+    "queuelab_attempts",
+    metadata,
+    sa.Column("id", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True, autoincrement=True),
+    sa.Column("job_id", sa.String(36), nullable=False),
+    sa.Column("number", sa.Integer, nullable=False),
+    sa.Column("worker_id", sa.String(200)),
+    sa.Column("outcome", sa.String(16), nullable=False),
+    sa.Column("started_at", sa.Double),
+    sa.Column("finished_at", sa.Double, nullable=False),
+    sa.Column("error_type", sa.String(200)),
+    sa.Column("error_message", sa.Text),
+    sa.Column("traceback", sa.Text),
+)
+# A job's history is read by job id, in order.
+sa.Index("queuelab_attempts_job", attempts.c.job_id, attempts.c.id)
+# Throughput and outcome stats over a recent window.
+sa.Index("queuelab_attempts_finished", attempts.c.finished_at)
+
+workers = sa.Table(
+    "queuelab_workers",
+    metadata,
+    sa.Column("id", sa.String(200), primary_key=True),
+    sa.Column("hostname", sa.String(200), nullable=False),
+    sa.Column("pid", sa.Integer, nullable=False),
+    sa.Column("queues", sa.String(1000), nullable=False),
+    sa.Column("concurrency", sa.Integer, nullable=False),
+    sa.Column("mode", sa.String(16), nullable=False),
+    sa.Column("started_at", sa.Double, nullable=False),
+    sa.Column("last_seen_at", sa.Double, nullable=False),
+    sa.Column("stopped_at", sa.Double),
+)

@@ -1,0 +1,139 @@
+"""Checks every argument of ``submit`` before anything is written, and turns a valid
+submission into a row."""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from queuelab.config import Settings
+from queuelab.errors import InvalidArgument, PayloadTooLarge
+from queuelab.models import JobStatus
+from queuelab.tasks import Task
+
+QUEUE_PATTERN = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
+MAX_USER_ID_LENGTH = 200
+MAX_DELAY_SECONDS = 366 * 86400.0
+MAX_LEASE_SECONDS = 86400.0
+MAX_RETRIES_LIMIT = 100
+PRIORITY_RANGE = (0, 9)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Submission:
+    """One job as the caller asked for it; ``None`` means "the task's default"."""
+
+    task: str
+    payload: Any = None
+    user_id: str = "default"
+    queue: str | None = None
+    priority: int | None = None
+    delay: float | timedelta | None = None
+    run_at: datetime | None = None
+    max_retries: int | None = None
+    lease_seconds: float | None = None
+    timeout_seconds: float | None = None
+    idempotency_key: str | None = None
+
+
+def build_row(sub: Submission, task: Task, settings: Settings, now: float) -> dict[str, Any]:
+    payload = {} if sub.payload is None else sub.payload
+    if not isinstance(payload, dict):
+        raise InvalidArgument(f"payload must be a JSON object (a dict), got {type(payload).__name__}")
+    text = _json(payload)
+    size = len(text.encode())
+    if size > settings.max_payload_bytes:
+        raise PayloadTooLarge(f"payload is {size} bytes; the limit is {settings.max_payload_bytes} bytes")
+    task.check_payload(payload)
+    max_retries = _pick(sub.max_retries, task.max_retries, settings.max_retries)
+    lease = _pick(sub.lease_seconds, task.lease_seconds, settings.lease_seconds)
+    timeout = sub.timeout_seconds if sub.timeout_seconds is not None else task.timeout_seconds
+    return {
+        "id": str(uuid.uuid4()),
+        "queue": _queue(sub.queue if sub.queue is not None else task.queue),
+        "task": task.name,
+        "payload": text,
+        "user_id": _user_id(sub.user_id),
+        "status": JobStatus.PENDING,
+        "priority": _priority(sub.priority if sub.priority is not None else task.priority),
+        "run_at": _run_at(sub.delay, sub.run_at, now),
+        "attempts": 0,
+        "max_retries": _whole("max_retries", max_retries, 0, MAX_RETRIES_LIMIT),
+        "lease_seconds": _seconds("lease_seconds", lease, MAX_LEASE_SECONDS),
+        "timeout_seconds": None if timeout is None else _seconds("timeout_seconds", timeout, MAX_LEASE_SECONDS),
+        "forced": False,
+        "idempotency_key": _idempotency_key(sub.idempotency_key),
+        "created_at": now,
+    }
+
+
+def _pick(*choices: Any) -> Any:
+    return next(c for c in choices if c is not None)
+
+
+def _json(payload: dict[str, Any]) -> str:
+    try:
+        return json.dumps(payload, allow_nan=False, separators=(",", ":"))
+    except (TypeError, ValueError) as exc:
+        raise InvalidArgument(f"payload must be JSON-serialisable (no NaN or Infinity): {exc}") from None
+
+
+def _queue(name: Any) -> str:
+    if not isinstance(name, str) or not QUEUE_PATTERN.match(name):
+        raise InvalidArgument(f"queue must be 1 to 64 letters, digits, _ . or -, got {name!r}")
+    return name
+
+
+def _user_id(user_id: Any) -> str:
+    if not isinstance(user_id, str) or not user_id.strip() or len(user_id) > MAX_USER_ID_LENGTH:
+        raise InvalidArgument(
+            f"user_id must be a non-empty string of at most {MAX_USER_ID_LENGTH} characters, got {user_id!r}"
+        )
+    return user_id
+
+
+def _priority(priority: Any) -> int:
+    lo, hi = PRIORITY_RANGE
+    return _whole("priority", priority, lo, hi)
+
+
+def _whole(name: str, value: Any, lo: int, hi: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
+        raise InvalidArgument(f"{name} must be a whole number between {lo} and {hi}, got {value!r}")
+    return value
+
+
+def _seconds(name: str, value: Any, hi: float) -> float:
+    if isinstance(value, timedelta):
+        value = value.total_seconds()
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value <= hi or math.isnan(value):
+        raise InvalidArgument(f"{name} must be a number of seconds > 0 and <= {hi:g}, got {value!r}")
+    return float(value)
+
+
+def _run_at(delay: Any, run_at: Any, now: float) -> float:
+    if delay is not None and run_at is not None:
+        raise InvalidArgument("give delay or run_at, not both")
+    if run_at is not None:
+        if not isinstance(run_at, datetime) or run_at.tzinfo is None:
+            raise InvalidArgument(f"run_at must be a timezone-aware datetime, got {run_at!r}")
+        return run_at.timestamp()
+    if delay is None:
+        return now
+    seconds = delay.total_seconds() if isinstance(delay, timedelta) else delay
+    if isinstance(seconds, bool) or not isinstance(seconds, int | float) or not 0 <= seconds <= MAX_DELAY_SECONDS:
+        raise InvalidArgument(f"delay must be a number of seconds between 0 and {MAX_DELAY_SECONDS:g}, got {delay!r}")
+    return now + float(seconds)
+
+
+def _idempotency_key(key: Any) -> str | None:
+    if key is None:
+        return None
+    if not isinstance(key, str) or not 0 < len(key) <= 200:
+        raise InvalidArgument(f"idempotency_key must be a string of 1 to 200 characters, got {key!r}")
+    return key
