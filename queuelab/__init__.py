@@ -18,6 +18,7 @@ from queuelab.errors import (
     UnknownTask,
     WorkerLost,
 )
+from queuelab.execution import current_job
 from queuelab.models import Attempt, AttemptOutcome, Job, JobStatus, RetryPolicy
 from queuelab.queue import Queue
 from queuelab.stats import QueueStats
@@ -54,4 +55,5 @@ __all__ = [
     "UnknownTask",
     "WorkerLost",
     "__version__",
+    "current_job",
 ]

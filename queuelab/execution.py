@@ -4,11 +4,22 @@ from __future__ import annotations
 
 import json
 import random
+from contextvars import ContextVar
 
-from queuelab.errors import QueuelabError
+from queuelab.errors import InvalidArgument, QueuelabError
 from queuelab.models import Lease
 from queuelab.policy import Decision, Errored, Outcome, Succeeded, decide
 from queuelab.runtime import Runtime
+
+_current: ContextVar[Lease | None] = ContextVar("queuelab_current_job", default=None)
+
+
+def current_job() -> Lease:
+    """The lease of the job this thread is running (id, attempt, user, queue)."""
+    lease = _current.get()
+    if lease is None:
+        raise InvalidArgument("current_job() was called outside a running job")
+    return lease
 
 
 class ResultNotSerializable(QueuelabError, TypeError):
@@ -17,6 +28,7 @@ class ResultNotSerializable(QueuelabError, TypeError):
 
 def run_task(runtime: Runtime, lease: Lease) -> Outcome:
     """Call the task; every exception it raises becomes a failed outcome."""
+    reset = _current.set(lease)
     try:
         task = runtime.tasks.get(lease.task)
         result = task.run(lease.payload)
@@ -24,6 +36,8 @@ def run_task(runtime: Runtime, lease: Lease) -> Outcome:
         return Succeeded(result)
     except (Exception, SystemExit) as exc:
         return Errored.from_exception(exc)
+    finally:
+        _current.reset(reset)
 
 
 def decide_after(runtime: Runtime, lease: Lease, outcome: Outcome) -> Decision:

@@ -1,9 +1,12 @@
 """One worker: claim → run → ack, on ``concurrency`` slot threads.
 
-The fetch loop claims only as many jobs as there are free slots (a lease is never held
-by a job that is not running), runs each on a slot thread, and each slot acks its own
-job. Between claims an idle worker sleeps on a :mod:`wakeup <queuelab.store.wakeup>`
-signal, not on a fixed poll. :mod:`queuelab.maintenance` keeps the leases alive.
+The dispatcher (the thread that calls :meth:`Worker.run`) owns the job path's writes:
+in ONE transaction it acks every attempt that finished since its last turn and claims as
+many new jobs as there are free slots, so a busy worker spends one write per batch, not
+two per job, and never holds a lease on a job that is not running. Slot threads only run
+tasks. When nothing is runnable the dispatcher sleeps on a :mod:`wakeup
+<queuelab.store.wakeup>` signal, not a fixed poll. :mod:`queuelab.maintenance` keeps the
+leases alive and rescues those of vanished workers.
 """
 
 from __future__ import annotations
@@ -24,11 +27,13 @@ from queuelab.models import Lease
 from queuelab.policy import Decision
 from queuelab.runtime import Runtime
 from queuelab.store import WorkerInfo
+from queuelab.store.leases import ClaimFilter, Finished
 from queuelab.store.wakeup import Wakeup, wakeup_for
 
 log = logging.getLogger("queuelab.worker")
 
-FINISH_ATTEMPTS = 5
+STORE_RETRY_SECONDS = 0.5
+ACK_GRACE_SECONDS = 5.0
 
 
 @dataclass(slots=True, eq=False)
@@ -36,8 +41,8 @@ class Running:
     lease: Lease
     started_monotonic: float
     heartbeat_at: float
-    finishing: bool = False  # the slot has the outcome and is acking it
-    abandoned: bool = False  # timed out: whatever the task returns later is discarded
+    finished: Finished | None = None  # the outcome, until the dispatcher has written it
+    abandoned: bool = False  # timed out or released: whatever the task returns is discarded
 
 
 class Worker:
@@ -69,7 +74,7 @@ class Worker:
     # -- life cycle -------------------------------------------------------------------
 
     def run(self) -> None:
-        """Work until :attr:`stop_event` is set, then shut down gracefully."""
+        """Work until :meth:`stop` is called, then shut down gracefully."""
         from queuelab.maintenance import Maintenance
 
         self._wakeup = wakeup_for(self.runtime.db)
@@ -86,7 +91,7 @@ class Worker:
             self.runtime.db.describe(),
         )
         try:
-            self._fetch_loop()
+            self._dispatch_loop()
         finally:
             self._drain()
             maintenance.stop()
@@ -98,37 +103,67 @@ class Worker:
         if self.stop_event.is_set():
             self.hurry_event.set()
         self.stop_event.set()
-        if self._wakeup is not None:
-            self._wakeup.poke()
+        self._poke()
 
     def running(self) -> list[Running]:
+        """Jobs holding a lease here: running, or finished and not yet acked."""
         with self._lock:
             return list(self._running.values())
 
-    # -- claim ------------------------------------------------------------------------
+    # -- dispatch ---------------------------------------------------------------------
 
-    def _fetch_loop(self) -> None:
+    def _dispatch_loop(self) -> None:
         assert self._wakeup is not None
         wake = self._wakeup
         while not self.stop_event.is_set():
             wake.mark()
-            free = self.concurrency - len(self._running)
-            if free <= 0:
-                wake.wait(self.runtime.settings.poll_interval_seconds)
+            finished, free = self._take_finished(), self._free_slots()
+            if not finished and free <= 0:
+                wake.wait(self.runtime.settings.poll_interval_seconds)  # until a slot frees up
                 continue
-            if self.claim_once(free):
+            if self.settle(finished, free) or finished:
                 continue
             wake.wait(self._idle_timeout())
 
-    def claim_once(self, limit: int) -> int:
-        """Claim up to ``limit`` jobs and hand them to the slots; return how many."""
+    def settle(self, finished: list[Finished], free: int) -> int:
+        """Ack ``finished`` and claim up to ``free`` jobs in one transaction; return the
+        number claimed. On a database error, the acks are kept for the next turn."""
         now = self.runtime.clock.now()
+        which = ClaimFilter(self.id, self.queues, tuple(t.name for t in self.runtime.tasks))
         try:
-            leases = self.runtime.leases.claim(self.id, self.queues, limit, now, tasks=self._task_names())
+            lost, claimed = self.runtime.leases.settle(finished, which, free, now)
         except StoreError as exc:
-            log.error("claim failed, retrying after a pause: %s", exc)
-            self.stop_event.wait(1.0)
+            log.error("could not write acks or claim (will retry): %s", exc)
+            self.stop_event.wait(STORE_RETRY_SECONDS)
             return 0
+        for lease in lost:
+            log.warning(
+                "job %s: the lease of attempt %d was lost (it expired and was rescued, or was "
+                "released); its outcome was discarded",
+                lease.job_id,
+                lease.attempt,
+            )
+        self._forget(finished)
+        self._dispatch(claimed)
+        return len(claimed)
+
+    def _take_finished(self) -> list[Finished]:
+        with self._lock:
+            return [e.finished for e in self._running.values() if e.finished is not None]
+
+    def _free_slots(self) -> int:
+        with self._lock:
+            busy = sum(1 for e in self._running.values() if e.finished is None)
+        return 0 if self.stop_event.is_set() else self.concurrency - busy
+
+    def _forget(self, finished: list[Finished]) -> None:
+        with self._lock:
+            for done in finished:
+                entry = self._running.get(done.lease.job_id)
+                if entry is not None and entry.finished is done:
+                    del self._running[done.lease.job_id]
+
+    def _dispatch(self, leases: list[Lease]) -> None:
         started = time.monotonic()
         entries = [Running(lease, started, heartbeat_at=started) for lease in leases]
         with self._lock:
@@ -136,7 +171,6 @@ class Worker:
                 self._running[entry.lease.job_id] = entry
         for entry in entries:
             self._inbox.put(entry)
-        return len(entries)
 
     def _idle_timeout(self) -> float:
         timeout = self.runtime.settings.poll_interval_seconds
@@ -148,8 +182,9 @@ class Worker:
             timeout = min(timeout, max(0.0, next_run - self.runtime.clock.now()) + 0.001)
         return timeout
 
-    def _task_names(self) -> list[str]:
-        return [task.name for task in self.runtime.tasks]
+    def _poke(self) -> None:
+        if self._wakeup is not None:
+            self._wakeup.poke()
 
     # -- run --------------------------------------------------------------------------
 
@@ -164,87 +199,88 @@ class Worker:
                 return  # abandoned after a timeout: a replacement slot has taken over
 
     def _execute(self, entry: Running) -> bool:
-        """Run, decide, ack. False if the job was abandoned meanwhile (this thread must end)."""
+        """Run and decide; hand the outcome to the dispatcher. False if the job was
+        abandoned meanwhile (this thread must then end: another has taken its slot)."""
         lease = entry.lease
         outcome = run_task(self.runtime, lease)
         decision = decide_after(self.runtime, lease, outcome)
         with self._lock:
             if entry.abandoned:
                 return False
-            entry.finishing = True
-        self.finish(lease, decision)
-        with self._lock:
-            self._running.pop(lease.job_id, None)
-        if self._wakeup is not None:
-            self._wakeup.poke()
+            entry.finished = Finished(lease, decision, self.runtime.clock.now())
+        self._poke()
         return True
 
     def finish(self, lease: Lease, decision: Decision) -> None:
-        """Ack the attempt, retrying transient database errors; a lost lease is logged."""
-        for attempt in range(1, FINISH_ATTEMPTS + 1):
-            try:
-                self.runtime.leases.finish(lease, decision, self.id, self.runtime.clock.now())
-                return
-            except LeaseLost as exc:
-                log.warning("%s", exc)
-                return
-            except StoreError as exc:
-                if attempt == FINISH_ATTEMPTS:
-                    log.error(
-                        "could not record the outcome of job %s; its lease will expire and it will be rescued: %s",
-                        lease.job_id,
-                        exc,
-                    )
-                    return
-                time.sleep(0.1 * 2**attempt)
+        """Ack one attempt at once (timeouts); a lost lease or a database error is logged."""
+        try:
+            self.runtime.leases.finish(lease, decision, self.id, self.runtime.clock.now())
+        except LeaseLost as exc:
+            log.warning("%s", exc)
+        except StoreError as exc:
+            log.error(
+                "could not record the outcome of job %s; it will be rescued when its lease expires: %s",
+                lease.job_id,
+                exc,
+            )
 
     def abandon(self, entry: Running) -> bool:
-        """Stop waiting for a job (timed out, or released at shutdown) and give its slot to a
-        fresh thread. False if the slot is already acking it."""
+        """Stop waiting for a job (timed out, or released at shutdown) and give its slot to
+        a fresh thread. False if the job has already finished."""
         with self._lock:
-            if entry.finishing or entry.abandoned:
+            if entry.finished is not None or entry.abandoned:
                 return False
             entry.abandoned = True
             self._running.pop(entry.lease.job_id, None)
         if not self.stop_event.is_set():
             self._start_slot()
-        if self._wakeup is not None:
-            self._wakeup.poke()
+        self._poke()
         return True
 
     # -- shutdown ---------------------------------------------------------------------
 
     def _drain(self) -> None:
-        """Stop claiming; let running jobs finish within the grace period; release the rest."""
+        """Stop claiming; let running jobs finish within the grace period, acking as they
+        do; release the rest without spending their attempt."""
         grace = self.runtime.settings.shutdown_grace_seconds
         deadline = time.monotonic() + grace
-        if self._running:
-            log.info("worker %s stopping: waiting up to %gs for %d running job(s)", self.id, grace, len(self._running))
-        while self._running and time.monotonic() < deadline and not self.hurry_event.is_set():
+        if self._free_slots() < self.concurrency:
+            log.info("worker %s stopping: waiting up to %gs for running jobs", self.id, grace)
+        while self._busy() and time.monotonic() < deadline and not self.hurry_event.is_set():
+            self._flush()
             time.sleep(0.01)
         for entry in self.running():
-            if not self.abandon(entry):
-                continue
-            try:
-                released = self.runtime.leases.release(entry.lease, self.id, self.runtime.clock.now())
-            except StoreError as exc:
-                log.error(
-                    "could not release job %s; it will be rescued when its lease expires: %s", entry.lease.job_id, exc
-                )
-                continue
-            if released:
-                log.warning(
-                    "worker %s released job %s unfinished after the %gs grace period; no attempt spent",
-                    self.id,
-                    entry.lease.job_id,
-                    grace,
-                )
-        # Slots already acking when the grace period ended get a moment to commit.
-        ack_deadline = time.monotonic() + 5.0
-        while any(e.finishing for e in self.running()) and time.monotonic() < ack_deadline:
-            time.sleep(0.01)
+            if self.abandon(entry):
+                self._release(entry.lease, grace)
+        ack_deadline = time.monotonic() + ACK_GRACE_SECONDS
+        while self.running() and time.monotonic() < ack_deadline:
+            self._flush()
+            if self.running():
+                time.sleep(0.05)
         for _ in self._slot_threads:
             self._inbox.put(None)
+
+    def _busy(self) -> bool:
+        return any(e.finished is None for e in self.running())
+
+    def _flush(self) -> None:
+        finished = self._take_finished()
+        if finished:
+            self.settle(finished, 0)
+
+    def _release(self, lease: Lease, grace: float) -> None:
+        try:
+            released = self.runtime.leases.release(lease, self.id, self.runtime.clock.now())
+        except StoreError as exc:
+            log.error("could not release job %s; it will be rescued when its lease expires: %s", lease.job_id, exc)
+            return
+        if released:
+            log.warning(
+                "worker %s released job %s unfinished after the %gs grace period; no attempt spent",
+                self.id,
+                lease.job_id,
+                grace,
+            )
 
     def _register(self) -> None:
         now = self.runtime.clock.now()

@@ -3,7 +3,7 @@ plus release on shutdown and rescue of leases whose worker vanished.
 
 Every claim writes a fresh lease token. Heartbeat, finish and release match on the job id
 *and* that token, so a worker whose lease was rescued can never overwrite the newer attempt:
-its late ack matches nothing and raises :class:`LeaseLost`.
+its late ack matches nothing and raises :class:`LeaseLost` (or is reported as lost).
 """
 
 from __future__ import annotations
@@ -11,7 +11,9 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
@@ -19,23 +21,27 @@ from sqlalchemy.engine import Connection
 from queuelab.errors import LeaseLost
 from queuelab.models import AttemptOutcome, JobStatus, Lease
 from queuelab.policy import Complete, DeadLetter, Decision, Errored, Retry
+from queuelab.store import statements as st
 from queuelab.store.database import Database
-from queuelab.store.schema import attempts, jobs
+from queuelab.store.schema import jobs
 
 RescueDecider = Callable[[Errored, int, int], Decision]  # (error, attempt, max_retries) -> decision
 
-_CLAIMED = (
-    jobs.c.id,
-    jobs.c.task,
-    jobs.c.payload,
-    jobs.c.user_id,
-    jobs.c.queue,
-    jobs.c.attempts,
-    jobs.c.max_retries,
-    jobs.c.lease_seconds,
-    jobs.c.timeout_seconds,
-)
-_NO_LEASE = {"lease_token": None, "lease_owner": None, "lease_expires_at": None}
+
+@dataclass(frozen=True, slots=True)
+class Finished:
+    """An attempt's outcome, waiting to be written."""
+
+    lease: Lease
+    decision: Decision
+    finished_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class ClaimFilter:
+    worker_id: str
+    queues: tuple[str, ...] | None = None
+    tasks: tuple[str, ...] | None = None
 
 
 class LeaseStore:
@@ -51,71 +57,33 @@ class LeaseStore:
         *,
         tasks: Sequence[str] | None = None,
     ) -> list[Lease]:
-        """Take up to ``limit`` runnable jobs in one statement, highest priority first, then
-        oldest ``run_at``. ``tasks``: only jobs of these tasks (those the worker can run).
+        """Take up to ``limit`` runnable jobs, highest priority first, then oldest ``run_at``.
+        ``tasks``: only jobs of these tasks (those the worker can run)."""
+        which = ClaimFilter(worker_id, tuple(queues) if queues else None, tuple(tasks) if tasks is not None else None)
+        return self.settle([], which, limit, now)[1]
 
-        PostgreSQL: ``FOR UPDATE SKIP LOCKED`` lets concurrent claimers pass over rows another
-        transaction is taking instead of waiting for it. SQLite has no row locks (SQLAlchemy
-        drops the clause there): the ``BEGIN IMMEDIATE`` of :meth:`Database.write` holds the
-        database write lock across the SELECT and the UPDATE instead.
+    def settle(
+        self, finished: Sequence[Finished], which: ClaimFilter, limit: int, now: float
+    ) -> tuple[list[Lease], list[Lease]]:
+        """Write finished attempts and claim up to ``limit`` new jobs in ONE transaction.
+
+        A busy worker thus spends one write transaction per batch of jobs, not two per job.
+        Returns (leases found lost while writing, new leases).
         """
-        token = str(uuid.uuid4())
-        pick = sa.select(jobs.c.id).where(jobs.c.status == JobStatus.PENDING, jobs.c.run_at <= now)
-        if queues is not None:
-            pick = pick.where(jobs.c.queue.in_(queues))
-        if tasks is not None:
-            pick = pick.where(jobs.c.task.in_(tasks))
-        pick = pick.order_by(jobs.c.priority.desc(), jobs.c.run_at, jobs.c.id).limit(limit)
-        stmt = (
-            jobs.update()
-            .where(jobs.c.id.in_(pick.with_for_update(skip_locked=True).scalar_subquery()))
-            .values(
-                status=JobStatus.RUNNING,
-                attempts=jobs.c.attempts + 1,
-                lease_token=token,
-                lease_owner=worker_id,
-                lease_expires_at=sa.literal(now, sa.Double) + jobs.c.lease_seconds,
-                started_at=now,
-            )
-            .returning(*_CLAIMED)
-        )
         with self.db.write() as conn:
-            rows = conn.execute(stmt).all()
-        return [
-            Lease(
-                job_id=r.id,
-                token=token,
-                task=r.task,
-                payload=json.loads(r.payload),
-                user_id=r.user_id,
-                queue=r.queue,
-                attempt=r.attempts,
-                max_retries=r.max_retries,
-                lease_seconds=r.lease_seconds,
-                timeout_seconds=r.timeout_seconds,
-                started_at=now,
-            )
-            for r in rows
-        ]
+            lost = [f.lease for f in finished if not _apply(conn, f, which.worker_id)]
+            claimed = _claim(conn, which, limit, now) if limit > 0 else []
+        return lost, claimed
 
     def heartbeat(self, leases: Sequence[Lease], now: float) -> list[Lease]:
         """Extend the leases; return those that are no longer ours."""
-        lost = []
         with self.db.write() as conn:
-            for lease in leases:
-                stmt = (
-                    jobs.update()
-                    .where(*_held(lease))
-                    .values(lease_expires_at=sa.literal(now, sa.Double) + jobs.c.lease_seconds)
-                )
-                if conn.execute(stmt).rowcount != 1:
-                    lost.append(lease)
-        return lost
+            return [lease for lease in leases if conn.execute(st.EXTEND, {**_held(lease), "p_now": now}).rowcount != 1]
 
     def finish(self, lease: Lease, decision: Decision, worker_id: str, now: float) -> None:
-        """Apply the decision for an attempt; :class:`LeaseLost` if the lease is gone."""
+        """Apply the decision for one attempt; :class:`LeaseLost` if the lease is gone."""
         with self.db.write() as conn:
-            if not _apply(conn, lease.job_id, lease.token, lease.attempt, worker_id, lease.started_at, decision, now):
+            if not _apply(conn, Finished(lease, decision, now), worker_id):
                 raise LeaseLost(
                     f"job {lease.job_id}: the lease of attempt {lease.attempt} is no longer held by "
                     f"{worker_id} (it expired and was rescued, or was released); the result was discarded"
@@ -123,23 +91,12 @@ class LeaseStore:
 
     def release(self, lease: Lease, worker_id: str, now: float) -> bool:
         """Hand an unfinished job back to PENDING without spending an attempt (shutdown)."""
-        stmt = (
-            jobs.update()
-            .where(*_held(lease))
-            .values(status=JobStatus.PENDING, attempts=jobs.c.attempts - 1, **_NO_LEASE)
-        )
         with self.db.write() as conn:
-            if conn.execute(stmt).rowcount != 1:
+            if conn.execute(st.RELEASE, _held(lease)).rowcount != 1:
                 return False
             conn.execute(
-                attempts.insert().values(
-                    job_id=lease.job_id,
-                    number=lease.attempt,
-                    worker_id=worker_id,
-                    outcome=AttemptOutcome.RELEASED,
-                    started_at=lease.started_at,
-                    finished_at=now,
-                )
+                st.RECORD_ATTEMPT,
+                _attempt_row(lease.job_id, lease.attempt, worker_id, AttemptOutcome.RELEASED, lease.started_at, now),
             )
             self.db.notify(conn, lease.queue)
         return True
@@ -149,32 +106,25 @@ class LeaseStore:
         becomes a retry or a dead letter like any other failure."""
         expired = (
             sa.select(
-                jobs.c.id,
-                jobs.c.lease_token,
-                jobs.c.lease_owner,
-                jobs.c.attempts,
-                jobs.c.max_retries,
-                jobs.c.started_at,
-                jobs.c.lease_expires_at,
+                jobs.c.lease_expires_at, jobs.c.lease_owner, *st.CLAIMED_COLUMNS, jobs.c.lease_token, jobs.c.started_at
             )
             .where(jobs.c.status == JobStatus.RUNNING, jobs.c.lease_expires_at < now)
             .order_by(jobs.c.lease_expires_at)
             .limit(limit)
             .with_for_update(skip_locked=True)
         )
+        with self.db.read() as conn:  # the common case, nothing expired, takes no write lock
+            if conn.execute(expired.with_only_columns(jobs.c.id).limit(1)).first() is None:
+                return 0
         rescued = 0
         with self.db.write() as conn:
             for row in conn.execute(expired).all():
-                expired_at = datetime.fromtimestamp(row.lease_expires_at, UTC).isoformat(timespec="milliseconds")
-                error = Errored(
-                    AttemptOutcome.LOST,
-                    "WorkerLost",
-                    f"worker {row.lease_owner} stopped heartbeating; its lease expired at {expired_at}",
-                )
+                lease = _lease(row, row.lease_token, row.started_at)
+                when = datetime.fromtimestamp(row.lease_expires_at, UTC).isoformat(timespec="milliseconds")
+                message = f"worker {row.lease_owner} stopped heartbeating; its lease expired at {when}"
+                error = Errored(AttemptOutcome.LOST, "WorkerLost", message)
                 decision = decide(error, row.attempts, row.max_retries)
-                rescued += _apply(
-                    conn, row.id, row.lease_token, row.attempts, row.lease_owner, row.started_at, decision, now
-                )
+                rescued += _apply(conn, Finished(lease, decision, now), row.lease_owner)
         return rescued
 
     def next_run_at(self, queues: Sequence[str] | None) -> float | None:
@@ -186,46 +136,78 @@ class LeaseStore:
             return conn.execute(query).scalar()
 
 
-def _held(lease: Lease) -> tuple[sa.ColumnElement[bool], ...]:
-    return (jobs.c.id == lease.job_id, jobs.c.lease_token == lease.token, jobs.c.status == JobStatus.RUNNING)
+def _claim(conn: Connection, which: ClaimFilter, limit: int, now: float) -> list[Lease]:
+    token = str(uuid.uuid4())
+    params: dict[str, Any] = {"p_now": now, "p_limit": limit, "p_token": token, "p_owner": which.worker_id}
+    if which.queues is not None:
+        params["p_queues"] = list(which.queues)
+    if which.tasks is not None:
+        if not which.tasks:
+            return []
+        params["p_tasks"] = list(which.tasks)
+    rows = conn.execute(st.claim_statement(which.queues is not None, which.tasks is not None), params).all()
+    return [_lease(row, token, now) for row in rows]
 
 
-def _apply(
-    conn: Connection,
-    job_id: str,
-    token: str,
-    attempt: int,
-    worker_id: str | None,
-    started_at: float | None,
-    decision: Decision,
-    now: float,
-) -> bool:
+def _lease(row: Any, token: str, started_at: float) -> Lease:
+    return Lease(
+        job_id=row.id,
+        token=token,
+        task=row.task,
+        payload=json.loads(row.payload),
+        user_id=row.user_id,
+        queue=row.queue,
+        attempt=row.attempts,
+        max_retries=row.max_retries,
+        lease_seconds=row.lease_seconds,
+        timeout_seconds=row.timeout_seconds,
+        started_at=started_at,
+    )
+
+
+def _held(lease: Lease) -> dict[str, Any]:
+    return {"p_id": lease.job_id, "p_token": lease.token}
+
+
+def _apply(conn: Connection, done: Finished, worker_id: str | None) -> bool:
     """One UPDATE guarded by the lease token, then the attempt's history row. False, and
     nothing written, when the token no longer matches."""
-    match decision:
+    lease, now = done.lease, done.finished_at
+    params = {**_held(lease), "p_now": now}
+    match done.decision:
         case Complete(result):
-            values = {"status": JobStatus.COMPLETED, "result": json.dumps(result), "finished_at": now}
-            outcome, error = AttemptOutcome.COMPLETED, None
+            stmt, error, outcome = st.COMPLETE, None, AttemptOutcome.COMPLETED
+            params["p_result"] = json.dumps(result)
         case Retry(run_at, error):
-            values = {"status": JobStatus.PENDING, "run_at": run_at}
-            outcome = error.kind
+            stmt, outcome = st.RETRY, error.kind
+            params["p_run_at"] = run_at
         case DeadLetter(error, _reason):
-            values = {"status": JobStatus.FAILED, "finished_at": now}
-            outcome = error.kind
-    stmt = jobs.update().where(jobs.c.id == job_id, jobs.c.lease_token == token, jobs.c.status == JobStatus.RUNNING)
-    if conn.execute(stmt.values(**values, **_NO_LEASE)).rowcount != 1:
+            stmt, outcome = st.DEAD_LETTER, error.kind
+    if conn.execute(stmt, params).rowcount != 1:
         return False
     conn.execute(
-        attempts.insert().values(
-            job_id=job_id,
-            number=attempt,
-            worker_id=worker_id,
-            outcome=outcome,
-            started_at=started_at,
-            finished_at=now,
-            error_type=error.error_type if error else None,
-            error_message=error.message if error else None,
-            traceback=error.traceback if error else None,
-        )
+        st.RECORD_ATTEMPT, _attempt_row(lease.job_id, lease.attempt, worker_id, outcome, lease.started_at, now, error)
     )
     return True
+
+
+def _attempt_row(
+    job_id: str,
+    number: int,
+    worker_id: str | None,
+    outcome: AttemptOutcome,
+    started_at: float | None,
+    finished_at: float,
+    error: Errored | None = None,
+) -> dict[str, Any]:
+    return {
+        "job_id": job_id,
+        "number": number,
+        "worker_id": worker_id,
+        "outcome": outcome,
+        "started_at": started_at,
+        "finished_at": finished_at,
+        "error_type": error.error_type if error else None,
+        "error_message": error.message if error else None,
+        "traceback": error.traceback if error else None,
+    }

@@ -1,0 +1,112 @@
+"""Fixtures: every store behaviour runs against a real SQLite file and a real PostgreSQL.
+
+PostgreSQL comes from QUEUELAB_TEST_POSTGRES_URL (default: the local server). Each test
+gets a schema of its own (search_path in the URL), so tests never see each other's jobs.
+Where no server answers, the PostgreSQL half skips with the reason, except under CI,
+where it fails: CI must never skip it.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+import pytest
+import sqlalchemy as sa
+
+from queuelab import FakeClock, Queue
+
+DEFAULT_PG_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+ROOT = Path(__file__).resolve().parent.parent
+
+_pg_problem: str | None = None
+_pg_checked = False
+
+
+def postgres_base_url() -> str:
+    return os.environ.get("QUEUELAB_TEST_POSTGRES_URL") or DEFAULT_PG_URL
+
+
+def _postgres_problem() -> str | None:
+    global _pg_checked, _pg_problem
+    if not _pg_checked:
+        _pg_checked = True
+        engine = sa.create_engine(postgres_base_url())
+        try:
+            with engine.connect() as conn:
+                conn.execute(sa.text("SELECT 1"))
+        except Exception as exc:  # any failure to reach it is the reason to report
+            _pg_problem = f"PostgreSQL not reachable at {postgres_base_url()}: {str(exc).splitlines()[0]}"
+        finally:
+            engine.dispose()
+    return _pg_problem
+
+
+def require_postgres() -> None:
+    problem = _postgres_problem()
+    if problem is None:
+        return
+    if os.environ.get("CI"):
+        pytest.fail(f"{problem} (CI must run the PostgreSQL tests; set QUEUELAB_TEST_POSTGRES_URL)")
+    pytest.skip(f"{problem}; set QUEUELAB_TEST_POSTGRES_URL to run these tests")
+
+
+@pytest.fixture
+def sqlite_url(tmp_path: Path) -> str:
+    return f"sqlite:///{tmp_path / 'queue.db'}"
+
+
+@pytest.fixture
+def postgres_url() -> Iterator[str]:
+    require_postgres()
+    schema = f"t_{uuid.uuid4().hex[:12]}"
+    admin = sa.create_engine(postgres_base_url())
+    with admin.begin() as conn:
+        conn.execute(sa.text(f'CREATE SCHEMA "{schema}"'))
+    base = sa.make_url(postgres_base_url())
+    url = base.update_query_dict({"options": f"-csearch_path={schema}"})
+    yield url.render_as_string(hide_password=False)
+    with admin.begin() as conn:
+        conn.execute(sa.text(f'DROP SCHEMA "{schema}" CASCADE'))
+    admin.dispose()
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def db_url(request: pytest.FixtureRequest) -> str:
+    """A fresh, empty database of each kind."""
+    name = "sqlite_url" if request.param == "sqlite" else "postgres_url"
+    return str(request.getfixturevalue(name))
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture
+def make_queue(db_url: str) -> Iterator[Callable[..., Queue]]:
+    """Queue factory on the test's database; every queue is closed afterwards."""
+    made: list[Queue] = []
+
+    def make(**options: Any) -> Queue:
+        q = Queue(db_url, **options)
+        made.append(q)
+        return q
+
+    yield make
+    for q in made:
+        q.close()
+
+
+@pytest.fixture
+def queue(make_queue: Callable[..., Queue], clock: FakeClock) -> Queue:
+    """A queue on a fresh database whose time only moves when the test says so."""
+    return make_queue(clock=clock)
+
+
+def url_quote(text: str) -> str:
+    return quote(text, safe="")

@@ -1,0 +1,90 @@
+"""Shared by the tests that start real worker processes."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from collections.abc import Callable
+from pathlib import Path
+from typing import IO
+
+from queuelab import JobStatus, Queue
+
+ROOT = Path(__file__).resolve().parent.parent
+APP = "tests.apps.recorder:q"
+
+
+def recorder_queue(url: str, **options: object) -> Queue:
+    """A queue on ``url`` that knows the recorder tasks (to submit them)."""
+    from tests.apps import recorder
+
+    q = Queue(url, **options)  # type: ignore[arg-type]
+    for task in recorder.q.tasks:
+        q.runtime.tasks.add(task)
+    return q
+
+
+class WorkerProcess:
+    """``python -m queuelab worker`` as a real child process."""
+
+    def __init__(self, url: str, log: Path, *, mode: str = "thread", concurrency: int = 1, **env: str) -> None:
+        self.log_path = log
+        self._log: IO[bytes] = open(log, "ab")  # noqa: SIM115 (closed in wait())
+        command = [sys.executable, "-m", "queuelab", "--log-level", "info", "worker", "--db", url, "--app", APP,
+                   "--mode", mode, "--concurrency", str(concurrency)]  # fmt: skip
+        environment = {**os.environ, "PYTHONPATH": str(ROOT), **env}
+        self.proc = subprocess.Popen(command, cwd=ROOT, env=environment, stdout=self._log, stderr=subprocess.STDOUT)
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def signal(self, sig: signal.Signals) -> None:
+        self.proc.send_signal(sig)
+
+    def wait(self, timeout: float = 60.0) -> int:
+        try:
+            return self.proc.wait(timeout)
+        finally:
+            self._log.close()
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.wait()
+
+    def output(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+
+def wait_until(predicate: Callable[[], object], *, timeout: float, what: str, interval: float = 0.05) -> object:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout:g}s waiting for {what}")
+
+
+def wait_for_status(q: Queue, job_id: str, status: JobStatus, timeout: float = 60.0) -> None:
+    wait_until(lambda: q.get(job_id).status == status, timeout=timeout, what=f"job {job_id} to be {status}")
+
+
+def read_records(path: Path) -> list[tuple[str, int, int, str, float]]:
+    """(job id, attempt, pid, 'start'|'end', time) for every line the recorder wrote."""
+    if not path.exists():
+        return []
+    rows = []
+    for line in path.read_text().splitlines():
+        job_id, attempt, pid, event, when = line.split()
+        rows.append((job_id, int(attempt), int(pid), event, float(when)))
+    return rows
+
+
+def starts_per_job(path: Path) -> Counter[str]:
+    return Counter(job_id for job_id, _, _, event, _ in read_records(path) if event == "start")

@@ -1,0 +1,237 @@
+"""The lease life cycle on a real store, with an injected clock: no sleeps."""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+
+import pytest
+
+from queuelab import FakeClock, InvalidTransition, JobStatus, LeaseLost, Queue
+from queuelab.models import AttemptOutcome, RetryPolicy
+from queuelab.policy import Complete, DeadLetter, Decision, Errored, Retry, Succeeded, decide
+
+WORKER = "test-worker"
+POLICY = RetryPolicy(base_seconds=0.5, factor=2.0, max_seconds=300.0, jitter=0.0)
+
+
+def claim(q: Queue, limit: int = 10, queues: list[str] | None = None, worker: str = WORKER):
+    return q.runtime.leases.claim(worker, queues, limit, q.runtime.clock.now())
+
+
+def fail_decision(q: Queue, lease, message: str = "boom") -> Decision:
+    error = Errored(AttemptOutcome.FAILED, "RuntimeError", message)
+    return decide(error, attempt=lease.attempt, max_retries=lease.max_retries, policy=POLICY,
+                  now=q.runtime.clock.now(), unit_random=0.5)
+
+
+def rescue(q: Queue) -> int:
+    now = q.runtime.clock.now()
+
+    def decider(error: Errored, attempt: int, max_retries: int) -> Decision:
+        return decide(error, attempt=attempt, max_retries=max_retries, policy=POLICY, now=now, unit_random=0.5)
+
+    return q.runtime.leases.rescue(now, decider)
+
+
+def test_claim_takes_priority_then_oldest_and_respects_the_limit(queue: Queue, clock: FakeClock) -> None:
+    low = queue.submit("simulate", priority=0)
+    clock.advance(1)
+    high = queue.submit("simulate", priority=9)
+    clock.advance(1)
+    low2 = queue.submit("simulate", priority=0)
+    first = claim(queue, limit=2)
+    assert {lease.job_id for lease in first} == {high.id, low.id}
+    assert [lease.job_id for lease in claim(queue)] == [low2.id]
+    assert claim(queue) == []
+
+
+def test_a_claim_writes_a_fresh_lease_and_spends_an_attempt(queue: Queue, clock: FakeClock) -> None:
+    job = queue.submit("simulate", lease_seconds=10)
+    (lease,) = claim(queue)
+    stored = queue.get(job.id)
+    assert stored.status == JobStatus.RUNNING
+    assert stored.attempts == 1 == lease.attempt
+    assert stored.lease_token == lease.token
+    assert stored.lease_owner == WORKER
+    assert stored.lease_expires_at is not None
+    assert stored.lease_expires_at.timestamp() == pytest.approx(clock.now() + 10)
+
+
+def test_delayed_job_is_not_claimed_before_its_time(queue: Queue, clock: FakeClock) -> None:
+    job = queue.submit("simulate", delay=30)
+    assert claim(queue) == []
+    assert queue.runtime.leases.next_run_at(None) == pytest.approx(clock.now() + 30)
+    clock.advance(29.9)
+    assert claim(queue) == []
+    clock.advance(0.2)
+    assert [lease.job_id for lease in claim(queue)] == [job.id]
+
+
+def test_claim_only_takes_the_named_queues_and_known_tasks(queue: Queue) -> None:
+    mail = queue.submit("simulate", queue="mail")
+    queue.submit("simulate", queue="reports")
+    now = queue.runtime.clock.now()
+    assert queue.runtime.leases.claim(WORKER, None, 10, now, tasks=["other"]) == []
+    assert [lease.job_id for lease in claim(queue, queues=["mail"])] == [mail.id]
+
+
+def test_heartbeat_extends_the_lease_so_it_is_not_rescued(queue: Queue, clock: FakeClock) -> None:
+    job = queue.submit("simulate", lease_seconds=10)
+    (lease,) = claim(queue)
+    clock.advance(8)
+    assert queue.runtime.leases.heartbeat([lease], clock.now()) == []
+    clock.advance(8)  # 16 s after the claim, 8 s after the heartbeat
+    assert rescue(queue) == 0
+    assert queue.get(job.id).status == JobStatus.RUNNING
+
+
+def test_expired_lease_is_rescued_as_a_lost_attempt_and_the_late_ack_is_refused(
+    queue: Queue, clock: FakeClock
+) -> None:
+    job = queue.submit("simulate", lease_seconds=10)
+    (old,) = claim(queue, worker="dead-worker")
+    clock.advance(10.5)
+    assert rescue(queue) == 1
+    rescued = queue.get(job.id)
+    assert rescued.status == JobStatus.PENDING
+    assert rescued.lease_token is None
+    assert rescued.history[-1].outcome == AttemptOutcome.LOST
+    assert rescued.history[-1].error_type == "WorkerLost"
+    assert "dead-worker" in (rescued.history[-1].error_message or "")
+    assert rescued.run_at.timestamp() == pytest.approx(clock.now() + 0.5)  # first retry's backoff
+
+    clock.advance(1)
+    (new,) = claim(queue, worker="live-worker")
+    assert new.attempt == 2
+    assert new.token != old.token
+    with pytest.raises(LeaseLost, match="no longer held"):
+        queue.runtime.leases.finish(old, Complete({"late": True}), "dead-worker", clock.now())
+    assert queue.runtime.leases.heartbeat([old], clock.now()) == [old]
+    queue.runtime.leases.finish(new, Complete({"ok": True}), "live-worker", clock.now())
+    done = queue.get(job.id)
+    assert done.status == JobStatus.COMPLETED
+    assert done.result == {"ok": True}
+    assert [a.outcome for a in done.history] == [AttemptOutcome.LOST, AttemptOutcome.COMPLETED]
+
+
+def test_failing_job_runs_four_times_with_backoff_then_lands_in_the_dlq(queue: Queue, clock: FakeClock) -> None:
+    job = queue.submit("simulate", {"fail_simulation": True})
+    waits = []
+    for attempt in range(1, 5):
+        (lease,) = claim(queue)
+        assert lease.attempt == attempt
+        queue.runtime.leases.finish(lease, fail_decision(queue, lease, f"failure {attempt}"), WORKER, clock.now())
+        stored = queue.get(job.id)
+        if attempt < 4:
+            assert stored.status == JobStatus.PENDING
+            wait = stored.run_at.timestamp() - clock.now()
+            waits.append(round(wait, 6))
+            assert claim(queue) == []  # still backing off
+            clock.advance(wait)
+    assert waits == [0.5, 1.0, 2.0]
+    dead = queue.get(job.id)
+    assert dead.status == JobStatus.FAILED
+    assert dead.attempts == 4
+    assert [e.error_message for e in dead.errors] == [f"failure {n}" for n in range(1, 5)]
+    assert [d.id for d in queue.dlq()] == [job.id]
+
+    again = queue.requeue(job.id)
+    assert again.status == JobStatus.PENDING
+    assert again.attempts == 0
+    assert len(again.errors) == 4  # the history is kept
+    (lease,) = claim(queue)
+    assert lease.attempt == 1
+    queue.runtime.leases.finish(lease, fail_decision(queue, lease), WORKER, clock.now())
+    clock.advance(5)
+    (lease,) = claim(queue)
+    queue.runtime.leases.finish(lease, Complete(None), WORKER, clock.now())
+
+    forced = queue.force_success(job.id, {"by": "admin"})
+    assert forced.status == JobStatus.COMPLETED
+    assert forced.forced is True
+    assert forced.result == {"by": "admin"}
+
+
+def test_force_success_moves_a_dead_letter_to_completed(queue: Queue, clock: FakeClock) -> None:
+    job = queue.submit("simulate", max_retries=0)
+    (lease,) = claim(queue)
+    decision = fail_decision(queue, lease)
+    assert isinstance(decision, DeadLetter)
+    queue.runtime.leases.finish(lease, decision, WORKER, clock.now())
+    assert queue.get(job.id).status == JobStatus.FAILED
+    forced = queue.force_success(job.id)
+    assert (forced.status, forced.forced) == (JobStatus.COMPLETED, True)
+    assert forced.finished_at is not None
+
+
+def test_admin_operations_refuse_a_running_job(queue: Queue) -> None:
+    job = queue.submit("simulate")
+    claim(queue)
+    for operation in (queue.requeue, queue.force_success, queue.cancel):
+        with pytest.raises(InvalidTransition, match=f"job {job.id} is RUNNING"):
+            operation(job.id)
+    assert queue.get(job.id).status == JobStatus.RUNNING
+
+
+def test_requeue_many_requeues_the_dlq_by_filter(queue: Queue, clock: FakeClock) -> None:
+    ids = {}
+    for name in ("a", "b", "c"):
+        job = queue.submit("simulate", max_retries=0, queue=name)
+        (lease,) = claim(queue)
+        queue.runtime.leases.finish(lease, fail_decision(queue, lease), WORKER, clock.now())
+        ids[name] = job.id
+    assert queue.requeue_many(queue="a") == 1
+    assert queue.get(ids["a"]).status == JobStatus.PENDING
+    assert queue.requeue_many() == 2
+    assert {j.id for j in queue.jobs(status="PENDING")} == set(ids.values())
+    assert queue.dlq() == []
+
+
+def test_release_hands_the_job_back_without_spending_an_attempt(queue: Queue, clock: FakeClock) -> None:
+    job = queue.submit("simulate")
+    (lease,) = claim(queue)
+    assert queue.runtime.leases.release(lease, WORKER, clock.now()) is True
+    released = queue.get(job.id)
+    assert (released.status, released.attempts, released.lease_token) == (JobStatus.PENDING, 0, None)
+    assert released.history[-1].outcome == AttemptOutcome.RELEASED
+    assert queue.runtime.leases.release(lease, WORKER, clock.now()) is False  # the token is spent
+    (again,) = claim(queue)
+    assert again.attempt == 1
+
+
+def test_rescue_dead_letters_a_job_whose_budget_is_spent(queue: Queue, clock: FakeClock) -> None:
+    job = queue.submit("simulate", max_retries=0, lease_seconds=5)
+    claim(queue)
+    clock.advance(6)
+    assert rescue(queue) == 1
+    dead = queue.get(job.id)
+    assert dead.status == JobStatus.FAILED
+    assert dead.errors[-1].error_type == "WorkerLost"
+
+
+def test_prune_deletes_old_finished_jobs_and_their_history_only(queue: Queue, clock: FakeClock) -> None:
+    old = queue.submit("simulate")
+    (lease,) = claim(queue)
+    queue.runtime.leases.finish(lease, Complete(1), WORKER, clock.now())
+    pending = queue.submit("simulate")
+    clock.advance(100)
+    recent = queue.submit("simulate", priority=9)
+    (lease,) = claim(queue, limit=1)
+    assert lease.job_id == recent.id
+    queue.runtime.leases.finish(lease, Complete(2), WORKER, clock.now())
+    assert queue.prune(older_than=50) == 1
+    remaining = {j.id for j in queue.jobs()}
+    assert remaining == {pending.id, recent.id}
+    from queuelab.store.schema import attempts
+
+    with queue.runtime.db.read() as conn:
+        orphans = conn.execute(sa.select(sa.func.count()).where(attempts.c.job_id == old.id)).scalar()
+    assert orphans == 0
+
+
+def test_a_decision_for_success_is_complete() -> None:
+    assert decide(Succeeded(3), attempt=1, max_retries=0, policy=POLICY, now=0, unit_random=0) == Complete(3)
+    retry = decide(Errored(AttemptOutcome.FAILED, "E", "m"), attempt=1, max_retries=1, policy=POLICY, now=10,
+                   unit_random=0.5)
+    assert isinstance(retry, Retry)
+    assert retry.run_at == 10.5

@@ -1,0 +1,104 @@
+"""The package as others install and run it: environment.yml and pyproject.toml agree, the
+CLI starts, and every public name exists."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+
+import pytest
+
+import queuelab
+
+ROOT = Path(__file__).resolve().parent.parent
+CONDA_ONLY = {"python", "pip"}
+
+# name, optional [extras], optional ">=version"; nothing else is expected in either file.
+REQUIREMENT = re.compile(r"^(?P<name>[A-Za-z0-9][A-Za-z0-9._-]*)\s*(?:\[[^\]]*\])?\s*(?:>=\s*(?P<version>[\w.]+))?$")
+
+
+def normalise(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def parse_requirement(text: str, where: str) -> tuple[str, str | None]:
+    match = REQUIREMENT.match(text.strip())
+    assert match, f"{where}: cannot read requirement {text!r} (expected name[extras]>=version)"
+    return normalise(match["name"]), match["version"]
+
+
+def conda_dependencies(path: Path) -> dict[str, str | None]:
+    """The ``- name>=version`` items of the top-level ``dependencies:`` list."""
+    found: dict[str, str | None] = {}
+    section = None
+    for number, raw in enumerate(path.read_text().splitlines(), start=1):
+        line = raw.split("#", 1)[0].rstrip()
+        if not line.strip():
+            continue
+        if not line[0].isspace():
+            section = line.rstrip(":").strip() if line.endswith(":") else None
+            continue
+        if section != "dependencies":
+            continue
+        item = re.match(r"^\s+-\s+(.*)$", line)
+        assert item, f"{path.name}:{number}: expected a '  - package' item, got {raw!r}"
+        name, version = parse_requirement(item[1], f"{path.name}:{number}")
+        assert name not in found, f"{path.name}:{number}: {name} is listed twice"
+        found[name] = version
+    return {name: version for name, version in found.items() if name not in CONDA_ONLY}
+
+
+def pyproject_dependencies(path: Path) -> dict[str, str | None]:
+    """``dependencies`` plus every optional-dependency group."""
+    project = tomllib.loads(path.read_text())["project"]
+    groups = [project.get("dependencies", []), *project.get("optional-dependencies", {}).values()]
+    found: dict[str, str | None] = {}
+    for group in groups:
+        for text in group:
+            name, version = parse_requirement(text, path.name)
+            assert found.get(name, version) == version, f"{path.name}: {name} has two minimum versions"
+            found[name] = version
+    return found
+
+
+def test_the_parsers_read_names_extras_and_versions() -> None:
+    assert parse_requirement("psycopg[binary]>=3.2", "x") == ("psycopg", "3.2")
+    assert parse_requirement("Pytest_Timeout >= 2.3", "x") == ("pytest-timeout", "2.3")
+    assert parse_requirement("pip", "x") == ("pip", None)
+
+
+def test_environment_yml_lists_the_same_packages_and_minimums_as_pyproject() -> None:
+    conda = conda_dependencies(ROOT / "environment.yml")
+    pip = pyproject_dependencies(ROOT / "pyproject.toml")
+
+    assert conda, "environment.yml lists no dependencies"
+    assert sorted(conda.keys() - pip.keys()) == [], "in environment.yml but not pyproject.toml"
+    assert sorted(pip.keys() - conda.keys()) == [], "in pyproject.toml but not environment.yml"
+    assert conda == pip
+
+
+def test_every_dependency_has_a_minimum_version() -> None:
+    unpinned = [name for name, version in pyproject_dependencies(ROOT / "pyproject.toml").items() if version is None]
+
+    assert unpinned == []
+
+
+@pytest.mark.parametrize("args", [["--help"], ["worker", "--help"], ["stats", "--help"]], ids=" ".join)
+def test_the_cli_help_exits_zero(args: list[str]) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "queuelab", *args], cwd=ROOT, capture_output=True, text=True, timeout=120, check=False
+    )
+
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("usage: python -m queuelab")
+    assert done.stderr == ""
+
+
+def test_every_name_in_dunder_all_exists() -> None:
+    missing = [name for name in queuelab.__all__ if not hasattr(queuelab, name)]
+
+    assert missing == []
+    assert len(set(queuelab.__all__)) == len(queuelab.__all__)

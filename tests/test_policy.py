@@ -1,0 +1,141 @@
+"""Pure decisions: backoff and what to do after an attempt. Plain asserts, no I/O."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from queuelab.models import AttemptOutcome, RetryPolicy
+from queuelab.policy import Complete, DeadLetter, Errored, Retry, Succeeded, backoff_seconds, decide
+
+NOW = 1_800_000_000.0
+NO_JITTER = RetryPolicy(base_seconds=0.5, factor=2.0, max_seconds=300.0, jitter=0.0)
+JITTER = RetryPolicy(base_seconds=0.5, factor=2.0, max_seconds=300.0, jitter=0.2)
+ERROR = Errored(AttemptOutcome.FAILED, "RuntimeError", "boom")
+JUST_BELOW_ONE = 1.0 - 1e-12
+
+
+@pytest.mark.parametrize(
+    ("attempt", "expected"),
+    [(1, 0.5), (2, 1.0), (3, 2.0), (4, 4.0), (5, 8.0), (10, 256.0)],
+)
+def test_backoff_doubles_with_each_retry(attempt: int, expected: float) -> None:
+    assert backoff_seconds(attempt, NO_JITTER, 0.5) == expected
+
+
+def test_backoff_follows_the_policy_base_and_factor() -> None:
+    policy = RetryPolicy(base_seconds=3.0, factor=10.0, max_seconds=1e6, jitter=0.0)
+
+    assert [backoff_seconds(n, policy, 0.0) for n in (1, 2, 3)] == [3.0, 30.0, 300.0]
+
+
+@pytest.mark.parametrize("attempt", [10, 11, 12, 50, 101])
+def test_backoff_is_capped_at_max_seconds(attempt: int) -> None:
+    # 0.5 * 2**9 = 256 is still under the cap; 0.5 * 2**10 = 512 is over it.
+    expected = 256.0 if attempt == 10 else 300.0
+
+    assert backoff_seconds(attempt, NO_JITTER, 0.5) == expected
+
+
+def test_backoff_cap_holds_however_many_attempts() -> None:
+    # 2.0 ** 9999 does not fit in a float; a capped delay must still be the cap.
+    assert backoff_seconds(10_000, NO_JITTER, 0.5) == 300.0
+
+
+def test_backoff_is_never_negative() -> None:
+    wild = RetryPolicy(base_seconds=1.0, factor=2.0, max_seconds=300.0, jitter=1.5)
+
+    assert backoff_seconds(1, wild, 0.0) == 0.0
+
+
+def test_jitter_at_unit_random_zero_is_the_lower_bound() -> None:
+    assert backoff_seconds(3, JITTER, 0.0) == pytest.approx(2.0 * 0.8)
+
+
+def test_jitter_at_unit_random_one_half_is_the_plain_delay() -> None:
+    assert backoff_seconds(3, JITTER, 0.5) == pytest.approx(2.0)
+
+
+def test_jitter_near_unit_random_one_approaches_the_upper_bound() -> None:
+    delay = backoff_seconds(3, JITTER, JUST_BELOW_ONE)
+
+    assert delay == pytest.approx(2.0 * 1.2)
+    assert delay < 2.0 * 1.2
+
+
+def test_jitter_stays_within_its_bounds_across_unit_random() -> None:
+    delays = [backoff_seconds(3, JITTER, i / 100) for i in range(100)]
+
+    assert all(2.0 * 0.8 <= d < 2.0 * 1.2 for d in delays)
+    assert delays == sorted(delays)  # more randomness, more delay: jitter is monotonic
+
+
+def test_a_success_completes_with_its_result() -> None:
+    decision = decide(Succeeded({"ok": 1}), attempt=1, max_retries=3, policy=NO_JITTER, now=NOW, unit_random=0.5)
+
+    assert decision == Complete({"ok": 1})
+
+
+def test_a_success_on_the_last_allowed_run_still_completes() -> None:
+    decision = decide(Succeeded(None), attempt=4, max_retries=3, policy=NO_JITTER, now=NOW, unit_random=0.5)
+
+    assert decision == Complete(None)
+
+
+@pytest.mark.parametrize(
+    ("attempt", "max_retries", "delay"),
+    [(1, 3, 0.5), (2, 3, 1.0), (3, 3, 2.0), (1, 1, 0.5), (99, 100, 300.0)],
+)
+def test_a_failure_with_retries_left_is_retried_after_the_backoff(attempt: int, max_retries: int, delay: float) -> None:
+    decision = decide(ERROR, attempt=attempt, max_retries=max_retries, policy=NO_JITTER, now=NOW, unit_random=0.5)
+
+    assert decision == Retry(run_at=NOW + delay, error=ERROR)
+
+
+def test_a_retry_uses_the_jittered_backoff() -> None:
+    decision = decide(ERROR, attempt=2, max_retries=3, policy=JITTER, now=NOW, unit_random=0.0)
+
+    assert isinstance(decision, Retry)
+    assert decision.run_at == NOW + backoff_seconds(2, JITTER, 0.0)
+    assert decision.run_at == pytest.approx(NOW + 0.8)
+
+
+@pytest.mark.parametrize(
+    ("attempt", "max_retries", "runs"),
+    [(4, 3, "4 runs"), (1, 0, "1 run"), (101, 100, "101 runs")],
+)
+def test_a_failure_with_no_retries_left_is_dead_lettered_with_the_count(
+    attempt: int, max_retries: int, runs: str
+) -> None:
+    decision = decide(ERROR, attempt=attempt, max_retries=max_retries, policy=NO_JITTER, now=NOW, unit_random=0.5)
+
+    assert isinstance(decision, DeadLetter)
+    assert decision.error == ERROR
+    assert re.search(rf"\b{runs}\b", decision.reason), decision.reason
+    assert f"max_retries={max_retries}" in decision.reason
+    assert "RuntimeError" in decision.reason
+
+
+@pytest.mark.parametrize("kind", [AttemptOutcome.FAILED, AttemptOutcome.TIMEOUT, AttemptOutcome.LOST])
+def test_every_kind_of_error_spends_the_same_retry_budget(kind: AttemptOutcome) -> None:
+    error = Errored(kind, "JobTimeout", "too slow")
+
+    retried = decide(error, attempt=3, max_retries=3, policy=NO_JITTER, now=NOW, unit_random=0.5)
+    dead = decide(error, attempt=4, max_retries=3, policy=NO_JITTER, now=NOW, unit_random=0.5)
+
+    assert isinstance(retried, Retry)
+    assert isinstance(dead, DeadLetter)
+
+
+def test_errored_from_exception_keeps_type_message_and_traceback() -> None:
+    try:
+        raise KeyError("missing")
+    except KeyError as exc:
+        error = Errored.from_exception(exc, AttemptOutcome.TIMEOUT)
+
+    assert error.kind == AttemptOutcome.TIMEOUT
+    assert error.error_type == "KeyError"
+    assert error.message == "'missing'"
+    assert error.traceback is not None
+    assert "KeyError: 'missing'" in error.traceback

@@ -1,0 +1,139 @@
+"""Real worker processes, real signals, on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import signal
+from pathlib import Path
+
+import pytest
+
+from queuelab import JobStatus
+from queuelab.models import AttemptOutcome, Lease
+from queuelab.policy import Complete
+from queuelab.submission import Submission
+from queuelab.errors import LeaseLost
+from tests.helpers import WorkerProcess, read_records, recorder_queue, starts_per_job, wait_for_status, wait_until
+
+pytestmark = pytest.mark.slow
+
+
+def test_eight_worker_processes_drain_5000_jobs_each_exactly_once(db_url: str, tmp_path: Path) -> None:
+    record = tmp_path / "executions.log"
+    q = recorder_queue(db_url)
+    jobs = q.submit_many(Submission(task="record", payload={"path": str(record)}) for _ in range(5000))
+    worker = WorkerProcess(db_url, tmp_path / "worker.log", mode="process", concurrency=8)
+    try:
+        wait_until(lambda: q.stats().by_status["COMPLETED"] == 5000, timeout=240, interval=0.5,
+                   what="5,000 jobs to complete")  # fmt: skip
+        worker.signal(signal.SIGTERM)
+        assert worker.wait() == 0, worker.output()
+    finally:
+        worker.stop()
+
+    starts = starts_per_job(record)
+    assert set(starts) == {job.id for job in jobs}  # none lost
+    assert set(starts.values()) == {1}  # none run twice
+    frame = q.jobs_frame()
+    assert (frame["status"] == "COMPLETED").all()
+    assert (frame["attempts"] == 1).all()
+    pids = {pid for *_, pid, _, _ in [(r[0], r[1], r[2], r[3], r[4]) for r in read_records(record)]}
+    assert len(pids) > 1, "the work should be shared between the worker processes"
+    assert "Traceback" not in worker.output()
+    q.close()
+
+
+def test_sigkilled_worker_job_is_rescued_and_its_late_ack_refused(db_url: str, tmp_path: Path) -> None:
+    record = tmp_path / "executions.log"
+    q = recorder_queue(db_url)
+    job = q.submit("record", {"path": str(record), "first_seconds": 60}, lease_seconds=2)
+    worker = WorkerProcess(db_url, tmp_path / "worker.log", mode="process", concurrency=2)
+    try:
+        wait_for_status(q, job.id, JobStatus.RUNNING)
+        running = q.get(job.id)
+        assert running.lease_owner is not None
+        assert running.lease_token is not None
+        victim = int(running.lease_owner.split(":")[1])
+        assert victim != worker.pid  # a child of the supervisor
+        import os
+
+        os.kill(victim, signal.SIGKILL)
+        wait_for_status(q, job.id, JobStatus.COMPLETED, timeout=30)
+        done = q.get(job.id)
+        assert [a.outcome for a in done.history] == [AttemptOutcome.LOST, AttemptOutcome.COMPLETED]
+        assert done.history[0].worker_id == running.lease_owner
+        assert done.history[1].worker_id != running.lease_owner
+        assert done.attempts == 2
+
+        late = Lease(job_id=job.id, token=running.lease_token, task="record", payload={}, user_id="default",
+                     queue="default", attempt=1, max_retries=3, lease_seconds=2, timeout_seconds=None,
+                     started_at=0.0)  # fmt: skip
+        with pytest.raises(LeaseLost):
+            q.runtime.leases.finish(late, Complete({"late": True}), running.lease_owner, q.runtime.clock.now())
+        assert q.get(job.id).result == done.result
+        assert q.get(job.id).status == JobStatus.COMPLETED
+
+        worker.signal(signal.SIGTERM)
+        assert worker.wait() == 0, worker.output()
+    finally:
+        worker.stop()
+    q.close()
+
+
+@pytest.mark.parametrize("mode", ["thread", "process"])
+def test_sigterm_lets_a_running_job_finish_and_exits_zero(db_url: str, tmp_path: Path, mode: str) -> None:
+    record = tmp_path / "executions.log"
+    q = recorder_queue(db_url)
+    job = q.submit("record", {"path": str(record), "seconds": 1.5})
+    worker = WorkerProcess(db_url, tmp_path / "worker.log", mode=mode, QUEUELAB_SHUTDOWN_GRACE_SECONDS="20")
+    try:
+        wait_for_status(q, job.id, JobStatus.RUNNING)
+        worker.signal(signal.SIGTERM)
+        assert worker.wait() == 0, worker.output()
+    finally:
+        worker.stop()
+    done = q.get(job.id)
+    assert (done.status, done.attempts) == (JobStatus.COMPLETED, 1)
+    assert [event for *_, event, _ in read_records(record)] == ["start", "end"]
+    q.close()
+
+
+@pytest.mark.parametrize("mode", ["thread", "process"])
+def test_sigterm_releases_a_job_that_outlives_the_grace_period(db_url: str, tmp_path: Path, mode: str) -> None:
+    record = tmp_path / "executions.log"
+    q = recorder_queue(db_url)
+    job = q.submit("record", {"path": str(record), "seconds": 60})
+    worker = WorkerProcess(db_url, tmp_path / "worker.log", mode=mode, QUEUELAB_SHUTDOWN_GRACE_SECONDS="0.5")
+    try:
+        wait_for_status(q, job.id, JobStatus.RUNNING)
+        worker.signal(signal.SIGTERM)
+        assert worker.wait() == 0, worker.output()
+    finally:
+        worker.stop()
+    released = q.get(job.id)
+    assert (released.status, released.attempts, released.lease_token) == (JobStatus.PENDING, 0, None)
+    assert released.history[-1].outcome == AttemptOutcome.RELEASED
+    assert "released job" in worker.output()
+    q.close()
+
+
+def test_process_mode_kills_a_job_past_its_timeout_and_keeps_working(db_url: str, tmp_path: Path) -> None:
+    record = tmp_path / "executions.log"
+    q = recorder_queue(db_url)
+    stuck = q.submit("stuck", {"path": str(record)})  # timeout_seconds=1, max_retries=0
+    worker = WorkerProcess(db_url, tmp_path / "worker.log", mode="process", concurrency=1)
+    try:
+        wait_for_status(q, stuck.id, JobStatus.FAILED, timeout=30)
+        after = q.submit("record", {"path": str(record)})
+        wait_for_status(q, after.id, JobStatus.COMPLETED, timeout=30)
+        worker.signal(signal.SIGTERM)
+        assert worker.wait() == 0, worker.output()
+    finally:
+        worker.stop()
+    dead = q.get(stuck.id)
+    assert dead.errors[-1].outcome == AttemptOutcome.TIMEOUT
+    assert dead.errors[-1].error_type == "JobTimeout"
+    stuck_pid = next(pid for job_id, _, pid, _, _ in read_records(record) if job_id == stuck.id)
+    after_pid = next(pid for job_id, _, pid, _, _ in read_records(record) if job_id == after.id)
+    assert stuck_pid != after_pid  # the stuck process was killed and replaced
+    assert "timed out" in worker.output()
+    q.close()
