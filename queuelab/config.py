@@ -75,7 +75,7 @@ def _number(lo: float, hi: float, *, allow_lo: bool, what: str = "seconds") -> C
 def _integer(lo: int, hi: int) -> Callable[[str, Any], int]:
     def parse(name: str, value: Any) -> int:
         try:
-            if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
+            if isinstance(value, bool | float):
                 raise ValueError
             number = int(value)
         except (TypeError, ValueError):
@@ -105,9 +105,18 @@ def _synchronous(name: str, value: Any) -> str:
 
 
 def _optional_seconds(name: str, value: Any) -> float | None:
-    if value is None or str(value).strip().lower() in ("none", "off", "0"):
+    if value is None or str(value).strip().lower() in ("none", "off"):
+        return None
+    if not isinstance(value, bool) and _is_zero(value):
         return None
     return _number(0, 10 * 365 * 86400, allow_lo=False)(name, value)
+
+
+def _is_zero(value: Any) -> bool:
+    try:
+        return float(value) == 0.0
+    except (TypeError, ValueError):
+        return False
 
 
 _PARSERS: dict[str, Callable[[str, Any], Any]] = {

@@ -29,12 +29,26 @@ class AttemptOutcome(StrEnum):
 
 @dataclass(frozen=True, slots=True)
 class RetryPolicy:
-    """Exponential backoff with jitter: ``base * factor**(n-1)``, capped, +/- ``jitter``."""
+    """Exponential backoff with jitter: ``base * factor**(n-1)``, capped at ``max_seconds``,
+    then shortened by a random fraction of up to ``jitter``."""
 
     base_seconds: float = 0.5
     factor: float = 2.0
     max_seconds: float = 300.0
     jitter: float = 0.2  # a fraction of the delay
+
+    def __post_init__(self) -> None:
+        from queuelab.errors import InvalidArgument
+
+        checks = [
+            ("base_seconds", self.base_seconds >= 0, ">= 0"),
+            ("factor", self.factor >= 1, ">= 1"),
+            ("max_seconds", self.max_seconds >= 0, ">= 0"),
+            ("jitter", 0 <= self.jitter <= 1, "between 0 and 1"),
+        ]
+        for name, ok, allowed in checks:
+            if not ok:
+                raise InvalidArgument(f"{name} must be {allowed}, got {getattr(self, name)!r}")
 
 
 @dataclass(frozen=True, slots=True)

@@ -6,6 +6,7 @@ The worker turns a run into an :data:`Outcome`, :func:`decide` turns the outcome
 
 from __future__ import annotations
 
+import math
 import traceback as tb
 from dataclasses import dataclass
 from typing import Any
@@ -62,9 +63,13 @@ def backoff_seconds(attempt: int, policy: RetryPolicy, unit_random: float) -> fl
     ``unit_random`` in [0, 1) spreads retries of jobs that failed together (jitter), so a
     failing dependency is not hit by all of them at the same instant.
     """
-    raw = policy.base_seconds * policy.factor ** max(attempt - 1, 0)
+    try:
+        raw = policy.base_seconds * policy.factor ** max(attempt - 1, 0)
+    except OverflowError:
+        raw = math.inf
     capped = min(raw, policy.max_seconds)
-    return max(0.0, capped * (1.0 + policy.jitter * (2.0 * unit_random - 1.0)))
+    # Jitter only shortens the delay, so max_seconds stays a true maximum.
+    return max(0.0, capped * (1.0 - policy.jitter * unit_random))
 
 
 def decide(

@@ -85,7 +85,7 @@ class Queue:
 
         def register(func: Callable[..., Any]) -> Task:
             task = Task(
-                name=name or func.__name__,
+                name=func.__name__ if name is None else name,
                 fn=func,
                 queue=queue,
                 priority=priority,
@@ -145,29 +145,20 @@ class Queue:
         now = self.runtime.clock.now()
         subs = list(submissions)
         rows = [build_row(s, self.runtime.tasks.get(s.task), self.settings, now) for s in subs]
-        keyed = [r["idempotency_key"] for r in rows if r["idempotency_key"] is not None]
-        if keyed:
-            return self._submit_idempotent(rows)
-        if rows:
-            self.runtime.jobs.insert(rows)
-        return [_pending_job(row) for row in rows]
-
-    def _submit_idempotent(self, rows: list[dict[str, Any]]) -> list[Job]:
-        from queuelab.errors import StoreError
-
-        jobs: list[Job] = []
+        if not rows:
+            return []
+        existing = self.runtime.jobs.insert(rows)
+        first_by_key: dict[str, Job] = {}
+        result = []
         for row in rows:
             key = row["idempotency_key"]
-            existing = self.runtime.jobs.find_by_idempotency_key(key) if key else None
-            if existing is None:
-                try:
-                    self.runtime.jobs.insert([row])
-                except StoreError:
-                    existing = self.runtime.jobs.find_by_idempotency_key(key) if key else None
-                    if existing is None:
-                        raise
-            jobs.append(existing or _pending_job(row))
-        return jobs
+            job = existing.get(key) or first_by_key.get(key) if key is not None else None
+            if job is None:
+                job = _pending_job(row)
+                if key is not None:
+                    first_by_key[key] = job
+            result.append(job)
+        return result
 
     # -- read -------------------------------------------------------------------------
 

@@ -84,15 +84,16 @@ def _json(payload: dict[str, Any]) -> str:
 
 
 def _queue(name: Any) -> str:
-    if not isinstance(name, str) or not QUEUE_PATTERN.match(name):
+    if not isinstance(name, str) or not QUEUE_PATTERN.fullmatch(name):
         raise InvalidArgument(f"queue must be 1 to 64 letters, digits, _ . or -, got {name!r}")
     return name
 
 
 def _user_id(user_id: Any) -> str:
-    if not isinstance(user_id, str) or not user_id.strip() or len(user_id) > MAX_USER_ID_LENGTH:
+    if not isinstance(user_id, str) or not user_id.strip() or len(user_id) > MAX_USER_ID_LENGTH or "\x00" in user_id:
         raise InvalidArgument(
-            f"user_id must be a non-empty string of at most {MAX_USER_ID_LENGTH} characters, got {user_id!r}"
+            f"user_id must be a non-empty string of at most {MAX_USER_ID_LENGTH} characters without NUL, "
+            f"got {user_id!r}"
         )
     return user_id
 
@@ -134,6 +135,6 @@ def _run_at(delay: Any, run_at: Any, now: float) -> float:
 def _idempotency_key(key: Any) -> str | None:
     if key is None:
         return None
-    if not isinstance(key, str) or not 0 < len(key) <= 200:
-        raise InvalidArgument(f"idempotency_key must be a string of 1 to 200 characters, got {key!r}")
+    if not isinstance(key, str) or not 0 < len(key) <= 200 or "\x00" in key:
+        raise InvalidArgument(f"idempotency_key must be a string of 1 to 200 characters without NUL, got {key!r}")
     return key

@@ -60,7 +60,7 @@ class TaskRegistry:
         self._tasks: dict[str, Task] = {}
 
     def add(self, task: Task) -> Task:
-        if not NAME_PATTERN.match(task.name):
+        if not NAME_PATTERN.fullmatch(task.name):
             raise InvalidArgument(
                 f"task name must start with a letter or _ and hold only letters, digits and _ . : -, "
                 f"at most 200 characters; got {task.name!r}"
@@ -87,7 +87,8 @@ def simulate(
 ) -> dict[str, Any]:
     """The prototype's demo task: sleep ``duration`` seconds, then fail if asked to
     (``fail_simulation``) or at random with probability ``fail_rate``."""
-    time.sleep(duration)
+    if duration:
+        time.sleep(duration)
     if fail_simulation:
         raise SimulatedFailure("simulated failure (fail_simulation is true)")
     if fail_rate and random.random() < fail_rate:

@@ -119,7 +119,8 @@ class Worker:
             wake.mark()
             finished, free = self._take_finished(), self._free_slots()
             if not finished and free <= 0:
-                wake.wait(self.runtime.settings.poll_interval_seconds)  # until a slot frees up
+                # Every slot is busy: only a slot finishing (a poke) can give us work.
+                wake.wait(self.runtime.settings.poll_interval_seconds, database=False)
                 continue
             if self.settle(finished, free) or finished:
                 continue

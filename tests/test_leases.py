@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import sqlalchemy as sa
-
 import pytest
+import sqlalchemy as sa
 
 from queuelab import FakeClock, InvalidTransition, JobStatus, LeaseLost, Queue
 from queuelab.models import AttemptOutcome, RetryPolicy
@@ -20,8 +19,14 @@ def claim(q: Queue, limit: int = 10, queues: list[str] | None = None, worker: st
 
 def fail_decision(q: Queue, lease, message: str = "boom") -> Decision:
     error = Errored(AttemptOutcome.FAILED, "RuntimeError", message)
-    return decide(error, attempt=lease.attempt, max_retries=lease.max_retries, policy=POLICY,
-                  now=q.runtime.clock.now(), unit_random=0.5)
+    return decide(
+        error,
+        attempt=lease.attempt,
+        max_retries=lease.max_retries,
+        policy=POLICY,
+        now=q.runtime.clock.now(),
+        unit_random=0.5,
+    )
 
 
 def rescue(q: Queue) -> int:
@@ -85,9 +90,7 @@ def test_heartbeat_extends_the_lease_so_it_is_not_rescued(queue: Queue, clock: F
     assert queue.get(job.id).status == JobStatus.RUNNING
 
 
-def test_expired_lease_is_rescued_as_a_lost_attempt_and_the_late_ack_is_refused(
-    queue: Queue, clock: FakeClock
-) -> None:
+def test_expired_lease_is_rescued_as_a_lost_attempt_and_the_late_ack_is_refused(queue: Queue, clock: FakeClock) -> None:
     job = queue.submit("simulate", lease_seconds=10)
     (old,) = claim(queue, worker="dead-worker")
     clock.advance(10.5)
@@ -231,7 +234,8 @@ def test_prune_deletes_old_finished_jobs_and_their_history_only(queue: Queue, cl
 
 def test_a_decision_for_success_is_complete() -> None:
     assert decide(Succeeded(3), attempt=1, max_retries=0, policy=POLICY, now=0, unit_random=0) == Complete(3)
-    retry = decide(Errored(AttemptOutcome.FAILED, "E", "m"), attempt=1, max_retries=1, policy=POLICY, now=10,
-                   unit_random=0.5)
+    retry = decide(
+        Errored(AttemptOutcome.FAILED, "E", "m"), attempt=1, max_retries=1, policy=POLICY, now=10, unit_random=0.5
+    )
     assert isinstance(retry, Retry)
     assert retry.run_at == 10.5

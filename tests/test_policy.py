@@ -6,6 +6,7 @@ import re
 
 import pytest
 
+from queuelab.errors import InvalidArgument
 from queuelab.models import AttemptOutcome, RetryPolicy
 from queuelab.policy import Complete, DeadLetter, Errored, Retry, Succeeded, backoff_seconds, decide
 
@@ -43,32 +44,42 @@ def test_backoff_cap_holds_however_many_attempts() -> None:
     assert backoff_seconds(10_000, NO_JITTER, 0.5) == 300.0
 
 
-def test_backoff_is_never_negative() -> None:
-    wild = RetryPolicy(base_seconds=1.0, factor=2.0, max_seconds=300.0, jitter=1.5)
+@pytest.mark.parametrize(
+    ("field", "value", "allowed"),
+    [
+        ("base_seconds", -1.0, ">= 0"),
+        ("factor", 0.5, ">= 1"),
+        ("max_seconds", -1.0, ">= 0"),
+        ("jitter", 1.5, "0 and 1"),
+    ],
+)
+def test_a_policy_with_a_bad_field_is_refused(field: str, value: float, allowed: str) -> None:
+    with pytest.raises(InvalidArgument, match=rf"{field} must be .*{allowed}.*got {value}"):
+        RetryPolicy(**{field: value})
 
-    assert backoff_seconds(1, wild, 0.0) == 0.0
+
+def test_full_jitter_can_shorten_the_delay_to_zero_but_not_below() -> None:
+    full = RetryPolicy(base_seconds=1.0, factor=2.0, max_seconds=300.0, jitter=1.0)
+
+    assert backoff_seconds(1, full, 1.0) == 0.0
 
 
-def test_jitter_at_unit_random_zero_is_the_lower_bound() -> None:
-    assert backoff_seconds(3, JITTER, 0.0) == pytest.approx(2.0 * 0.8)
+def test_jitter_at_unit_random_zero_is_the_plain_delay() -> None:
+    assert backoff_seconds(3, JITTER, 0.0) == pytest.approx(2.0)
 
 
-def test_jitter_at_unit_random_one_half_is_the_plain_delay() -> None:
-    assert backoff_seconds(3, JITTER, 0.5) == pytest.approx(2.0)
-
-
-def test_jitter_near_unit_random_one_approaches_the_upper_bound() -> None:
+def test_jitter_near_unit_random_one_approaches_the_lower_bound() -> None:
     delay = backoff_seconds(3, JITTER, JUST_BELOW_ONE)
 
-    assert delay == pytest.approx(2.0 * 1.2)
-    assert delay < 2.0 * 1.2
+    assert delay == pytest.approx(2.0 * 0.8)
+    assert delay > 2.0 * 0.8
 
 
-def test_jitter_stays_within_its_bounds_across_unit_random() -> None:
-    delays = [backoff_seconds(3, JITTER, i / 100) for i in range(100)]
+def test_jitter_never_passes_the_cap() -> None:
+    delays = [backoff_seconds(50, JITTER, i / 100) for i in range(100)]
 
-    assert all(2.0 * 0.8 <= d < 2.0 * 1.2 for d in delays)
-    assert delays == sorted(delays)  # more randomness, more delay: jitter is monotonic
+    assert all(300.0 * 0.8 < d <= 300.0 for d in delays)
+    assert delays == sorted(delays, reverse=True)  # more randomness, shorter delay
 
 
 def test_a_success_completes_with_its_result() -> None:
@@ -98,7 +109,7 @@ def test_a_retry_uses_the_jittered_backoff() -> None:
 
     assert isinstance(decision, Retry)
     assert decision.run_at == NOW + backoff_seconds(2, JITTER, 0.0)
-    assert decision.run_at == pytest.approx(NOW + 0.8)
+    assert decision.run_at == pytest.approx(NOW + 1.0)
 
 
 @pytest.mark.parametrize(

@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 
 from queuelab import JobStatus
+from queuelab.errors import LeaseLost
 from queuelab.models import AttemptOutcome, Lease
 from queuelab.policy import Complete
 from queuelab.submission import Submission
-from queuelab.errors import LeaseLost
 from tests.helpers import WorkerProcess, read_records, recorder_queue, starts_per_job, wait_for_status, wait_until
 
 pytestmark = pytest.mark.slow

@@ -40,7 +40,7 @@ AWARE = datetime(2030, 1, 1, tzinfo=UTC)
 SIMULATE_DURATION = r"^payload\.duration must be a number of seconds between 0 and 3600, "
 PRIORITY = r"^priority must be a whole number between 0 and 9, "
 MAX_RETRIES = r"^max_retries must be a whole number between 0 and 100, "
-USER_ID = r"^user_id must be a non-empty string of at most 200 characters, "
+USER_ID = r"^user_id must be a non-empty string of at most 200 characters without NUL, "
 QUEUE_NAME = r"^queue must be 1 to 64 letters, digits, _ \. or -, "
 
 
@@ -110,7 +110,7 @@ BAD_SUBMISSIONS = [
     bad(
         "idempotency-key-empty",
         {"idempotency_key": ""},
-        r"^idempotency_key must be a string of 1 to 200 characters, " + got(""),
+        r"^idempotency_key must be a string of 1 to 200 characters without NUL, " + got(""),
     ),
     bad("idempotency-key-nul", {"idempotency_key": "k\x00"}, r"^idempotency_key .*'k\\x00'"),
 ]

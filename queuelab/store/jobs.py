@@ -10,7 +10,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from queuelab.errors import InvalidTransition, JobNotFound
+from queuelab.errors import InvalidArgument, InvalidTransition, JobNotFound, StoreError
 from queuelab.models import Job, JobStatus
 from queuelab.store.database import Database
 from queuelab.store.rows import job_from_row
@@ -42,12 +42,41 @@ class JobStore:
     def __init__(self, db: Database) -> None:
         self.db = db
 
-    def insert(self, rows: Sequence[dict[str, Any]]) -> None:
-        """Store new jobs in one transaction and wake the workers of their queues."""
+    def insert(self, rows: Sequence[dict[str, Any]]) -> dict[str, Job]:
+        """Store new jobs in one transaction (all or nothing) and wake their workers.
+
+        A row whose idempotency key names a stored job is not inserted; the result maps
+        such keys to the stored job. Two submitters racing with one key: the loser's
+        insert breaks the unique index, and its retry finds the winner's job.
+        """
+        keys = sorted({r["idempotency_key"] for r in rows if r["idempotency_key"] is not None})
+        for attempt in (1, 2):
+            try:
+                return self._insert_once(rows, keys)
+            except StoreError as exc:
+                if attempt == 2 or not keys or not isinstance(exc.__cause__, sa.exc.IntegrityError):
+                    raise
+        raise AssertionError("unreachable")
+
+    def _insert_once(self, rows: Sequence[dict[str, Any]], keys: list[str]) -> dict[str, Job]:
         with self.db.write() as conn:
-            conn.execute(jobs.insert(), list(rows))
-            for queue in sorted({r["queue"] for r in rows}):
-                self.db.notify(conn, queue)
+            existing: dict[str, Job] = {}
+            if keys:
+                found = conn.execute(sa.select(jobs).where(jobs.c.idempotency_key.in_(keys))).mappings()
+                existing = {row["idempotency_key"]: job_from_row(row) for row in found}
+            seen: set[str] = set(existing)
+            fresh = []
+            for row in rows:
+                key = row["idempotency_key"]
+                if key is None or key not in seen:
+                    fresh.append(row)
+                    if key is not None:
+                        seen.add(key)
+            if fresh:
+                conn.execute(jobs.insert(), fresh)
+                for queue in sorted({r["queue"] for r in fresh}):
+                    self.db.notify(conn, queue)
+        return existing
 
     def find_by_idempotency_key(self, key: str) -> Job | None:
         with self.db.read() as conn:
@@ -93,7 +122,10 @@ class JobStore:
     def force_success(self, job_id: str, now: float, result: Any = None) -> Job:
         values = {"status": JobStatus.COMPLETED, "forced": True, "finished_at": now}
         if result is not None:
-            values["result"] = json.dumps(result)
+            try:
+                values["result"] = json.dumps(result, allow_nan=False)
+            except (TypeError, ValueError) as exc:
+                raise InvalidArgument(f"result must be JSON-serialisable (no NaN or Infinity): {exc}") from None
         self._transition(job_id, FORCEABLE, "forced to success", values)
         return self.get(job_id)
 

@@ -19,11 +19,11 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from queuelab.errors import LeaseLost
-from queuelab.models import AttemptOutcome, JobStatus, Lease
+from queuelab.models import AttemptOutcome, Lease
 from queuelab.policy import Complete, DeadLetter, Decision, Errored, Retry
 from queuelab.store import statements as st
 from queuelab.store.database import Database
-from queuelab.store.schema import jobs
+from queuelab.store.schema import IS_PENDING, IS_RUNNING, jobs
 
 RescueDecider = Callable[[Errored, int, int], Decision]  # (error, attempt, max_retries) -> decision
 
@@ -108,7 +108,7 @@ class LeaseStore:
             sa.select(
                 jobs.c.lease_expires_at, jobs.c.lease_owner, *st.CLAIMED_COLUMNS, jobs.c.lease_token, jobs.c.started_at
             )
-            .where(jobs.c.status == JobStatus.RUNNING, jobs.c.lease_expires_at < now)
+            .where(IS_RUNNING, jobs.c.lease_expires_at < now)
             .order_by(jobs.c.lease_expires_at)
             .limit(limit)
             .with_for_update(skip_locked=True)
@@ -129,7 +129,7 @@ class LeaseStore:
 
     def next_run_at(self, queues: Sequence[str] | None) -> float | None:
         """When the earliest pending job becomes runnable (for an idle worker's sleep)."""
-        query = sa.select(sa.func.min(jobs.c.run_at)).where(jobs.c.status == JobStatus.PENDING)
+        query = sa.select(sa.func.min(jobs.c.run_at)).where(IS_PENDING)
         if queues is not None:
             query = query.where(jobs.c.queue.in_(queues))
         with self.db.read() as conn:

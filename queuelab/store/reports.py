@@ -6,9 +6,9 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from queuelab.models import AttemptOutcome, JobStatus
+from queuelab.models import AttemptOutcome
 from queuelab.store.database import Database
-from queuelab.store.schema import attempts, jobs
+from queuelab.store.schema import IS_PENDING, attempts, jobs
 
 FRAME_COLUMNS = (
     "id",
@@ -40,7 +40,7 @@ class Reports:
 
     def oldest_runnable(self, now: float) -> float | None:
         """The earliest ``run_at`` among jobs that could run now."""
-        query = sa.select(sa.func.min(jobs.c.run_at)).where(jobs.c.status == JobStatus.PENDING, jobs.c.run_at <= now)
+        query = sa.select(sa.func.min(jobs.c.run_at)).where(IS_PENDING, jobs.c.run_at <= now)
         with self.db.read() as conn:
             return conn.execute(query).scalar()
 

@@ -50,32 +50,52 @@ jobs = sa.Table(
     ),
 )
 
-_pending = jobs.c.status == "PENDING"
-_running = jobs.c.status == "RUNNING"
+# Literal SQL, not bound parameters: SQLite uses a partial index only when the query's
+# WHERE clause repeats the index's condition word for word ("status = ?" would not do).
+IS_PENDING = jobs.c.status == sa.literal_column("'PENDING'")
+IS_RUNNING = jobs.c.status == sa.literal_column("'RUNNING'")
 
-# The claim reads only the runnable set, in claim order. A partial index holds just the
-# PENDING rows, so it stays small when the table holds millions of finished jobs.
+# The claim reads only the runnable set, in claim order (priority, then run_at), so the
+# first rows of an index scan are the answer and nothing is sorted. Partial indexes hold
+# just the PENDING rows: they stay small when the table holds millions of finished jobs.
+# One serves workers of all queues, the other workers of named queues.
 sa.Index(
     "queuelab_jobs_claim",
+    jobs.c.priority.desc(),
+    jobs.c.run_at,
+    sqlite_where=IS_PENDING,
+    postgresql_where=IS_PENDING,
+)
+sa.Index(
+    "queuelab_jobs_claim_by_queue",
     jobs.c.queue,
     jobs.c.priority.desc(),
     jobs.c.run_at,
-    sqlite_where=_pending,
-    postgresql_where=_pending,
+    sqlite_where=IS_PENDING,
+    postgresql_where=IS_PENDING,
 )
 # Rescue scans running jobs by lease expiry; partial for the same reason.
-sa.Index(
-    "queuelab_jobs_lease",
-    jobs.c.lease_expires_at,
-    sqlite_where=_running,
-    postgresql_where=_running,
-)
-# Pruning, the DLQ listing and stats select finished jobs by status and finish time.
-sa.Index("queuelab_jobs_finished", jobs.c.status, jobs.c.finished_at)
-# Per-user listings and (later) per-user quotas.
+sa.Index("queuelab_jobs_lease", jobs.c.lease_expires_at, sqlite_where=IS_RUNNING, postgresql_where=IS_RUNNING)
+# Pruning finds finished jobs by finish time. Deliberately not (status, finished_at): an
+# index led by status tempts SQLite's planner into using it for the claim's status test
+# and sorting, instead of reading the claim index in order.
+_finished = jobs.c.finished_at.is_not(None)
+sa.Index("queuelab_jobs_finished", jobs.c.finished_at, sqlite_where=_finished, postgresql_where=_finished)
+# Listings, newest first; the dead-letter queue has its own small index.
+sa.Index("queuelab_jobs_created", jobs.c.created_at)
+_dead = jobs.c.status == sa.literal_column("'FAILED'")
+sa.Index("queuelab_jobs_dlq", jobs.c.created_at, sqlite_where=_dead, postgresql_where=_dead)
+# Per-user listings and per-user quotas.
 sa.Index("queuelab_jobs_user", jobs.c.user_id, jobs.c.status)
-# An idempotency key names at most one job.
-sa.Index("queuelab_jobs_idempotency", jobs.c.idempotency_key, unique=True)
+# An idempotency key names at most one job; most jobs have none, so leave those out.
+_keyed = jobs.c.idempotency_key.is_not(None)
+sa.Index(
+    "queuelab_jobs_idempotency",
+    jobs.c.idempotency_key,
+    unique=True,
+    sqlite_where=_keyed,
+    postgresql_where=_keyed,
+)
 
 attempts = sa.Table(
     "queuelab_attempts",

@@ -12,7 +12,7 @@ import sqlalchemy as sa
 from sqlalchemy.sql.dml import Update
 
 from queuelab.models import JobStatus
-from queuelab.store.schema import attempts, jobs
+from queuelab.store.schema import IS_PENDING, attempts, jobs
 
 NOW = sa.bindparam("p_now", type_=sa.Double)
 _NO_LEASE = {"lease_token": None, "lease_owner": None, "lease_expires_at": None}
@@ -44,12 +44,12 @@ def claim_statement(by_queue: bool, by_task: bool) -> Update:
     clause there without a word): the enclosing BEGIN IMMEDIATE holds the database write
     lock across the SELECT and the UPDATE, which serialises claimers instead.
     """
-    pick = sa.select(jobs.c.id).where(jobs.c.status == JobStatus.PENDING, jobs.c.run_at <= NOW)
+    pick = sa.select(jobs.c.id).where(IS_PENDING, jobs.c.run_at <= NOW)
     if by_queue:
         pick = pick.where(jobs.c.queue.in_(sa.bindparam("p_queues", expanding=True)))
     if by_task:
         pick = pick.where(jobs.c.task.in_(sa.bindparam("p_tasks", expanding=True)))
-    pick = pick.order_by(jobs.c.priority.desc(), jobs.c.run_at, jobs.c.id).limit(sa.bindparam("p_limit"))
+    pick = pick.order_by(jobs.c.priority.desc(), jobs.c.run_at).limit(sa.bindparam("p_limit"))
     return (
         jobs.update()
         .where(jobs.c.id.in_(pick.with_for_update(skip_locked=True).scalar_subquery()))

@@ -28,7 +28,11 @@ SQLITE_POLL_SECONDS = 0.001
 
 class Wakeup(Protocol):
     def mark(self) -> None: ...
-    def wait(self, timeout: float) -> None: ...
+    def wait(self, timeout: float, *, database: bool = True) -> None:
+        """Return on a poke, on a commit by another connection (if ``database``), or at
+        ``timeout``."""
+        ...
+
     def poke(self) -> None: ...
     def close(self) -> None: ...
 
@@ -48,7 +52,10 @@ class SqliteWakeup:
         self._event.clear()
         self._version = self._read()
 
-    def wait(self, timeout: float) -> None:
+    def wait(self, timeout: float, *, database: bool = True) -> None:
+        if not database:
+            self._event.wait(timeout)
+            return
         deadline = time.monotonic() + timeout
         while True:
             remaining = deadline - time.monotonic()
@@ -82,7 +89,7 @@ class PostgresWakeup:
     def mark(self) -> None:
         self._event.clear()
 
-    def wait(self, timeout: float) -> None:
+    def wait(self, timeout: float, *, database: bool = True) -> None:
         self._event.wait(timeout)
 
     def poke(self) -> None:
