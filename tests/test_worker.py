@@ -107,7 +107,7 @@ def test_a_database_from_a_newer_schema_is_refused(db_url: str) -> None:
     with q.runtime.db.write() as conn:
         conn.execute(meta.update().where(meta.c.key == "schema_version").values(value="99"))
     q.close()
-    with pytest.raises(SchemaVersionError, match="schema version 99.*only knows versions up to 1"):
+    with pytest.raises(SchemaVersionError, match=r"schema version 99.*only knows versions up to 1"):
         Queue(db_url).stats()
 
 
