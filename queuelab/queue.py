@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, overload
 
 from queuelab.clock import Clock
@@ -150,11 +150,11 @@ class Queue:
         existing = self.runtime.jobs.insert(rows)
         first_by_key: dict[str, Job] = {}
         result = []
-        for row in rows:
+        for sub, row in zip(subs, rows, strict=True):
             key = row["idempotency_key"]
             job = existing.get(key) or first_by_key.get(key) if key is not None else None
             if job is None:
-                job = _pending_job(row)
+                job = _pending_job(row, dict(sub.payload or {}))
                 if key is not None:
                     first_by_key[key] = job
             result.append(job)
@@ -269,20 +269,35 @@ def _unchecked(task: Task) -> Task:
     )
 
 
-def _pending_job(row: dict[str, Any]) -> Job:
-    from queuelab.store.rows import job_from_row
-
-    return job_from_row(
-        {
-            **row,
-            "lease_token": None,
-            "lease_owner": None,
-            "lease_expires_at": None,
-            "result": None,
-            "started_at": None,
-            "finished_at": None,
-        }
+def _pending_job(row: dict[str, Any], payload: dict[str, Any]) -> Job:
+    """The Job just stored, built from its row without reading it back."""
+    return Job(
+        id=row["id"],
+        queue=row["queue"],
+        task=row["task"],
+        payload=payload,
+        user_id=row["user_id"],
+        status=JobStatus.PENDING,
+        priority=row["priority"],
+        run_at=_utc(row["run_at"]),
+        attempts=0,
+        max_retries=row["max_retries"],
+        lease_seconds=row["lease_seconds"],
+        timeout_seconds=row["timeout_seconds"],
+        lease_token=None,
+        lease_owner=None,
+        lease_expires_at=None,
+        result=None,
+        forced=False,
+        created_at=_utc(row["created_at"]),
+        started_at=None,
+        finished_at=None,
+        idempotency_key=row["idempotency_key"],
     )
+
+
+def _utc(epoch: float) -> datetime:
+    return datetime.fromtimestamp(epoch, UTC)
 
 
 def _job_id(job_id: Any) -> str:

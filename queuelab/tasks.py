@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import functools
 import inspect
 import random
 import re
@@ -45,7 +46,7 @@ class Task:
     def check_payload(self, payload: dict[str, Any]) -> None:
         """Raise :class:`InvalidArgument` if the task could not be called with ``payload``."""
         try:
-            inspect.signature(self.fn).bind(**payload)
+            _signature(self.fn).bind(**payload)
         except TypeError as exc:
             raise InvalidArgument(f"payload does not fit task {self.name!r}: {exc}") from None
         if self.check is not None:
@@ -53,6 +54,11 @@ class Task:
 
     def run(self, payload: dict[str, Any]) -> Any:
         return self.fn(**payload)
+
+
+@functools.lru_cache(maxsize=1024)
+def _signature(fn: Callable[..., Any]) -> inspect.Signature:
+    return inspect.signature(fn)
 
 
 class TaskRegistry:

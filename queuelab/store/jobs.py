@@ -16,6 +16,7 @@ from queuelab.store.database import Database
 from queuelab.store.rows import job_from_row
 from queuelab.store.schema import attempts, jobs
 
+_INSERT = jobs.insert()
 REQUEUEABLE = (JobStatus.FAILED, JobStatus.COMPLETED, JobStatus.CANCELLED)
 FORCEABLE = (JobStatus.FAILED, JobStatus.COMPLETED)
 PRUNABLE = (JobStatus.COMPLETED, JobStatus.CANCELLED)
@@ -73,7 +74,7 @@ class JobStore:
                     if key is not None:
                         seen.add(key)
             if fresh:
-                conn.execute(jobs.insert(), fresh)
+                conn.execute(_INSERT, fresh)
                 for queue in sorted({r["queue"] for r in fresh}):
                     self.db.notify(conn, queue)
         return existing
