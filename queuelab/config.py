@@ -11,7 +11,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields, replace
 from typing import Any
 
-from queuelab.errors import ConfigError
+from queuelab.errors import ConfigError, InvalidArgument
+from queuelab.limits import RATE_FORM, RateLimit
 
 DEFAULT_DATABASE_URL = "sqlite:///queuelab.db"
 SQLITE_SYNCHRONOUS_MODES = ("OFF", "NORMAL", "FULL", "EXTRA")
@@ -33,6 +34,11 @@ class Settings:
     shutdown_grace_seconds: float = 10.0
     retention_seconds: float | None = 7 * 24 * 3600.0
     worker_ttl_seconds: float = 15.0
+    # Per-user limits (defaults for every user; per-user overrides live in the database).
+    rate_limit: RateLimit | None = None  # submissions per sliding window
+    max_active_per_user: int | None = None  # PENDING + RUNNING
+    max_running_per_user: int | None = None  # RUNNING, enforced in the claim
+    redis_url: str | None = None  # run the submission rate limiter in Redis
 
     @classmethod
     def load(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
@@ -119,6 +125,30 @@ def _is_zero(value: Any) -> bool:
         return False
 
 
+def _rate_limit(name: str, value: Any) -> RateLimit | None:
+    if value is None or isinstance(value, RateLimit):
+        return value
+    try:
+        return RateLimit.parse(str(value), name)
+    except InvalidArgument:
+        raise ConfigError(f"{name} must be {RATE_FORM}, got {value!r}") from None
+
+
+def _optional_count(name: str, value: Any) -> int | None:
+    if value is None or str(value).strip().lower() in ("none", "off", "0"):
+        return None
+    return _integer(0, 1_000_000_000)(name, value) or None
+
+
+def _redis_url(name: str, value: Any) -> str | None:
+    text = str(value).strip() if value is not None else ""
+    if not text or text.lower() == "none":
+        return None
+    if not text.startswith(("redis://", "rediss://", "unix://")):
+        raise ConfigError(f"{name} must be a Redis URL (redis://host:6379/0), got {value!r}")
+    return text
+
+
 _PARSERS: dict[str, Callable[[str, Any], Any]] = {
     "database_url": _url,
     "lease_seconds": _number(0, 86400, allow_lo=False),
@@ -132,4 +162,8 @@ _PARSERS: dict[str, Callable[[str, Any], Any]] = {
     "shutdown_grace_seconds": _number(0, 86400, allow_lo=True),
     "retention_seconds": _optional_seconds,
     "worker_ttl_seconds": _number(0, 86400, allow_lo=False),
+    "rate_limit": _rate_limit,
+    "max_active_per_user": _optional_count,
+    "max_running_per_user": _optional_count,
+    "redis_url": _redis_url,
 }

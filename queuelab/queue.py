@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, overload
@@ -9,16 +10,31 @@ from typing import TYPE_CHECKING, Any, overload
 from queuelab.clock import Clock
 from queuelab.config import Settings
 from queuelab.errors import InvalidArgument, JobNotFound
+from queuelab.explain import Explanation, explain_job
+from queuelab.limits import OFF_RATE, RateLimit, UserLimits, check_quota, check_weight, rate_enabled
 from queuelab.models import Job, JobStatus, RetryPolicy
 from queuelab.pool import Mode, Pool, ProcessPool, ThreadPool, check_pool_args
 from queuelab.runtime import Runtime
 from queuelab.stats import QueueStats, jobs_frame, read_stats
 from queuelab.store import JobFilter
-from queuelab.submission import Submission, build_row
+from queuelab.store.limits import DEFAULTS
+from queuelab.submission import Submission, build_row, check_queue, check_user_id
 from queuelab.tasks import PayloadCheck, Task
 
 if TYPE_CHECKING:
     import pandas as pd
+
+    from queuelab.redis_limiter import Admission
+
+
+class Unset:
+    """The type of :data:`UNSET`: "leave this field as it is"."""
+
+    def __repr__(self) -> str:
+        return "UNSET"
+
+
+UNSET = Unset()
 
 MAX_LIST_LIMIT = 10_000
 
@@ -147,7 +163,7 @@ class Queue:
         rows = [build_row(s, self.runtime.tasks.get(s.task), self.settings, now) for s in subs]
         if not rows:
             return []
-        existing = self.runtime.jobs.insert(rows)
+        existing = self._store(rows, now)
         first_by_key: dict[str, Job] = {}
         result = []
         for sub, row in zip(subs, rows, strict=True):
@@ -159,6 +175,66 @@ class Queue:
                     first_by_key[key] = job
             result.append(job)
         return result
+
+    def _store(self, rows: list[dict[str, Any]], now: float) -> dict[str, Job]:
+        limiter = self.runtime.rate_limiter
+        if limiter is None:
+            return self.runtime.jobs.insert(rows, now)
+        wanted = Counter(row["user_id"] for row in rows)
+        admissions: list[Admission] = []
+        try:
+            for user, lim in self.runtime.limits.effective(sorted(wanted)).items():
+                rate = rate_enabled(lim.rate_limit)
+                if rate is not None:
+                    admissions.append(limiter.admit(user, wanted[user], rate, now))
+            return self.runtime.jobs.insert(rows, now, rate_in_sql=False)
+        except BaseException:
+            for admission in admissions:
+                limiter.take_back(admission)
+            raise
+
+    # -- limits -----------------------------------------------------------------------
+
+    def set_limits(
+        self,
+        user_id: str = "*",
+        *,
+        rate_limit: RateLimit | str | Unset | None = UNSET,
+        max_active: int | Unset | None = UNSET,
+        max_running: int | Unset | None = UNSET,
+        weight: int | Unset | None = UNSET,
+    ) -> UserLimits:
+        """Change limits at run time for one user, or for every user (``"*"``, the defaults
+        that override the settings). Only the fields given change; ``None`` clears a field
+        (falls back to the defaults), ``0`` / ``"none"`` switches a limit off. Returns what
+        now applies to that user."""
+        user = check_user_id(user_id) if user_id != DEFAULTS else DEFAULTS
+        stored = self.runtime.limits.stored().get(user, UserLimits())
+        changed = UserLimits(
+            rate_limit=stored.rate_limit if isinstance(rate_limit, Unset) else _rate(rate_limit),
+            max_active=stored.max_active if isinstance(max_active, Unset) else check_quota("max_active", max_active),
+            max_running=stored.max_running
+            if isinstance(max_running, Unset)
+            else check_quota("max_running", max_running),
+            weight=stored.weight if isinstance(weight, Unset) else check_weight(weight),
+        )
+        self.runtime.limits.set(user, changed, self.runtime.clock.now())
+        return self.limits(user)
+
+    def limits(self, user_id: str = "*") -> UserLimits:
+        """The limits that apply to ``user_id`` (``"*"``: to a user with no overrides)."""
+        return self.runtime.limits.effective([user_id])[user_id]
+
+    def pause(self, queue: str) -> None:
+        """Stop workers from starting jobs of ``queue`` (running ones finish)."""
+        self.runtime.limits.pause(check_queue(queue), True, self.runtime.clock.now())
+
+    def resume(self, queue: str) -> None:
+        self.runtime.limits.pause(check_queue(queue), False, self.runtime.clock.now())
+
+    def explain(self, job_id: str) -> Explanation:
+        """Why a job has not started yet (or what it is doing), in words and as data."""
+        return explain_job(self.runtime, _job_id(job_id))
 
     # -- read -------------------------------------------------------------------------
 
@@ -323,3 +399,11 @@ def _limit(limit: Any, hi: int = MAX_LIST_LIMIT) -> int:
     if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= hi:
         raise InvalidArgument(f"limit must be a whole number between 1 and {hi}, got {limit!r}")
     return limit
+
+
+def _rate(value: RateLimit | str | None) -> RateLimit | None:
+    if value is None or isinstance(value, RateLimit):
+        return value
+    if not isinstance(value, str):
+        raise InvalidArgument(f"rate_limit must be a string such as '60/minute', 'none' or None, got {value!r}")
+    return RateLimit.parse(value) or OFF_RATE

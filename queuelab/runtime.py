@@ -6,12 +6,17 @@ from __future__ import annotations
 
 import threading
 from functools import cached_property
+from typing import TYPE_CHECKING
 
 from queuelab.clock import Clock, SystemClock
 from queuelab.config import Settings
 from queuelab.models import RetryPolicy
 from queuelab.store import Database, JobStore, LeaseStore, WorkerRegistry
+from queuelab.store.limits import LimitStore
 from queuelab.tasks import TaskRegistry, builtin_tasks
+
+if TYPE_CHECKING:
+    from queuelab.redis_limiter import RedisRateLimiter
 
 
 class Runtime:
@@ -43,6 +48,19 @@ class Runtime:
     def workers(self) -> WorkerRegistry:
         return WorkerRegistry(self.db)
 
+    @cached_property
+    def limits(self) -> LimitStore:
+        return LimitStore(self.db, self.settings)
+
+    @cached_property
+    def rate_limiter(self) -> RedisRateLimiter | None:
+        """The Redis limiter when ``redis_url`` is set; else None (the SQL one runs)."""
+        if self.settings.redis_url is None:
+            return None
+        from queuelab.redis_limiter import RedisRateLimiter
+
+        return RedisRateLimiter(self.settings.redis_url)
+
     @property
     def retry_policy(self) -> RetryPolicy:
         return RetryPolicy(base_seconds=self.settings.retry_base_seconds, max_seconds=self.settings.retry_max_seconds)
@@ -50,3 +68,6 @@ class Runtime:
     def close(self) -> None:
         if self._db is not None:
             self._db.dispose()
+        limiter = self.__dict__.get("rate_limiter")
+        if limiter is not None:
+            limiter.close()

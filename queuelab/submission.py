@@ -55,10 +55,10 @@ def build_row(sub: Submission, task: Task, settings: Settings, now: float) -> di
     timeout = sub.timeout_seconds if sub.timeout_seconds is not None else task.timeout_seconds
     return {
         "id": str(uuid.uuid4()),
-        "queue": _queue(sub.queue if sub.queue is not None else task.queue),
+        "queue": check_queue(sub.queue if sub.queue is not None else task.queue),
         "task": task.name,
         "payload": text,
-        "user_id": _user_id(sub.user_id),
+        "user_id": check_user_id(sub.user_id),
         "status": JobStatus.PENDING,
         "priority": _priority(sub.priority if sub.priority is not None else task.priority),
         "run_at": _run_at(sub.delay, sub.run_at, now),
@@ -83,13 +83,13 @@ def _json(payload: dict[str, Any]) -> str:
         raise InvalidArgument(f"payload must be JSON-serialisable (no NaN or Infinity): {exc}") from None
 
 
-def _queue(name: Any) -> str:
+def check_queue(name: Any) -> str:
     if not isinstance(name, str) or not QUEUE_PATTERN.fullmatch(name):
         raise InvalidArgument(f"queue must be 1 to 64 letters, digits, _ . or -, got {name!r}")
     return name
 
 
-def _user_id(user_id: Any) -> str:
+def check_user_id(user_id: Any) -> str:
     if not isinstance(user_id, str) or not user_id.strip() or len(user_id) > MAX_USER_ID_LENGTH or "\x00" in user_id:
         raise InvalidArgument(
             f"user_id must be a non-empty string of at most {MAX_USER_ID_LENGTH} characters without NUL, "

@@ -27,7 +27,8 @@ from queuelab.models import Lease
 from queuelab.policy import Decision
 from queuelab.runtime import Runtime
 from queuelab.store import WorkerInfo
-from queuelab.store.leases import ClaimFilter, Finished
+from queuelab.store.claims import ClaimFilter
+from queuelab.store.leases import Finished
 from queuelab.store.wakeup import Wakeup, wakeup_for
 
 log = logging.getLogger("queuelab.worker")

@@ -126,7 +126,7 @@ def test_the_claim_reads_the_partial_index_in_order(sqlite_url: str) -> None:
     with q.runtime.db.engine.connect() as conn:
         plan = conn.exec_driver_sql(
             "EXPLAIN QUERY PLAN SELECT id FROM queuelab_jobs WHERE status = 'PENDING' AND run_at <= 1e12 "
-            "ORDER BY priority DESC, run_at LIMIT 1"
+            "ORDER BY priority DESC, fair_rank LIMIT 1"
         ).all()
     details = " ".join(str(row[-1]) for row in plan)
     assert "queuelab_jobs_claim" in details

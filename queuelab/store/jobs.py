@@ -12,6 +12,7 @@ import sqlalchemy as sa
 
 from queuelab.errors import InvalidArgument, InvalidTransition, JobNotFound, StoreError
 from queuelab.models import Job, JobStatus
+from queuelab.store.admission import admit
 from queuelab.store.database import Database
 from queuelab.store.rows import job_from_row
 from queuelab.store.schema import attempts, jobs
@@ -43,7 +44,7 @@ class JobStore:
     def __init__(self, db: Database) -> None:
         self.db = db
 
-    def insert(self, rows: Sequence[dict[str, Any]]) -> dict[str, Job]:
+    def insert(self, rows: Sequence[dict[str, Any]], now: float, *, rate_in_sql: bool = True) -> dict[str, Job]:
         """Store new jobs in one transaction (all or nothing) and wake their workers.
 
         A row whose idempotency key names a stored job is not inserted; the result maps
@@ -53,13 +54,15 @@ class JobStore:
         keys = sorted({r["idempotency_key"] for r in rows if r["idempotency_key"] is not None})
         for attempt in (1, 2):
             try:
-                return self._insert_once(rows, keys)
+                return self._insert_once(rows, keys, now, rate_in_sql)
             except StoreError as exc:
                 if attempt == 2 or not keys or not isinstance(exc.__cause__, sa.exc.IntegrityError):
                     raise
         raise AssertionError("unreachable")
 
-    def _insert_once(self, rows: Sequence[dict[str, Any]], keys: list[str]) -> dict[str, Job]:
+    def _insert_once(
+        self, rows: Sequence[dict[str, Any]], keys: list[str], now: float, rate_in_sql: bool
+    ) -> dict[str, Job]:
         with self.db.write() as conn:
             existing: dict[str, Job] = {}
             if keys:
@@ -74,6 +77,7 @@ class JobStore:
                     if key is not None:
                         seen.add(key)
             if fresh:
+                admit(conn, self.db, fresh, now, rate_in_sql=rate_in_sql)
                 conn.execute(_INSERT, fresh)
                 for queue in sorted({r["queue"] for r in fresh}):
                     self.db.notify(conn, queue)

@@ -9,7 +9,6 @@ its late ack matches nothing and raises :class:`LeaseLost` (or is reported as lo
 from __future__ import annotations
 
 import json
-import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -22,6 +21,7 @@ from queuelab.errors import LeaseLost
 from queuelab.models import AttemptOutcome, Lease
 from queuelab.policy import Complete, DeadLetter, Decision, Errored, Retry
 from queuelab.store import statements as st
+from queuelab.store.claims import ClaimFilter, claim, lease_from_row
 from queuelab.store.database import Database
 from queuelab.store.schema import IS_PENDING, IS_RUNNING, jobs
 
@@ -35,13 +35,6 @@ class Finished:
     lease: Lease
     decision: Decision
     finished_at: float
-
-
-@dataclass(frozen=True, slots=True)
-class ClaimFilter:
-    worker_id: str
-    queues: tuple[str, ...] | None = None
-    tasks: tuple[str, ...] | None = None
 
 
 class LeaseStore:
@@ -72,7 +65,7 @@ class LeaseStore:
         """
         with self.db.write() as conn:
             lost = [f.lease for f in finished if not _apply(conn, f, which.worker_id)]
-            claimed = _claim(conn, which, limit, now) if limit > 0 else []
+            claimed = claim(conn, self.db, which, limit, now) if limit > 0 else []
         return lost, claimed
 
     def heartbeat(self, leases: Sequence[Lease], now: float) -> list[Lease]:
@@ -119,7 +112,7 @@ class LeaseStore:
         rescued = 0
         with self.db.write() as conn:
             for row in conn.execute(expired).all():
-                lease = _lease(row, row.lease_token, row.started_at)
+                lease = lease_from_row(row, row.lease_token, row.started_at)
                 when = datetime.fromtimestamp(row.lease_expires_at, UTC).isoformat(timespec="milliseconds")
                 message = f"worker {row.lease_owner} stopped heartbeating; its lease expired at {when}"
                 error = Errored(AttemptOutcome.LOST, "WorkerLost", message)
@@ -134,35 +127,6 @@ class LeaseStore:
             query = query.where(jobs.c.queue.in_(queues))
         with self.db.read() as conn:
             return conn.execute(query).scalar()
-
-
-def _claim(conn: Connection, which: ClaimFilter, limit: int, now: float) -> list[Lease]:
-    token = str(uuid.uuid4())
-    params: dict[str, Any] = {"p_now": now, "p_limit": limit, "p_token": token, "p_owner": which.worker_id}
-    if which.queues is not None:
-        params["p_queues"] = list(which.queues)
-    if which.tasks is not None:
-        if not which.tasks:
-            return []
-        params["p_tasks"] = list(which.tasks)
-    rows = conn.execute(st.claim_statement(which.queues is not None, which.tasks is not None), params).all()
-    return [_lease(row, token, now) for row in rows]
-
-
-def _lease(row: Any, token: str, started_at: float) -> Lease:
-    return Lease(
-        job_id=row.id,
-        token=token,
-        task=row.task,
-        payload=json.loads(row.payload),
-        user_id=row.user_id,
-        queue=row.queue,
-        attempt=row.attempts,
-        max_retries=row.max_retries,
-        lease_seconds=row.lease_seconds,
-        timeout_seconds=row.timeout_seconds,
-        started_at=started_at,
-    )
 
 
 def _held(lease: Lease) -> dict[str, Any]:

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy as sa
 
-from queuelab.models import AttemptOutcome
+from queuelab.config import Settings
+from queuelab.limits import enabled
+from queuelab.models import AttemptOutcome, Job, JobStatus
 from queuelab.store.database import Database
-from queuelab.store.schema import IS_PENDING, attempts, jobs
+from queuelab.store.limits import effective, paused_queues
+from queuelab.store.schema import IS_PENDING, IS_RUNNING, attempts, jobs, workers
 
 FRAME_COLUMNS = (
     "id",
@@ -65,3 +69,44 @@ class Reports:
         query = sa.select(*columns).order_by(attempts.c.id.desc()).limit(limit)
         with self.db.read() as conn:
             return [dict(row) for row in conn.execute(query).mappings()]
+
+
+@dataclass(frozen=True, slots=True)
+class JobFacts:
+    """What :func:`queuelab.explain.explain_job` needs to know about a job and its context."""
+
+    job: Job
+    now: float
+    queue_paused: bool
+    user_running: int
+    user_max_running: int | None
+    live_worker_queues: list[str]  # each worker's queue list ("*" = all)
+    ahead: int  # runnable jobs that would be claimed before it (capped)
+
+
+POSITION_CAP = 10_000
+
+
+def job_facts(db: Database, settings: Settings, job_id: str, now: float, worker_ttl: float) -> JobFacts:
+    from queuelab.store.jobs import JobStore
+
+    job = JobStore(db).get(job_id)
+    with db.read() as conn:
+        paused = job.queue in paused_queues(conn)
+        running = conn.execute(sa.select(sa.func.count()).where(jobs.c.user_id == job.user_id, IS_RUNNING)).scalar_one()
+        quota = enabled(effective(conn, settings, [job.user_id])[job.user_id].max_running)
+        live = conn.execute(
+            sa.select(workers.c.queues).where(
+                workers.c.stopped_at.is_(None), workers.c.last_seen_at >= now - worker_ttl
+            )
+        ).scalars()
+        live_queues = list(live)
+        ahead = 0
+        if job.status == JobStatus.PENDING:
+            rank = conn.execute(sa.select(jobs.c.fair_rank).where(jobs.c.id == job_id)).scalar_one()
+            before = sa.or_(
+                jobs.c.priority > job.priority, sa.and_(jobs.c.priority == job.priority, jobs.c.fair_rank < rank)
+            )
+            capped = sa.select(jobs.c.id).where(IS_PENDING, jobs.c.run_at <= now, before).limit(POSITION_CAP)
+            ahead = conn.execute(sa.select(sa.func.count()).select_from(capped.subquery())).scalar_one()
+    return JobFacts(job, now, paused, int(running), quota, live_queues, int(ahead))

@@ -31,6 +31,10 @@ jobs = sa.Table(
     sa.Column("user_id", sa.String(200), nullable=False),
     sa.Column("status", sa.String(16), nullable=False),
     sa.Column("priority", sa.SmallInteger, nullable=False),
+    # Fair scheduling: start-time fair queueing. A user's jobs get consecutive ranks (steps
+    # of 1/weight); a user with nothing pending starts at the head of the line. Claims take
+    # the lowest rank within the highest priority, so users interleave.
+    sa.Column("fair_rank", sa.Double, nullable=False),
     sa.Column("run_at", sa.Double, nullable=False),
     sa.Column("attempts", sa.Integer, nullable=False, default=0),
     sa.Column("max_retries", sa.Integer, nullable=False),
@@ -62,7 +66,7 @@ IS_RUNNING = jobs.c.status == sa.literal_column("'RUNNING'")
 sa.Index(
     "queuelab_jobs_claim",
     jobs.c.priority.desc(),
-    jobs.c.run_at,
+    jobs.c.fair_rank,
     sqlite_where=IS_PENDING,
     postgresql_where=IS_PENDING,
 )
@@ -70,7 +74,7 @@ sa.Index(
     "queuelab_jobs_claim_by_queue",
     jobs.c.queue,
     jobs.c.priority.desc(),
-    jobs.c.run_at,
+    jobs.c.fair_rank,
     sqlite_where=IS_PENDING,
     postgresql_where=IS_PENDING,
 )
@@ -85,8 +89,11 @@ sa.Index("queuelab_jobs_finished", jobs.c.finished_at, sqlite_where=_finished, p
 sa.Index("queuelab_jobs_created", jobs.c.created_at)
 _dead = jobs.c.status == sa.literal_column("'FAILED'")
 sa.Index("queuelab_jobs_dlq", jobs.c.created_at, sqlite_where=_dead, postgresql_where=_dead)
-# Per-user listings and per-user quotas.
-sa.Index("queuelab_jobs_user", jobs.c.user_id, jobs.c.status)
+# Per user: active and running counts (quotas), the user's last pending rank (fairness),
+# listings by user.
+sa.Index("queuelab_jobs_user", jobs.c.user_id, jobs.c.status, jobs.c.priority, jobs.c.fair_rank)
+# The sliding-window rate limit counts a user's recent submissions.
+sa.Index("queuelab_jobs_user_created", jobs.c.user_id, jobs.c.created_at)
 # An idempotency key names at most one job; most jobs have none, so leave those out.
 _keyed = jobs.c.idempotency_key.is_not(None)
 sa.Index(
@@ -128,4 +135,26 @@ workers = sa.Table(
     sa.Column("started_at", sa.Double, nullable=False),
     sa.Column("last_seen_at", sa.Double, nullable=False),
     sa.Column("stopped_at", sa.Double),
+)
+
+# Per-user limits; user_id "*" holds the defaults that override the settings. NULL: not
+# set here (fall back); 0: explicitly off.
+limits = sa.Table(
+    "queuelab_limits",
+    metadata,
+    sa.Column("user_id", sa.String(200), primary_key=True),
+    sa.Column("rate_count", sa.Integer),
+    sa.Column("rate_window_seconds", sa.Double),
+    sa.Column("max_active", sa.Integer),
+    sa.Column("max_running", sa.Integer),
+    sa.Column("weight", sa.Integer),
+    sa.Column("updated_at", sa.Double, nullable=False),
+)
+
+queues = sa.Table(
+    "queuelab_queues",
+    metadata,
+    sa.Column("name", sa.String(64), primary_key=True),
+    sa.Column("paused", sa.Boolean, nullable=False),
+    sa.Column("updated_at", sa.Double, nullable=False),
 )

@@ -7,12 +7,13 @@ import and reused, so each call only binds values (SQLAlchemy caches the compile
 from __future__ import annotations
 
 from functools import cache
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.sql.dml import Update
 
 from queuelab.models import JobStatus
-from queuelab.store.schema import IS_PENDING, attempts, jobs
+from queuelab.store.schema import IS_PENDING, IS_RUNNING, attempts, jobs
 
 NOW = sa.bindparam("p_now", type_=sa.Double)
 _NO_LEASE = {"lease_token": None, "lease_owner": None, "lease_expires_at": None}
@@ -36,33 +37,52 @@ CLAIMED_COLUMNS = (
 
 
 @cache
-def claim_statement(by_queue: bool, by_task: bool) -> Update:
-    """UPDATE ... WHERE id IN (SELECT ... FOR UPDATE SKIP LOCKED LIMIT n) RETURNING ...
+def pick_statement(by_queue: bool, by_task: bool, skip_queues: bool, skip_users: bool) -> sa.Select[Any]:
+    """The runnable jobs in claim order: highest priority, then lowest fair rank.
 
-    PostgreSQL: SKIP LOCKED lets concurrent claimers pass over rows another transaction is
-    taking instead of queueing behind it. SQLite has no row locks (SQLAlchemy drops the
-    clause there without a word): the enclosing BEGIN IMMEDIATE holds the database write
-    lock across the SELECT and the UPDATE, which serialises claimers instead.
+    PostgreSQL: FOR UPDATE SKIP LOCKED lets concurrent claimers pass over rows another
+    transaction is taking instead of queueing behind it. SQLite has no row locks (SQLAlchemy
+    drops the clause there without a word): the enclosing BEGIN IMMEDIATE holds the
+    database write lock across the whole claim, which serialises claimers instead.
     """
-    pick = sa.select(jobs.c.id).where(IS_PENDING, jobs.c.run_at <= NOW)
+    pick = sa.select(jobs.c.id, jobs.c.user_id).where(IS_PENDING, jobs.c.run_at <= NOW)
     if by_queue:
         pick = pick.where(jobs.c.queue.in_(sa.bindparam("p_queues", expanding=True)))
     if by_task:
         pick = pick.where(jobs.c.task.in_(sa.bindparam("p_tasks", expanding=True)))
-    pick = pick.order_by(jobs.c.priority.desc(), jobs.c.run_at).limit(sa.bindparam("p_limit"))
-    return (
-        jobs.update()
-        .where(jobs.c.id.in_(pick.with_for_update(skip_locked=True).scalar_subquery()))
-        .values(
-            status=JobStatus.RUNNING,
-            attempts=jobs.c.attempts + 1,
-            lease_token=sa.bindparam("p_token"),
-            lease_owner=sa.bindparam("p_owner"),
-            lease_expires_at=NOW + jobs.c.lease_seconds,
-            started_at=NOW,
-        )
-        .returning(*CLAIMED_COLUMNS)
-    )
+    if skip_queues:
+        pick = pick.where(jobs.c.queue.not_in(sa.bindparam("p_skip_queues", expanding=True)))
+    if skip_users:
+        pick = pick.where(jobs.c.user_id.not_in(sa.bindparam("p_skip_users", expanding=True)))
+    pick = pick.order_by(jobs.c.priority.desc(), jobs.c.fair_rank).limit(sa.bindparam("p_limit"))
+    return pick.with_for_update(skip_locked=True)
+
+
+_TAKE = {
+    "status": JobStatus.RUNNING,
+    "attempts": jobs.c.attempts + 1,
+    "lease_token": sa.bindparam("p_token"),
+    "lease_owner": sa.bindparam("p_owner"),
+    "lease_expires_at": NOW + jobs.c.lease_seconds,
+    "started_at": NOW,
+}
+
+
+@cache
+def claim_statement(by_queue: bool, by_task: bool, skip_queues: bool) -> Update:
+    """Pick and take in one statement: UPDATE ... WHERE id IN (pick) RETURNING ..."""
+    pick = pick_statement(by_queue, by_task, skip_queues, False).with_only_columns(jobs.c.id)
+    return jobs.update().where(jobs.c.id.in_(pick.scalar_subquery())).values(**_TAKE).returning(*CLAIMED_COLUMNS)
+
+
+# Take jobs picked by an earlier statement of the same transaction (the quota path).
+CLAIM_IDS = (
+    jobs.update()
+    .where(jobs.c.id.in_(sa.bindparam("p_ids", expanding=True)), IS_PENDING)
+    .values(**_TAKE)
+    .returning(*CLAIMED_COLUMNS)
+)
+RUNNING_BY_USER = sa.select(jobs.c.user_id, sa.func.count()).where(IS_RUNNING).group_by(jobs.c.user_id)
 
 
 COMPLETE = (

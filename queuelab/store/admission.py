@@ -1,0 +1,113 @@
+"""What happens inside the submit transaction before the rows are written: per-user
+admission limits (active-job cap, sliding-window rate limit) and fair-scheduling ranks.
+
+Exactness: on SQLite the whole transaction holds the database write lock (BEGIN
+IMMEDIATE); on PostgreSQL each user's checks run under a transaction-scoped advisory lock
+on that user, so two submitters on two connections cannot both take the last unit.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Sequence
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from queuelab.errors import QuotaExceeded, RateLimited
+from queuelab.limits import RateLimit, enabled, rate_enabled
+from queuelab.store.database import Database
+from queuelab.store.limits import effective
+from queuelab.store.schema import IS_PENDING, jobs
+
+# The first key of PostgreSQL's two-key advisory locks: queuelab's namespace for per-user
+# locks, so they cannot collide with an application's own advisory locks.
+USER_LOCK_SPACE = 0x716C  # "ql"
+_ACTIVE = ("PENDING", "RUNNING")
+
+
+def lock_users(conn: Connection, db: Database, users: Sequence[str]) -> None:
+    """Serialise per-user checks across PostgreSQL connections (sorted: no deadlocks).
+    SQLite needs nothing: the transaction already holds the database write lock."""
+    if db.is_sqlite:
+        return
+    for user in sorted(set(users)):
+        conn.execute(
+            sa.text("SELECT pg_advisory_xact_lock(:space, hashtext(:user))"), {"space": USER_LOCK_SPACE, "user": user}
+        )
+
+
+def admit(conn: Connection, db: Database, rows: Sequence[dict[str, Any]], now: float, *, rate_in_sql: bool) -> None:
+    """Check every user's limits for ``rows`` and give each row its fair rank; raise
+    :class:`QuotaExceeded` or :class:`RateLimited` (the caller's transaction then rolls
+    back, so nothing is stored)."""
+    by_user: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for row in rows:
+        by_user[row["user_id"]].append(row)
+    users = sorted(by_user)
+    lock_users(conn, db, users)
+    limits = effective(conn, db.settings, users)
+    for user in users:
+        mine, lim = by_user[user], limits[user]
+        cap = enabled(lim.max_active)
+        if cap is not None:
+            _check_active(conn, user, len(mine), cap)
+        rate = rate_enabled(lim.rate_limit)
+        if rate is not None and rate_in_sql:
+            _check_rate(conn, user, len(mine), rate, now)
+        _assign_ranks(conn, user, mine, lim.weight or 1)
+
+
+def _check_active(conn: Connection, user: str, wanted: int, cap: int) -> None:
+    query = sa.select(sa.func.count()).where(jobs.c.user_id == user, jobs.c.status.in_(_ACTIVE))
+    active = int(conn.execute(query).scalar_one())
+    if active + wanted > cap:
+        raise QuotaExceeded(
+            f"user {user!r} has {active} active jobs (PENDING or RUNNING) and the cap is {cap}; "
+            f"{wanted} more would exceed it"
+        )
+
+
+def _check_rate(conn: Connection, user: str, wanted: int, rate: RateLimit, now: float) -> None:
+    recent = (jobs.c.user_id == user, jobs.c.created_at > now - rate.window_seconds, jobs.c.created_at <= now)
+    count = int(conn.execute(sa.select(sa.func.count()).where(*recent)).scalar_one())
+    excess = count + wanted - rate.count
+    if excess <= 0:
+        return
+    if wanted > rate.count:
+        retry_after = rate.window_seconds
+    else:
+        oldest = sa.select(jobs.c.created_at).where(*recent).order_by(jobs.c.created_at).limit(excess)
+        times = list(conn.execute(oldest).scalars())
+        retry_after = max(0.0, times[-1] + rate.window_seconds - now)
+    raise RateLimited(
+        f"user {user!r} submitted {count} jobs in the last {rate.window_seconds:g}s and the rate limit is "
+        f"{rate.count} per {rate.window_seconds:g}s; retry after {retry_after:.3f}s",
+        retry_after=retry_after,
+    )
+
+
+def _assign_ranks(conn: Connection, user: str, rows: list[dict[str, Any]], weight: int) -> None:
+    """Start-time fair queueing: a user with pending jobs at this priority continues after
+    their last rank; a user with none starts at the head of the line. Steps of 1/weight."""
+    step = 1.0 / weight
+    by_priority: dict[int, list[dict[str, Any]]] = defaultdict(list)
+    for row in rows:
+        by_priority[row["priority"]].append(row)
+    for priority, group in by_priority.items():
+        last = conn.execute(
+            sa.select(sa.func.max(jobs.c.fair_rank)).where(
+                jobs.c.user_id == user, IS_PENDING, jobs.c.priority == priority
+            )
+        ).scalar()
+        if last is None:
+            head = conn.execute(
+                sa.select(jobs.c.fair_rank)
+                .where(IS_PENDING, jobs.c.priority == priority)
+                .order_by(jobs.c.fair_rank)
+                .limit(1)
+            ).scalar()
+            last = head if head is not None else 0.0
+        for i, row in enumerate(group, start=1):
+            row["fair_rank"] = last + i * step

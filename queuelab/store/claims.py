@@ -1,0 +1,118 @@
+"""The claim: which runnable jobs a worker takes, under paused queues and per-user
+running quotas.
+
+Without quotas a claim is one statement. With a running quota (at most K RUNNING jobs
+per user) the quota is checked inside the claim transaction: on SQLite that transaction
+holds the database write lock; on PostgreSQL the claimer takes an advisory lock per
+candidate user and recounts that user's RUNNING jobs after getting it, so two workers on
+two connections can never both take a user's last slot. A job held back by a quota stays
+PENDING and spends no attempt.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections import Counter
+from dataclasses import dataclass
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from queuelab.models import Lease
+from queuelab.store import statements as st
+from queuelab.store.admission import lock_users
+from queuelab.store.database import Database
+from queuelab.store.limits import DEFAULTS, any_running_quota, paused_queues
+from queuelab.store.schema import IS_RUNNING, jobs
+
+OVERFETCH = 4  # candidates per free slot when some may be over their user's quota
+
+
+@dataclass(frozen=True, slots=True)
+class ClaimFilter:
+    worker_id: str
+    queues: tuple[str, ...] | None = None
+    tasks: tuple[str, ...] | None = None
+
+
+def claim(conn: Connection, db: Database, which: ClaimFilter, limit: int, now: float) -> list[Lease]:
+    if which.tasks is not None and not which.tasks:
+        return []
+    token = str(uuid.uuid4())
+    params: dict[str, Any] = {"p_now": now, "p_limit": limit, "p_token": token, "p_owner": which.worker_id}
+    if which.queues is not None:
+        params["p_queues"] = list(which.queues)
+    if which.tasks is not None:
+        params["p_tasks"] = list(which.tasks)
+    paused = paused_queues(conn)
+    if paused:
+        params["p_skip_queues"] = paused
+    shape = (which.queues is not None, which.tasks is not None, bool(paused))
+    quotas = any_running_quota(conn, db.settings)
+    if quotas is None:
+        rows = conn.execute(st.claim_statement(*shape), params).all()
+    else:
+        rows = _claim_within_quotas(conn, db, shape, params, quotas, limit)
+    return [lease_from_row(row, token, now) for row in rows]
+
+
+def _claim_within_quotas(
+    conn: Connection,
+    db: Database,
+    shape: tuple[bool, bool, bool],
+    params: dict[str, Any],
+    quotas: dict[str, int | None],
+    limit: int,
+) -> list[Any]:
+    def quota(user: str) -> int | None:
+        return (quotas[user] if user in quotas else quotas[DEFAULTS]) or None
+
+    running = running_by_user(conn)
+    full = [u for u, n in running.items() if (q := quota(u)) is not None and n >= q]
+    pick = st.pick_statement(*shape, bool(full))
+    candidates = conn.execute(pick, {**params, "p_limit": limit * OVERFETCH, "p_skip_users": full}).all()
+    if not candidates:
+        return []
+    users = sorted({c.user_id for c in candidates})
+    if not db.is_sqlite:
+        lock_users(conn, db, users)  # then count again: another claimer may have committed
+        running = running_by_user(conn, users)
+    taken: Counter[str] = Counter()
+    chosen = []
+    for candidate in candidates:
+        cap = quota(candidate.user_id)
+        if cap is not None and running.get(candidate.user_id, 0) + taken[candidate.user_id] >= cap:
+            continue
+        chosen.append(candidate.id)
+        taken[candidate.user_id] += 1
+        if len(chosen) == limit:
+            break
+    if not chosen:
+        return []
+    return list(conn.execute(st.CLAIM_IDS, {**params, "p_ids": chosen}).all())
+
+
+def running_by_user(conn: Connection, users: list[str] | None = None) -> dict[str, int]:
+    query = st.RUNNING_BY_USER
+    if users is not None:
+        query = sa.select(jobs.c.user_id, sa.func.count()).where(IS_RUNNING, jobs.c.user_id.in_(users))
+        query = query.group_by(jobs.c.user_id)
+    return {user: int(n) for user, n in conn.execute(query)}
+
+
+def lease_from_row(row: Any, token: str, started_at: float) -> Lease:
+    return Lease(
+        job_id=row.id,
+        token=token,
+        task=row.task,
+        payload=json.loads(row.payload),
+        user_id=row.user_id,
+        queue=row.queue,
+        attempt=row.attempts,
+        max_retries=row.max_retries,
+        lease_seconds=row.lease_seconds,
+        timeout_seconds=row.timeout_seconds,
+        started_at=started_at,
+    )
