@@ -55,6 +55,28 @@ def require_postgres() -> None:
     pytest.skip(f"{problem}; set QUEUELAB_TEST_POSTGRES_URL to run these tests")
 
 
+DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/15"
+
+
+@pytest.fixture
+def redis_url() -> str:
+    """The local Redis (QUEUELAB_TEST_REDIS_URL); skipped where none answers, except in CI."""
+    import redis
+
+    url = os.environ.get("QUEUELAB_TEST_REDIS_URL") or DEFAULT_REDIS_URL
+    client = redis.Redis.from_url(url)
+    try:
+        client.ping()
+    except redis.RedisError as exc:
+        problem = f"Redis not reachable at {url}: {exc}"
+        if os.environ.get("CI"):
+            pytest.fail(f"{problem} (CI must run the Redis tests)")
+        pytest.skip(f"{problem}; set QUEUELAB_TEST_REDIS_URL to run these tests")
+    finally:
+        client.close()
+    return url
+
+
 @pytest.fixture
 def sqlite_url(tmp_path: Path) -> str:
     return f"sqlite:///{tmp_path / 'queue.db'}"

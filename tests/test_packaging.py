@@ -15,6 +15,7 @@ import queuelab
 
 ROOT = Path(__file__).resolve().parent.parent
 CONDA_ONLY = {"python", "pip"}
+CONDA_NAMES = {"redis-py": "redis"}  # conda-forge's name -> PyPI's name
 
 # name, optional [extras], optional ">=version"; nothing else is expected in either file.
 REQUIREMENT = re.compile(r"^(?P<name>[A-Za-z0-9][A-Za-z0-9._-]*)\s*(?:\[[^\]]*\])?\s*(?:>=\s*(?P<version>[\w.]+))?$")
@@ -46,6 +47,7 @@ def conda_dependencies(path: Path) -> dict[str, str | None]:
         item = re.match(r"^\s+-\s+(.*)$", line)
         assert item, f"{path.name}:{number}: expected a '  - package' item, got {raw!r}"
         name, version = parse_requirement(item[1], f"{path.name}:{number}")
+        name = CONDA_NAMES.get(name, name)
         assert name not in found, f"{path.name}:{number}: {name} is listed twice"
         found[name] = version
     return {name: version for name, version in found.items() if name not in CONDA_ONLY}

@@ -23,8 +23,9 @@ def test_eight_worker_processes_drain_5000_jobs_each_exactly_once(db_url: str, t
     jobs = q.submit_many(Submission(task="record", payload={"path": str(record)}) for _ in range(5000))
     worker = WorkerProcess(db_url, tmp_path / "worker.log", mode="process", concurrency=8)
     try:
-        wait_until(lambda: q.stats().by_status["COMPLETED"] == 5000, timeout=240, interval=0.5,
-                   what="5,000 jobs to complete")  # fmt: skip
+        wait_until(
+            lambda: q.stats().by_status["COMPLETED"] == 5000, timeout=240, interval=0.5, what="5,000 jobs to complete"
+        )
         worker.signal(signal.SIGTERM)
         assert worker.wait() == 0, worker.output()
     finally:
@@ -64,9 +65,19 @@ def test_sigkilled_worker_job_is_rescued_and_its_late_ack_refused(db_url: str, t
         assert done.history[1].worker_id != running.lease_owner
         assert done.attempts == 2
 
-        late = Lease(job_id=job.id, token=running.lease_token, task="record", payload={}, user_id="default",
-                     queue="default", attempt=1, max_retries=3, lease_seconds=2, timeout_seconds=None,
-                     started_at=0.0)  # fmt: skip
+        late = Lease(
+            job_id=job.id,
+            token=running.lease_token,
+            task="record",
+            payload={},
+            user_id="default",
+            queue="default",
+            attempt=1,
+            max_retries=3,
+            lease_seconds=2,
+            timeout_seconds=None,
+            started_at=0.0,
+        )
         with pytest.raises(LeaseLost):
             q.runtime.leases.finish(late, Complete({"late": True}), running.lease_owner, q.runtime.clock.now())
         assert q.get(job.id).result == done.result
@@ -136,4 +147,33 @@ def test_process_mode_kills_a_job_past_its_timeout_and_keeps_working(db_url: str
     after_pid = next(pid for job_id, _, pid, _, _ in read_records(record) if job_id == after.id)
     assert stuck_pid != after_pid  # the stuck process was killed and replaced
     assert "timed out" in worker.output()
+    q.close()
+
+
+def test_a_running_quota_holds_across_eight_worker_processes(db_url: str, tmp_path: Path) -> None:
+    record = tmp_path / "executions.log"
+    q = recorder_queue(db_url)
+    q.set_limits("alice", max_running=3)
+    jobs = q.submit_many(
+        Submission(task="record", payload={"path": str(record), "seconds": 0.05}, user_id="alice") for _ in range(200)
+    )
+    worker = WorkerProcess(db_url, tmp_path / "worker.log", mode="process", concurrency=8)
+    try:
+        wait_until(
+            lambda: q.stats().by_status["COMPLETED"] == 200, timeout=240, interval=0.5, what="200 jobs to complete"
+        )
+        worker.signal(signal.SIGTERM)
+        assert worker.wait() == 0, worker.output()
+    finally:
+        worker.stop()
+    records = read_records(record)
+    events = sorted((when, 1 if event == "start" else -1) for _, _, _, event, when in records)
+    peak = running = 0
+    for _, step in events:
+        running += step
+        peak = max(peak, running)
+    assert peak == 3  # never more, and the quota was used, not stuck below it
+    assert set(starts_per_job(record).values()) == {1}
+    assert {q.get(job.id).attempts for job in jobs[:20]} == {1}  # deferrals spend no attempt
+    assert (q.jobs_frame()["attempts"] == 1).all()
     q.close()

@@ -1,0 +1,94 @@
+"""Fair scheduling and the running quota under concurrent claimers, on each database."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+
+from queuelab import FakeClock, Queue
+from queuelab.policy import Complete
+from queuelab.submission import Submission
+
+
+def drain_order(q: Queue, worker: str = "w") -> list[str]:
+    """Claim one job at a time and finish it; return the users in start order."""
+    users = []
+    while leases := q.runtime.leases.claim(worker, None, 1, q.runtime.clock.now()):
+        (lease,) = leases
+        users.append(lease.user_id)
+        q.runtime.leases.finish(lease, Complete(None), worker, q.runtime.clock.now())
+    return users
+
+
+def test_a_light_user_is_not_starved_by_a_heavy_backlog(queue: Queue, clock: FakeClock) -> None:
+    queue.submit_many(Submission(task="simulate", user_id="heavy") for _ in range(2000))
+    clock.advance(1)
+    queue.submit_many(Submission(task="simulate", user_id="light") for _ in range(20))
+    order = drain_order(queue)
+    assert len(order) == 2020
+    last_light = max(i for i, user in enumerate(order) if user == "light")
+    heavy_before = order[:last_light].count("heavy")
+    # The bound reached: the light user's 20 jobs interleave one for one with the heavy
+    # backlog, so all of them start before 21 of the 2,000 heavy jobs (1%); the issue
+    # asks for < 25%.
+    assert heavy_before <= 21, heavy_before
+
+
+def test_a_user_who_was_idle_starts_at_the_head_of_the_line(queue: Queue, clock: FakeClock) -> None:
+    queue.submit_many(Submission(task="simulate", user_id="heavy") for _ in range(100))
+    for lease in queue.runtime.leases.claim("w", None, 50, clock.now()):
+        queue.runtime.leases.finish(lease, Complete(None), "w", clock.now())
+    queue.submit("simulate", user_id="light")
+    assert "light" in drain_order(queue)[:3]  # at the head, beside the heavy head job
+
+
+def test_weights_give_proportional_shares(queue: Queue) -> None:
+    queue.set_limits("gold", weight=3)
+    queue.submit_many(Submission(task="simulate", user_id="gold") for _ in range(300))
+    queue.submit_many(Submission(task="simulate", user_id="basic") for _ in range(300))
+    first = drain_order(queue)[:200]
+    assert 145 <= first.count("gold") <= 155, first.count("gold")  # 3 : 1 of 200 = 150 : 50
+
+
+def test_fairness_holds_within_priority_not_across_it(queue: Queue) -> None:
+    queue.submit_many(Submission(task="simulate", user_id="heavy") for _ in range(50))
+    queue.submit_many(Submission(task="simulate", user_id="urgent", priority=9) for _ in range(5))
+    assert drain_order(queue)[:5] == ["urgent"] * 5
+
+
+def test_two_claimers_on_two_connections_never_both_take_the_last_slot(make_queue: Callable[..., Queue]) -> None:
+    setup = make_queue()
+    setup.set_limits("alice", max_running=1)
+    setup.submit_many(Submission(task="simulate", user_id="alice") for _ in range(60))
+    intervals: list[tuple[float, float]] = []
+    lock = threading.Lock()
+
+    def claimer(name: str) -> None:
+        q = make_queue()  # its own engine and connections
+        while True:
+            leases = q.runtime.leases.claim(name, None, 2, q.runtime.clock.now())
+            if not leases:
+                if q.stats().by_status["PENDING"] == 0:
+                    return
+                continue
+            assert len(leases) == 1  # the quota caps even one claimer's batch
+            began = time.monotonic()  # after the claim committed ...
+            time.sleep(0.002)
+            ended = time.monotonic()  # ... and before the ack commits
+            q.runtime.leases.finish(leases[0], Complete(None), name, q.runtime.clock.now())
+            with lock:
+                intervals.append((began, ended))
+
+    threads = [threading.Thread(target=claimer, args=(f"w{i}",)) for i in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(120)
+    assert len(intervals) == 60
+    events = sorted([(b, 1) for b, _ in intervals] + [(e, -1) for _, e in intervals])
+    peak = running = 0
+    for _, step in events:
+        running += step
+        peak = max(peak, running)
+    assert peak == 1
