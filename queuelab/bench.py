@@ -16,6 +16,7 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Any
 
 import sqlalchemy as sa
 
@@ -33,10 +34,10 @@ class Figure:
 
 
 @contextmanager
-def fresh_queue(kind: str, postgres_url: str | None) -> Iterator[Queue]:
+def fresh_queue(kind: str, postgres_url: str | None, **options: Any) -> Iterator[Queue]:
     if kind == "sqlite":
         with tempfile.TemporaryDirectory() as folder:
-            q = Queue(f"sqlite:///{os.path.join(folder, 'bench.db')}")
+            q = Queue(f"sqlite:///{os.path.join(folder, 'bench.db')}", **options)
             yield q
             q.close()
         return
@@ -46,7 +47,7 @@ def fresh_queue(kind: str, postgres_url: str | None) -> Iterator[Queue]:
     with admin.begin() as conn:
         conn.execute(sa.text(f'CREATE SCHEMA "{schema}"'))
     url = sa.make_url(postgres_url).update_query_dict({"options": f"-csearch_path={schema}"})
-    q = Queue(url.render_as_string(hide_password=False))
+    q = Queue(url.render_as_string(hide_password=False), **options)
     try:
         yield q
     finally:
@@ -101,6 +102,40 @@ def latency(q: Queue, n: int, interval: float = 0.02) -> tuple[float, float]:
     return statistics.median(waits), waits[min(len(waits) - 1, int(0.99 * len(waits)))]
 
 
+def drain_users(q: Queue, n: int, users: int, max_running: int | None) -> float:
+    """Drain ``n`` no-op jobs of ``users`` users with one worker of 4 slots."""
+    if max_running is not None:
+        q.set_limits(max_running=max_running)
+    q.submit_many(Submission(task="simulate", user_id=f"user{i % users}") for i in range(n))
+    return drain(q, n, 4, "thread")
+
+
+def submit_cost_us(q: Queue, n: int) -> float:
+    """Microseconds per single submit (many users, so no refusals)."""
+    started = time.perf_counter()
+    for i in range(n):
+        q.submit("simulate", user_id=f"user{i % 100}")
+    return 1e6 * (time.perf_counter() - started) / n
+
+
+def run_limits(kinds: list[str], postgres_url: str | None, n: int, redis_url: str | None) -> list[Figure]:
+    figures = []
+    for kind in kinds:
+        for label, quota in (("quotas off", None), ("running quota 2 per user", 2)):
+            with fresh_queue(kind, postgres_url) as q:
+                rate = drain_users(q, n, 100, quota)
+                figures.append(Figure(kind, f"drain, 100 users, {label}", rate, "jobs/s"))
+        limiters: list[tuple[str, dict[str, str]]] = [("no rate limit", {}), ("SQL rate limiter", {})]
+        if redis_url:
+            limiters.append(("Redis rate limiter", {"redis_url": redis_url}))
+        for label, options in limiters:
+            with fresh_queue(kind, postgres_url, **options) as q:
+                if label != "no rate limit":
+                    q.set_limits(rate_limit="1000000/hour")
+                figures.append(Figure(kind, f"submit cost, {label}", submit_cost_us(q, n // 2), "us/job"))
+    return figures
+
+
 def run(kinds: list[str], postgres_url: str | None, n: int) -> list[Figure]:
     figures = []
     for kind in kinds:
@@ -124,10 +159,16 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m queuelab.bench", description=__doc__)
     parser.add_argument("--postgres", default=os.environ.get("QUEUELAB_TEST_POSTGRES_URL"),
                         help="PostgreSQL URL (default: QUEUELAB_TEST_POSTGRES_URL); omit for SQLite only")  # fmt: skip
+    parser.add_argument("--redis", default=os.environ.get("QUEUELAB_TEST_REDIS_URL"), help="Redis URL (limiter cost)")
     parser.add_argument("--jobs", type=int, default=5000)
+    parser.add_argument("--suite", choices=["core", "limits", "all"], default="all")
     args = parser.parse_args(argv)
     kinds = ["sqlite"] + (["postgresql"] if args.postgres else [])
-    figures = run(kinds, args.postgres, args.jobs)
+    figures = []
+    if args.suite in ("core", "all"):
+        figures += run(kinds, args.postgres, args.jobs)
+    if args.suite in ("limits", "all"):
+        figures += run_limits(kinds, args.postgres, args.jobs, args.redis)
     print(f"{'database':<11} {'scenario':<36} {'value':>10}")
     for f in figures:
         print(f"{f.database:<11} {f.scenario:<40} {f.value:>10.1f} {f.unit}")

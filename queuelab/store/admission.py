@@ -18,13 +18,17 @@ from sqlalchemy.engine import Connection
 from queuelab.errors import QuotaExceeded, RateLimited
 from queuelab.limits import RateLimit, enabled, rate_enabled
 from queuelab.store.database import Database
-from queuelab.store.limits import effective
+from queuelab.store.limits import cache_for, effective_in
 from queuelab.store.schema import IS_PENDING, jobs
 
 # The first key of PostgreSQL's two-key advisory locks: queuelab's namespace for per-user
 # locks, so they cannot collide with an application's own advisory locks.
 USER_LOCK_SPACE = 0x716C  # "ql"
 _ACTIVE = ("PENDING", "RUNNING")
+_LOCK_USERS = sa.text(
+    "SELECT count(pg_advisory_xact_lock(:space, hashtext(u))) FROM (SELECT unnest(CAST(:users AS text[])) AS u "
+    "ORDER BY 1) AS ordered"
+)
 
 
 def lock_users(conn: Connection, db: Database, users: Sequence[str]) -> None:
@@ -32,10 +36,9 @@ def lock_users(conn: Connection, db: Database, users: Sequence[str]) -> None:
     SQLite needs nothing: the transaction already holds the database write lock."""
     if db.is_sqlite:
         return
-    for user in sorted(set(users)):
-        conn.execute(
-            sa.text("SELECT pg_advisory_xact_lock(:space, hashtext(:user))"), {"space": USER_LOCK_SPACE, "user": user}
-        )
+    # One round trip for all: the sorted subquery makes every transaction take the
+    # locks in the same order, so two claimers cannot deadlock on them.
+    conn.execute(_LOCK_USERS, {"space": USER_LOCK_SPACE, "users": sorted(set(users))})
 
 
 def admit(conn: Connection, db: Database, rows: Sequence[dict[str, Any]], now: float, *, rate_in_sql: bool) -> None:
@@ -47,7 +50,7 @@ def admit(conn: Connection, db: Database, rows: Sequence[dict[str, Any]], now: f
         by_user[row["user_id"]].append(row)
     users = sorted(by_user)
     lock_users(conn, db, users)
-    limits = effective(conn, db.settings, users)
+    limits = effective_in(cache_for(db).get(conn), db.settings, users)
     for user in users:
         mine, lim = by_user[user], limits[user]
         cap = enabled(lim.max_active)
@@ -88,6 +91,20 @@ def _check_rate(conn: Connection, user: str, wanted: int, rate: RateLimit, now: 
     )
 
 
+# The user's last pending rank at a priority, and the head of the line there, in one trip.
+_PRIORITY: sa.BindParameter[int] = sa.bindparam("p_priority")
+_RANKS = sa.select(
+    sa.select(sa.func.max(jobs.c.fair_rank))
+    .where(jobs.c.user_id == sa.bindparam("p_user"), IS_PENDING, jobs.c.priority == _PRIORITY)
+    .scalar_subquery(),
+    sa.select(jobs.c.fair_rank)
+    .where(IS_PENDING, jobs.c.priority == _PRIORITY)
+    .order_by(jobs.c.fair_rank)
+    .limit(1)
+    .scalar_subquery(),
+)
+
+
 def _assign_ranks(conn: Connection, user: str, rows: list[dict[str, Any]], weight: int) -> None:
     """Start-time fair queueing: a user with pending jobs at this priority continues after
     their last rank; a user with none starts at the head of the line. Steps of 1/weight."""
@@ -96,18 +113,7 @@ def _assign_ranks(conn: Connection, user: str, rows: list[dict[str, Any]], weigh
     for row in rows:
         by_priority[row["priority"]].append(row)
     for priority, group in by_priority.items():
-        last = conn.execute(
-            sa.select(sa.func.max(jobs.c.fair_rank)).where(
-                jobs.c.user_id == user, IS_PENDING, jobs.c.priority == priority
-            )
-        ).scalar()
-        if last is None:
-            head = conn.execute(
-                sa.select(jobs.c.fair_rank)
-                .where(IS_PENDING, jobs.c.priority == priority)
-                .order_by(jobs.c.fair_rank)
-                .limit(1)
-            ).scalar()
-            last = head if head is not None else 0.0
+        last, head = conn.execute(_RANKS, {"p_user": user, "p_priority": priority}).one()
+        last = last if last is not None else head if head is not None else 0.0
         for i, row in enumerate(group, start=1):
             row["fair_rank"] = last + i * step

@@ -24,7 +24,7 @@ from queuelab.models import Lease
 from queuelab.store import statements as st
 from queuelab.store.admission import lock_users
 from queuelab.store.database import Database
-from queuelab.store.limits import DEFAULTS, any_running_quota, paused_queues
+from queuelab.store.limits import DEFAULTS, cache_for, running_quotas
 from queuelab.store.schema import IS_RUNNING, jobs
 
 OVERFETCH = 4  # candidates per free slot when some may be over their user's quota
@@ -46,11 +46,12 @@ def claim(conn: Connection, db: Database, which: ClaimFilter, limit: int, now: f
         params["p_queues"] = list(which.queues)
     if which.tasks is not None:
         params["p_tasks"] = list(which.tasks)
-    paused = paused_queues(conn)
+    snapshot = cache_for(db).get(conn)
+    paused = snapshot.paused
     if paused:
         params["p_skip_queues"] = paused
     shape = (which.queues is not None, which.tasks is not None, bool(paused))
-    quotas = any_running_quota(conn, db.settings)
+    quotas = running_quotas(snapshot, db.settings)
     if quotas is None:
         rows = conn.execute(st.claim_statement(*shape), params).all()
     else:

@@ -33,6 +33,7 @@ class Database:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
+        self.caches: dict[str, object] = {}  # per-database caches of the store modules
         self.url = _normalise_url(settings.database_url)
         self.dialect = "sqlite" if self.url.get_backend_name() == "sqlite" else "postgresql"
         self.engine = _sqlite_engine(self.url, settings) if self.is_sqlite else _postgres_engine(self.url)

@@ -3,6 +3,9 @@ change at once."""
 
 from __future__ import annotations
 
+import threading
+import time
+from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy as sa
@@ -33,6 +36,7 @@ class LimitStore:
             updated = conn.execute(limits.update().where(limits.c.user_id == user_id).values(**row, updated_at=now))
             if updated.rowcount == 0:
                 conn.execute(limits.insert().values(user_id=user_id, **row, updated_at=now))
+        cache_for(self.db).invalidate()
 
     def stored(self) -> dict[str, UserLimits]:
         with self.db.read() as conn:
@@ -49,38 +53,88 @@ class LimitStore:
                 conn.execute(queues.insert().values(name=queue, paused=paused, updated_at=now))
             if not paused:
                 self.db.notify(conn, queue)
+        cache_for(self.db).invalidate()
 
     def paused(self) -> list[str]:
         with self.db.read() as conn:
             return paused_queues(conn)
 
 
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    """Every stored limit and the paused queues, as read at one moment."""
+
+    limits: dict[str, UserLimits]
+    paused: list[str]
+
+
+SNAPSHOT_TTL_SECONDS = 0.5
+
+
+class SnapshotCache:
+    """Claims and submits read limits and paused queues on every call; re-reading two
+    tables each time would cost more than the claim itself. A change made by this process
+    is seen at once; one made by another process within SNAPSHOT_TTL_SECONDS."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._snapshot: Snapshot | None = None
+        self._read_at = 0.0
+
+    def get(self, conn: Connection) -> Snapshot:
+        with self._lock:
+            if self._snapshot is not None and time.monotonic() - self._read_at < SNAPSHOT_TTL_SECONDS:
+                return self._snapshot
+        snapshot = read_snapshot(conn)
+        with self._lock:
+            self._snapshot, self._read_at = snapshot, time.monotonic()
+        return snapshot
+
+    def invalidate(self) -> None:
+        with self._lock:
+            self._snapshot = None
+
+
+def cache_for(db: Database) -> SnapshotCache:
+    cache = db.caches.setdefault("limits", SnapshotCache())
+    assert isinstance(cache, SnapshotCache)
+    return cache
+
+
+def read_snapshot(conn: Connection) -> Snapshot:
+    stored = {row.user_id: _from_row(row) for row in conn.execute(sa.select(limits))}
+    paused = list(conn.execute(sa.select(queues.c.name).where(queues.c.paused.is_(True))).scalars())
+    return Snapshot(stored, paused)
+
+
 def read_all(conn: Connection) -> dict[str, UserLimits]:
-    return {row.user_id: _from_row(row) for row in conn.execute(sa.select(limits))}
+    return read_snapshot(conn).limits
+
+
+def effective_in(snapshot: Snapshot, settings: Settings, users: list[str]) -> dict[str, UserLimits]:
+    """Each user's limits: their own row, else the ``*`` row, else the settings."""
+    base = snapshot.limits.get(DEFAULTS, UserLimits()).over(settings_limits(settings))
+    return {user: snapshot.limits.get(user, UserLimits()).over(base) for user in users}
 
 
 def effective(conn: Connection, settings: Settings, users: list[str]) -> dict[str, UserLimits]:
-    """Each user's limits: their own row, else the ``*`` row, else the settings."""
-    wanted = [*users, DEFAULTS]
-    rows = {r.user_id: _from_row(r) for r in conn.execute(sa.select(limits).where(limits.c.user_id.in_(wanted)))}
-    base = rows.get(DEFAULTS, UserLimits()).over(settings_limits(settings))
-    return {user: rows.get(user, UserLimits()).over(base) for user in users}
+    return effective_in(read_snapshot(conn), settings, users)
 
 
-def any_running_quota(conn: Connection, settings: Settings) -> dict[str, int | None] | None:
+def running_quotas(snapshot: Snapshot, settings: Settings) -> dict[str, int | None] | None:
     """None if no running quota is set anywhere (the claim can skip quota work); else
     {user or "*": quota} with the default under "*"."""
-    rows = conn.execute(sa.select(limits.c.user_id, limits.c.max_running).where(limits.c.max_running.is_not(None)))
-    quotas: dict[str, int | None] = {user: quota for user, quota in rows}
-    default = quotas.get(DEFAULTS, settings.max_running_per_user)
-    quotas[DEFAULTS] = default or None
+    quotas: dict[str, int | None] = {
+        user: lim.max_running for user, lim in snapshot.limits.items() if lim.max_running is not None
+    }
+    quotas[DEFAULTS] = quotas.get(DEFAULTS, settings.max_running_per_user) or None
     if not any(quotas.values()):
         return None
     return quotas
 
 
 def paused_queues(conn: Connection) -> list[str]:
-    return list(conn.execute(sa.select(queues.c.name).where(queues.c.paused.is_(True))).scalars())
+    return read_snapshot(conn).paused
 
 
 def _to_row(values: UserLimits) -> dict[str, Any]:
