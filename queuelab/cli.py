@@ -54,6 +54,26 @@ def _parser() -> argparse.ArgumentParser:
     _common(stats)
     stats.set_defaults(command=_stats)
 
+    limits = commands.add_parser("limits", help="show or change per-user limits (run time, every process)")
+    _common(limits)
+    limits.add_argument("--user", default="*", help="a user id, or * for the defaults (default: *)")
+    limits.add_argument("--rate-limit", default=None, help="submissions per sliding window: 60/minute, none")
+    limits.add_argument("--max-active", default=None, help="PENDING + RUNNING jobs at once (0: off, clear: unset)")
+    limits.add_argument("--max-running", default=None, help="RUNNING jobs at once (0: off, clear: unset)")
+    limits.add_argument("--weight", default=None, help="share under fair scheduling, 1-1000 (clear: unset)")
+    limits.set_defaults(command=_limits)
+
+    explain = commands.add_parser("explain", help="say why a job has not started")
+    _common(explain)
+    explain.add_argument("job_id")
+    explain.set_defaults(command=_explain)
+
+    for verb in ("pause", "resume"):
+        sub = commands.add_parser(verb, help=f"{verb} a queue (workers stop / start taking its jobs)")
+        _common(sub)
+        sub.add_argument("queue")
+        sub.set_defaults(command=_pause if verb == "pause" else _resume)
+
     prune = commands.add_parser("prune", help="delete finished jobs older than the retention period")
     _common(prune)
     prune.add_argument("--older-than", type=float, default=None, help="seconds (default: retention setting)")
@@ -129,4 +149,51 @@ def _stats(args: argparse.Namespace) -> int:
 def _prune(args: argparse.Namespace) -> int:
     q = load_queue(args.db, args.app)
     print(f"pruned {q.prune(args.older_than)} job(s)")
+    return 0
+
+
+def _limits(args: argparse.Namespace) -> int:
+    q = load_queue(args.db, args.app)
+    changes: dict[str, Any] = {}
+    for field in ("rate_limit", "max_active", "max_running", "weight"):
+        raw = getattr(args, field)
+        if raw is None:
+            continue
+        if raw == "clear":
+            changes[field] = None
+        elif field == "rate_limit":
+            changes[field] = raw
+        else:
+            changes[field] = _whole_number(f"--{field.replace('_', '-')}", raw)
+    shown = q.set_limits(args.user, **changes) if changes else q.limits(args.user)
+    rate = shown.rate_limit if shown.rate_limit is None or shown.rate_limit.count else "off"
+    print(
+        f"limits for {args.user}: rate_limit={rate or 'none'} max_active={shown.max_active or 'none'} "
+        f"max_running={shown.max_running or 'none'} weight={shown.weight or 1}"
+    )
+    return 0
+
+
+def _whole_number(flag: str, raw: str) -> int:
+    try:
+        return int(raw)
+    except ValueError:
+        raise InvalidArgument(f"{flag} must be a whole number or 'clear', got {raw!r}") from None
+
+
+def _explain(args: argparse.Namespace) -> int:
+    explanation = load_queue(args.db, args.app).explain(args.job_id)
+    print(f"{explanation.reason}: {explanation.message}")
+    return 0
+
+
+def _pause(args: argparse.Namespace) -> int:
+    load_queue(args.db, args.app).pause(args.queue)
+    print(f"queue {args.queue} paused")
+    return 0
+
+
+def _resume(args: argparse.Namespace) -> int:
+    load_queue(args.db, args.app).resume(args.queue)
+    print(f"queue {args.queue} resumed")
     return 0
