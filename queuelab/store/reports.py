@@ -110,3 +110,17 @@ def job_facts(db: Database, settings: Settings, job_id: str, now: float, worker_
             capped = sa.select(jobs.c.id).where(IS_PENDING, jobs.c.run_at <= now, before).limit(POSITION_CAP)
             ahead = conn.execute(sa.select(sa.func.count()).select_from(capped.subquery())).scalar_one()
     return JobFacts(job, now, paused, int(running), quota, live_queues, int(ahead))
+
+
+def completed_series(db: Database, now: float, seconds: int = 60) -> list[int]:
+    """Jobs completed in each of the last ``seconds`` whole seconds, oldest first."""
+    start = int(now) - seconds + 1
+    second = sa.cast(attempts.c.finished_at, sa.Integer) if db.is_sqlite else sa.func.floor(attempts.c.finished_at)
+    query = (
+        sa.select(second.label("second"), sa.func.count())
+        .where(attempts.c.finished_at >= start, attempts.c.outcome == AttemptOutcome.COMPLETED.value)
+        .group_by(second)
+    )
+    with db.read() as conn:
+        counts = {int(s): int(n) for s, n in conn.execute(query)}
+    return [counts.get(start + i, 0) for i in range(seconds)]

@@ -1,0 +1,298 @@
+"""``create_app(queue)``: the HTTP API and the dashboard. Routes are thin: they check who
+is asking, call the :class:`~queuelab.Queue`, and shape the answer."""
+
+import base64
+import binascii
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Annotated, Any
+
+from fastapi import Depends, FastAPI, Header, Query, Request, Response
+from fastapi.responses import FileResponse
+from fastapi.staticfiles import StaticFiles
+
+from queuelab.api import errors
+from queuelab.api.auth import DEVELOPER, Principal, TokenBook
+from queuelab.api.errors import ApiError
+from queuelab.api.limits_body import BodyLimit
+from queuelab.api.metrics import metrics_response
+from queuelab.api.schemas import (
+    BulkRequeueRequest,
+    CountOut,
+    ErrorOut,
+    ExplanationOut,
+    JobOut,
+    JobPage,
+    LimitsOut,
+    LimitsRequest,
+    RequeueRequest,
+    StatsOut,
+    SubmitRequest,
+    SubmitResponse,
+    WorkerOut,
+)
+from queuelab.limits import UserLimits
+from queuelab.models import Job, JobStatus
+from queuelab.queue import Queue
+from queuelab.store import JobFilter
+from queuelab.store.reports import completed_series
+
+STATIC = Path(__file__).parent / "static"
+MAX_BODY_BYTES = 1024 * 1024
+ERRORS: dict[int | str, dict[str, Any]] = {
+    code: {"model": ErrorOut} for code in (400, 401, 403, 404, 409, 413, 422, 429, 503)
+}
+
+
+def create_app(queue: Queue, tokens: TokenBook | None = None, *, max_body_bytes: int = MAX_BODY_BYTES) -> FastAPI:
+    book = tokens or TokenBook({})
+    app = FastAPI(
+        title="queuelab", version="0.1.0", description="Durable jobs on SQLite or PostgreSQL.", responses=ERRORS
+    )
+    app.add_middleware(BodyLimit, max_bytes=max_body_bytes)
+    errors.install(app)
+    app.state.queue = queue
+    who = _principal_dependency(book)
+    _job_routes(app, queue, who)
+    _admin_routes(app, queue, who)
+    _service_routes(app, queue, who)
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")
+    return app
+
+
+def _principal_dependency(book: TokenBook) -> Callable[..., Principal]:
+    def principal(authorization: Annotated[str | None, Header()] = None) -> Principal:
+        if not book.enabled:
+            return DEVELOPER
+        scheme, _, token = (authorization or "").partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            raise ApiError(401, "unauthorized", "send 'Authorization: Bearer <token>'", {"WWW-Authenticate": "Bearer"})
+        found = book.lookup(token.strip())
+        if found is None:
+            raise ApiError(401, "unauthorized", "the bearer token is not valid", {"WWW-Authenticate": "Bearer"})
+        return found
+
+    return principal
+
+
+def _both(app: FastAPI, method: str, path: str, **options: Any) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Serve ``path`` with and without its trailing slash (the prototype's clients use it)."""
+
+    def register(fn: Callable[..., Any]) -> Callable[..., Any]:
+        app.add_api_route(path, fn, methods=[method], **options)
+        app.add_api_route(path.rstrip("/"), fn, methods=[method], include_in_schema=False, **options)
+        return fn
+
+    return register
+
+
+def _job_routes(app: FastAPI, queue: Queue, who: Callable[..., Principal]) -> None:
+    Me = Annotated[Principal, Depends(who)]
+
+    @_both(app, "POST", "/api/submit/", status_code=201, response_model=SubmitResponse)
+    def submit(
+        body: SubmitRequest,
+        me: Me,
+        response: Response,
+        idempotency_key: Annotated[str | None, Header(max_length=200)] = None,
+    ) -> SubmitResponse:
+        user = _submitter(me, body.user_id)
+        key = f"{user}:{idempotency_key}" if idempotency_key else None
+        if key is not None:
+            earlier = queue.runtime.jobs.find_by_idempotency_key(key)
+            if earlier is not None:
+                response.status_code = 200
+                return SubmitResponse(job_id=earlier.id, status=earlier.status.value, created=False)
+        job = queue.submit(
+            body.task,
+            body.payload,
+            user_id=user,
+            queue=body.queue,
+            priority=body.priority,
+            max_retries=body.max_retries,
+            delay=body.delay_seconds,
+            idempotency_key=key,
+        )
+        return SubmitResponse(job_id=job.id, status=job.status.value, created=True)
+
+    @_both(app, "GET", "/api/status/{job_id}/", response_model=JobOut)
+    def status(job_id: str, me: Me) -> JobOut:
+        return JobOut.of(_visible(queue, me, job_id))
+
+    @_both(app, "POST", "/api/requeue/{job_id}/", response_model=JobOut)
+    def requeue(job_id: str, body: RequeueRequest, me: Me) -> JobOut:
+        _visible(queue, me, job_id)
+        _admin(me, "requeue or force-success a job")
+        job = queue.requeue(job_id) if body.action == "REQUEUE" else queue.force_success(job_id)
+        return JobOut.of(job)
+
+    @_both(app, "POST", "/api/cancel/{job_id}/", response_model=JobOut)
+    def cancel(job_id: str, me: Me) -> JobOut:
+        _visible(queue, me, job_id)
+        return JobOut.of(queue.cancel(job_id))
+
+    @_both(app, "GET", "/api/explain/{job_id}/", response_model=ExplanationOut)
+    def explain(job_id: str, me: Me) -> ExplanationOut:
+        _visible(queue, me, job_id)
+        found = queue.explain(job_id)
+        return ExplanationOut(reason=found.reason, message=found.message, details=found.details)
+
+    @_both(app, "GET", "/api/jobs/", response_model=JobPage)
+    def jobs(
+        me: Me,
+        status: Annotated[JobStatus | None, Query()] = None,
+        user_id: Annotated[str | None, Query(max_length=200)] = None,
+        queue_name: Annotated[str | None, Query(alias="queue", max_length=64)] = None,
+        task: Annotated[str | None, Query(max_length=200)] = None,
+        limit: Annotated[int, Query(ge=1, le=500)] = 50,
+        cursor: Annotated[str | None, Query(max_length=200)] = None,
+    ) -> JobPage:
+        owner = _reader(me, user_id)
+        where = JobFilter(status, owner, queue_name, task)
+        found = queue.runtime.jobs.list(where, limit=limit + 1, before=_decode_cursor(cursor))
+        page, more = found[:limit], len(found) > limit
+        return JobPage(jobs=[JobOut.of(j) for j in page], next_cursor=_encode_cursor(page[-1]) if more else None)
+
+    @_both(app, "GET", "/api/dlq/", response_model=JobPage)
+    def dlq(
+        me: Me,
+        queue_name: Annotated[str | None, Query(alias="queue", max_length=64)] = None,
+        task: Annotated[str | None, Query(max_length=200)] = None,
+        limit: Annotated[int, Query(ge=1, le=500)] = 50,
+        cursor: Annotated[str | None, Query(max_length=200)] = None,
+    ) -> JobPage:
+        page: JobPage = jobs(me, JobStatus.FAILED, None, queue_name, task, limit, cursor)
+        return page
+
+
+def _admin_routes(app: FastAPI, queue: Queue, who: Callable[..., Principal]) -> None:
+    Me = Annotated[Principal, Depends(who)]
+
+    @_both(app, "POST", "/api/dlq/requeue/", response_model=CountOut)
+    def requeue_dlq(body: BulkRequeueRequest, me: Me) -> CountOut:
+        _admin(me, "requeue the dead-letter queue")
+        return CountOut(requeued=queue.requeue_many(user_id=body.user_id, queue=body.queue, task=body.task))
+
+    @_both(app, "GET", "/api/limits/{user_id}/", response_model=LimitsOut)
+    def get_limits(user_id: str, me: Me) -> LimitsOut:
+        _admin(me, "read limits")
+        return _limits_out(user_id, queue.limits(user_id))
+
+    @_both(app, "PUT", "/api/limits/{user_id}/", response_model=LimitsOut)
+    def put_limits(user_id: str, body: LimitsRequest, me: Me) -> LimitsOut:
+        _admin(me, "change limits")
+        changes = body.model_dump(exclude_unset=True)
+        return _limits_out(user_id, queue.set_limits(user_id, **changes))
+
+
+def _service_routes(app: FastAPI, queue: Queue, who: Callable[..., Principal]) -> None:
+    Me = Annotated[Principal, Depends(who)]
+
+    @_both(app, "GET", "/api/stats/", response_model=StatsOut)
+    def stats(me: Me) -> StatsOut:
+        found = queue.stats()
+        workers = [
+            WorkerOut(
+                id=w.id,
+                hostname=w.hostname,
+                pid=w.pid,
+                queues=w.queues,
+                concurrency=w.concurrency,
+                mode=w.mode,
+                started_at=_utc(w.started_at),
+                last_seen_at=_utc(w.last_seen_at),
+            )
+            for w in found.live_workers
+        ]
+        series = completed_series(queue.runtime.db, queue.runtime.clock.now())
+        return StatsOut(
+            by_status=found.by_status,
+            by_queue=found.by_queue,
+            oldest_pending_age_seconds=found.oldest_pending_age_seconds,
+            completed_per_second=found.completed_per_second,
+            outcomes_last_minute=found.outcomes_last_minute,
+            live_workers=workers,
+            throughput=series,
+        )
+
+    @app.get("/metrics", include_in_schema=False)
+    def metrics(me: Me) -> Response:
+        return metrics_response(queue)
+
+    @app.get("/healthz", include_in_schema=False)
+    def healthz() -> dict[str, str]:
+        queue.stats()  # reaches the database
+        return {"status": "ok"}
+
+    @app.get("/", include_in_schema=False)
+    def dashboard(request: Request) -> FileResponse:
+        return FileResponse(STATIC / "index.html", headers={"Cache-Control": "no-store"})
+
+
+# -- who may do what -----------------------------------------------------------------
+
+
+def _admin(me: Principal, what: str) -> None:
+    if not me.is_admin:
+        raise ApiError(403, "forbidden", f"only an admin may {what}")
+
+
+def _submitter(me: Principal, requested: str | None) -> str:
+    if me.user_id is None:  # local development server: the body names the user
+        if requested is None:
+            raise ApiError(422, "invalid_field", "user_id: Field required")
+        return requested
+    if requested is not None and requested != me.user_id and not me.is_admin:
+        raise ApiError(403, "forbidden", f"your token is for user {me.user_id!r}; you may not submit as {requested!r}")
+    return requested or me.user_id
+
+
+def _reader(me: Principal, requested: str | None) -> str | None:
+    if me.is_admin or me.user_id is None:
+        return requested
+    if requested is not None and requested != me.user_id:
+        raise ApiError(
+            403, "forbidden", f"your token is for user {me.user_id!r}; you may not list {requested!r}'s jobs"
+        )
+    return me.user_id
+
+
+def _visible(queue: Queue, me: Principal, job_id: str) -> Job:
+    job = queue.get(job_id)
+    if not me.is_admin and me.user_id is not None and job.user_id != me.user_id:
+        raise ApiError(404, "not_found", f"no job with id {job_id!r}")  # not 403: do not confirm it exists
+    return job
+
+
+# -- shapes ---------------------------------------------------------------------------
+
+
+def _encode_cursor(job: Job) -> str:
+    return base64.urlsafe_b64encode(f"{job.created_at.timestamp()!r}|{job.id}".encode()).decode()
+
+
+def _decode_cursor(cursor: str | None) -> tuple[float, str] | None:
+    if cursor is None:
+        return None
+    try:
+        when, _, job_id = base64.urlsafe_b64decode(cursor.encode()).decode().partition("|")
+        return float(when), job_id
+    except (ValueError, binascii.Error, UnicodeDecodeError):
+        raise ApiError(400, "bad_request", "cursor is not one this server gave out") from None
+
+
+def _limits_out(user_id: str, limits: UserLimits) -> LimitsOut:
+    rate = limits.rate_limit
+    text = None if rate is None or rate.count == 0 else f"{rate.count}/{rate.window_seconds:g}s"
+    return LimitsOut(
+        user_id=user_id,
+        rate_limit=text,
+        max_active=limits.max_active or None,
+        max_running=limits.max_running or None,
+        weight=limits.weight or 1,
+    )
+
+
+def _utc(epoch: float) -> datetime:
+    return datetime.fromtimestamp(epoch, UTC)

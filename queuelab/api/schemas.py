@@ -1,0 +1,175 @@
+"""Request and response bodies of the HTTP API (its OpenAPI schema comes from these)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from queuelab.models import Attempt, Job
+from queuelab.submission import MAX_DELAY_SECONDS, MAX_RETRIES_LIMIT, MAX_USER_ID_LENGTH
+
+Status = Literal["PENDING", "RUNNING", "COMPLETED", "FAILED", "CANCELLED"]
+
+
+class SubmitRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    user_id: str | None = Field(
+        None, min_length=1, max_length=MAX_USER_ID_LENGTH, description="required unless the bearer token names the user"
+    )
+    payload: dict[str, Any] = Field(default_factory=dict, description="a JSON object, the task's arguments")
+    task: str = Field("simulate", min_length=1, max_length=200)
+    queue: str | None = Field(None, min_length=1, max_length=64)
+    priority: int | None = Field(None, ge=0, le=9)
+    max_retries: int | None = Field(None, ge=0, le=MAX_RETRIES_LIMIT)
+    delay_seconds: float | None = Field(None, ge=0, le=MAX_DELAY_SECONDS)
+
+
+class RequeueRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    action: Literal["REQUEUE", "FORCE_SUCCESS"]
+
+
+class BulkRequeueRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    queue: str | None = None
+    task: str | None = None
+    user_id: str | None = None
+
+
+class LimitsRequest(BaseModel):
+    """Only the fields sent change; null clears a field (falls back to the defaults)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    rate_limit: str | None = Field(None, description="e.g. 60/minute; 'none' switches it off")
+    max_active: int | None = Field(None, ge=0)
+    max_running: int | None = Field(None, ge=0)
+    weight: int | None = Field(None, ge=1, le=1000)
+
+
+class AttemptOut(BaseModel):
+    number: int
+    outcome: str
+    worker_id: str | None
+    started_at: datetime | None
+    finished_at: datetime
+    error_type: str | None
+    error_message: str | None
+    traceback: str | None
+
+    @classmethod
+    def of(cls, attempt: Attempt) -> AttemptOut:
+        return cls(
+            number=attempt.number,
+            outcome=attempt.outcome.value,
+            worker_id=attempt.worker_id,
+            started_at=attempt.started_at,
+            finished_at=attempt.finished_at,
+            error_type=attempt.error_type,
+            error_message=attempt.error_message,
+            traceback=attempt.traceback,
+        )
+
+
+class JobOut(BaseModel):
+    job_id: str
+    status: Status
+    attempts: int
+    max_retries: int
+    user_id: str
+    task: str
+    queue: str
+    priority: int
+    payload: dict[str, Any]
+    result: Any = None
+    forced: bool
+    errors: list[AttemptOut]
+    history: list[AttemptOut]
+    created_at: datetime
+    run_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+
+    @classmethod
+    def of(cls, job: Job) -> JobOut:
+        history = [AttemptOut.of(a) for a in job.history]
+        return cls(
+            job_id=job.id,
+            status=job.status.value,
+            attempts=job.attempts,
+            max_retries=job.max_retries,
+            user_id=job.user_id,
+            task=job.task,
+            queue=job.queue,
+            priority=job.priority,
+            payload=job.payload,
+            result=job.result,
+            forced=job.forced,
+            errors=[h for h in history if h.error_type is not None],
+            history=history,
+            created_at=job.created_at,
+            run_at=job.run_at,
+            started_at=job.started_at,
+            finished_at=job.finished_at,
+        )
+
+
+class SubmitResponse(BaseModel):
+    job_id: str
+    status: Status
+    created: bool = Field(description="false when an Idempotency-Key returned an earlier job")
+
+
+class JobPage(BaseModel):
+    jobs: list[JobOut]
+    next_cursor: str | None
+
+
+class CountOut(BaseModel):
+    requeued: int
+
+
+class WorkerOut(BaseModel):
+    id: str
+    hostname: str
+    pid: int
+    queues: str
+    concurrency: int
+    mode: str
+    started_at: datetime
+    last_seen_at: datetime
+
+
+class StatsOut(BaseModel):
+    by_status: dict[str, int]
+    by_queue: dict[str, dict[str, int]]
+    oldest_pending_age_seconds: float | None
+    completed_per_second: float
+    outcomes_last_minute: dict[str, int]
+    live_workers: list[WorkerOut]
+    throughput: list[int] = Field(description="jobs completed in each of the last 60 seconds, oldest first")
+
+
+class ExplanationOut(BaseModel):
+    reason: str
+    message: str
+    details: dict[str, Any]
+
+
+class LimitsOut(BaseModel):
+    user_id: str
+    rate_limit: str | None
+    max_active: int | None
+    max_running: int | None
+    weight: int
+
+
+class ErrorOut(BaseModel):
+    error: str = Field(description="a stable code: bad_request, not_found, conflict, rate_limited, ...")
+    message: str
+    field: str | None = None
