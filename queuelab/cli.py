@@ -10,9 +10,8 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from queuelab.config import Settings
 from queuelab.errors import InvalidArgument, QueuelabError
-from queuelab.pool import MODES, ProcessPool, check_pool_args
+from queuelab.pool import MODES, ProcessPool, check_pool_args, on_signals
 from queuelab.queue import Queue
 from queuelab.worker import Worker
 
@@ -103,7 +102,7 @@ def load_queue(db: str | None, app: str | None) -> Queue:
     if not isinstance(target, Queue):
         raise InvalidArgument(f"--app {app!r} names a {type(target).__name__}, not a queuelab Queue")
     if db is not None:
-        rebased = Queue(settings=Settings.load(database_url=db).with_changes())
+        rebased = Queue(settings=target.settings.with_changes(database_url=db))
         for task in target.tasks:
             rebased.runtime.tasks.add(task)
         return rebased
@@ -116,20 +115,15 @@ def _worker(args: argparse.Namespace) -> int:
     queues = [name.strip() for name in args.queues.split(",") if name.strip()] if args.queues else None
     if args.mode == "thread":
         worker = Worker(q.runtime, concurrency=args.concurrency, queues=queues, mode="thread")
-        _on_signals(worker.stop)
+        on_signals(worker.stop, signal.SIGTERM, signal.SIGINT)
         worker.run()
     else:
         pool = ProcessPool(q.runtime, args.concurrency, queues).start()
-        _on_signals(pool.request_stop)
+        on_signals(pool.request_stop, signal.SIGTERM, signal.SIGINT)
         pool.wait()
         pool.stop()
     q.close()
     return 0
-
-
-def _on_signals(handler: Any) -> None:
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: handler())
 
 
 def _demo(args: argparse.Namespace) -> int:

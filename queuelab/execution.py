@@ -7,7 +7,7 @@ import random
 from contextvars import ContextVar
 
 from queuelab.errors import InvalidArgument, QueuelabError
-from queuelab.models import Lease
+from queuelab.models import Lease, RetryPolicy
 from queuelab.policy import Decision, Errored, Outcome, Succeeded, decide
 from queuelab.runtime import Runtime
 
@@ -34,7 +34,7 @@ def run_task(runtime: Runtime, lease: Lease) -> Outcome:
         result = task.run(lease.payload)
         _check_json(result)
         return Succeeded(result)
-    except (Exception, SystemExit) as exc:
+    except BaseException as exc:
         return Errored.from_exception(exc)
     finally:
         _current.reset(reset)
@@ -48,6 +48,19 @@ def decide_after(runtime: Runtime, lease: Lease, outcome: Outcome) -> Decision:
         attempt=lease.attempt,
         max_retries=lease.max_retries,
         policy=policy,
+        now=runtime.clock.now(),
+        unit_random=random.random(),
+    )
+
+
+def last_resort(runtime: Runtime, lease: Lease, exc: BaseException) -> Decision:
+    """A decision when deciding itself failed: retry with the default policy, or dead-letter."""
+    error = Errored.from_exception(exc)
+    return decide(
+        error,
+        attempt=lease.attempt,
+        max_retries=lease.max_retries,
+        policy=RetryPolicy(),
         now=runtime.clock.now(),
         unit_random=random.random(),
     )

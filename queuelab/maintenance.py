@@ -24,6 +24,7 @@ MAX_TICK_SECONDS = 1.0
 WORKER_BEAT_SECONDS = 2.0
 PRUNE_EVERY_SECONDS = 600.0
 TIMEOUT_EXIT_CODE = 70
+PRUNE_BATCH = 5000
 
 
 class Maintenance:
@@ -49,6 +50,8 @@ class Maintenance:
                 self.tick()
             except StoreError as exc:
                 log.error("maintenance tick failed, will retry: %s", exc)
+            except Exception:  # the loop must outlive any bug: without it leases expire
+                log.exception("maintenance tick failed unexpectedly, will retry")
 
     def _interval(self) -> float:
         leases = [e.lease.lease_seconds for e in self.worker.running()]
@@ -60,8 +63,9 @@ class Maintenance:
         self.beat()
         self.rescue()
         if time.monotonic() >= self._next_prune:
-            self._next_prune = time.monotonic() + PRUNE_EVERY_SECONDS
-            self.prune()
+            more = self.prune()
+            # One batch per tick, so lease heartbeats never wait behind a long prune.
+            self._next_prune = time.monotonic() + (0.0 if more else PRUNE_EVERY_SECONDS)
 
     def extend_leases(self) -> None:
         """Heartbeat the leases that have used a third of their time."""
@@ -69,7 +73,7 @@ class Maintenance:
         due = [e for e in self.worker.running() if now_mono - e.heartbeat_at >= e.lease.lease_seconds / 3]
         if not due:
             return
-        lost = self.runtime.leases.heartbeat([e.lease for e in due], self.runtime.clock.now())
+        lost = self.runtime.leases.heartbeat([e.lease for e in due], self.runtime.clock.now)
         for entry in due:
             entry.heartbeat_at = now_mono
         for lease in lost:
@@ -82,7 +86,11 @@ class Maintenance:
         now_mono = time.monotonic()
         for entry in self.worker.running():
             limit = entry.lease.timeout_seconds
-            if limit is not None and now_mono - entry.started_monotonic > limit and self.worker.abandon(entry):
+            if limit is None or now_mono - entry.started_monotonic <= limit:
+                continue
+            if self.worker.exit_on_timeout:
+                self.worker.stop_claiming()  # this process is about to exit: take no new job
+            if self.worker.abandon(entry, replace=not self.worker.exit_on_timeout):
                 self._time_out(entry, limit)
 
     def _time_out(self, entry: Running, limit: float) -> None:
@@ -119,12 +127,14 @@ class Maintenance:
             log.warning("rescued %d job(s) whose worker stopped heartbeating", rescued)
         return rescued
 
-    def prune(self) -> None:
+    def prune(self) -> bool:
+        """Prune one batch; True if there may be more."""
         retention = self.runtime.settings.retention_seconds
         if retention is None:
-            return
+            return False
         now = self.runtime.clock.now()
-        pruned = self.runtime.jobs.prune(now - retention)
+        pruned = self.runtime.jobs.prune(now - retention, max_batches=1)
         self.runtime.workers.forget(now - retention)
         if pruned:
             log.info("pruned %d finished job(s) older than %gs", pruned, retention)
+        return pruned >= PRUNE_BATCH

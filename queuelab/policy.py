@@ -30,8 +30,19 @@ class Errored:
 
     @classmethod
     def from_exception(cls, exc: BaseException, kind: AttemptOutcome = AttemptOutcome.FAILED) -> Errored:
-        text = "".join(tb.format_exception(type(exc), exc, exc.__traceback__))
-        return cls(kind, type(exc).__name__, str(exc), text)
+        """Never raises, whatever the exception's ``__str__`` does."""
+        try:
+            text: str | None = "".join(tb.format_exception(type(exc), exc, exc.__traceback__))
+        except Exception:  # a broken __str__ breaks the formatter too
+            text = None
+        return cls(kind, type(exc).__name__, _safe_str(exc), text)
+
+
+def _safe_str(exc: BaseException) -> str:
+    try:
+        return str(exc)
+    except Exception:
+        return f"<{type(exc).__name__} whose message could not be read>"
 
 
 Outcome = Succeeded | Errored

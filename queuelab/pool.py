@@ -15,7 +15,7 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from multiprocessing.process import BaseProcess
 from types import TracebackType
@@ -42,11 +42,24 @@ class ChildSpec:
     queues: tuple[str, ...] | None
 
 
-def check_pool_args(concurrency: object, mode: object) -> None:
+def check_pool_args(
+    concurrency: object, mode: object, queues: object = None, start_method: object = None
+) -> tuple[str, ...] | None:
+    """Check a pool's arguments; return the queue names as a tuple (None: all queues)."""
     if isinstance(concurrency, bool) or not isinstance(concurrency, int) or not 1 <= concurrency <= 1024:
         raise InvalidArgument(f"concurrency must be a whole number between 1 and 1024, got {concurrency!r}")
     if mode not in MODES:
         raise InvalidArgument(f"mode must be 'thread' or 'process', got {mode!r}")
+    if start_method is not None and start_method not in mp.get_all_start_methods():
+        allowed = ", ".join(mp.get_all_start_methods())
+        raise InvalidArgument(f"start_method must be one of {allowed} or None, got {start_method!r}")
+    if queues is None:
+        return None
+    if isinstance(queues, str) or not isinstance(queues, Sequence) or not queues:
+        raise InvalidArgument(f"queues must be a non-empty list of queue names (or None for all), got {queues!r}")
+    from queuelab.submission import check_queue
+
+    return tuple(check_queue(name) for name in queues)
 
 
 class Pool:
@@ -76,7 +89,9 @@ class ThreadPool(Pool):
     """One worker with ``concurrency`` slot threads, run in the background of this process."""
 
     def __init__(self, runtime: Runtime, concurrency: int, queues: Sequence[str] | None = None) -> None:
-        self.worker = Worker(runtime, concurrency=concurrency, queues=queues, mode="thread")
+        # This process lives on after stop(): a job still running past the grace period is
+        # not released (its thread would run on beside a new attempt); its lease expires.
+        self.worker = Worker(runtime, concurrency=concurrency, queues=queues, mode="thread", release_on_stop=False)
         self._thread = threading.Thread(target=self.worker.run, name="queuelab-worker", daemon=True)
 
     @property
@@ -109,11 +124,14 @@ class ProcessPool(Pool):
         self.queues = tuple(queues) if queues else None
         self._custom = [t for t in runtime.tasks if t.name != "simulate"]
         self._ctx: Any = mp.get_context(start_method or _start_method(self._custom))
-        self._children: list[BaseProcess] = []
+        self._children: list[BaseProcess | _Placeholder] = []
         self._stopping = threading.Event()
         self._lock = threading.Lock()
         self._monitor = threading.Thread(target=self._supervise, name="queuelab-supervisor", daemon=True)
         self.restarts = 0
+        self._started: dict[int, float] = {}  # id(child) -> monotonic start
+        self._quick_deaths = 0  # children in a row that died soon after starting
+        self._next_spawn = 0.0
 
     @property
     def size(self) -> int:
@@ -173,22 +191,76 @@ class ProcessPool(Pool):
             args = (spec, None, None, None)
         child = self._ctx.Process(target=_child_main, args=args, name="queuelab-worker", daemon=False)
         child.start()
+        self._started[id(child)] = time.monotonic()
         self._children.append(child)
 
     def _supervise(self) -> None:
+        """Replace children that die; back off while they keep dying at start-up (say, the
+        database is down), so a crash loop does not eat the machine."""
         while not self._stopping.wait(0.2):
             with self._lock:
                 for i, child in enumerate(self._children):
-                    if child.is_alive() or self._stopping.is_set():
+                    if child.is_alive() or self._stopping.is_set() or time.monotonic() < self._next_spawn:
                         continue
-                    log.warning("worker process %s exited with code %s; starting another", child.pid, child.exitcode)
+                    lived = time.monotonic() - self._started.pop(id(child), 0.0)
+                    self._quick_deaths = self._quick_deaths + 1 if lived < QUICK_DEATH_SECONDS else 0
+                    delay = min(MAX_RESTART_DELAY, 0.5 * 2 ** (self._quick_deaths - 1)) if self._quick_deaths else 0.0
+                    log.warning(
+                        "worker process %s exited with code %s after %.1fs; starting another%s",
+                        child.pid,
+                        child.exitcode,
+                        lived,
+                        f" in {delay:.1f}s" if delay else "",
+                    )
                     self.restarts += 1
                     self._children.pop(i)
-                    self._spawn()
+                    self._next_spawn = time.monotonic() + delay
+                    self._children.insert(i, _Placeholder())
                     break
+                self._spawn_due()
+
+    def _spawn_due(self) -> None:
+        if time.monotonic() < self._next_spawn:
+            return
+        for i, child in enumerate(self._children):
+            if isinstance(child, _Placeholder):
+                self._children.pop(i)
+                self._spawn()
+                return
 
 
-def _terminate(child: BaseProcess) -> None:
+class _Placeholder:
+    """A slot whose process will be started again after a back-off."""
+
+    pid = None
+    exitcode = None
+
+    def is_alive(self) -> bool:
+        return True
+
+    def terminate(self) -> None:
+        pass
+
+    def kill(self) -> None:
+        pass
+
+    def join(self, timeout: float | None = None) -> None:
+        pass
+
+
+QUICK_DEATH_SECONDS = 5.0
+MAX_RESTART_DELAY = 30.0
+
+
+def on_signals(handler: Callable[[], None], *signals: signal.Signals) -> None:
+    """Call ``handler`` on a fresh thread when a signal arrives. Never in the handler
+    itself: the main thread may hold the lock of the very Event the handler would set
+    (inside ``Event.clear()``), and a non-reentrant lock taken twice hangs forever."""
+    for sig in signals:
+        signal.signal(sig, lambda *_: threading.Thread(target=handler, name="queuelab-signal", daemon=True).start())
+
+
+def _terminate(child: BaseProcess | _Placeholder) -> None:
     if child.is_alive() and child.pid is not None:
         with contextlib.suppress(ProcessLookupError):
             child.terminate()  # SIGTERM: the child drains gracefully
@@ -235,8 +307,10 @@ def _child_main(
     for task in tasks:
         runtime.tasks.add(task)
     worker = Worker(runtime, concurrency=1, queues=queues, mode="process", exit_on_timeout=True)
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: worker.stop())
+    # Ctrl-C reaches the whole process group; the supervisor coordinates the stop (one
+    # SIGTERM per child), so a child ignores SIGINT: two signals would skip the grace period.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    on_signals(worker.stop, signal.SIGTERM)
     worker.run()
     runtime.close()
 

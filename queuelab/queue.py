@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime, timedelta
@@ -98,6 +99,11 @@ class Queue:
         check: PayloadCheck | None = None,
     ) -> Task | Callable[[Callable[..., Any]], Task]:
         """Register a task: ``@q.task`` or ``@q.task(max_retries=5, queue="emails")``."""
+
+        if retry is not None and not isinstance(retry, RetryPolicy):
+            raise InvalidArgument(f"retry must be a queuelab.RetryPolicy or None, got {retry!r}")
+        if check is not None and not callable(check):
+            raise InvalidArgument(f"check must be a function taking the payload dict, or None, got {check!r}")
 
         def register(func: Callable[..., Any]) -> Task:
             task = Task(
@@ -298,7 +304,7 @@ class Queue:
             seconds = self.settings.retention_seconds
             if seconds is None:
                 return 0
-        if isinstance(seconds, bool) or not isinstance(seconds, int | float) or seconds < 0:
+        if isinstance(seconds, bool) or not isinstance(seconds, int | float) or not 0 <= seconds < math.inf:
             raise InvalidArgument(f"older_than must be a non-negative number of seconds, got {older_than!r}")
         return self.runtime.jobs.prune(self.runtime.clock.now() - seconds)
 
@@ -317,10 +323,10 @@ class Queue:
         Thread mode runs ``concurrency`` slots in this process. Process mode runs
         ``concurrency`` worker processes, and can kill a job that passes its timeout.
         """
-        check_pool_args(concurrency, mode)
+        names = check_pool_args(concurrency, mode, queues, start_method)
         if mode == "thread":
-            return ThreadPool(self.runtime, concurrency, queues)
-        return ProcessPool(self.runtime, concurrency, queues, start_method)
+            return ThreadPool(self.runtime, concurrency, names)
+        return ProcessPool(self.runtime, concurrency, names, start_method)
 
     def close(self) -> None:
         self.runtime.close()

@@ -89,8 +89,24 @@ def check_queue(name: Any) -> str:
     return name
 
 
+def _encodable(text: str) -> bool:
+    """False for strings no database can store: NUL, or lone surrogates (not UTF-8)."""
+    if "\x00" in text:
+        return False
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def check_user_id(user_id: Any) -> str:
-    if not isinstance(user_id, str) or not user_id.strip() or len(user_id) > MAX_USER_ID_LENGTH or "\x00" in user_id:
+    if (
+        not isinstance(user_id, str)
+        or not user_id.strip()
+        or len(user_id) > MAX_USER_ID_LENGTH
+        or not _encodable(user_id)
+    ):
         raise InvalidArgument(
             f"user_id must be a non-empty string of at most {MAX_USER_ID_LENGTH} characters without NUL, "
             f"got {user_id!r}"
@@ -135,6 +151,6 @@ def _run_at(delay: Any, run_at: Any, now: float) -> float:
 def _idempotency_key(key: Any) -> str | None:
     if key is None:
         return None
-    if not isinstance(key, str) or not 0 < len(key) <= 200 or "\x00" in key:
+    if not isinstance(key, str) or not 0 < len(key) <= 200 or not _encodable(key):
         raise InvalidArgument(f"idempotency_key must be a string of 1 to 200 characters without NUL, got {key!r}")
     return key

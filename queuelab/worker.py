@@ -22,7 +22,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from queuelab.errors import LeaseLost, StoreError
-from queuelab.execution import decide_after, run_task
+from queuelab.execution import decide_after, last_resort, run_task
 from queuelab.models import Lease
 from queuelab.policy import Decision
 from queuelab.runtime import Runtime
@@ -55,6 +55,7 @@ class Worker:
         queues: Sequence[str] | None = None,
         mode: str = "thread",
         exit_on_timeout: bool = False,
+        release_on_stop: bool = True,
     ) -> None:
         self.runtime = runtime
         self.concurrency = concurrency
@@ -63,11 +64,18 @@ class Worker:
         # Process mode: a timed-out job cannot be stopped from another thread, so the
         # process records the timeout and exits; its supervisor starts a fresh one.
         self.exit_on_timeout = exit_on_timeout
+        # A worker whose process exits after stopping hands unfinished jobs back. One that
+        # lives on (a pool in a notebook) must not: the abandoned thread is still running
+        # the job, so it lets the lease expire and the job be rescued instead.
+        self.release_on_stop = release_on_stop
         self.id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self.stop_event = threading.Event()
         self.hurry_event = threading.Event()  # a second signal: skip the grace period
         self._inbox: stdlib_queue.SimpleQueue[Running | None] = stdlib_queue.SimpleQueue()
-        self._running: dict[str, Running] = {}
+        # Keyed by (job id, lease token): after a lost lease this worker may claim the same
+        # job again while the old attempt's thread still runs; both entries must count.
+        self._running: dict[tuple[str, str], Running] = {}
+        self._claiming = True  # False once a timed-out process is about to exit
         self._lock = threading.Lock()
         self._slot_threads: list[threading.Thread] = []
         self._wakeup: Wakeup | None = None
@@ -123,17 +131,17 @@ class Worker:
                 # Every slot is busy: only a slot finishing (a poke) can give us work.
                 wake.wait(self.runtime.settings.poll_interval_seconds, database=False)
                 continue
+            claimed_at = self.runtime.clock.now()
             if self.settle(finished, free) or finished:
                 continue
-            wake.wait(self._idle_timeout())
+            wake.wait(self._idle_timeout(claimed_at))
 
     def settle(self, finished: list[Finished], free: int) -> int:
         """Ack ``finished`` and claim up to ``free`` jobs in one transaction; return the
         number claimed. On a database error, the acks are kept for the next turn."""
-        now = self.runtime.clock.now()
-        which = ClaimFilter(self.id, self.queues, tuple(t.name for t in self.runtime.tasks))
+        which = ClaimFilter(self.id, self.queues, self._task_names())
         try:
-            lost, claimed = self.runtime.leases.settle(finished, which, free, now)
+            lost, claimed = self.runtime.leases.settle(finished, which, free, self.runtime.clock.now)
         except StoreError as exc:
             log.error("could not write acks or claim (will retry): %s", exc)
             self.stop_event.wait(STORE_RETRY_SECONDS)
@@ -156,33 +164,44 @@ class Worker:
     def _free_slots(self) -> int:
         with self._lock:
             busy = sum(1 for e in self._running.values() if e.finished is None)
-        return 0 if self.stop_event.is_set() else self.concurrency - busy
+        return 0 if self.stop_event.is_set() or not self._claiming else self.concurrency - busy
+
+    def stop_claiming(self) -> None:
+        """No more claims (a process about to exit after a timeout)."""
+        self._claiming = False
 
     def _forget(self, finished: list[Finished]) -> None:
         with self._lock:
             for done in finished:
-                entry = self._running.get(done.lease.job_id)
+                key = (done.lease.job_id, done.lease.token)
+                entry = self._running.get(key)
                 if entry is not None and entry.finished is done:
-                    del self._running[done.lease.job_id]
+                    del self._running[key]
 
     def _dispatch(self, leases: list[Lease]) -> None:
         started = time.monotonic()
         entries = [Running(lease, started, heartbeat_at=started) for lease in leases]
         with self._lock:
             for entry in entries:
-                self._running[entry.lease.job_id] = entry
+                self._running[(entry.lease.job_id, entry.lease.token)] = entry
         for entry in entries:
             self._inbox.put(entry)
 
-    def _idle_timeout(self) -> float:
+    def _idle_timeout(self, claimed_at: float) -> float:
+        """Sleep until the next delayed job is due, at most the poll interval. A job that
+        was already due when the claim came back empty is not for us (another task, a
+        paused queue, a user at quota): wait for a change rather than spin on it."""
         timeout = self.runtime.settings.poll_interval_seconds
         try:
-            next_run = self.runtime.leases.next_run_at(self.queues)
+            next_run = self.runtime.leases.next_run_at(self.queues, tasks=self._task_names())
         except StoreError:
             return timeout
-        if next_run is not None:
+        if next_run is not None and next_run > claimed_at:
             timeout = min(timeout, max(0.0, next_run - self.runtime.clock.now()) + 0.001)
         return timeout
+
+    def _task_names(self) -> tuple[str, ...]:
+        return tuple(t.name for t in self.runtime.tasks)
 
     def _poke(self) -> None:
         if self._wakeup is not None:
@@ -202,10 +221,15 @@ class Worker:
 
     def _execute(self, entry: Running) -> bool:
         """Run and decide; hand the outcome to the dispatcher. False if the job was
-        abandoned meanwhile (this thread must then end: another has taken its slot)."""
+        abandoned meanwhile (this thread must then end: another has taken its slot).
+        Whatever the task does, the slot survives and the attempt gets an outcome."""
         lease = entry.lease
-        outcome = run_task(self.runtime, lease)
-        decision = decide_after(self.runtime, lease, outcome)
+        if entry.abandoned:
+            return False
+        try:
+            decision = decide_after(self.runtime, lease, run_task(self.runtime, lease))
+        except BaseException as exc:
+            decision = last_resort(self.runtime, lease, exc)
         with self._lock:
             if entry.abandoned:
                 return False
@@ -226,15 +250,15 @@ class Worker:
                 exc,
             )
 
-    def abandon(self, entry: Running) -> bool:
+    def abandon(self, entry: Running, *, replace: bool = True) -> bool:
         """Stop waiting for a job (timed out, or released at shutdown) and give its slot to
         a fresh thread. False if the job has already finished."""
         with self._lock:
             if entry.finished is not None or entry.abandoned:
                 return False
             entry.abandoned = True
-            self._running.pop(entry.lease.job_id, None)
-        if not self.stop_event.is_set():
+            self._running.pop((entry.lease.job_id, entry.lease.token), None)
+        if replace and not self.stop_event.is_set():
             self._start_slot()
         self._poke()
         return True
@@ -252,8 +276,17 @@ class Worker:
             self._flush()
             time.sleep(0.01)
         for entry in self.running():
-            if self.abandon(entry):
+            if not self.abandon(entry, replace=False):
+                continue
+            if self.release_on_stop:
                 self._release(entry.lease, grace)
+            else:
+                log.warning(
+                    "job %s is still running after the %gs grace period; its thread cannot be stopped, "
+                    "so its lease will expire and it will be rescued",
+                    entry.lease.job_id,
+                    grace,
+                )
         ack_deadline = time.monotonic() + ACK_GRACE_SECONDS
         while self.running() and time.monotonic() < ack_deadline:
             self._flush()

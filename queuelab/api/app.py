@@ -150,7 +150,7 @@ def _job_routes(app: FastAPI, queue: Queue, who: Callable[..., Principal]) -> No
     ) -> JobPage:
         owner = _reader(me, user_id)
         where = JobFilter(status, owner, queue_name, task)
-        found = queue.runtime.jobs.list(where, limit=limit + 1, before=_decode_cursor(cursor))
+        found = queue.runtime.jobs.list(where, limit=limit + 1, before=_decode_cursor(cursor), history=True)
         page, more = found[:limit], len(found) > limit
         return JobPage(jobs=[JobOut.of(j) for j in page], next_cursor=_encode_cursor(page[-1]) if more else None)
 

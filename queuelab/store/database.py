@@ -99,7 +99,8 @@ def translate_errors(db: Database) -> Iterator[None]:
     try:
         yield
     except sa.exc.DBAPIError as exc:
-        detail = str(exc.orig).strip().splitlines()[0] if exc.orig is not None else str(exc)
+        lines = str(exc.orig if exc.orig is not None else exc).strip().splitlines()
+        detail = lines[0] if lines else repr(exc.orig)
         if "locked" in detail:
             detail += (
                 f" (waited {db.settings.sqlite_busy_timeout_seconds:g}s for the write lock; "

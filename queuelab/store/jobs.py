@@ -3,6 +3,7 @@ cancel, prune). The lease life cycle lives in :mod:`queuelab.store.leases`."""
 
 from __future__ import annotations
 
+import itertools
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -98,14 +99,25 @@ class JobStore:
             ).mappings()
             return job_from_row(row, history)
 
-    def list(self, where: JobFilter, *, limit: int, before: tuple[float, str] | None = None) -> list[Job]:
-        """Newest first; ``before`` is the (created_at, id) of the last job of the previous page."""
+    def list(
+        self, where: JobFilter, *, limit: int, before: tuple[float, str] | None = None, history: bool = False
+    ) -> list[Job]:
+        """Newest first; ``before`` is the (created_at, id) of the last job of the previous page.
+        ``history``: with every job's attempts (one more query for the whole page)."""
         query = sa.select(jobs).where(*where.clauses())
         if before is not None:
             query = query.where(sa.tuple_(jobs.c.created_at, jobs.c.id) < sa.tuple_(*before))
         query = query.order_by(jobs.c.created_at.desc(), jobs.c.id.desc()).limit(limit)
         with self.db.read() as conn:
-            return [job_from_row(row) for row in conn.execute(query).mappings()]
+            rows = list(conn.execute(query).mappings())
+            if not history or not rows:
+                return [job_from_row(row) for row in rows]
+            ids = [row["id"] for row in rows]
+            found = conn.execute(sa.select(attempts).where(attempts.c.job_id.in_(ids)).order_by(attempts.c.id))
+            by_job: dict[str, list[Any]] = {}
+            for attempt in found.mappings():
+                by_job.setdefault(attempt["job_id"], []).append(attempt)
+            return [job_from_row(row, by_job.get(row["id"], [])) for row in rows]
 
     def requeue(self, job_id: str, now: float) -> Job:
         """Back to PENDING with a fresh retry budget; the attempt history is kept."""
@@ -139,11 +151,17 @@ class JobStore:
         self._transition(job_id, (JobStatus.PENDING,), "cancelled", values)
         return self.get(job_id)
 
-    def prune(self, finished_before: float, statuses: Sequence[JobStatus] = PRUNABLE, batch: int = 5000) -> int:
+    def prune(
+        self,
+        finished_before: float,
+        statuses: Sequence[JobStatus] = PRUNABLE,
+        batch: int = 5000,
+        max_batches: int | None = None,
+    ) -> int:
         """Delete finished jobs (and their attempts) in batches, so SQLite's write lock is
         never held for long."""
         total = 0
-        while True:
+        for _ in itertools.count() if max_batches is None else range(max_batches):
             victims = (
                 sa.select(jobs.c.id)
                 .where(jobs.c.status.in_(statuses), jobs.c.finished_at < finished_before)
@@ -156,7 +174,8 @@ class JobStore:
                     conn.execute(jobs.delete().where(jobs.c.id.in_(ids)))
             total += len(ids)
             if len(ids) < batch:
-                return total
+                break
+        return total
 
     def _transition(
         self, job_id: str, allowed: Sequence[JobStatus], verb: str, values: dict[str, Any], notify: bool = False

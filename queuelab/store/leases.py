@@ -26,6 +26,11 @@ from queuelab.store.database import Database
 from queuelab.store.schema import IS_PENDING, IS_RUNNING, jobs
 
 RescueDecider = Callable[[Errored, int, int], Decision]  # (error, attempt, max_retries) -> decision
+Now = float | Callable[[], float]
+
+
+def _read(now: Now) -> float:
+    return now() if callable(now) else now
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,22 +61,24 @@ class LeaseStore:
         return self.settle([], which, limit, now)[1]
 
     def settle(
-        self, finished: Sequence[Finished], which: ClaimFilter, limit: int, now: float
+        self, finished: Sequence[Finished], which: ClaimFilter, limit: int, now: Now
     ) -> tuple[list[Lease], list[Lease]]:
         """Write finished attempts and claim up to ``limit`` new jobs in ONE transaction.
 
         A busy worker thus spends one write transaction per batch of jobs, not two per job.
-        Returns (leases found lost while writing, new leases).
+        Returns (leases found lost while writing, new leases). ``now`` may be a clock,
+        read once the write lock is held, so a long wait for it cannot shorten a lease.
         """
         with self.db.write() as conn:
             lost = [f.lease for f in finished if not _apply(conn, f, which.worker_id)]
-            claimed = claim(conn, self.db, which, limit, now) if limit > 0 else []
+            claimed = claim(conn, self.db, which, limit, _read(now)) if limit > 0 else []
         return lost, claimed
 
-    def heartbeat(self, leases: Sequence[Lease], now: float) -> list[Lease]:
+    def heartbeat(self, leases: Sequence[Lease], now: Now) -> list[Lease]:
         """Extend the leases; return those that are no longer ours."""
         with self.db.write() as conn:
-            return [lease for lease in leases if conn.execute(st.EXTEND, {**_held(lease), "p_now": now}).rowcount != 1]
+            at = _read(now)
+            return [lease for lease in leases if conn.execute(st.EXTEND, {**_held(lease), "p_now": at}).rowcount != 1]
 
     def finish(self, lease: Lease, decision: Decision, worker_id: str, now: float) -> None:
         """Apply the decision for one attempt; :class:`LeaseLost` if the lease is gone."""
@@ -120,11 +127,13 @@ class LeaseStore:
                 rescued += _apply(conn, Finished(lease, decision, now), row.lease_owner)
         return rescued
 
-    def next_run_at(self, queues: Sequence[str] | None) -> float | None:
+    def next_run_at(self, queues: Sequence[str] | None, tasks: Sequence[str] | None = None) -> float | None:
         """When the earliest pending job becomes runnable (for an idle worker's sleep)."""
         query = sa.select(sa.func.min(jobs.c.run_at)).where(IS_PENDING)
         if queues is not None:
             query = query.where(jobs.c.queue.in_(queues))
+        if tasks is not None:
+            query = query.where(jobs.c.task.in_(tasks))
         with self.db.read() as conn:
             return conn.execute(query).scalar()
 
