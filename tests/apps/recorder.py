@@ -42,3 +42,24 @@ def stuck(path: str, seconds: float = 3600.0) -> None:
     _record(path, "start")
     time.sleep(seconds)
     _record(path, "end")
+
+
+class Unprintable(Exception):
+    def __str__(self) -> str:
+        raise RuntimeError("this exception cannot be printed")
+
+
+class NotAnException(BaseException):
+    """Escapes ``except Exception``, like asyncio.CancelledError does."""
+
+
+@q.task(max_retries=0)
+def raise_unprintable(path: str) -> None:
+    _record(path, "start")
+    raise Unprintable()
+
+
+@q.task(max_retries=0)
+def raise_base_exception(path: str) -> None:
+    _record(path, "start")
+    raise NotAnException("gone")

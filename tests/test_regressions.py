@@ -1,0 +1,138 @@
+"""Regression tests for bugs found in review; each names the finding it guards."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from queuelab import InvalidArgument, JobStatus, Queue, RetryPolicy
+from queuelab.models import AttemptOutcome
+from tests.helpers import APP, ROOT, WorkerProcess, read_records, recorder_queue, wait_for_status
+
+
+def test_f1_a_task_raising_a_base_exception_or_an_unprintable_error_does_not_kill_its_slot(
+    db_url: str, tmp_path: Path
+) -> None:
+    record = tmp_path / "executions.log"
+    q = recorder_queue(db_url)
+    base = q.submit("raise_base_exception", {"path": str(record)})
+    unprintable = q.submit("raise_unprintable", {"path": str(record)})
+    with q.worker(1):
+        wait_for_status(q, base.id, JobStatus.FAILED, timeout=30)
+        wait_for_status(q, unprintable.id, JobStatus.FAILED, timeout=30)
+        after = q.submit("record", {"path": str(record)})
+        wait_for_status(q, after.id, JobStatus.COMPLETED, timeout=30)  # the one slot still works
+    assert q.get(base.id).errors[-1].error_type == "NotAnException"
+    assert "could not be read" in (q.get(unprintable.id).errors[-1].error_message or "")
+    q.close()
+
+
+@pytest.mark.slow
+def test_f2_a_process_exiting_after_a_timeout_claims_no_innocent_job(db_url: str, tmp_path: Path) -> None:
+    record = tmp_path / "executions.log"
+    q = recorder_queue(db_url)
+    stuck = q.submit("stuck", {"path": str(record)}, priority=9)  # timeout 1 s, no retries
+    innocent = [q.submit("record", {"path": str(record)}, max_retries=0) for _ in range(3)]
+    worker = WorkerProcess(db_url, tmp_path / "worker.log", mode="process", concurrency=1)
+    try:
+        wait_for_status(q, stuck.id, JobStatus.FAILED, timeout=30)
+        for job in innocent:
+            wait_for_status(q, job.id, JobStatus.COMPLETED, timeout=30)
+        worker.signal(signal.SIGTERM)
+        assert worker.wait() == 0, worker.output()
+    finally:
+        worker.stop()
+    for job in innocent:
+        assert [a.outcome for a in q.get(job.id).history] == [AttemptOutcome.COMPLETED]
+    q.close()
+
+
+@pytest.mark.slow
+def test_f5_one_ctrl_c_to_a_process_pool_keeps_the_grace_period(sqlite_url: str, tmp_path: Path) -> None:
+    record = tmp_path / "executions.log"
+    q = recorder_queue(sqlite_url)
+    job = q.submit("record", {"path": str(record), "seconds": 1.5})
+    command = [
+        sys.executable,
+        "-m",
+        "queuelab",
+        "worker",
+        "--db",
+        sqlite_url,
+        "--app",
+        APP,
+        "--mode",
+        "process",
+        "--concurrency",
+        "1",
+    ]
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "QUEUELAB_SHUTDOWN_GRACE_SECONDS": "20"}
+    log = (tmp_path / "worker.log").open("wb")
+    proc = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        wait_for_status(q, job.id, JobStatus.RUNNING)
+        os.killpg(proc.pid, signal.SIGINT)  # what a terminal's Ctrl-C does: the whole group
+        assert proc.wait(30) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        log.close()
+    done = q.get(job.id)
+    assert (done.status, done.attempts) == (JobStatus.COMPLETED, 1)
+    assert [event for *_, event, _ in read_records(record)] == ["start", "end"]
+    q.close()
+
+
+def test_f10_prune_refuses_nan(queue: Queue) -> None:
+    with pytest.raises(InvalidArgument, match="older_than must be a non-negative number of seconds, got nan"):
+        queue.prune(float("nan"))
+
+
+def test_f11_app_settings_survive_a_db_override(tmp_path: Path) -> None:
+    from queuelab.cli import load_queue
+    from tests.apps import recorder
+
+    rebased = load_queue(f"sqlite:///{tmp_path}/other.db", APP)
+    assert rebased.settings == recorder.q.settings.with_changes(database_url=f"sqlite:///{tmp_path}/other.db")
+    assert {t.name for t in rebased.tasks} >= {"record", "stuck"}
+
+
+@pytest.mark.parametrize(
+    ("call", "message"),
+    [
+        (lambda q: q.worker(1, queues="emails"), "queues must be a non-empty list of queue names"),
+        (lambda q: q.worker(1, queues=["bad name!"]), "queue must be 1 to 64 letters"),
+        (lambda q: q.worker(1, "process", start_method="bogus"), "start_method must be one of"),
+        (lambda q: q.task(retry={"base": 1})(lambda: None), "retry must be a queuelab.RetryPolicy or None"),
+        (lambda q: q.task(check="yes")(lambda: None), "check must be a function"),
+        (lambda q: q.submit("simulate", user_id="a\ud800b"), "user_id must be a non-empty string"),
+        (lambda q: q.submit("simulate", idempotency_key="k\ud800"), "idempotency_key must be a string"),
+    ],
+)
+def test_f12_bad_arguments_are_refused(queue: Queue, call: Callable[[Queue], object], message: str) -> None:
+    with pytest.raises(InvalidArgument, match=message):
+        call(queue)
+    assert sum(queue.stats().by_status.values()) == 0
+
+
+def test_f12_a_valid_retry_policy_is_used(queue: Queue) -> None:
+    task = queue.task(name="patient", retry=RetryPolicy(base_seconds=2.0, jitter=0.0))(lambda: None)
+    assert task.retry == RetryPolicy(base_seconds=2.0, jitter=0.0)
+
+
+def test_f3_prune_works_in_bounded_batches(queue: Queue) -> None:
+    from queuelab.policy import Complete
+
+    for _ in range(5):
+        queue.submit("simulate")
+    for lease in queue.runtime.leases.claim("w", None, 5, queue.runtime.clock.now()):
+        queue.runtime.leases.finish(lease, Complete(None), "w", queue.runtime.clock.now())
+    later = queue.runtime.clock.now() + 10
+    assert queue.runtime.jobs.prune(later, batch=2, max_batches=1) == 2
+    assert queue.runtime.jobs.prune(later, batch=2) == 3
