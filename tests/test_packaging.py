@@ -46,6 +46,8 @@ def conda_dependencies(path: Path) -> dict[str, str | None]:
             continue
         item = re.match(r"^\s+-\s+(.*)$", line)
         assert item, f"{path.name}:{number}: expected a '  - package' item, got {raw!r}"
+        if item[1].strip() == "pip:":
+            continue  # the pip-only packages follow, one level deeper
         name, version = parse_requirement(item[1], f"{path.name}:{number}")
         name = CONDA_NAMES.get(name, name)
         assert name not in found, f"{path.name}:{number}: {name} is listed twice"
