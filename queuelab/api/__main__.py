@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import signal
 import sys
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
@@ -70,6 +71,10 @@ def serve(args: argparse.Namespace) -> int:
     logging.getLogger("queuelab.api").info(
         "serving %s on http://%s:%d (%s)", q.runtime.db.describe(), args.host, args.port, where
     )
+    # uvicorn shuts down gracefully on SIGTERM/SIGINT, then raises the signal again with
+    # the handler it found installed; a no-op one lets the process finish and exit 0.
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: None)
     uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level, access_log=False)
     q.close()
     return 0
