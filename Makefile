@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 export QUEUELAB_TEST_POSTGRES_URL ?= postgresql+psycopg://postgres@127.0.0.1:5432/test
 
-.PHONY: setup run test check lint format clean
+.PHONY: setup run demo test check lint format clean browser
 
 setup: $(STAMP)
 
@@ -15,11 +15,18 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet -e '.[dev,redis]'
 	touch $(STAMP)
 
-run: $(STAMP)  ## a worker pool working off a demo load on SQLite (queuelab.db)
+run: $(STAMP)  ## the API, the dashboard (http://127.0.0.1:8000/) and 4 worker processes on ./queuelab.db
+	$(PY) -m queuelab.api --workers 4
+
+demo: $(STAMP)  ## a worker pool working off a demo load on SQLite, in the terminal
 	$(PY) -m queuelab demo
 
-test: $(STAMP)  ## the whole suite; PostgreSQL tests skip (with the reason) if no server answers
+test: $(STAMP) browser  ## the whole suite; PostgreSQL/Redis/browser tests skip (with the reason) if absent
 	$(PY) -m pytest
+
+# The dashboard tests drive Debian's chromium (Playwright cannot download its own browser here).
+browser:
+	@command -v chromium >/dev/null 2>&1 || { 		echo "installing Debian's chromium for the browser tests"; 		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); 		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium 		|| echo "could not install chromium: the browser tests will be skipped"; }
 
 check: lint  ## lint, format check and types
 	$(PY) -m mypy
