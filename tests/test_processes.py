@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from queuelab import JobStatus
+from queuelab import Job, JobStatus
 from queuelab.errors import LeaseLost
 from queuelab.models import AttemptOutcome, Lease
 from queuelab.policy import Complete
@@ -90,41 +90,35 @@ def test_sigkilled_worker_job_is_rescued_and_its_late_ack_refused(db_url: str, t
     q.close()
 
 
-@pytest.mark.parametrize("mode", ["thread", "process"])
-def test_sigterm_lets_a_running_job_finish_and_exits_zero(db_url: str, tmp_path: Path, mode: str) -> None:
-    record = tmp_path / "executions.log"
+def sigterm_during_a_job(db_url: str, tmp_path: Path, mode: str, seconds: float, grace: str) -> tuple[Job, str]:
+    """Start a job of ``seconds``, SIGTERM its worker while it runs; the worker must exit 0."""
     q = recorder_queue(db_url)
-    job = q.submit("record", {"path": str(record), "seconds": 1.5})
-    worker = WorkerProcess(db_url, tmp_path / "worker.log", mode=mode, QUEUELAB_SHUTDOWN_GRACE_SECONDS="20")
+    job = q.submit("record", {"path": str(tmp_path / "executions.log"), "seconds": seconds})
+    worker = WorkerProcess(db_url, tmp_path / "worker.log", mode=mode, QUEUELAB_SHUTDOWN_GRACE_SECONDS=grace)
     try:
         wait_for_status(q, job.id, JobStatus.RUNNING)
         worker.signal(signal.SIGTERM)
         assert worker.wait() == 0, worker.output()
     finally:
         worker.stop()
-    done = q.get(job.id)
-    assert (done.status, done.attempts) == (JobStatus.COMPLETED, 1)
-    assert [event for *_, event, _ in read_records(record)] == ["start", "end"]
+    after = q.get(job.id)
     q.close()
+    return after, worker.output()
+
+
+@pytest.mark.parametrize("mode", ["thread", "process"])
+def test_sigterm_lets_a_running_job_finish_and_exits_zero(db_url: str, tmp_path: Path, mode: str) -> None:
+    done, _ = sigterm_during_a_job(db_url, tmp_path, mode, seconds=1.5, grace="20")
+    assert (done.status, done.attempts) == (JobStatus.COMPLETED, 1)
+    assert [event for *_, event, _ in read_records(tmp_path / "executions.log")] == ["start", "end"]
 
 
 @pytest.mark.parametrize("mode", ["thread", "process"])
 def test_sigterm_releases_a_job_that_outlives_the_grace_period(db_url: str, tmp_path: Path, mode: str) -> None:
-    record = tmp_path / "executions.log"
-    q = recorder_queue(db_url)
-    job = q.submit("record", {"path": str(record), "seconds": 60})
-    worker = WorkerProcess(db_url, tmp_path / "worker.log", mode=mode, QUEUELAB_SHUTDOWN_GRACE_SECONDS="0.5")
-    try:
-        wait_for_status(q, job.id, JobStatus.RUNNING)
-        worker.signal(signal.SIGTERM)
-        assert worker.wait() == 0, worker.output()
-    finally:
-        worker.stop()
-    released = q.get(job.id)
+    released, output = sigterm_during_a_job(db_url, tmp_path, mode, seconds=60, grace="0.5")
     assert (released.status, released.attempts, released.lease_token) == (JobStatus.PENDING, 0, None)
     assert released.history[-1].outcome == AttemptOutcome.RELEASED
-    assert "released job" in worker.output()
-    q.close()
+    assert "released job" in output
 
 
 def test_process_mode_kills_a_job_past_its_timeout_and_keeps_working(db_url: str, tmp_path: Path) -> None:
