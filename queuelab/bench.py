@@ -136,6 +136,20 @@ def run_limits(kinds: list[str], postgres_url: str | None, n: int, redis_url: st
     return figures
 
 
+def run_api(kinds: list[str], postgres_url: str | None) -> list[Figure]:
+    from queuelab.bench_api import api_figures
+
+    figures = []
+    for kind in kinds:
+        with fresh_queue(kind, postgres_url) as q:
+            url = None if kind == "sqlite" else q.settings.database_url
+            found = api_figures(db_url=url)
+        figures.append(Figure(kind, "API submits/s, 16 clients, 1 process", found["submits_per_second"], "req/s"))
+        figures.append(Figure(kind, f"API submit p50 at {found['rate']:g} req/s", found["p50_ms"], "ms"))
+        figures.append(Figure(kind, f"API submit p99 at {found['rate']:g} req/s", found["p99_ms"], "ms"))
+    return figures
+
+
 def run(kinds: list[str], postgres_url: str | None, n: int) -> list[Figure]:
     figures = []
     for kind in kinds:
@@ -161,7 +175,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="PostgreSQL URL (default: QUEUELAB_TEST_POSTGRES_URL); omit for SQLite only")  # fmt: skip
     parser.add_argument("--redis", default=os.environ.get("QUEUELAB_TEST_REDIS_URL"), help="Redis URL (limiter cost)")
     parser.add_argument("--jobs", type=int, default=5000)
-    parser.add_argument("--suite", choices=["core", "limits", "all"], default="all")
+    parser.add_argument("--suite", choices=["core", "limits", "api", "all"], default="all")
     args = parser.parse_args(argv)
     kinds = ["sqlite"] + (["postgresql"] if args.postgres else [])
     figures = []
@@ -169,6 +183,8 @@ def main(argv: list[str] | None = None) -> int:
         figures += run(kinds, args.postgres, args.jobs)
     if args.suite in ("limits", "all"):
         figures += run_limits(kinds, args.postgres, args.jobs, args.redis)
+    if args.suite in ("api", "all"):
+        figures += run_api(kinds, args.postgres)
     print(f"{'database':<11} {'scenario':<36} {'value':>10}")
     for f in figures:
         print(f"{f.database:<11} {f.scenario:<40} {f.value:>10.1f} {f.unit}")

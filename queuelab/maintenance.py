@@ -58,6 +58,9 @@ class Maintenance:
         return min([MAX_TICK_SECONDS, self.runtime.settings.lease_seconds / 4, *(s / 4 for s in leases)])
 
     def tick(self) -> None:
+        if self.worker.parent_pid is not None and os.getppid() != self.worker.parent_pid:
+            log.warning("worker %s: its supervisor is gone; stopping", self.worker.id)
+            self.worker.stop()
         self.extend_leases()
         self.enforce_timeouts()
         self.beat()

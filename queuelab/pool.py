@@ -11,6 +11,7 @@ import contextlib
 import importlib
 import logging
 import multiprocessing as mp
+import os
 import signal
 import sys
 import threading
@@ -306,7 +307,9 @@ def _child_main(
     runtime = Runtime(settings)
     for task in tasks:
         runtime.tasks.add(task)
-    worker = Worker(runtime, concurrency=1, queues=queues, mode="process", exit_on_timeout=True)
+    worker = Worker(
+        runtime, concurrency=1, queues=queues, mode="process", exit_on_timeout=True, parent_pid=os.getppid()
+    )
     # Ctrl-C reaches the whole process group; the supervisor coordinates the stop (one
     # SIGTERM per child), so a child ignores SIGINT: two signals would skip the grace period.
     signal.signal(signal.SIGINT, signal.SIG_IGN)

@@ -56,6 +56,7 @@ class Worker:
         mode: str = "thread",
         exit_on_timeout: bool = False,
         release_on_stop: bool = True,
+        parent_pid: int | None = None,
     ) -> None:
         self.runtime = runtime
         self.concurrency = concurrency
@@ -68,6 +69,8 @@ class Worker:
         # lives on (a pool in a notebook) must not: the abandoned thread is still running
         # the job, so it lets the lease expire and the job be rescued instead.
         self.release_on_stop = release_on_stop
+        # A pool's child stops when its supervisor dies (SIGKILL, OOM): no orphan workers.
+        self.parent_pid = parent_pid
         self.id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self.stop_event = threading.Event()
         self.hurry_event = threading.Event()  # a second signal: skip the grace period

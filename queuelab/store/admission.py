@@ -49,8 +49,12 @@ def admit(conn: Connection, db: Database, rows: Sequence[dict[str, Any]], now: f
     for row in rows:
         by_user[row["user_id"]].append(row)
     users = sorted(by_user)
-    lock_users(conn, db, users)
     limits = effective_in(cache_for(db).get(conn), db.settings, users)
+    counted = [
+        u for u in users if enabled(limits[u].max_active) or (rate_in_sql and rate_enabled(limits[u].rate_limit))
+    ]
+    if counted:
+        lock_users(conn, db, counted)  # only users whose checks count rows need the lock
     for user in users:
         mine, lim = by_user[user], limits[user]
         cap = enabled(lim.max_active)

@@ -8,12 +8,14 @@ machines; row locks (``FOR UPDATE SKIP LOCKED``) do the job SQLite's database lo
 
 from __future__ import annotations
 
+import contextlib
 import os
 import random
 import sqlite3
+import threading
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from typing import Any
 
 import sqlalchemy as sa
@@ -34,9 +36,12 @@ class Database:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.caches: dict[str, object] = {}  # per-database caches of the store modules
+        self._writer: AbstractContextManager[Any] = contextlib.nullcontext()
         self.url = _normalise_url(settings.database_url)
         self.dialect = "sqlite" if self.url.get_backend_name() == "sqlite" else "postgresql"
         self.engine = _sqlite_engine(self.url, settings) if self.is_sqlite else _postgres_engine(self.url)
+        if self.is_sqlite:
+            self._writer = threading.Lock()
         try:
             self._ensure_schema()
         except BaseException:
@@ -56,8 +61,12 @@ class Database:
 
     @contextmanager
     def write(self) -> Iterator[Connection]:
-        """A write transaction: ``BEGIN IMMEDIATE`` on SQLite, a plain one on PostgreSQL."""
-        with translate_errors(self), self.engine.connect() as conn, conn.begin():
+        """A write transaction: ``BEGIN IMMEDIATE`` on SQLite, a plain one on PostgreSQL.
+
+        SQLite allows one writer per file; threads of this process queue for it on a
+        Python lock (fair, no sleeping) and only processes contend for SQLite's own lock.
+        """
+        with self._writer, translate_errors(self), self.engine.connect() as conn, conn.begin():
             yield conn
 
     @contextmanager
