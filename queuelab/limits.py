@@ -20,6 +20,8 @@ UNITS = {"s": 1.0, "sec": 1.0, "second": 1.0, "m": 60.0, "min": 60.0, "minute": 
 _RATE = re.compile(r"^\s*(\d+)\s*/\s*(\d+(?:\.\d+)?)?\s*([a-z]+)\s*$")
 RATE_FORM = "N/unit (e.g. 60/minute, 10/second, 1000/hour, 5/30s) or none"
 MAX_WEIGHT = 1000
+MAX_LIMIT = 1_000_000_000  # fits every database's 32-bit INTEGER
+MAX_WINDOW_SECONDS = 366 * 86400.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,12 +43,12 @@ class RateLimit:
         if match:
             word = match.group(3)
             unit = UNITS.get(word) or UNITS.get(word.removesuffix("s"))
-        if match is None or unit is None or int(match.group(1)) < 1:
-            raise InvalidArgument(f"{name} must be {RATE_FORM}, got {text!r}")
-        multiple = float(match.group(2)) if match.group(2) else 1.0
-        if multiple <= 0:
-            raise InvalidArgument(f"{name} must be {RATE_FORM}, got {text!r}")
-        return cls(int(match.group(1)), multiple * unit)
+        if match is None or unit is None or not 1 <= int(match.group(1)) <= MAX_LIMIT:
+            raise InvalidArgument(f"{name} must be {RATE_FORM}, with N from 1 to {MAX_LIMIT}, got {text!r}")
+        window = (float(match.group(2)) if match.group(2) else 1.0) * unit
+        if not 0 < window <= MAX_WINDOW_SECONDS:
+            raise InvalidArgument(f"{name} must have a window from 1 second to 366 days, got {text!r}")
+        return cls(int(match.group(1)), window)
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,8 +105,10 @@ def check_quota(name: str, value: object) -> int | None:
     """A quota from a caller: a whole number >= 0 (0 = off) or None (not set)."""
     if value is None:
         return None
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise InvalidArgument(f"{name} must be a whole number >= 0 (0 switches it off) or None, got {value!r}")
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_LIMIT:
+        raise InvalidArgument(
+            f"{name} must be a whole number >= 0 and <= {MAX_LIMIT} (0 switches it off) or None, got {value!r}"
+        )
     return value
 
 

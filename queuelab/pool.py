@@ -41,6 +41,7 @@ class ChildSpec:
     settings: Settings
     task_refs: tuple[tuple[str, str, str], ...]  # (task name, module, qualified name)
     queues: tuple[str, ...] | None
+    log_level: int = logging.INFO
 
 
 def check_pool_args(
@@ -188,7 +189,12 @@ class ProcessPool(Pool):
         if self._ctx.get_start_method() == "fork":
             args: tuple[object, ...] = (None, self.runtime.settings, tuple(self._custom), self.queues)
         else:
-            spec = ChildSpec(self.runtime.settings, tuple(_ref(t) for t in self._custom), self.queues)
+            spec = ChildSpec(
+                self.runtime.settings,
+                tuple(_ref(t) for t in self._custom),
+                self.queues,
+                logging.getLogger().getEffectiveLevel(),
+            )
             args = (spec, None, None, None)
         child = self._ctx.Process(target=_child_main, args=args, name="queuelab-worker", daemon=False)
         child.start()
@@ -303,7 +309,7 @@ def _child_main(
         tasks = tuple(load_task(*ref) for ref in spec.task_refs)
     assert settings is not None
     assert tasks is not None
-    _configure_child_logging()
+    _configure_child_logging(spec.log_level if spec is not None else logging.getLogger().getEffectiveLevel())
     runtime = Runtime(settings)
     for task in tasks:
         runtime.tasks.add(task)
@@ -318,6 +324,6 @@ def _child_main(
     runtime.close()
 
 
-def _configure_child_logging() -> None:
+def _configure_child_logging(level: int) -> None:
     if not logging.getLogger().handlers:
-        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(process)d %(name)s %(levelname)s %(message)s")
+        logging.basicConfig(level=level, format="%(asctime)s %(process)d %(name)s %(levelname)s %(message)s")

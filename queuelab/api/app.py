@@ -90,7 +90,9 @@ def _both(app: FastAPI, method: str, path: str, **options: Any) -> Callable[[Cal
 def _job_routes(app: FastAPI, queue: Queue, who: Callable[..., Principal]) -> None:
     Me = Annotated[Principal, Depends(who)]
 
-    @_both(app, "POST", "/api/submit/", status_code=201, response_model=SubmitResponse)
+    replay = {200: {"model": SubmitResponse, "description": "the job submitted earlier with this Idempotency-Key"}}
+
+    @_both(app, "POST", "/api/submit/", status_code=201, response_model=SubmitResponse, responses=replay)
     def submit(
         body: SubmitRequest,
         me: Me,

@@ -7,6 +7,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from queuelab.limits import MAX_LIMIT
 from queuelab.models import Attempt, Job
 from queuelab.submission import MAX_DELAY_SECONDS, MAX_RETRIES_LIMIT, MAX_USER_ID_LENGTH
 
@@ -47,8 +48,8 @@ class LimitsRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     rate_limit: str | None = Field(None, description="e.g. 60/minute; 'none' switches it off")
-    max_active: int | None = Field(None, ge=0)
-    max_running: int | None = Field(None, ge=0)
+    max_active: int | None = Field(None, ge=0, le=MAX_LIMIT)
+    max_running: int | None = Field(None, ge=0, le=MAX_LIMIT)
     weight: int | None = Field(None, ge=1, le=1000)
 
 
