@@ -10,6 +10,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
+from queuelab.autoscale import Autoscaler, ScalePolicy
 from queuelab.errors import InvalidArgument, QueuelabError
 from queuelab.pool import MODES, ProcessPool, check_pool_args, on_signals
 from queuelab.queue import Queue
@@ -40,6 +41,12 @@ def _parser() -> argparse.ArgumentParser:
     worker.add_argument("--concurrency", "-c", type=int, default=4, help="slots (thread) or processes (process)")
     worker.add_argument("--mode", choices=MODES, default="thread")
     worker.add_argument("--queues", "-q", default=None, help="comma-separated queue names (default: all)")
+    worker.add_argument(
+        "--autoscale",
+        default=None,
+        metavar="MIN:MAX",
+        help="process mode: scale the pool between MIN and MAX on the runnable backlog",
+    )
     worker.set_defaults(command=_worker)
 
     demo = commands.add_parser("demo", help="submit a small demo load and work it off")
@@ -109,8 +116,18 @@ def load_queue(db: str | None, app: str | None) -> Queue:
     return target
 
 
+def _scale_policy(text: str) -> ScalePolicy:
+    low, _, high = text.partition(":")
+    try:
+        return ScalePolicy(min_workers=max(1, int(low)), max_workers=int(high))
+    except ValueError:
+        raise InvalidArgument(f"--autoscale must be MIN:MAX with 1 <= MIN <= MAX (e.g. 1:8), got {text!r}") from None
+
+
 def _worker(args: argparse.Namespace) -> int:
     check_pool_args(args.concurrency, args.mode)
+    if args.autoscale and args.mode != "process":
+        raise InvalidArgument("--autoscale needs --mode process (a thread pool is not resized yet)")
     q = load_queue(args.db, args.app)
     queues = [name.strip() for name in args.queues.split(",") if name.strip()] if args.queues else None
     if args.mode == "thread":
@@ -118,9 +135,14 @@ def _worker(args: argparse.Namespace) -> int:
         on_signals(worker.stop, signal.SIGTERM, signal.SIGINT)
         worker.run()
     else:
-        pool = ProcessPool(q.runtime, args.concurrency, queues).start()
+        policy = _scale_policy(args.autoscale) if args.autoscale else None
+        size = policy.min_workers if policy is not None else args.concurrency
+        pool = ProcessPool(q.runtime, max(size, 1), queues).start()
+        scaler = Autoscaler(q.runtime, pool, policy).start() if policy is not None else None
         on_signals(pool.request_stop, signal.SIGTERM, signal.SIGINT)
         pool.wait()
+        if scaler is not None:
+            scaler.stop()
         pool.stop()
     q.close()
     return 0

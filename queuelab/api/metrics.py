@@ -5,14 +5,13 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-import sqlalchemy as sa
 from fastapi import Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from queuelab.queue import Queue
-from queuelab.store.schema import IS_PENDING, jobs
+from queuelab.store.reports import runnable_backlog
 
 
 class QueueCollector(Collector):
@@ -28,9 +27,11 @@ class QueueCollector(Collector):
                 by_status.add_metric([name, status], n)
         yield by_status
         backlog = GaugeMetricFamily(
-            "queuelab_runnable_backlog", "PENDING jobs runnable now (run_at reached)", labels=["queue"]
+            "queuelab_runnable_backlog",
+            "PENDING jobs a free worker could start now (due, queue not paused, user under quota)",
+            labels=["queue"],
         )
-        for name, n in runnable_backlog(q).items():
+        for name, n in runnable_backlog(q.runtime.db, q.runtime.clock.now()).items():
             backlog.add_metric([name], n)
         yield backlog
         oldest = stats.oldest_pending_age_seconds
@@ -49,13 +50,6 @@ class QueueCollector(Collector):
             outcomes.add_metric([outcome], n)
         yield outcomes
         yield GaugeMetricFamily("queuelab_live_workers", "Worker processes heartbeating", value=len(stats.live_workers))
-
-
-def runnable_backlog(q: Queue) -> dict[str, int]:
-    now = q.runtime.clock.now()
-    query = sa.select(jobs.c.queue, sa.func.count()).where(IS_PENDING, jobs.c.run_at <= now).group_by(jobs.c.queue)
-    with q.runtime.db.read() as conn:
-        return {name: int(n) for name, n in conn.execute(query)}
 
 
 def metrics_response(queue: Queue) -> Response:

@@ -124,3 +124,24 @@ def completed_series(db: Database, now: float, seconds: int = 60) -> list[int]:
     with db.read() as conn:
         counts = {int(s): int(n) for s, n in conn.execute(query)}
     return [counts.get(start + i, 0) for i in range(seconds)]
+
+
+def runnable_backlog(db: Database, now: float) -> dict[str, int]:
+    """{queue: PENDING jobs a free worker could start now}: due (not scheduled or backing
+    off), in a queue that is not paused, of a user not at their running quota. This, not
+    the PENDING count, is the demand more workers can serve (the autoscaler's metric)."""
+    from queuelab.store.claims import running_by_user
+    from queuelab.store.limits import DEFAULTS, cache_for, running_quotas
+
+    with db.read() as conn:
+        snapshot = cache_for(db).get(conn)
+        query = sa.select(jobs.c.queue, sa.func.count()).where(IS_PENDING, jobs.c.run_at <= now)
+        if snapshot.paused:
+            query = query.where(jobs.c.queue.not_in(snapshot.paused))
+        quotas = running_quotas(snapshot, db.settings)
+        if quotas is not None:
+            running = running_by_user(conn)
+            full = [u for u, n in running.items() if (q := quotas.get(u, quotas[DEFAULTS])) and n >= q]
+            if full:
+                query = query.where(jobs.c.user_id.not_in(full))
+        return {name: int(n) for name, n in conn.execute(query.group_by(jobs.c.queue))}

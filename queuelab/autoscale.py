@@ -1,0 +1,150 @@
+"""The autoscaling policy: metrics in, a target worker count out, with the reason.
+
+Pure: no clock reads, no I/O. The defaults are the prototype's conceptual plan (scale up
+by 1-2 workers while more than 10 jobs wait and workers < 50; scale down by 1 after 5
+minutes with nothing to do), scaled on the *runnable* backlog: jobs waiting for a future
+``run_at``, a retry backoff or a user's running quota are not demand more workers can serve.
+A cooldown after every change and the idle window stop the pool from flapping.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from queuelab.errors import InvalidArgument, StoreError
+from queuelab.store.reports import runnable_backlog
+
+if TYPE_CHECKING:
+    from queuelab.pool import ProcessPool
+    from queuelab.runtime import Runtime
+
+log = logging.getLogger("queuelab.autoscale")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ScalePolicy:
+    min_workers: int = 1
+    max_workers: int = 50
+    scale_up_backlog: int = 10  # scale up while more runnable jobs than this wait
+    max_step_up: int = 2
+    jobs_per_new_worker: int = 10  # the step grows with the backlog: 1 per this many jobs, capped
+    idle_seconds: float = 300.0  # scale down by 1 after this long with no runnable job
+    cooldown_seconds: float = 30.0  # no change sooner than this after the last one
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.min_workers <= self.max_workers:
+            raise InvalidArgument(
+                f"min_workers must be between 0 and max_workers ({self.max_workers}), got {self.min_workers}"
+            )
+        for name in ("scale_up_backlog", "max_step_up", "jobs_per_new_worker"):
+            if getattr(self, name) < (0 if name == "scale_up_backlog" else 1):
+                raise InvalidArgument(f"{name} must be a positive whole number, got {getattr(self, name)!r}")
+        for name in ("idle_seconds", "cooldown_seconds"):
+            if getattr(self, name) < 0:
+                raise InvalidArgument(f"{name} must be >= 0 seconds, got {getattr(self, name)!r}")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ScaleMetrics:
+    runnable_backlog: int  # PENDING, due now, not held back by a quota or a paused queue
+    running: int
+    workers: int
+    idle_for_seconds: float  # how long the runnable backlog has been 0 (0 if it is not)
+    since_last_change_seconds: float
+
+
+@dataclass(frozen=True, slots=True)
+class ScaleDecision:
+    workers: int
+    reason: str
+
+    def changes(self, current: int) -> bool:
+        return self.workers != current
+
+
+def decide_scale(m: ScaleMetrics, p: ScalePolicy) -> ScaleDecision:
+    """The worker count to run next, and why."""
+    if m.workers < p.min_workers:
+        return ScaleDecision(p.min_workers, f"below the minimum of {p.min_workers}")
+    if m.workers > p.max_workers:
+        return ScaleDecision(p.max_workers, f"above the maximum of {p.max_workers}")
+    if m.since_last_change_seconds < p.cooldown_seconds:
+        return ScaleDecision(m.workers, f"cooling down ({m.since_last_change_seconds:.0f}s of {p.cooldown_seconds:g}s)")
+    if m.runnable_backlog > p.scale_up_backlog:
+        if m.workers >= p.max_workers:
+            return ScaleDecision(m.workers, f"backlog {m.runnable_backlog} but already at the maximum")
+        step = min(p.max_step_up, max(1, m.runnable_backlog // p.jobs_per_new_worker))
+        target = min(p.max_workers, m.workers + step)
+        return ScaleDecision(
+            target, f"runnable backlog {m.runnable_backlog} > {p.scale_up_backlog}: +{target - m.workers}"
+        )
+    if m.runnable_backlog == 0 and m.running == 0 and m.idle_for_seconds >= p.idle_seconds:
+        if m.workers > p.min_workers:
+            return ScaleDecision(m.workers - 1, f"idle for {m.idle_for_seconds:.0f}s >= {p.idle_seconds:g}s: -1")
+        return ScaleDecision(m.workers, "idle, at the minimum")
+    return ScaleDecision(m.workers, f"steady (runnable backlog {m.runnable_backlog}, running {m.running})")
+
+
+class Autoscaler:
+    """Applies :func:`decide_scale` to a process pool every ``tick_seconds``, in a thread.
+
+    Scaling down is graceful: the pool sends SIGTERM to the surplus worker, which finishes
+    or releases its job (no attempt spent)."""
+
+    def __init__(self, runtime: Runtime, pool: ProcessPool, policy: ScalePolicy, tick_seconds: float = 2.0) -> None:
+        self.runtime, self.pool, self.policy, self.tick_seconds = runtime, pool, policy, tick_seconds
+        self.decisions: list[tuple[float, int, int, int, str]] = []  # (time, backlog, before, after, reason)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="queuelab-autoscaler", daemon=True)
+        self._idle_since: float | None = None
+        self._changed_at = time.monotonic()
+
+    def start(self) -> Autoscaler:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=10)
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self.tick_seconds):
+            try:
+                self.tick()
+            except StoreError as exc:
+                log.error("autoscaler tick failed, will retry: %s", exc)
+
+    def tick(self) -> ScaleDecision:
+        now = time.monotonic()
+        backlog = sum(runnable_backlog(self.runtime.db, self.runtime.clock.now()).values())
+        running = running_jobs(self.runtime)
+        if backlog or running:
+            self._idle_since = None
+        elif self._idle_since is None:
+            self._idle_since = now
+        current = self.pool.size
+        metrics = ScaleMetrics(
+            runnable_backlog=backlog,
+            running=running,
+            workers=current,
+            idle_for_seconds=0.0 if self._idle_since is None else now - self._idle_since,
+            since_last_change_seconds=now - self._changed_at,
+        )
+        decision = decide_scale(metrics, self.policy)
+        if decision.changes(current):
+            log.info("autoscale %d -> %d workers: %s", current, decision.workers, decision.reason)
+            self.pool.resize(decision.workers)
+            self._changed_at = now
+            self.decisions.append((self.runtime.clock.now(), backlog, current, decision.workers, decision.reason))
+        return decision
+
+
+def running_jobs(runtime: Runtime) -> int:
+    from queuelab.store.claims import running_by_user
+
+    with runtime.db.read() as conn:
+        return sum(running_by_user(conn).values())

@@ -1,0 +1,111 @@
+"""The autoscaling policy as a table of cases (pure; no workers, no clock)."""
+
+from __future__ import annotations
+
+import pytest
+
+from queuelab import InvalidArgument
+from queuelab.autoscale import ScaleMetrics, ScalePolicy, decide_scale
+
+PROTOTYPE = ScalePolicy()  # min 1, max 50, up above 10, down after 300 s idle, cooldown 30 s
+
+
+def metrics(
+    backlog: int = 0, running: int = 0, workers: int = 1, idle: float = 0.0, since: float = 999.0
+) -> ScaleMetrics:
+    return ScaleMetrics(
+        runnable_backlog=backlog,
+        running=running,
+        workers=workers,
+        idle_for_seconds=idle,
+        since_last_change_seconds=since,
+    )
+
+
+@pytest.mark.parametrize(
+    ("case", "m", "target", "reason"),
+    [
+        ("small backlog: steady", metrics(backlog=10, running=1, workers=1), 1, "steady"),
+        ("backlog 11: +1", metrics(backlog=11, workers=1), 2, "> 10: +1"),
+        ("big backlog: +2 at most", metrics(backlog=500, workers=4), 6, "> 10: +2"),
+        ("never above the maximum", metrics(backlog=500, workers=49), 50, "+1"),
+        ("at the maximum", metrics(backlog=500, workers=50), 50, "already at the maximum"),
+        ("cooldown holds a change", metrics(backlog=500, workers=4, since=10), 4, "cooling down"),
+        ("idle but not long enough", metrics(workers=3, idle=299), 3, "steady"),
+        ("idle 5 minutes: -1", metrics(workers=3, idle=300), 2, "idle for 300s"),
+        ("idle at the minimum", metrics(workers=1, idle=10_000), 1, "at the minimum"),
+        ("running jobs are not idle", metrics(running=2, workers=3, idle=10_000), 3, "steady"),
+        ("below the minimum, even in cooldown", metrics(workers=0, since=0), 1, "below the minimum"),
+        ("above the maximum", metrics(workers=60), 50, "above the maximum"),
+    ],
+)
+def test_the_policy(case: str, m: ScaleMetrics, target: int, reason: str) -> None:
+    decision = decide_scale(m, PROTOTYPE)
+    assert decision.workers == target, case
+    assert reason in decision.reason, case
+
+
+def test_bad_policies_are_refused() -> None:
+    with pytest.raises(InvalidArgument, match=r"min_workers must be between 0 and max_workers \(4\), got 5"):
+        ScalePolicy(min_workers=5, max_workers=4)
+    with pytest.raises(InvalidArgument, match="cooldown_seconds must be >= 0 seconds, got -1"):
+        ScalePolicy(cooldown_seconds=-1)
+
+
+def test_the_runnable_backlog_leaves_out_what_workers_cannot_serve(queue: object) -> None:
+    from queuelab import Queue
+    from queuelab.store.reports import runnable_backlog
+
+    assert isinstance(queue, Queue)
+    now = queue.runtime.clock.now()
+    queue.submit("simulate", user_id="a")  # runnable
+    queue.submit("simulate", user_id="a", delay=60)  # scheduled later
+    queue.submit("simulate", user_id="a", queue="paused")
+    queue.pause("paused")
+    queue.set_limits("busy", max_running=1)
+    queue.submit("simulate", user_id="busy", priority=9)
+    queue.submit("simulate", user_id="busy")
+    assert runnable_backlog(queue.runtime.db, now) == {"default": 3}
+    (lease,) = queue.runtime.leases.claim("w", None, 1, now)  # busy's first job: busy is now at quota
+    assert lease.user_id == "busy"
+    assert runnable_backlog(queue.runtime.db, now) == {"default": 1}
+
+
+@pytest.mark.slow
+def test_a_real_process_pool_scales_up_for_a_burst_and_back_down(sqlite_url: str, tmp_path: object) -> None:
+    from pathlib import Path
+
+    from queuelab.autoscale import Autoscaler
+    from queuelab.pool import ProcessPool
+    from queuelab.submission import Submission
+    from tests.helpers import recorder_queue, starts_per_job, wait_until
+
+    record = Path(str(tmp_path)) / "executions.log"
+    q = recorder_queue(sqlite_url)
+    policy = ScalePolicy(
+        min_workers=1,
+        max_workers=4,
+        scale_up_backlog=10,
+        jobs_per_new_worker=10,
+        idle_seconds=1.5,
+        cooldown_seconds=0.5,
+    )
+    pool = ProcessPool(q.runtime, 1).start()
+    scaler = Autoscaler(q.runtime, pool, policy, tick_seconds=0.3).start()
+    try:
+        jobs = q.submit_many(
+            Submission(task="record", payload={"path": str(record), "seconds": 0.05}) for _ in range(300)
+        )
+        wait_until(lambda: q.stats().by_status["COMPLETED"] == 300, timeout=120, what="the burst to drain")
+        wait_until(lambda: pool.size == 1, timeout=60, what="the pool to scale back to 1")
+    finally:
+        scaler.stop()
+        pool.stop()
+    sizes = [after for _, _, _, after, _ in scaler.decisions]
+    assert max(sizes) > 1, scaler.decisions  # it scaled up
+    assert max(sizes) <= 4  # never above the maximum
+    assert min(sizes) >= 1  # never below the minimum
+    assert set(starts_per_job(record).values()) == {1}  # every job ran, none twice
+    assert len(starts_per_job(record)) == len(jobs)
+    assert (q.jobs_frame()["attempts"] == 1).all()  # scaling down spent no attempt
+    q.close()
