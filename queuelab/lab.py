@@ -1,0 +1,339 @@
+"""Load experiments against a real queue: submit a planned load on schedule, run it on a real
+worker pool, sample the queue while it drains, and return the per-job timeline and a summary.
+
+    from queuelab import lab, load
+    result = lab.run_experiment("sqlite:///lab.db", load.Poisson(rate=200, seconds=10), workers=4)
+    result.summary["throughput"], result.summary["wait_p95"]
+
+Each experiment submits to a queue of its own (``lab-<id>``) and its pool serves only that
+queue, so experiments can share a database with each other and with real work.
+"""
+
+from __future__ import annotations
+
+import itertools
+import threading
+import time
+import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from queuelab import stats
+from queuelab.errors import InvalidArgument, QuotaExceeded, RateLimited
+from queuelab.load import Load, plan
+from queuelab.pool import Mode, Pool, check_pool_args
+from queuelab.queue import Queue
+from queuelab.store.timeline import status_counts
+from queuelab.submission import Submission
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+SUBMIT_CHUNK = 500
+TERMINAL = ("COMPLETED", "FAILED", "CANCELLED")
+
+
+@dataclass(frozen=True, slots=True)
+class ExperimentResult:
+    """What an experiment measured. Times are seconds from the experiment's start."""
+
+    name: str
+    params: dict[str, Any]
+    plan: pd.DataFrame  # the load as planned: at, user_id, duration, fail_rate, priority
+    timeline: pd.DataFrame  # one row per arrival (see stats.timeline), refused ones included
+    samples: pd.DataFrame  # the queue every sample: time, pending, running, completed, failed, workers
+    summary: pd.Series = field(repr=False)
+
+    @property
+    def per_user(self) -> pd.DataFrame:
+        return stats.per_user(self.timeline)
+
+    def throughput(self, freq: float = 1.0) -> pd.DataFrame:
+        return stats.throughput(self.timeline, freq=freq)
+
+    def __repr__(self) -> str:
+        s = self.summary
+        return (
+            f"<ExperimentResult {self.name}: {int(s['completed'])}/{int(s['jobs'])} completed, "
+            f"{s['throughput']:.0f} jobs/s, wait p50 {s['wait_p50'] * 1000:.1f} ms "
+            f"p95 {s['wait_p95'] * 1000:.1f} ms, {int(s['retries'])} retries, {int(s['failed'])} in the DLQ>"
+        )
+
+
+def run_experiment(
+    db: Queue | str | None,
+    load: Load,
+    *,
+    workers: int = 4,
+    mode: Mode = "thread",
+    seed: int = 0,
+    max_retries: int | None = None,
+    name: str | None = None,
+    time_limit: float = 300.0,
+    sample_every: float = 0.25,
+    progress: bool = True,
+) -> ExperimentResult:
+    """Run ``load`` (see :mod:`queuelab.load`) on ``workers`` workers of ``mode`` against ``db``
+    (a Queue, or a database URL to open and close), until every job has finished or
+    ``time_limit`` seconds pass (``summary["timed_out"]`` says which)."""
+    check_pool_args(workers, mode)
+    if not 0 < sample_every <= 60 or not time_limit > 0:
+        raise InvalidArgument(f"sample_every must be in (0, 60] and time_limit > 0, got {sample_every}, {time_limit}")
+    arrivals = plan(load, seed=seed)
+    if arrivals.empty:
+        raise InvalidArgument("the load plans no jobs; give it a rate, a duration or a number of jobs")
+    queue = db if isinstance(db, Queue) else Queue(db)
+    try:
+        return _run(queue, arrivals, workers, mode, max_retries, name, time_limit, sample_every, progress, seed)
+    finally:
+        if queue is not db:
+            queue.close()
+
+
+def _run(
+    q: Queue,
+    arrivals: pd.DataFrame,
+    workers: int,
+    mode: Mode,
+    max_retries: int | None,
+    name: str | None,
+    time_limit: float,
+    sample_every: float,
+    progress: bool,
+    seed: int,
+) -> ExperimentResult:
+    from tqdm.auto import tqdm
+
+    lab_queue = f"lab-{uuid.uuid4().hex[:8]}"
+    name = name or lab_queue
+    _ = q.runtime.db  # open (and create) the database before the clock starts
+    pool = q.worker(workers, mode, queues=[lab_queue]).start()
+    _wait_ready(q, lab_queue, workers if mode == "process" else 1, time_limit)
+    sampler = Sampler(q, lab_queue, pool, sample_every)
+    origin = q.runtime.clock.now()
+    sampler.start(origin)
+    bar = tqdm(total=len(arrivals), desc=name, unit="job", disable=not progress, leave=False)
+    try:
+        feeder = Feeder(q, lab_queue, arrivals, max_retries)
+        deadline = time.monotonic() + time_limit
+        timed_out = not feeder.run(deadline, lambda: bar.update(sampler.finished - bar.n))
+        while not timed_out and sampler.wait_finished(feeder.submitted, timeout=0.2) is False:
+            bar.update(sampler.finished - bar.n)
+            timed_out = time.monotonic() >= deadline
+        bar.update(sampler.finished - bar.n)
+    finally:
+        bar.close()
+        pool.stop()
+        sampler.stop()
+    frame = stats.timeline(q, queue=lab_queue, origin=origin)
+    frame = _with_plan(frame, feeder, arrivals)
+    params = {"workers": workers, "mode": mode, "backend": q.runtime.db.dialect, "seed": seed, "queue": lab_queue}
+    return ExperimentResult(
+        name=name,
+        params=params,
+        plan=arrivals,
+        timeline=frame,
+        samples=sampler.frame(),
+        summary=summarize(frame, params, timed_out),
+    )
+
+
+def live_workers(q: Queue, queue: str) -> int:
+    """Live workers (rows in the store, heartbeating) serving ``queue``."""
+    live = q.runtime.workers.live(q.runtime.clock.now(), q.settings.worker_ttl_seconds)
+    return sum(1 for w in live if queue in w.queues.split(","))
+
+
+def _wait_ready(q: Queue, queue: str, expected: int, timeout: float) -> None:
+    """Start the clock once the pool's workers are up: experiments measure the queue, not
+    how long Python takes to start a process."""
+    deadline = time.monotonic() + min(timeout, 60.0)
+    while live_workers(q, queue) < expected and time.monotonic() < deadline:
+        time.sleep(0.02)
+
+
+class Feeder:
+    """Submits each planned arrival when its time comes: a chunk at a time when several are
+    due (one transaction), one at a time when an admission limit refuses a chunk."""
+
+    def __init__(self, q: Queue, queue: str, arrivals: pd.DataFrame, max_retries: int | None) -> None:
+        self.q, self.queue, self.max_retries = q, queue, max_retries
+        self.at = arrivals["at"].to_numpy()
+        self.rows = arrivals.to_dict("records")
+        self.job_ids: list[str | None] = [None] * len(self.rows)
+        self.refused_at: dict[int, float] = {}
+        self.submitted = 0
+
+    def run(self, deadline: float, tick: Any) -> bool:
+        """Submit everything on schedule; False if ``deadline`` passed first."""
+        start = time.monotonic()
+        i, n = 0, len(self.rows)
+        while i < n:
+            now = time.monotonic()
+            if now >= deadline:
+                return False
+            due = int(self.at.searchsorted(now - start, side="right"))
+            if due <= i:
+                tick()
+                time.sleep(min(0.05, max(0.0, self.at[i] - (now - start))))
+                continue
+            for lo in range(i, due, SUBMIT_CHUNK):
+                self._submit(range(lo, min(due, lo + SUBMIT_CHUNK)))
+            i = due
+        return True
+
+    def _submission(self, k: int) -> Submission:
+        row = self.rows[k]
+        payload: dict[str, Any] = {"duration": float(row["duration"])}
+        if row["fail_rate"]:
+            payload["fail_rate"] = float(row["fail_rate"])
+        return Submission(
+            task="simulate",
+            payload=payload,
+            user_id=str(row["user_id"]),
+            queue=self.queue,
+            priority=int(row["priority"]),
+            max_retries=self.max_retries,
+        )
+
+    def _submit(self, ks: range) -> None:
+        try:
+            jobs = self.q.submit_many([self._submission(k) for k in ks])
+        except (RateLimited, QuotaExceeded):
+            if len(ks) > 1:
+                for k in ks:
+                    self._submit(range(k, k + 1))
+                return
+            self.refused_at[ks[0]] = self.q.runtime.clock.now()
+            return
+        for k, job in zip(ks, jobs, strict=True):
+            self.job_ids[k] = job.id
+        self.submitted += len(ks)
+
+
+class Sampler:
+    """Counts the experiment's jobs by status every ``every`` seconds, in a thread."""
+
+    def __init__(self, q: Queue, queue: str, pool: Pool, every: float) -> None:
+        self.q, self.queue, self.pool, self.every = q, queue, pool, every
+        self.rows: list[dict[str, float]] = []
+        self.finished = 0
+        self._changed = threading.Condition()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="queuelab-lab-sampler", daemon=True)
+        self._origin = 0.0
+
+    def start(self, origin: float) -> None:
+        self._origin = origin
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join()
+        self._sample()  # the final state
+
+    def wait_finished(self, count: int, timeout: float) -> bool:
+        with self._changed:
+            return self._changed.wait_for(lambda: self.finished >= count, timeout)
+
+    def _loop(self) -> None:
+        while True:
+            self._sample()
+            if self._stop.wait(self.every):
+                return
+
+    def _sample(self) -> None:
+        counts = status_counts(self.q.runtime.db, self.queue)
+        row = {"time": self.q.runtime.clock.now() - self._origin, "workers": float(self.pool.size)}
+        row.update({s.lower(): float(counts.get(s, 0)) for s in ("PENDING", "RUNNING", "COMPLETED", "FAILED")})
+        self.rows.append(row)
+        with self._changed:
+            self.finished = sum(counts.get(s, 0) for s in TERMINAL)
+            self._changed.notify_all()
+
+    def frame(self) -> pd.DataFrame:
+        import pandas as pd
+
+        return pd.DataFrame(self.rows, columns=["time", "pending", "running", "completed", "failed", "workers"])
+
+
+def _with_plan(frame: pd.DataFrame, feeder: Feeder, arrivals: pd.DataFrame) -> pd.DataFrame:
+    """The timeline with each job's planned arrival time (``planned``) and the refused
+    arrivals as rows of status ``REFUSED``."""
+    import pandas as pd
+
+    planned = {jid: float(at) for jid, at in zip(feeder.job_ids, arrivals["at"], strict=True) if jid is not None}
+    frame = frame.assign(planned=frame["job_id"].map(planned))
+    if feeder.refused_at:
+        origin = frame.attrs.get("origin", 0.0)
+        refused = pd.DataFrame(
+            {
+                "user_id": [arrivals["user_id"].iloc[k] for k in feeder.refused_at],
+                "status": "REFUSED",
+                "attempts": 0,
+                "submitted": [t - origin for t in feeder.refused_at.values()],
+                "planned": [float(arrivals["at"].iloc[k]) for k in feeder.refused_at],
+            }
+        )
+        frame = pd.concat([frame, refused], ignore_index=True).sort_values("submitted", kind="stable")
+        frame = frame.reset_index(drop=True)
+        frame.attrs["origin"] = origin
+    return frame
+
+
+def summarize(frame: pd.DataFrame, params: Mapping[str, Any], timed_out: bool = False) -> pd.Series:
+    """The headline figures of a timeline: counts, throughput (completed jobs per second from
+    the first submission to the last finish), waits, run times and retries."""
+    import pandas as pd
+
+    stored = frame[frame["status"] != "REFUSED"]
+    completed = int((stored["status"] == "COMPLETED").sum())
+    last = stored["finished"].max() if completed or len(stored) else float("nan")
+    span = (last - stored["submitted"].min()) if len(stored) else float("nan")
+    waits = stored["wait"].dropna()
+    figures: dict[str, Any] = {
+        "jobs": len(frame),
+        "submitted": len(stored),
+        "refused": int((frame["status"] == "REFUSED").sum()),
+        "completed": completed,
+        "failed": int((stored["status"] == "FAILED").sum()),
+        "unfinished": int((~stored["status"].isin(TERMINAL)).sum()),
+        "retries": int((stored["attempts"] - 1).clip(lower=0).sum()),
+        "elapsed": float(last) if last == last else float("nan"),
+        "throughput": completed / span if span and span > 0 else float("nan"),
+        "wait_mean": waits.mean(),
+        "wait_p50": waits.quantile(0.5),
+        "wait_p95": waits.quantile(0.95),
+        "wait_p99": waits.quantile(0.99),
+        "wait_max": waits.max(),
+        "run_mean": stored["run"].mean(),
+        "timed_out": timed_out,
+    }
+    return pd.Series({**params, **figures}, dtype=object)
+
+
+def sweep(grid: Mapping[str, Sequence[Any]], *, repeat: int = 1, progress: bool = True, **fixed: Any) -> pd.DataFrame:
+    """Run :func:`run_experiment` for every combination of ``grid`` (e.g.
+    ``{"workers": [1, 2, 4], "mode": ["thread", "process"]}``), ``repeat`` times each, with
+    the ``fixed`` arguments; one row per run: the parameters, then the summary."""
+    import pandas as pd
+    from tqdm.auto import tqdm
+
+    if not grid or any(isinstance(v, str) or not isinstance(v, Sequence) or not v for v in grid.values()):
+        raise InvalidArgument(f"grid must map argument names to non-empty lists of values, got {grid!r}")
+    if isinstance(repeat, bool) or not isinstance(repeat, int) or repeat < 1:
+        raise InvalidArgument(f"repeat must be a whole number >= 1, got {repeat!r}")
+    keys = list(grid)
+    combos = [dict(zip(keys, values, strict=True)) for values in itertools.product(*grid.values())]
+    rows = []
+    with tqdm(total=len(combos) * repeat, desc="sweep", disable=not progress) as bar:
+        for combo in combos:
+            for r in range(repeat):
+                args = {**fixed, **combo}
+                db, load = args.pop("db", None), args.pop("load")
+                result = run_experiment(db, load, progress=False, **args)
+                row = {k: v for k, v in combo.items() if k not in ("db", "load")}
+                rows.append({**row, "repeat": r, **result.summary.to_dict()})
+                bar.update()
+    return pd.DataFrame(rows)

@@ -1,0 +1,253 @@
+"""The lab: load plans, experiments on real queues and pools, the frames and the plots made
+from what those runs stored."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from queuelab import InvalidArgument, Queue, lab, load, plots, stats
+
+# -- load plans --------------------------------------------------------------------------------
+
+
+def test_plans_are_seeded_and_sorted() -> None:
+    shape = load.Poisson(rate=100, seconds=2)
+    first, again, other = load.plan(shape, seed=1), load.plan(shape, seed=1), load.plan(shape, seed=2)
+    pd.testing.assert_frame_equal(first, again)
+    assert not first["at"].equals(other["at"])
+    assert first["at"].is_monotonic_increasing
+    assert 140 < len(first) < 260  # Poisson(200): five standard deviations either side
+    assert (first["at"] >= 0).all()
+    assert (first["at"] < 2).all()
+
+
+def test_shapes_give_the_counts_they_promise() -> None:
+    rng = np.random.default_rng(0)
+    assert len(load.Constant(rate=10, seconds=3).arrivals(rng)) == 30
+    burst = load.Burst(50, at=2.0).arrivals(rng)
+    assert len(burst) == 50
+    assert (burst == 2.0).all()
+    spread = load.Burst(50, at=1.0, spread=2.0).arrivals(rng)
+    assert spread.min() >= 1.0
+    assert spread.max() < 3.0
+    ramp = load.Ramp(start_rate=0, end_rate=100, seconds=4).arrivals(rng)
+    assert len(ramp) == 200  # the area under the rate
+    gaps = np.diff(ramp)
+    assert (gaps > 0).all()
+    assert gaps[-1] < gaps[0]
+
+
+def test_mixes_durations_and_failure_rates() -> None:
+    mix = load.heavy_and_light(
+        heavy=1,
+        heavy_shape=load.Burst(100),
+        light=3,
+        light_shape=load.Constant(rate=5, seconds=1),
+        duration=load.Uniform(0.01, 0.02),
+        fail_rate=0.1,
+    )
+    planned = load.plan(mix, seed=3)
+    assert planned["user_id"].value_counts().to_dict() == {"heavy-0": 100, "light-0": 5, "light-1": 5, "light-2": 5}
+    assert planned["duration"].between(0.01, 0.02).all()
+    assert (planned["fail_rate"] == 0.1).all()
+    assert load.LogNormal(median=0.05).sample(np.random.default_rng(0), 2000).mean() > 0.05  # a right tail
+    assert load.Exponential(mean=0.02).sample(np.random.default_rng(0), 5000).mean() == pytest.approx(0.02, rel=0.1)
+
+
+@pytest.mark.parametrize(
+    ("build", "message"),
+    [
+        (lambda: load.Constant(rate=0, seconds=1), "rate must be a finite number > 0"),
+        (lambda: load.Poisson(rate=5, seconds=float("inf")), "seconds must be a finite number"),
+        (lambda: load.Burst(0), "jobs must be a whole number >= 1"),
+        (lambda: load.Ramp(0, 0, 5), "start_rate or end_rate"),
+        (lambda: load.Uniform(2, 1), "high (1) must be >= low (2)"),
+        (lambda: load.Tenant(user_id="a", shape=load.Burst(1), fail_rate=1.5), "fail_rate must be a probability"),
+        (lambda: load.Tenant(user_id="", shape=load.Burst(1)), "user_id"),
+        (lambda: load.plan("lots"), "load must be a shape"),  # type: ignore[arg-type]
+    ],
+)
+def test_bad_load_parameters_name_the_problem(build: Callable[[], object], message: str) -> None:
+    with pytest.raises(InvalidArgument, match=message.replace("(", r"\(").replace(")", r"\)")):
+        build()
+
+
+# -- experiments -------------------------------------------------------------------------------
+
+
+def test_an_experiment_runs_every_job_and_times_it(db_url: str) -> None:
+    with Queue(db_url) as q:
+        result = lab.run_experiment(q, load.Constant(rate=100, seconds=1), workers=2, progress=False)
+    frame, s = result.timeline, result.summary
+    assert len(frame) == 100 == s["jobs"] == s["completed"]
+    assert (frame["status"] == "COMPLETED").all()
+    assert (frame["queue"] == result.params["queue"]).all()
+    assert (frame["started"] >= frame["submitted"]).all()
+    assert (frame["finished"] >= frame["started"]).all()
+    assert (frame["wait"] >= 0).all()
+    assert frame["worker"].notna().all()
+    # submitted on schedule: each job is stored soon after its planned time, never before
+    lag = frame["submitted"] - frame["planned"]
+    assert (lag > -0.05).all()
+    assert lag.median() < 0.5
+    assert 0 < s["wait_p50"] <= s["wait_p95"] <= s["wait_p99"] <= s["wait_max"]
+    assert s["throughput"] > 0
+    assert s["retries"] == 0
+    assert s["failed"] == 0
+    assert not s["timed_out"]
+    samples = result.samples
+    assert samples["time"].is_monotonic_increasing
+    assert samples.iloc[-1]["completed"] == 100
+    assert (samples["workers"] == 2).all()
+
+
+def test_failures_are_retried_then_dead_lettered(db_url: str) -> None:
+    with Queue(db_url, retry_base_seconds=0.01) as q:
+        result = lab.run_experiment(
+            q, lab_tenant(fail_rate=1.0, jobs=20), workers=2, max_retries=2, progress=False, name="always fails"
+        )
+        by_error = stats.dlq_by_error(q, queue=result.params["queue"])
+    s = result.summary
+    assert s["failed"] == 20
+    assert s["completed"] == 0
+    assert s["retries"] == 40
+    assert (result.timeline["attempts"] == 3).all()
+    assert by_error[["error_type", "jobs"]].to_dict("records") == [{"error_type": "SimulatedFailure", "jobs": 20}]
+    assert "fail_rate=1" in by_error["example"].iloc[0]
+    assert result.name == "always fails"
+
+
+def lab_tenant(*, fail_rate: float, jobs: int) -> load.Tenant:
+    return load.Tenant(user_id="u", shape=load.Burst(jobs), fail_rate=fail_rate)
+
+
+def test_refused_arrivals_are_counted_and_store_nothing(sqlite_url: str) -> None:
+    with Queue(sqlite_url) as q:
+        q.set_limits("*", rate_limit="5/minute")
+        mix = [
+            load.Tenant(user_id="heavy", shape=load.Constant(rate=40, seconds=0.5)),
+            load.Tenant(user_id="light", shape=load.Constant(rate=6, seconds=0.5)),
+        ]
+        result = lab.run_experiment(q, mix, workers=2, progress=False)
+        stored = q.jobs(queue=result.params["queue"], limit=1000)
+    users = result.per_user.set_index("user_id")
+    assert users.loc["heavy", "jobs"] == 20
+    assert users.loc["heavy", "completed"] == 5
+    assert users.loc["light", "jobs"] == 3
+    assert users.loc["light", "completed"] == 3
+    assert result.summary["refused"] == 15
+    assert len(stored) == 8
+    refused = result.timeline[result.timeline["status"] == "REFUSED"]
+    assert refused["job_id"].isna().all()
+    assert (refused["user_id"] == "heavy").all()
+
+
+def test_fair_scheduling_shows_in_per_user_waits(sqlite_url: str) -> None:
+    mix = load.heavy_and_light(
+        heavy=1, heavy_shape=load.Burst(300), light=2, light_shape=load.Burst(5, at=0.05), duration=0.002
+    )
+    result = lab.run_experiment(sqlite_url, mix, workers=1, progress=False)
+    users = result.per_user.set_index("user_id")
+    assert users["completed"].sum() == 310
+    # the light users' jobs start long before the heavy user's backlog drains
+    assert users.loc["light-0", "last_start"] < users.loc["heavy-0", "last_start"] / 2
+    assert users.loc["light-1", "wait_p95"] < users.loc["heavy-0", "wait_p95"]
+
+
+def test_process_pools_run_experiments(sqlite_url: str) -> None:
+    result = lab.run_experiment(sqlite_url, load.Burst(60), workers=2, mode="process", progress=False)
+    assert result.summary["completed"] == 60
+    assert result.params["mode"] == "process"
+    assert result.timeline["worker"].nunique() == 2  # both processes took jobs
+
+
+def test_a_sweep_is_one_tidy_frame(sqlite_url: str) -> None:
+    frame = lab.sweep({"workers": [1, 2]}, repeat=2, db=sqlite_url, load=load.Burst(30), progress=False)
+    assert list(frame["workers"]) == [1, 1, 2, 2]
+    assert list(frame["repeat"]) == [0, 1, 0, 1]
+    assert (frame["completed"] == 30).all()
+    assert (frame["throughput"] > 0).all()
+    assert {"backend", "mode", "wait_p95"} <= set(frame.columns)
+    with pytest.raises(InvalidArgument, match="grid must map"):
+        lab.sweep({"workers": 4}, db=sqlite_url, load=load.Burst(1))
+
+
+def test_bad_experiment_arguments_store_nothing(sqlite_url: str) -> None:
+    with pytest.raises(InvalidArgument, match="concurrency"):
+        lab.run_experiment(sqlite_url, load.Burst(5), workers=0)
+    with pytest.raises(InvalidArgument, match="load must be"):
+        lab.run_experiment(sqlite_url, 12)  # type: ignore[arg-type]
+
+
+# -- frames and plots from a real run -------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def mixed_run(tmp_path_factory: pytest.TempPathFactory) -> lab.ExperimentResult:
+    url = f"sqlite:///{tmp_path_factory.mktemp('lab') / 'plots.db'}"
+    with Queue(url, retry_base_seconds=0.01) as q:
+        mix = load.heavy_and_light(
+            heavy=1,
+            heavy_shape=load.Poisson(rate=150, seconds=1),
+            light=3,
+            light_shape=load.Constant(rate=10, seconds=1),
+            duration=load.Exponential(0.002),
+            fail_rate=0.3,
+        )
+        return lab.run_experiment(q, mix, workers=3, max_retries=1, progress=False)
+
+
+def test_stats_frames_from_a_run(mixed_run: lab.ExperimentResult) -> None:
+    frame = mixed_run.timeline
+    per_second = stats.throughput(frame)
+    assert per_second["completed"].sum() == mixed_run.summary["completed"]
+    assert per_second["failed"].sum() == mixed_run.summary["failed"] > 0
+    waits = stats.wait_percentiles(frame, by="user_id")
+    assert set(waits["user_id"]) == {"heavy-0", "light-0", "light-1", "light-2"}
+    assert (waits["p50"] <= waits["p95"]).all()
+    assert (waits["p95"] <= waits["max"]).all()
+    assert mixed_run.per_user["jobs"].sum() == len(frame)
+
+
+def _plotted(fig: object) -> None:
+    for ax in fig.axes:  # type: ignore[attr-defined]
+        assert ax.get_xlabel() or ax.get_ylabel() or ax.get_title(), "every axes is labelled"
+    main = fig.axes[0]  # type: ignore[attr-defined]
+    assert main.get_xlabel()
+    assert main.get_ylabel()
+    assert any(len(line.get_xdata()) > 1 for line in main.lines) or main.patches or main.collections
+
+
+def test_every_plot_draws_a_real_run(mixed_run: lab.ExperimentResult, tmp_path: object) -> None:
+    frame = mixed_run.timeline
+    figures = {
+        "throughput": plots.throughput(frame),
+        "wait_cdf": plots.wait_cdf(frame, by="user_id"),
+        "retries": plots.retries_histogram(frame),
+        "dlq": plots.dlq_growth(frame),
+        "users": plots.user_waits(frame),
+        "workers": plots.workers_over_time(mixed_run.samples),
+    }
+    for name, fig in figures.items():
+        _plotted(fig)
+        fig.savefig(f"{tmp_path}/{name}.png")
+    bars = figures["retries"].axes[0].patches
+    assert sum(p.get_height() for p in bars) == (frame["attempts"] > 0).sum()
+    cdf = figures["wait_cdf"].axes[0]
+    assert len(cdf.lines) == 4
+    assert all(line.get_ydata()[-1] == pytest.approx(1.0) for line in cdf.lines)
+
+
+def test_throughput_against_workers_plots_a_sweep(sqlite_url: str) -> None:
+    frame = lab.sweep({"workers": [1, 2], "mode": ["thread"]}, db=sqlite_url, load=load.Burst(20), progress=False)
+    fig = plots.throughput_vs_workers(frame)
+    _plotted(fig)
+    (line,) = fig.axes[0].lines
+    assert list(line.get_xdata()) == [1, 2]
+    assert line.get_label() == "sqlite thread"
+    with pytest.raises(InvalidArgument, match="missing"):
+        plots.throughput_vs_workers(frame.drop(columns=["throughput"]))
