@@ -5,14 +5,14 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 export QUEUELAB_TEST_POSTGRES_URL ?= postgresql+psycopg://postgres@127.0.0.1:5432/test
 
-.PHONY: setup run demo test check lint format clean browser
+.PHONY: setup run demo test check lint format clean browser lab figures
 
 setup: $(STAMP)
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[dev,redis]'
+	$(PY) -m pip install --quiet -e '.[dev,redis,lab]'
 	touch $(STAMP)
 
 run: $(STAMP)  ## the API, the dashboard (http://127.0.0.1:8000/) and 4 worker processes on ./queuelab.db
@@ -23,6 +23,13 @@ demo: $(STAMP)  ## a worker pool working off a demo load on SQLite, in the termi
 
 test: $(STAMP) browser  ## the whole suite; PostgreSQL/Redis/browser tests skip (with the reason) if absent
 	$(PY) -m pytest
+
+lab: $(STAMP)  ## JupyterLab on notebooks/, with this project's environment as its Python kernel
+	cd notebooks && ../$(PY) -m jupyter lab
+
+# The README's figures, drawn by the notebooks (PostgreSQL too, where QUEUELAB_POSTGRES_URL is set)
+figures: $(STAMP)
+	$(PY) -m queuelab.notebooks --figures docs/figures --work lab-runs
 
 # The dashboard tests drive Debian's chromium (Playwright cannot download its own browser here).
 browser:
@@ -40,4 +47,4 @@ format: $(STAMP)
 	$(PY) -m ruff check --fix queuelab tests
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache queuelab.db queuelab.db-wal queuelab.db-shm
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache queuelab.db queuelab.db-wal queuelab.db-shm lab-runs

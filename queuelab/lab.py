@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 from queuelab import stats
 from queuelab.errors import InvalidArgument, QuotaExceeded, RateLimited
 from queuelab.load import Load, plan
+from queuelab.models import Job
 from queuelab.pool import Mode, Pool, check_pool_args
 from queuelab.queue import Queue
 from queuelab.store.timeline import status_counts
@@ -337,3 +338,17 @@ def sweep(grid: Mapping[str, Sequence[Any]], *, repeat: int = 1, progress: bool 
                 rows.append({**row, "repeat": r, **result.summary.to_dict()})
                 bar.update()
     return pd.DataFrame(rows)
+
+
+def wait_for(q: Queue, job_ids: Sequence[str], *, timeout: float = 60.0, poll: float = 0.05) -> list[Job]:
+    """Block until every job in ``job_ids`` has finished (COMPLETED, FAILED or CANCELLED);
+    return the jobs. Raises ``TimeoutError`` naming how many are still open."""
+    deadline = time.monotonic() + timeout
+    while True:
+        jobs = [q.get(job_id) for job_id in job_ids]
+        open_jobs = [j for j in jobs if j.status.value not in TERMINAL]
+        if not open_jobs:
+            return jobs
+        if time.monotonic() >= deadline:
+            raise TimeoutError(f"{len(open_jobs)} of {len(jobs)} jobs still open after {timeout:g}s")
+        time.sleep(poll)

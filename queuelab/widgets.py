@@ -1,0 +1,362 @@
+"""An ipywidgets control panel over a live queue: pick the database, start, stop and resize
+a worker pool, start and stop a load, watch counts and throughput refresh every second,
+work the dead-letter queue, and change rate limits and quotas.
+
+    from queuelab.widgets import control_panel
+    panel = control_panel(q)      # shows it; panel.close() stops everything it started
+
+The refresh runs in a thread, so the kernel stays free; every control is a plain widget
+attribute (``panel.start_pool.click()``, ``panel.pool_size.value = 4``) so a test or a
+notebook can drive the panel without a browser.
+"""
+
+from __future__ import annotations
+
+import html
+import io
+import logging
+import os
+import threading
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import ipywidgets as w
+
+from queuelab.errors import QueuelabError
+from queuelab.limits import UserLimits, rate_enabled
+from queuelab.live_load import LoadGenerator
+from queuelab.models import JobStatus
+from queuelab.pool import Pool
+from queuelab.queue import Queue
+from queuelab.store.reports import completed_series
+
+log = logging.getLogger("queuelab.widgets")
+
+STATUSES = [s.value for s in JobStatus]
+DLQ_ROWS = 200
+THROUGHPUT_SECONDS = 60
+
+
+def _section(title: str, *children: w.Widget) -> w.VBox:
+    return w.VBox([w.HTML(f"<b>{html.escape(title)}</b>"), *children], layout=w.Layout(padding="4px", width="100%"))
+
+
+class ControlPanel:
+    """The panel's widgets and the pool and load generator they control."""
+
+    def __init__(
+        self, q: Queue, *, databases: Sequence[str] = (), refresh_seconds: float = 1.0, max_workers: int = 16
+    ) -> None:
+        self.q = q
+        self._owns_queue = False
+        self.pool: Pool | None = None
+        self.load: LoadGenerator | None = None
+        self._lock = threading.RLock()
+        self._stop = threading.Event()
+        self.refresh_seconds = refresh_seconds
+        self.refreshes = 0
+
+        urls = list(dict.fromkeys([q.settings.database_url, *databases, *_configured_databases()]))
+        self.database = w.Combobox(value=urls[0], options=urls, placeholder="database URL", ensure_option=False)
+        self.open_database = w.Button(description="Open", tooltip="switch the panel to this database")
+        self.database_info = w.HTML()
+
+        self.pool_mode = w.ToggleButtons(options=["thread", "process"], value="thread")
+        self.pool_size = w.IntSlider(value=2, min=1, max=max_workers, description="workers")
+        self.start_pool = w.Button(description="Start workers", button_style="success")
+        self.stop_pool = w.Button(description="Stop workers", disabled=True)
+        self.pool_info = w.HTML("no pool")
+
+        self.load_rate = w.FloatLogSlider(value=20, base=10, min=0, max=3, description="jobs/s")
+        self.load_users = w.IntSlider(value=5, min=1, max=50, description="users")
+        self.load_failure = w.IntSlider(value=10, min=0, max=100, description="failure %")
+        self.load_duration = w.FloatLogSlider(value=0.05, base=10, min=-3, max=1, description="run (s)")
+        self.start_load = w.Button(description="Start load", button_style="info")
+        self.stop_load = w.Button(description="Stop load", disabled=True)
+        self.load_info = w.HTML("no load")
+
+        self.counts = {s: w.HTML(f"{s.lower()}: 0") for s in STATUSES}
+        self.workers_info = w.HTML()
+        self.throughput_plot = w.Image(format="png", layout=w.Layout(width="420px"))
+
+        self.dlq = w.SelectMultiple(options=[], rows=8, layout=w.Layout(width="100%"))
+        self.requeue = w.Button(description="Requeue selected")
+        self.force_success = w.Button(description="Force success")
+        self.requeue_all = w.Button(description="Requeue all")
+        self.dlq_info = w.HTML()
+
+        self.limits_user = w.Text(value="*", description="user", tooltip="* = every user without overrides")
+        self.rate_limit = w.Text(value="", description="rate limit", placeholder="60/minute or none")
+        self.max_active = w.IntText(value=0, description="max active", tooltip="0 = no cap")
+        self.max_running = w.IntText(value=0, description="max running", tooltip="0 = no quota")
+        self.apply_limits = w.Button(description="Apply limits", button_style="warning")
+        self.limits_info = w.HTML()
+
+        self.scale_log = w.HTML()
+        self._wire()
+        self.widget = self._layout()
+        self._show_limits()
+        self.refresh()
+        self._thread = threading.Thread(target=self._refresh_loop, name="queuelab-panel", daemon=True)
+        self._thread.start()
+
+    # -- layout and wiring --------------------------------------------------------------------
+
+    def _layout(self) -> w.Widget:
+        half = w.Layout(width="50%")
+        database = _section("Database", w.HBox([self.database, self.open_database]), self.database_info)
+        workers = _section("Workers", self.pool_mode, self.pool_size, w.HBox([self.start_pool, self.stop_pool]))
+        workers.children += (self.pool_info,)
+        load = _section("Load", self.load_rate, self.load_users, self.load_failure, self.load_duration)
+        load.children += (w.HBox([self.start_load, self.stop_load]), self.load_info)
+        live = _section("Live", w.HBox(list(self.counts.values())), self.workers_info, self.throughput_plot)
+        dlq = _section("Dead-letter queue", self.dlq, w.HBox([self.requeue, self.force_success, self.requeue_all]))
+        dlq.children += (self.dlq_info,)
+        limits = _section("Limits", self.limits_user, self.rate_limit, self.max_active, self.max_running)
+        limits.children += (self.apply_limits, self.limits_info)
+        return w.VBox(
+            [
+                database,
+                w.HBox([w.VBox([workers, load], layout=half), w.VBox([live], layout=half)]),
+                w.HBox([w.VBox([dlq], layout=half), w.VBox([limits], layout=half)]),
+                _section("Autoscaler decisions", self.scale_log),
+            ]
+        )
+
+    def _wire(self) -> None:
+        self.open_database.on_click(lambda _: self._guard(self.switch_database, self.database.value))
+        self.start_pool.on_click(lambda _: self._guard(self.start_workers))
+        self.stop_pool.on_click(lambda _: self._guard(self.stop_workers))
+        self.pool_size.observe(lambda change: self._guard(self._resize, change["new"]), names="value")
+        self.start_load.on_click(lambda _: self._guard(self.start_generator))
+        self.stop_load.on_click(lambda _: self._guard(self.stop_generator))
+        for knob in (self.load_rate, self.load_users, self.load_failure, self.load_duration):
+            knob.observe(lambda _: self._guard(self._tune_load), names="value")
+        self.requeue.on_click(lambda _: self._guard(self._dlq_action, "requeue"))
+        self.force_success.on_click(lambda _: self._guard(self._dlq_action, "force_success"))
+        self.requeue_all.on_click(lambda _: self._guard(self._requeue_all))
+        self.limits_user.observe(lambda _: self._guard(self._show_limits), names="value")
+        self.apply_limits.on_click(lambda _: self._guard(self._apply_limits))
+
+    def _guard(self, action: Any, *args: Any) -> None:
+        """Run a control's action; a queue error shows in the panel instead of a traceback."""
+        try:
+            with self._lock:
+                action(*args)
+        except QueuelabError as exc:
+            self.database_info.value = f"<span style='color:#b00'>{html.escape(str(exc))}</span>"
+        self.refresh()
+
+    # -- actions ----------------------------------------------------------------------------
+
+    def switch_database(self, url: str) -> None:
+        new = Queue(url)
+        _ = new.runtime.db  # open it now: a bad URL fails here, and the old queue stays
+        self.stop_generator()
+        self.stop_workers()
+        old, owned = self.q, self._owns_queue
+        self.q, self._owns_queue = new, True
+        if owned:
+            old.close()
+        self._show_limits()
+
+    def start_workers(self) -> None:
+        if self.pool is None:
+            self.pool = self.q.worker(self.pool_size.value, self.pool_mode.value).start()
+        self.start_pool.disabled, self.stop_pool.disabled = True, False
+        self.pool_mode.disabled = True
+
+    def stop_workers(self) -> None:
+        if self.pool is not None:
+            self.pool.stop()
+            self.pool = None
+        self.start_pool.disabled, self.stop_pool.disabled = False, True
+        self.pool_mode.disabled = False
+
+    def _resize(self, n: int) -> None:
+        if self.pool is not None and self.pool.size != n:
+            self.pool.resize(n)
+
+    def start_generator(self) -> None:
+        if self.load is None:
+            self.load = LoadGenerator(self.q, **self._load_knobs()).start()
+        self.start_load.disabled, self.stop_load.disabled = True, False
+
+    def stop_generator(self) -> None:
+        if self.load is not None:
+            self.load.stop()
+            self.load = None
+        self.start_load.disabled, self.stop_load.disabled = False, True
+
+    def _load_knobs(self) -> dict[str, Any]:
+        return {
+            "rate": float(self.load_rate.value),
+            "users": int(self.load_users.value),
+            "fail_rate": self.load_failure.value / 100,
+            "duration": float(self.load_duration.value),
+        }
+
+    def _tune_load(self) -> None:
+        if self.load is not None:
+            for name, value in self._load_knobs().items():
+                setattr(self.load, name, value)
+
+    def _dlq_action(self, action: str) -> None:
+        ids = list(self.dlq.value)
+        for job_id in ids:
+            getattr(self.q, action)(job_id)
+        verb = "requeued" if action == "requeue" else "marked completed"
+        self.dlq_info.value = f"{len(ids)} job(s) {verb}"
+
+    def _requeue_all(self) -> None:
+        self.dlq_info.value = f"{self.q.requeue_many()} job(s) requeued"
+
+    def _show_limits(self) -> None:
+        user = self.limits_user.value.strip() or "*"
+        try:
+            limits = self.q.limits(user)
+        except QueuelabError as exc:
+            self.limits_info.value = html.escape(str(exc))
+            return
+        rate = rate_enabled(limits.rate_limit)
+        self.rate_limit.value = str(rate) if rate else "none"
+        self.max_active.value = limits.max_active or 0
+        self.max_running.value = limits.max_running or 0
+        self.limits_info.value = _describe(user, limits)
+
+    def _apply_limits(self) -> None:
+        user = self.limits_user.value.strip() or "*"
+        try:
+            limits = self.q.set_limits(
+                user,
+                rate_limit=self.rate_limit.value.strip() or "none",
+                max_active=self.max_active.value,
+                max_running=self.max_running.value,
+            )
+        except QueuelabError as exc:
+            self.limits_info.value = f"<span style='color:#b00'>{html.escape(str(exc))}</span>"
+            return
+        self.limits_info.value = "applied: " + _describe(user, limits)
+
+    # -- refresh ------------------------------------------------------------------------------
+
+    def _refresh_loop(self) -> None:
+        while not self._stop.wait(self.refresh_seconds):
+            try:
+                self.refresh()
+            except Exception:  # the loop must outlive a bad moment (a database restart, say)
+                log.exception("control panel refresh failed")
+
+    def refresh(self) -> None:
+        """Read the queue once and update every live widget."""
+        with self._lock:
+            q, pool, load = self.q, self.pool, self.load
+            stats = q.stats()
+            series = completed_series(q.runtime.db, q.runtime.clock.now(), THROUGHPUT_SECONDS)
+            dead = q.dlq(limit=DLQ_ROWS)
+            events = _scale_events(q)
+        for status, label in self.counts.items():
+            label.value = f"{status.lower()}: <b>{stats.by_status.get(status, 0)}</b>"
+        self.workers_info.value = (
+            f"{len(stats.live_workers)} live worker(s) in the store · "
+            f"{stats.completed_per_second:.1f} jobs/s over the last minute · DLQ {stats.dlq_size}"
+        )
+        self.throughput_plot.value = _throughput_png(series)
+        self.pool_info.value = f"{pool.size} {self.pool_mode.value} worker(s) running" if pool else "no pool"
+        self.load_info.value = (
+            f"submitted {load.submitted}, refused {load.refused}" + (f", errors {load.errors}" if load.errors else "")
+            if load
+            else "no load"
+        )
+        options = [(f"{j.id[:8]} {j.task} user={j.user_id} attempts={j.attempts}", j.id) for j in dead]
+        if options != list(self.dlq.options):
+            keep = tuple(v for v in self.dlq.value if v in {o[1] for o in options})
+            self.dlq.options = options
+            self.dlq.value = keep
+        self.database_info.value = (
+            self.database_info.value if "color" in self.database_info.value else html.escape(repr(q))
+        )
+        self.scale_log.value = events
+        self.refreshes += 1
+
+    def close(self) -> None:
+        """Stop the refresh, the load and the pool (and close the queue if the panel opened it)."""
+        self._stop.set()
+        self._thread.join()
+        with self._lock:
+            self.stop_generator()
+            self.stop_workers()
+            if self._owns_queue:
+                self.q.close()
+        self.widget.close()
+
+    def _ipython_display_(self) -> None:
+        from IPython.display import display
+
+        display(self.widget)  # type: ignore[no-untyped-call]
+
+    def __repr__(self) -> str:
+        return f"<ControlPanel on {self.q!r}>"
+
+
+def control_panel(q: Queue, **options: Any) -> ControlPanel:
+    """Build the panel over ``q`` and show it (in Jupyter); returns it, so a notebook or a
+    test can drive it. ``options``: ``databases`` (more URLs to offer), ``refresh_seconds``,
+    ``max_workers``."""
+    panel = ControlPanel(q, **options)
+    try:
+        from IPython import get_ipython
+        from IPython.display import display
+    except ImportError:
+        return panel
+    if get_ipython() is not None:
+        display(panel.widget)  # type: ignore[no-untyped-call]
+    return panel
+
+
+def _configured_databases() -> list[str]:
+    return [url for url in (os.environ.get("QUEUELAB_POSTGRES_URL"),) if url]
+
+
+def _describe(user: str, limits: UserLimits) -> str:
+    rate = rate_enabled(limits.rate_limit) or "no rate limit"
+    active = f"max {limits.max_active} active" if limits.max_active else "no active cap"
+    running = f"max {limits.max_running} running" if limits.max_running else "no running quota"
+    return html.escape(f"{user}: {rate}, {active}, {running}")
+
+
+def _throughput_png(series: list[int]) -> bytes:
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(5.0, 1.8), layout="constrained")
+    ax = fig.subplots()
+    ax.bar(range(-len(series) + 1, 1), series, width=1.0, color="#2a9d8f")
+    ax.set(xlabel="seconds ago", ylabel="completed / s", xlim=(-len(series), 1))
+    ax.set_ylim(bottom=0, top=max(1, *series) * 1.1)
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=80)
+    return buffer.getvalue()
+
+
+def _scale_events(q: Queue) -> str:
+    """The autoscaler's latest decisions as a small HTML table (escaped), if the store has any."""
+    reader = getattr(q, "scale_events", None)
+    if reader is None:
+        return "the autoscaler log is not available in this version"
+    events = reader(limit=10)
+    if not events:
+        return "no scaling decisions yet (run workers with --autoscale MIN:MAX)"
+    rows = "".join(
+        "<tr>" + "".join(f"<td>{html.escape(str(v))}</td>" for v in _event_cells(e)) + "</tr>" for e in events
+    )
+    head = "".join(f"<th>{h}</th>" for h in ("time", "backlog", "workers", "reason"))
+    return f"<table><tr>{head}</tr>{rows}</table>"
+
+
+def _event_cells(event: Any) -> tuple[str, ...]:
+    at: Any = getattr(event, "at", 0.0)
+    epoch = at.timestamp() if hasattr(at, "timestamp") else float(at or 0.0)
+    when = time.strftime("%H:%M:%S", time.localtime(epoch))
+    before, after = getattr(event, "workers_before", "?"), getattr(event, "workers_after", "?")
+    return (when, str(getattr(event, "backlog", "?")), f"{before} → {after}", str(getattr(event, "reason", "")))
