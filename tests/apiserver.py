@@ -25,12 +25,14 @@ def free_port() -> int:
 
 
 @contextmanager
-def api_server(db_url: str, log: Path, *, workers: int = 0, mode: str = "process", **env: str) -> Iterator[str]:
+def api_server(
+    db_url: str, log: Path, *args: str, workers: int = 0, mode: str = "process", **env: str
+) -> Iterator[str]:
     """Start the API server (and its worker pool), yield its base URL once ``/healthz`` answers
-    200, then stop it with SIGTERM and assert that it exits 0 within :data:`STOP_TIMEOUT_SECONDS`."""
+    200, then stop it (``args``: more command-line arguments) with SIGTERM and assert that it exits 0 within :data:`STOP_TIMEOUT_SECONDS`."""
     port = free_port()
     command = [sys.executable, "-m", "queuelab.api", "--db", db_url, "--port", str(port),
-               "--workers", str(workers), "--mode", mode, "--log-level", "warning"]  # fmt: skip
+               "--workers", str(workers), "--mode", mode, "--log-level", "warning", *args]  # fmt: skip
     environment = {**os.environ, "PYTHONPATH": str(ROOT), "QUEUELAB_API_TOKENS": "", **env}
     base = f"http://127.0.0.1:{port}"
     with log.open("wb") as out:
