@@ -29,7 +29,8 @@ def api_server(
     db_url: str, log: Path, *args: str, workers: int = 0, mode: str = "process", **env: str
 ) -> Iterator[str]:
     """Start the API server (and its worker pool), yield its base URL once ``/healthz`` answers
-    200, then stop it (``args``: more command-line arguments) with SIGTERM and assert that it exits 0 within :data:`STOP_TIMEOUT_SECONDS`."""
+    200, then stop it with SIGTERM and assert that it exits 0 within :data:`STOP_TIMEOUT_SECONDS`.
+    ``args``: more command-line arguments for the server."""
     port = free_port()
     command = [sys.executable, "-m", "queuelab.api", "--db", db_url, "--port", str(port),
                "--workers", str(workers), "--mode", mode, "--log-level", "warning", *args]  # fmt: skip
