@@ -115,6 +115,13 @@ def translate_errors(db: Database) -> Iterator[None]:
                 f" (waited {db.settings.sqlite_busy_timeout_seconds:g}s for the write lock; "
                 "raise QUEUELAB_SQLITE_BUSY_TIMEOUT_SECONDS or find the process holding it)"
             )
+        elif db.is_sqlite and ("unable to open" in detail or "readonly" in detail):
+            detail += (
+                " (the file, its directory or the file system is not writable: SQLite in WAL mode "
+                "writes the -wal and -shm files beside the database, even to read it)"
+            )
+        elif db.is_sqlite and "full" in detail:
+            detail += " (no space left where the database lives; committed jobs are kept, this write was not)"
         raise StoreError(f"database error on {db.describe()}: {detail}") from exc
 
 
