@@ -92,10 +92,15 @@ def test_a_full_disk_is_a_clear_error_and_the_file_stays_sound(small_disk: Path)
     big = {"blob": "x" * 50_000}
     stored = 0
     with Queue(f"sqlite:///{path}", max_payload_bytes=100_000) as q:
-        with pytest.raises(StoreError, match="full.*no space left where the database lives"):
+
+        def fill() -> None:
+            nonlocal stored
             for _ in range(200):
                 q.submit_many([Submission(task="simulate", payload=big) for _ in range(5)])
                 stored += 5
+
+        with pytest.raises(StoreError, match=r"full.*no space left where the database lives"):
+            fill()
         assert stored > 0
         assert q.stats().by_status["PENDING"] == stored  # every committed batch, and none of the failed one
         kept = q.jobs(limit=1)[0]
