@@ -132,3 +132,8 @@ def queue(make_queue: Callable[..., Queue], clock: FakeClock) -> Queue:
 
 def url_quote(text: str) -> str:
     return quote(text, safe="")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Tests that restart PostgreSQL run last, so nothing else sees the server go away."""
+    items.sort(key=lambda item: item.get_closest_marker("restarts_postgres") is not None)
