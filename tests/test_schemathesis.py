@@ -8,6 +8,7 @@ on a development server (no tokens: everyone is an admin) and on one with tokens
 
 from __future__ import annotations
 
+import os
 import shutil
 import tempfile
 from collections.abc import Iterator
@@ -36,7 +37,7 @@ CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance,
 # A few dozen examples per operation keep the file well under a minute on two cores. No example
 # database: a failure prints the exact request (as curl) to reproduce it.
 FUZZ = settings(
-    max_examples=25,
+    max_examples=int(os.environ.get("QUEUELAB_FUZZ_EXAMPLES", "25")),  # make fuzz: a few thousand in all
     deadline=None,
     database=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much, HealthCheck.data_too_large],

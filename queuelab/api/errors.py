@@ -51,6 +51,8 @@ def install(app: FastAPI) -> None:
         if any(p.get("type") == "json_invalid" for p in problems):
             return error(400, "malformed_json", "the request body is not valid JSON")
         first = problems[0] if problems else {}
+        if tuple(first.get("loc", ())) == ("body",) and first.get("type") == "missing":
+            return error(400, "malformed_json", "the request body is empty; send a JSON object")
         where = [str(part) for part in first.get("loc", ()) if part not in ("body", "query", "path")]
         field = ".".join(where) or None
         message = f"{field}: {first.get('msg', 'invalid')}" if field else str(first.get("msg", "invalid request"))
@@ -58,6 +60,9 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        if exc.status_code == 400 and exc.detail == "There was an error parsing the body":
+            # FastAPI's answer when the JSON parser itself gives up: bad UTF-8, or nesting too deep
+            return error(400, "malformed_json", "the request body is not valid JSON (UTF-8, nested at most ~1000 deep)")
         codes = {404: "not_found", 405: "method_not_allowed", 413: "too_large", 401: "unauthorized"}
         return error(exc.status_code, codes.get(exc.status_code, "http_error"), str(exc.detail))
 

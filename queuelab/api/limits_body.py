@@ -1,4 +1,5 @@
-"""Refuse request bodies over a size limit with 413, before they are read into memory."""
+"""Refuse request bodies the API will not read, before reading them: over the size limit
+(413), or not JSON (415)."""
 
 from __future__ import annotations
 
@@ -16,7 +17,15 @@ class BodyLimit:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        declared = dict(scope.get("headers") or []).get(b"content-length")
+        headers = dict(scope.get("headers") or [])
+        declared = headers.get(b"content-length")
+        has_body = declared not in (None, b"0") or b"transfer-encoding" in headers
+        if has_body and scope.get("method") in ("POST", "PUT", "PATCH") and not _is_json(headers):
+            kind = headers.get(b"content-type", b"none").decode("latin-1")[:100]
+            await _refuse(
+                send, 415, "unsupported_media_type", f"send the body as Content-Type: application/json, not {kind}"
+            )
+            return
         if declared is not None:
             try:
                 too_big = int(declared) > self.max_bytes
@@ -50,6 +59,11 @@ class BodyLimit:
             return await receive()
 
         await self.app(scope, replay, send)
+
+
+def _is_json(headers: dict[bytes, bytes]) -> bool:
+    kind = headers.get(b"content-type", b"").split(b";", 1)[0].strip().lower()
+    return kind == b"application/json" or (kind.startswith(b"application/") and kind.endswith(b"+json"))
 
 
 async def _refuse(send: Send, status: int, code: str, message: str) -> None:
