@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 export QUEUELAB_TEST_POSTGRES_URL ?= postgresql+psycopg://postgres@127.0.0.1:5432/test
 
-.PHONY: setup run demo test check lint format clean browser lab figures
+.PHONY: setup run demo test check lint format clean browser lab figures chaos fuzz soak
 
 setup: $(STAMP)
 
@@ -30,6 +30,20 @@ lab: $(STAMP)  ## JupyterLab on notebooks/, with this project's environment as i
 # The README's figures, drawn by the notebooks (PostgreSQL too, where QUEUELAB_POSTGRES_URL is set)
 figures: $(STAMP)
 	$(PY) -m queuelab.notebooks --figures docs/figures --work lab-runs
+
+# The full reliability runs behind RELIABILITY.md (the test suite runs quick versions of each)
+chaos: $(STAMP)  ## 20,000 jobs, 4 workers, one SIGKILLed every 0.5 s: on SQLite, then PostgreSQL
+	rm -f lab-runs/chaos.db*; mkdir -p lab-runs
+	$(PY) -m tests.chaos --db sqlite:///lab-runs/chaos.db --jobs 20000 --workers 4
+	$(PY) -m tests.chaos --db "$(QUEUELAB_TEST_POSTGRES_URL)" --jobs 20000 --workers 4 --fresh-schema
+	QUEUELAB_TEST_PG_RESTART=1 $(PY) -m pytest -q tests/test_postgres_faults.py tests/test_api_crash.py tests/test_sqlite_faults.py
+
+fuzz: $(STAMP)  ## schemathesis with a few thousand examples, the hand-made nasties, the state machine
+	QUEUELAB_FUZZ_EXAMPLES=300 $(PY) -m pytest -q tests/test_schemathesis.py tests/test_nasties.py tests/test_state_machine.py tests/test_isolation.py
+
+soak: $(STAMP)  ## 30 minutes of mixed load on the API and 2 worker processes (not in CI)
+	rm -f lab-runs/soak.db*; mkdir -p lab-runs
+	$(PY) -m tests.soak --db sqlite:///lab-runs/soak.db --minutes 30 --log lab-runs/soak-api.log
 
 # The dashboard tests drive Debian's chromium (Playwright cannot download its own browser here).
 browser:

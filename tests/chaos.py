@@ -17,7 +17,10 @@ import signal
 import sys
 import tempfile
 import time
+import uuid
 from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -131,16 +134,34 @@ def _report(q: Queue, url: str, records: Path, total: int, workers: int, kills: 
     )
 
 
+@contextmanager
+def _fresh(url: str, fresh: bool) -> Iterator[str]:
+    if not fresh:
+        yield url
+        return
+    schema = f"chaos_{uuid.uuid4().hex[:8]}"
+    admin = sa.create_engine(url)
+    with admin.begin() as conn:
+        conn.execute(sa.text(f'CREATE SCHEMA "{schema}"'))
+    try:
+        yield sa.make_url(url).update_query_dict({"options": f"-csearch_path={schema}"}).render_as_string(False)
+    finally:
+        with admin.begin() as conn:
+            conn.execute(sa.text(f'DROP SCHEMA "{schema}" CASCADE'))
+        admin.dispose()
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m tests.chaos", description=__doc__)
     parser.add_argument("--db", required=True, help="database URL (a fresh one: the run counts every job in it)")
     parser.add_argument("--jobs", type=int, default=20_000)
     parser.add_argument("--workers", type=int, default=4)
     parser.add_argument("--kill-every", type=float, default=0.5)
+    parser.add_argument("--fresh-schema", action="store_true", help="PostgreSQL: run in a new schema, dropped after")
     args = parser.parse_args(argv)
-    with tempfile.TemporaryDirectory() as folder:
+    with tempfile.TemporaryDirectory() as folder, _fresh(args.db, args.fresh_schema) as url:
         report = run_worker_chaos(
-            args.db, Path(folder), jobs_total=args.jobs, workers=args.workers, kill_every=args.kill_every
+            url, Path(folder), jobs_total=args.jobs, workers=args.workers, kill_every=args.kill_every
         )
     print(json.dumps(asdict(report), indent=2))
     ok = report.lost == report.stuck == report.unexplained_duplicates == report.attempts_run_twice == 0
