@@ -22,6 +22,7 @@ from queuelab.execution import current_job
 from queuelab.models import Attempt, AttemptOutcome, Job, JobStatus, RetryPolicy
 from queuelab.queue import Queue
 from queuelab.stats import QueueStats
+from queuelab.store.scaling import ScaleEvent
 from queuelab.submission import Submission
 from queuelab.tasks import Task
 
@@ -46,6 +47,7 @@ __all__ = [
     "QuotaExceeded",
     "RateLimited",
     "RetryPolicy",
+    "ScaleEvent",
     "SchemaVersionError",
     "Settings",
     "StoreError",

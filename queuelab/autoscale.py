@@ -10,16 +10,20 @@ A cooldown after every change and the idle window stop the pool from flapping.
 from __future__ import annotations
 
 import logging
+import math
+import os
+import socket
 import threading
 import time
+import uuid
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from queuelab.errors import InvalidArgument, StoreError
 from queuelab.store.reports import runnable_backlog
+from queuelab.store.scaling import ScaleEvent, ScaleLog
 
 if TYPE_CHECKING:
-    from queuelab.pool import ProcessPool
     from queuelab.runtime import Runtime
 
 log = logging.getLogger("queuelab.autoscale")
@@ -89,19 +93,36 @@ def decide_scale(m: ScaleMetrics, p: ScalePolicy) -> ScaleDecision:
     return ScaleDecision(m.workers, f"steady (runnable backlog {m.runnable_backlog}, running {m.running})")
 
 
+class Resizable(Protocol):
+    """What the autoscaler drives: a :class:`~queuelab.pool.ThreadPool`, a
+    :class:`~queuelab.pool.ProcessPool`, or a :class:`~queuelab.worker.Worker`."""
+
+    @property
+    def size(self) -> int: ...
+
+    def resize(self, n: int) -> None: ...
+
+
 class Autoscaler:
-    """Applies :func:`decide_scale` to a process pool every ``tick_seconds``, in a thread.
+    """Applies :func:`decide_scale` to a local pool every ``tick_seconds``, in a thread.
 
-    Scaling down is graceful: the pool sends SIGTERM to the surplus worker, which finishes
-    or releases its job (no attempt spent)."""
+    Scaling down is graceful: a process pool sends SIGTERM to the surplus worker, which
+    finishes or releases its job; a thread pool retires surplus slots as they come free.
+    No attempt is spent either way."""
 
-    def __init__(self, runtime: Runtime, pool: ProcessPool, policy: ScalePolicy, tick_seconds: float = 2.0) -> None:
+    def __init__(self, runtime: Runtime, pool: Resizable, policy: ScalePolicy, tick_seconds: float = 2.0) -> None:
+        if policy.min_workers < 1:
+            raise InvalidArgument(
+                f"min_workers must be at least 1 for a local pool (it cannot run 0 workers), got {policy.min_workers}"
+            )
         self.runtime, self.pool, self.policy, self.tick_seconds = runtime, pool, policy, tick_seconds
-        self.decisions: list[tuple[float, int, int, int, str]] = []  # (time, backlog, before, after, reason)
+        self.hostname = socket.gethostname()
+        self.id = f"{self.hostname}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self.decisions: list[ScaleEvent] = []  # every change this autoscaler made, as stored
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="queuelab-autoscaler", daemon=True)
         self._idle_since: float | None = None
-        self._changed_at = time.monotonic()
+        self._changed_at = -math.inf  # starting is not a change: no cooldown before the first one
 
     def start(self) -> Autoscaler:
         self._thread.start()
@@ -117,6 +138,8 @@ class Autoscaler:
                 self.tick()
             except StoreError as exc:
                 log.error("autoscaler tick failed, will retry: %s", exc)
+            except Exception:  # the loop must outlive any bug, or the pool stops scaling
+                log.exception("autoscaler tick failed unexpectedly, will retry")
 
     def tick(self) -> ScaleDecision:
         now = time.monotonic()
@@ -139,8 +162,22 @@ class Autoscaler:
             log.info("autoscale %d -> %d workers: %s", current, decision.workers, decision.reason)
             self.pool.resize(decision.workers)
             self._changed_at = now
-            self.decisions.append((self.runtime.clock.now(), backlog, current, decision.workers, decision.reason))
+            self._record(metrics, decision)
         return decision
+
+    def _record(self, metrics: ScaleMetrics, decision: ScaleDecision) -> None:
+        event = ScaleLog(self.runtime.db).record(
+            at=self.runtime.clock.now(),
+            pool_id=self.id,
+            hostname=self.hostname,
+            backlog=metrics.runnable_backlog,
+            running=metrics.running,
+            workers_before=metrics.workers,
+            workers_after=decision.workers,
+            reason=decision.reason,
+            keep_seconds=self.runtime.settings.retention_seconds,
+        )
+        self.decisions.append(event)
 
 
 def running_jobs(runtime: Runtime) -> int:

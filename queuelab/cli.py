@@ -7,10 +7,11 @@ import importlib
 import logging
 import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 
-from queuelab.autoscale import Autoscaler, ScalePolicy
+from queuelab.autoscale import Autoscaler, Resizable, ScalePolicy
 from queuelab.errors import InvalidArgument, QueuelabError
 from queuelab.pool import MODES, ProcessPool, check_pool_args, on_signals
 from queuelab.queue import Queue
@@ -45,7 +46,7 @@ def _parser() -> argparse.ArgumentParser:
         "--autoscale",
         default=None,
         metavar="MIN:MAX",
-        help="process mode: scale the pool between MIN and MAX on the runnable backlog",
+        help="scale the pool (processes, or slot threads) between MIN and MAX on the runnable backlog",
     )
     worker.set_defaults(command=_worker)
 
@@ -126,26 +127,34 @@ def _scale_policy(text: str) -> ScalePolicy:
 
 def _worker(args: argparse.Namespace) -> int:
     check_pool_args(args.concurrency, args.mode)
-    if args.autoscale and args.mode != "process":
-        raise InvalidArgument("--autoscale needs --mode process (a thread pool is not resized yet)")
+    policy = _scale_policy(args.autoscale) if args.autoscale else None
     q = load_queue(args.db, args.app)
     queues = [name.strip() for name in args.queues.split(",") if name.strip()] if args.queues else None
+    size = policy.min_workers if policy is not None else args.concurrency
     if args.mode == "thread":
-        worker = Worker(q.runtime, concurrency=args.concurrency, queues=queues, mode="thread")
-        on_signals(worker.stop, signal.SIGTERM, signal.SIGINT)
-        worker.run()
+        worker = Worker(q.runtime, concurrency=size, queues=queues, mode="thread")
+        with _autoscaling(q, worker, policy):
+            on_signals(worker.stop, signal.SIGTERM, signal.SIGINT)
+            worker.run()
     else:
-        policy = _scale_policy(args.autoscale) if args.autoscale else None
-        size = policy.min_workers if policy is not None else args.concurrency
-        pool = ProcessPool(q.runtime, max(size, 1), queues).start()
-        scaler = Autoscaler(q.runtime, pool, policy).start() if policy is not None else None
-        on_signals(pool.request_stop, signal.SIGTERM, signal.SIGINT)
-        pool.wait()
-        if scaler is not None:
-            scaler.stop()
+        pool = ProcessPool(q.runtime, size, queues).start()
+        with _autoscaling(q, pool, policy):
+            on_signals(pool.request_stop, signal.SIGTERM, signal.SIGINT)
+            pool.wait()
         pool.stop()
     q.close()
     return 0
+
+
+@contextmanager
+def _autoscaling(q: Queue, pool: Resizable, policy: ScalePolicy | None) -> Iterator[None]:
+    """Run an autoscaler on ``pool`` meanwhile (none without a policy)."""
+    scaler = Autoscaler(q.runtime, pool, policy).start() if policy is not None else None
+    try:
+        yield
+    finally:
+        if scaler is not None:
+            scaler.stop()
 
 
 def _demo(args: argparse.Namespace) -> int:

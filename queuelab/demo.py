@@ -62,3 +62,10 @@ def print_stats(q: Queue) -> None:
     print(f"live workers: {len(stats.live_workers)}")
     for w in stats.live_workers:
         print(f"  {w.id} mode={w.mode} slots={w.concurrency} queues={w.queues}")
+    if stats.recent_scale_events:
+        print("latest autoscaling decisions:")
+    for e in stats.recent_scale_events:
+        print(
+            f"  {e.at:%Y-%m-%d %H:%M:%S} {e.pool_id}: {e.workers_before} -> {e.workers_after} workers "
+            f"(backlog {e.backlog}, running {e.running}): {e.reason}"
+        )

@@ -113,7 +113,7 @@ class Maintenance:
     def beat(self) -> None:
         now_mono = time.monotonic()
         if now_mono - self._last_beat >= WORKER_BEAT_SECONDS:
-            self.runtime.workers.beat(self.worker.id, self.runtime.clock.now())
+            self.runtime.workers.beat(self.worker.id, self.runtime.clock.now(), self.worker.concurrency)
             self._last_beat = now_mono
 
     def rescue(self) -> int:

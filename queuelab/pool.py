@@ -65,7 +65,7 @@ def check_pool_args(
 
 
 class Pool:
-    """Common surface: ``start``, ``stop``, ``wait``, and use as a context manager."""
+    """Common surface: ``start``, ``stop``, ``wait``, ``resize``, and use as a context manager."""
 
     def start(self) -> Pool:
         raise NotImplementedError
@@ -78,6 +78,11 @@ class Pool:
 
     @property
     def size(self) -> int:
+        raise NotImplementedError
+
+    def resize(self, n: int) -> None:
+        """Run ``n`` workers from now on: more start at once; a removed one finishes its
+        job, or stops claiming. Nothing is lost and no attempt is spent."""
         raise NotImplementedError
 
     def __enter__(self) -> Pool:
@@ -103,6 +108,11 @@ class ThreadPool(Pool):
     def start(self) -> ThreadPool:
         self._thread.start()
         return self
+
+    def resize(self, n: int) -> None:
+        """``n`` slot threads from now on (see :meth:`Worker.resize <queuelab.worker.Worker.resize>`)."""
+        check_pool_args(n, "thread")
+        self.worker.resize(n)
 
     def stop(self) -> None:
         self.worker.stop()
@@ -151,14 +161,16 @@ class ProcessPool(Pool):
         self._monitor.start()
         return self
 
-    def resize(self, processes: int) -> None:
-        check_pool_args(processes, "process")
+    def resize(self, n: int) -> None:
+        """``n`` worker processes from now on; a removed one gets SIGTERM and finishes or
+        releases its job (no attempt spent)."""
+        check_pool_args(n, "process")
         with self._lock:
-            self.target = processes
-            while len(self._children) > processes:
+            self.target = n
+            while len(self._children) > n:
                 child = self._children.pop()
                 _terminate(child)
-            while len(self._children) < processes:
+            while len(self._children) < n:
                 self._spawn()
 
     def stop(self) -> None:

@@ -19,6 +19,7 @@ from queuelab.runtime import Runtime
 from queuelab.stats import QueueStats, jobs_frame, read_stats
 from queuelab.store import JobFilter
 from queuelab.store.limits import DEFAULTS
+from queuelab.store.scaling import ScaleEvent, ScaleLog
 from queuelab.submission import Submission, build_row, check_queue, check_user_id
 from queuelab.tasks import PayloadCheck, Task
 
@@ -270,6 +271,23 @@ class Queue:
     def jobs_frame(self, *, limit: int = 100_000) -> pd.DataFrame:
         """A pandas DataFrame of jobs (newest first), one row per job."""
         return jobs_frame(self.runtime, limit=_limit(limit, 10_000_000))
+
+    def scale_events(self, limit: int = 50) -> list[ScaleEvent]:
+        """The autoscalers' decision log, newest first: when each pool changed size, from
+        how many workers to how many, the runnable backlog and running jobs it saw, and why."""
+        return ScaleLog(self.runtime.db).recent(_limit(limit))
+
+    def scale_events_frame(self, *, limit: int = 10_000) -> pd.DataFrame:
+        """:meth:`scale_events` as a pandas DataFrame, oldest first (to plot as a step line)."""
+        import dataclasses
+
+        import pandas as pd
+
+        columns = [f.name for f in dataclasses.fields(ScaleEvent)]
+        rows = [dataclasses.astuple(e) for e in reversed(self.scale_events(limit))]
+        frame = pd.DataFrame(rows, columns=columns)
+        frame["at"] = pd.to_datetime(frame["at"], utc=True)
+        return frame
 
     # -- admin ------------------------------------------------------------------------
 

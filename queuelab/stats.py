@@ -9,6 +9,7 @@ from queuelab.models import JobStatus
 from queuelab.runtime import Runtime
 from queuelab.store import WorkerInfo
 from queuelab.store.reports import Reports
+from queuelab.store.scaling import ScaleEvent, ScaleLog
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -16,6 +17,7 @@ if TYPE_CHECKING:
     from queuelab.queue import Queue
 
 THROUGHPUT_WINDOW_SECONDS = 60.0
+RECENT_SCALE_EVENTS = 10
 TIME_COLUMNS = ("created_at", "run_at", "started_at", "finished_at")
 
 
@@ -27,6 +29,7 @@ class QueueStats:
     live_workers: list[WorkerInfo]
     completed_per_second: float  # over the last minute
     outcomes_last_minute: dict[str, int] = field(default_factory=dict)
+    recent_scale_events: list[ScaleEvent] = field(default_factory=list)  # the autoscalers' latest, newest first
 
     @property
     def dlq_size(self) -> int:
@@ -51,6 +54,7 @@ def read_stats(runtime: Runtime) -> QueueStats:
         live_workers=runtime.workers.live(now, runtime.settings.worker_ttl_seconds),
         completed_per_second=outcomes["COMPLETED"] / THROUGHPUT_WINDOW_SECONDS,
         outcomes_last_minute=outcomes,
+        recent_scale_events=ScaleLog(runtime.db).recent(RECENT_SCALE_EVENTS),
     )
 
 

@@ -46,6 +46,13 @@ class Running:
     abandoned: bool = False  # timed out or released: whatever the task returns is discarded
 
 
+class _Retire:
+    """Put in the inbox after a shrink: wakes an idle slot thread so it can retire."""
+
+
+RETIRE = _Retire()
+
+
 class Worker:
     def __init__(
         self,
@@ -74,13 +81,16 @@ class Worker:
         self.id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self.stop_event = threading.Event()
         self.hurry_event = threading.Event()  # a second signal: skip the grace period
-        self._inbox: stdlib_queue.SimpleQueue[Running | None] = stdlib_queue.SimpleQueue()
+        self._inbox: stdlib_queue.SimpleQueue[Running | _Retire | None] = stdlib_queue.SimpleQueue()
         # Keyed by (job id, lease token): after a lost lease this worker may claim the same
         # job again while the old attempt's thread still runs; both entries must count.
         self._running: dict[tuple[str, str], Running] = {}
         self._claiming = True  # False once a timed-out process is about to exit
         self._lock = threading.Lock()
         self._slot_threads: list[threading.Thread] = []
+        self._slots_lock = threading.Lock()  # resize() against run() starting the slots
+        self._slots_started = False
+        self._retiring = 0  # slot threads asked to end after a shrink, not yet ended
         self._wakeup: Wakeup | None = None
 
     # -- life cycle -------------------------------------------------------------------
@@ -93,8 +103,10 @@ class Worker:
         self._register()
         maintenance = Maintenance(self)
         maintenance.start()
-        for _ in range(self.concurrency):
-            self._start_slot()
+        with self._slots_lock:
+            self._slots_started = True
+            for _ in range(self.concurrency):
+                self._start_slot()
         log.info(
             "worker %s started: %d slot(s), queues %s, %s",
             self.id,
@@ -116,6 +128,49 @@ class Worker:
             self.hurry_event.set()
         self.stop_event.set()
         self._poke()
+
+    @property
+    def size(self) -> int:
+        return self.concurrency
+
+    def resize(self, concurrency: int) -> None:
+        """Run ``concurrency`` slots from now on. Growing starts slot threads at once.
+        Shrinking is graceful: no job is interrupted or released; the dispatcher claims
+        nothing until fewer than ``concurrency`` jobs run, and surplus slot threads end
+        when they are next free. The worker's row in the store follows."""
+        with self._slots_lock:
+            before, self.concurrency = self.concurrency, concurrency
+            if self._slots_started and not self.stop_event.is_set():
+                self._resize_slots(concurrency - before)
+        if concurrency != before:
+            log.info("worker %s resized: %d -> %d slot(s)", self.id, before, concurrency)
+            self._record_concurrency()
+            self._poke()
+
+    def _resize_slots(self, change: int) -> None:
+        """Start or retire ``abs(change)`` slot threads (the caller holds the slots lock)."""
+        if change > 0:
+            kept = min(self._retiring, change)  # threads about to retire stay instead
+            self._retiring -= kept
+            for _ in range(change - kept):
+                self._start_slot()
+        for _ in range(-change):
+            self._retiring += 1
+            self._inbox.put(RETIRE)  # an idle thread takes it; a busy one retires after its job
+
+    def _retire_one(self) -> bool:
+        """True if the calling slot thread should end (a shrink is still owed a thread)."""
+        with self._slots_lock:
+            if self._retiring <= 0:
+                return False
+            self._retiring -= 1
+            return True
+
+    def _record_concurrency(self) -> None:
+        try:
+            self.runtime.workers.resize(self.id, self.concurrency, self.runtime.clock.now())
+        except StoreError as exc:  # the next heartbeat writes it again
+            log.warning("could not record worker %s's new size: %s", self.id, exc)
 
     def running(self) -> list[Running]:
         """Jobs holding a lease here: running, or finished and not yet acked."""
@@ -219,8 +274,14 @@ class Worker:
 
     def _slot(self) -> None:
         while (entry := self._inbox.get()) is not None:
+            if isinstance(entry, _Retire):
+                if self._retire_one():
+                    return
+                continue  # the pool grew again meanwhile: this thread stays
             if not self._execute(entry):
                 return  # abandoned after a timeout: a replacement slot has taken over
+            if self._retire_one():
+                return  # the pool shrank while this job ran
 
     def _execute(self, entry: Running) -> bool:
         """Run and decide; hand the outcome to the dispatcher. False if the job was

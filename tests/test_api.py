@@ -196,6 +196,31 @@ def test_limits_and_bulk_requeue_from_the_api(client: TestClient, queue: Queue) 
     assert queue.get(ids[1]).status == JobStatus.PENDING
 
 
+def test_the_autoscaling_decision_log(client: TestClient, secured: TestClient, queue: Queue) -> None:
+    from queuelab.store.scaling import ScaleLog
+
+    assert client.get("/api/scale-events/").json() == {"events": []}
+    for before, after in ((1, 3), (3, 2)):
+        ScaleLog(queue.runtime.db).record(
+            at=queue.runtime.clock.now(),
+            pool_id="host:1:abcd",
+            hostname="host",
+            backlog=30,
+            running=1,
+            workers_before=before,
+            workers_after=after,
+            reason="<b>why</b>",
+        )
+    events = client.get("/api/scale-events", params={"limit": 1}).json()["events"]
+    assert [(e["workers_before"], e["workers_after"], e["reason"]) for e in events] == [(3, 2, "<b>why</b>")]
+    assert events[0]["at"].endswith("Z")
+    assert len(client.get("/api/scale-events/").json()["events"]) == 2
+    too_many = client.get("/api/scale-events/", params={"limit": 501})
+    assert (too_many.status_code, too_many.json()["field"]) == (422, "limit")
+    assert secured.get("/api/scale-events/").status_code == 401
+    assert len(secured.get("/api/scale-events/", headers=as_(ALICE)).json()["events"]) == 2
+
+
 def test_who_may_do_what(secured: TestClient, queue: Queue) -> None:
     assert secured.post("/api/submit/", json={"payload": {}}).status_code == 401
     assert secured.post("/api/submit/", json={}, headers=as_("wrong-token-0123456789")).status_code == 401

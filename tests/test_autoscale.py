@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 import pytest
 
-from queuelab import InvalidArgument
-from queuelab.autoscale import ScaleMetrics, ScalePolicy, decide_scale
+from queuelab import FakeClock, InvalidArgument, Queue
+from queuelab.autoscale import Autoscaler, ScaleMetrics, ScalePolicy, decide_scale
+from queuelab.submission import Submission
 
 PROTOTYPE = ScalePolicy()  # min 1, max 50, up above 10, down after 300 s idle, cooldown 30 s
 
@@ -101,7 +104,7 @@ def test_a_real_process_pool_scales_up_for_a_burst_and_back_down(sqlite_url: str
     finally:
         scaler.stop()
         pool.stop()
-    sizes = [after for _, _, _, after, _ in scaler.decisions]
+    sizes = [event.workers_after for event in scaler.decisions]
     assert max(sizes) > 1, scaler.decisions  # it scaled up
     assert max(sizes) <= 4  # never above the maximum
     assert min(sizes) >= 1  # never below the minimum
@@ -109,3 +112,91 @@ def test_a_real_process_pool_scales_up_for_a_burst_and_back_down(sqlite_url: str
     assert len(starts_per_job(record)) == len(jobs)
     assert (q.jobs_frame()["attempts"] == 1).all()  # scaling down spent no attempt
     q.close()
+
+
+# -- the decision log ---------------------------------------------------------------------
+
+
+def test_the_autoscaler_logs_every_change_in_the_store(queue: Queue, clock: FakeClock) -> None:
+    pool = queue.worker(1)  # not started: resizing it only sets its size
+    scaler = Autoscaler(queue.runtime, pool, ScalePolicy(max_workers=4, cooldown_seconds=0))
+    queue.submit_many(Submission(task="simulate") for _ in range(30))
+    assert scaler.tick().workers == 3
+    assert scaler.tick().workers == 4
+    assert scaler.tick().workers == 4  # at the maximum: no change, nothing logged
+    assert pool.size == 4
+    newest, oldest = queue.scale_events()
+    assert (oldest.workers_before, oldest.workers_after, oldest.backlog, oldest.running) == (1, 3, 30, 0)
+    assert "runnable backlog 30 > 10: +2" in oldest.reason
+    assert (newest.workers_before, newest.workers_after, newest.change) == (3, 4, 1)
+    assert newest.at == datetime.fromtimestamp(clock.now(), UTC)
+    assert newest.pool_id == scaler.id
+    assert newest.pool_id.startswith(f"{newest.hostname}:")
+    assert scaler.decisions == [oldest, newest]
+    assert queue.stats().recent_scale_events == [newest, oldest]
+    assert queue.scale_events(limit=1) == [newest]
+    frame = queue.scale_events_frame()
+    assert list(frame["workers_after"]) == [3, 4]  # oldest first
+    assert str(frame["at"].dt.tz) == "UTC"
+
+
+def test_the_decision_log_is_pruned_by_age_and_by_count(
+    queue: Queue, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from queuelab.store import scaling
+
+    log = scaling.ScaleLog(queue.runtime.db)
+
+    def record(at: float, keep: float | None = None) -> None:
+        log.record(
+            at=at,
+            pool_id="p",
+            hostname="h",
+            backlog=0,
+            running=0,
+            workers_before=1,
+            workers_after=2,
+            reason="x" * 600,
+            keep_seconds=keep,
+        )
+
+    now = clock.now()
+    for age in (500, 300, 100):
+        record(now - age)
+    record(now, keep=200)  # drops the two older than 200 s
+    assert [round(now - e.at.timestamp()) for e in queue.scale_events()] == [0, 100]
+    assert len(queue.scale_events()[0].reason) == scaling.MAX_REASON_LENGTH
+    monkeypatch.setattr(scaling, "KEEP_ROWS", 3)
+    for _ in range(5):
+        record(now)
+    assert len(queue.scale_events()) == 3
+
+
+def test_an_older_database_gains_the_decision_log_table(db_url: str) -> None:
+    import sqlalchemy as sa
+
+    from queuelab.store.schema import scale_events
+
+    q = Queue(db_url)
+    q.stats()
+    with q.runtime.db.write() as conn:
+        scale_events.drop(conn)  # as a database written before the table existed
+    q.close()
+    again = Queue(db_url)
+    assert again.scale_events() == []
+    assert "queuelab_scale_events" in sa.inspect(again.runtime.db.engine).get_table_names()
+    assert again.stats().recent_scale_events == []
+    again.close()
+
+
+def test_a_local_autoscaler_needs_at_least_one_worker(queue: Queue) -> None:
+    with pytest.raises(InvalidArgument, match=r"min_workers must be at least 1 for a local pool.*got 0"):
+        Autoscaler(queue.runtime, queue.worker(1), ScalePolicy(min_workers=0))
+
+
+def test_a_fresh_autoscaler_does_not_wait_out_a_cooldown(queue: Queue) -> None:
+    pool = queue.worker(1)
+    scaler = Autoscaler(queue.runtime, pool, PROTOTYPE)  # cooldown 30 s
+    queue.submit_many(Submission(task="simulate") for _ in range(30))
+    assert scaler.tick().workers == 3  # starting is not a change
+    assert "cooling down" in scaler.tick().reason

@@ -34,7 +34,7 @@ def cli(*args: str) -> subprocess.CompletedProcess[str]:
         (["limits", "--rate-limit", "60 a minute"], "rate_limit must be N/unit"),
         (["explain", "not-a-job"], "no job with id 'not-a-job'"),
         (["worker", "--mode", "process", "--autoscale", "5:2"], "--autoscale must be MIN:MAX"),
-        (["worker", "--autoscale", "1:4"], "--autoscale needs --mode process"),
+        (["worker", "--autoscale", "4"], "--autoscale must be MIN:MAX"),
     ],
 )
 def test_bad_arguments_get_a_clear_error(args: list[str], message: str, tmp_path: object) -> None:

@@ -161,3 +161,32 @@ def test_the_counters_refresh_without_a_reload(page: Page, server: str) -> None:
     submit(server, {"user_id": "alice", "payload": {"duration": 0}})
     expect(page.locator("#count-COMPLETED")).to_have_text("1")
     assert page.evaluate("window.__same_page") is True
+
+
+def test_the_autoscaling_decisions_are_listed_as_text(page: Page, tmp_path: Path) -> None:
+    import time
+
+    from queuelab import Queue
+    from queuelab.store.scaling import ScaleLog
+
+    expect(page.locator("#scale-none")).to_be_visible()
+    q = Queue(f"sqlite:///{tmp_path / 'dashboard.db'}")  # the server's database
+    ScaleLog(q.runtime.db).record(
+        at=time.time(),
+        pool_id="host:1:abcd",
+        hostname="host",
+        backlog=42,
+        running=1,
+        workers_before=1,
+        workers_after=3,
+        reason=XSS,
+    )
+    q.close()
+    row = page.locator("#scale-events tbody tr")
+    expect(row).to_have_count(1)
+    expect(row).to_contain_text("1 → 3")
+    expect(row).to_contain_text("42")
+    expect(row).to_contain_text("<script>window.__pwned=1</script>")
+    expect(page.locator("#scale-none")).to_be_hidden()
+    assert page.locator("#scale-events script, #scale-events img").count() == 0
+    assert page.evaluate("typeof window.__pwned") == "undefined"

@@ -27,6 +27,8 @@ from queuelab.api.schemas import (
     LimitsOut,
     LimitsRequest,
     RequeueRequest,
+    ScaleEventOut,
+    ScaleEventsOut,
     StatsOut,
     SubmitRequest,
     SubmitResponse,
@@ -217,6 +219,10 @@ def _service_routes(app: FastAPI, queue: Queue, who: Callable[..., Principal]) -
             live_workers=workers,
             throughput=series,
         )
+
+    @_both(app, "GET", "/api/scale-events/", response_model=ScaleEventsOut)
+    def scale_events(me: Me, limit: Annotated[int, Query(ge=1, le=500)] = 50) -> ScaleEventsOut:
+        return ScaleEventsOut(events=[ScaleEventOut.of(e) for e in queue.scale_events(limit)])
 
     @app.get("/metrics", include_in_schema=False)
     def metrics(me: Me) -> Response:

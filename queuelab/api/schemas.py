@@ -9,6 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from queuelab.limits import MAX_LIMIT
 from queuelab.models import Attempt, Job
+from queuelab.store.scaling import ScaleEvent
 from queuelab.submission import MAX_DELAY_SECONDS, MAX_RETRIES_LIMIT, MAX_USER_ID_LENGTH
 
 Status = Literal["PENDING", "RUNNING", "COMPLETED", "FAILED", "CANCELLED"]
@@ -154,6 +155,36 @@ class StatsOut(BaseModel):
     outcomes_last_minute: dict[str, int]
     live_workers: list[WorkerOut]
     throughput: list[int] = Field(description="jobs completed in each of the last 60 seconds, oldest first")
+
+
+class ScaleEventOut(BaseModel):
+    id: int
+    at: datetime
+    pool_id: str = Field(description="the autoscaler that decided: host:pid:random")
+    hostname: str
+    backlog: int = Field(description="runnable backlog it saw")
+    running: int = Field(description="jobs RUNNING when it decided")
+    workers_before: int
+    workers_after: int
+    reason: str
+
+    @classmethod
+    def of(cls, event: ScaleEvent) -> ScaleEventOut:
+        return cls(
+            id=event.id,
+            at=event.at,
+            pool_id=event.pool_id,
+            hostname=event.hostname,
+            backlog=event.backlog,
+            running=event.running,
+            workers_before=event.workers_before,
+            workers_after=event.workers_after,
+            reason=event.reason,
+        )
+
+
+class ScaleEventsOut(BaseModel):
+    events: list[ScaleEventOut] = Field(description="newest first")
 
 
 class ExplanationOut(BaseModel):

@@ -9,6 +9,9 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 
+# Adding a table leaves the version alone: opening a database creates whatever tables it
+# lacks (create_all with checkfirst), so an older file gains them, and an older queuelab
+# ignores tables it does not know. Bump it only for a change older code would misread.
 SCHEMA_VERSION = 1
 NOTIFY_CHANNEL = "queuelab_jobs"
 
@@ -158,3 +161,21 @@ queues = sa.Table(
     sa.Column("paused", sa.Boolean, nullable=False),
     sa.Column("updated_at", sa.Double, nullable=False),
 )
+
+# The autoscaler's decision log: one row per change of a pool's size, newest read first
+# (by id). Each autoscaler prunes it by age and to a cap on rows as it writes.
+scale_events = sa.Table(
+    "queuelab_scale_events",
+    metadata,
+    sa.Column("id", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True, autoincrement=True),
+    sa.Column("at", sa.Double, nullable=False),
+    sa.Column("pool_id", sa.String(200), nullable=False),
+    sa.Column("hostname", sa.String(200), nullable=False),
+    sa.Column("backlog", sa.Integer, nullable=False),
+    sa.Column("running", sa.Integer, nullable=False),
+    sa.Column("workers_before", sa.Integer, nullable=False),
+    sa.Column("workers_after", sa.Integer, nullable=False),
+    sa.Column("reason", sa.String(500), nullable=False),
+)
+# Pruning by age.
+sa.Index("queuelab_scale_events_at", scale_events.c.at)

@@ -42,9 +42,16 @@ class WorkerRegistry:
                 )
             )
 
-    def beat(self, worker_id: str, now: float) -> None:
+    def beat(self, worker_id: str, now: float, concurrency: int | None = None) -> None:
+        """Mark the worker seen; with ``concurrency``, also its current number of slots."""
+        values: dict[str, float | int] = {"last_seen_at": now}
+        if concurrency is not None:
+            values["concurrency"] = concurrency
         with self.db.write() as conn:
-            conn.execute(workers.update().where(workers.c.id == worker_id).values(last_seen_at=now))
+            conn.execute(workers.update().where(workers.c.id == worker_id).values(**values))
+
+    def resize(self, worker_id: str, concurrency: int, now: float) -> None:
+        self.beat(worker_id, now, concurrency)
 
     def stop(self, worker_id: str, now: float) -> None:
         with self.db.write() as conn:

@@ -101,6 +101,19 @@ async function refreshDlq() {
   $("#dlq tbody").replaceChildren(...rows);
 }
 
+async function refreshScaleEvents() {
+  const page = await api("/api/scale-events/?limit=20");
+  const rows = page.events.map((e) => {
+    const row = el("tr", undefined, { "data-event": String(e.id) });
+    const change = e.workers_after > e.workers_before ? "up" : "down";
+    row.append(el("td", time(e.at)), el("td", e.pool_id), el("td", `${e.workers_before} → ${e.workers_after}`, { class: `scale-${change}` }),
+      el("td", e.backlog), el("td", e.running), el("td", e.reason));
+    return row;
+  });
+  $("#scale-events tbody").replaceChildren(...rows);
+  $("#scale-none").hidden = rows.length > 0;
+}
+
 async function act(jobId, action) {
   try {
     await api(`/api/requeue/${jobId}/`, { method: "POST", body: JSON.stringify({ action }) });
@@ -154,7 +167,7 @@ $("#requeue-all").addEventListener("click", async () => {
 
 async function tick() {
   try {
-    await Promise.all([refreshStats(), refreshRecent(), refreshDlq()]);
+    await Promise.all([refreshStats(), refreshRecent(), refreshDlq(), refreshScaleEvents()]);
     const selected = $("#job-detail").dataset.job;
     if (selected) await showJob(selected);
     $("#connection").textContent = `live · ${new Date().toLocaleTimeString()}`;
