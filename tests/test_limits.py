@@ -3,6 +3,9 @@ injected clock."""
 
 from __future__ import annotations
 
+from collections import Counter
+from collections.abc import Callable
+
 import pytest
 
 from queuelab import FakeClock, JobStatus, Queue, QuotaExceeded, RateLimited
@@ -141,6 +144,23 @@ def test_a_running_quota_holds_jobs_back_without_spending_attempts(queue: Queue)
     queue.runtime.leases.finish(first[0], Complete(None), WORKER, queue.runtime.clock.now())
     assert [lease.user_id for lease in claim(queue, 10)] == ["alice"]
     assert bob.id in {lease.job_id for lease in first}
+
+
+def test_running_quotas_resolve_own_then_star_then_settings(make_queue: Callable[..., Queue]) -> None:
+    """Inside the claim, a user's quota is their own max_running, else the * row's, else
+    the setting; 0 switches it off; setting only another limit leaves the quota inherited."""
+    queue = make_queue(clock=FakeClock(), max_running_per_user=1)
+    for user in ("ann", "ben", "cat", "dan"):
+        for _ in range(4):
+            queue.submit("simulate", user_id=user)
+    queue.set_limits("ben", max_running=3)  # own row
+    queue.set_limits("cat", max_running=0)  # own row: off
+    queue.set_limits("dan", rate_limit="100/minute")  # a row, but no max_running of its own
+    taken = Counter(lease.user_id for lease in claim(queue, 100))
+    assert taken == {"ann": 1, "ben": 3, "cat": 4, "dan": 1}  # ann and dan: the setting, 1
+    queue.set_limits("*", max_running=2)  # the * row now beats the setting
+    assert Counter(lease.user_id for lease in claim(queue, 100)) == {"ann": 1, "dan": 1}
+    assert claim(queue, 100) == []
 
 
 def test_explain_gives_each_reason(queue: Queue, clock: FakeClock) -> None:

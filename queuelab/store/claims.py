@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections import Counter
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,10 +20,11 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from queuelab.models import Lease
+from queuelab.store import quota_sql
 from queuelab.store import statements as st
 from queuelab.store.admission import lock_users
 from queuelab.store.database import Database
-from queuelab.store.limits import DEFAULTS, cache_for, running_quotas
+from queuelab.store.limits import cache_for, running_quotas
 from queuelab.store.schema import IS_RUNNING, jobs
 
 OVERFETCH = 4  # candidates per free slot when some may be over their user's quota
@@ -67,32 +67,15 @@ def _claim_within_quotas(
     quotas: dict[str, int | None],
     limit: int,
 ) -> list[Any]:
-    def quota(user: str) -> int | None:
-        return (quotas[user] if user in quotas else quotas[DEFAULTS]) or None
-
-    running = running_by_user(conn)
-    full = [u for u, n in running.items() if (q := quota(u)) is not None and n >= q]
-    pick = st.pick_statement(*shape, bool(full))
-    candidates = conn.execute(pick, {**params, "p_limit": limit * OVERFETCH, "p_skip_users": full}).all()
+    params = {**params, "p_overfetch": limit * OVERFETCH, "p_default_quota": db.settings.max_running_per_user}
+    if db.is_sqlite:  # one statement: the transaction holds the database write lock
+        return list(conn.execute(quota_sql.sqlite_quota_claim(*shape), params).all())
+    candidates = conn.execute(quota_sql.postgres_quota_pick(*shape), params).all()
     if not candidates:
         return []
-    users = sorted({c.user_id for c in candidates})
-    if not db.is_sqlite:
-        lock_users(conn, db, users)  # then count again: another claimer may have committed
-        running = running_by_user(conn, users)
-    taken: Counter[str] = Counter()
-    chosen = []
-    for candidate in candidates:
-        cap = quota(candidate.user_id)
-        if cap is not None and running.get(candidate.user_id, 0) + taken[candidate.user_id] >= cap:
-            continue
-        chosen.append(candidate.id)
-        taken[candidate.user_id] += 1
-        if len(chosen) == limit:
-            break
-    if not chosen:
-        return []
-    return list(conn.execute(st.CLAIM_IDS, {**params, "p_ids": chosen}).all())
+    lock_users(conn, db, sorted({c.user_id for c in candidates}))
+    # A new statement, so a new snapshot: it counts every claim committed before the locks.
+    return list(conn.execute(quota_sql.POSTGRES_QUOTA_TAKE, {**params, "p_ids": [c.id for c in candidates]}).all())
 
 
 def running_by_user(conn: Connection, users: list[str] | None = None) -> dict[str, int]:

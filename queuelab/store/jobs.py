@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.engine import Connection
 
 from queuelab.errors import InvalidArgument, InvalidTransition, JobNotFound, StoreError
 from queuelab.models import Job, JobStatus
@@ -91,13 +92,7 @@ class JobStore:
 
     def get(self, job_id: str) -> Job:
         with self.db.read() as conn:
-            row = conn.execute(sa.select(jobs).where(jobs.c.id == job_id)).mappings().first()
-            if row is None:
-                raise JobNotFound(f"no job with id {job_id!r}")
-            history = conn.execute(
-                sa.select(attempts).where(attempts.c.job_id == job_id).order_by(attempts.c.id)
-            ).mappings()
-            return job_from_row(row, history)
+            return _read_job(conn, job_id)
 
     def list(
         self, where: JobFilter, *, limit: int, before: tuple[float, str] | None = None, history: bool = False
@@ -121,8 +116,7 @@ class JobStore:
 
     def requeue(self, job_id: str, now: float) -> Job:
         """Back to PENDING with a fresh retry budget; the attempt history is kept."""
-        self._transition(job_id, REQUEUEABLE, "requeued", _requeue_values(now), notify=True)
-        return self.get(job_id)
+        return self._transition(job_id, REQUEUEABLE, "requeued", _requeue_values(now), notify=True)
 
     def requeue_many(self, where: JobFilter, now: float) -> int:
         statuses = (where.status,) if where.status is not None else (JobStatus.FAILED,)
@@ -143,13 +137,11 @@ class JobStore:
                 values["result"] = json.dumps(result, allow_nan=False)
             except (TypeError, ValueError) as exc:
                 raise InvalidArgument(f"result must be JSON-serialisable (no NaN or Infinity): {exc}") from None
-        self._transition(job_id, FORCEABLE, "forced to success", values)
-        return self.get(job_id)
+        return self._transition(job_id, FORCEABLE, "forced to success", values)
 
     def cancel(self, job_id: str, now: float) -> Job:
         values = {"status": JobStatus.CANCELLED, "finished_at": now}
-        self._transition(job_id, (JobStatus.PENDING,), "cancelled", values)
-        return self.get(job_id)
+        return self._transition(job_id, (JobStatus.PENDING,), "cancelled", values)
 
     def prune(
         self,
@@ -179,17 +171,27 @@ class JobStore:
 
     def _transition(
         self, job_id: str, allowed: Sequence[JobStatus], verb: str, values: dict[str, Any], notify: bool = False
-    ) -> None:
+    ) -> Job:
+        """Apply the change if the job's status allows it; return the job as the change left
+        it, read in the same transaction (a worker may claim a requeued job right after)."""
         stmt = jobs.update().where(jobs.c.id == job_id, jobs.c.status.in_(allowed)).values(**values)
         with self.db.write() as conn:
             if conn.execute(stmt).rowcount == 1:
                 if notify:
                     self.db.notify(conn, "*")
-                return
+                return _read_job(conn, job_id)
             status = conn.execute(sa.select(jobs.c.status).where(jobs.c.id == job_id)).scalar()
         if status is None:
             raise JobNotFound(f"no job with id {job_id!r}")
         raise InvalidTransition(f"job {job_id} is {status}; only {_names(allowed)} jobs can be {verb}")
+
+
+def _read_job(conn: Connection, job_id: str) -> Job:
+    row = conn.execute(sa.select(jobs).where(jobs.c.id == job_id)).mappings().first()
+    if row is None:
+        raise JobNotFound(f"no job with id {job_id!r}")
+    history = conn.execute(sa.select(attempts).where(attempts.c.job_id == job_id).order_by(attempts.c.id)).mappings()
+    return job_from_row(row, history)
 
 
 def _requeue_values(now: float) -> dict[str, Any]:
