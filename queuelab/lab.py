@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from queuelab import stats
+from queuelab.autoscale import Autoscaler, ScalePolicy
 from queuelab.errors import InvalidArgument, QuotaExceeded, RateLimited
 from queuelab.load import Load, plan
 from queuelab.models import Job
@@ -74,10 +75,16 @@ def run_experiment(
     time_limit: float = 300.0,
     sample_every: float = 0.25,
     progress: bool = True,
+    autoscale: ScalePolicy | None = None,
+    tick_seconds: float = 1.0,
 ) -> ExperimentResult:
     """Run ``load`` (see :mod:`queuelab.load`) on ``workers`` workers of ``mode`` against ``db``
     (a Queue, or a database URL to open and close), until every job has finished or
-    ``time_limit`` seconds pass (``summary["timed_out"]`` says which)."""
+    ``time_limit`` seconds pass (``summary["timed_out"]`` says which).
+
+    With ``autoscale``, the pool starts at the policy's minimum and an
+    :class:`~queuelab.autoscale.Autoscaler` resizes it every ``tick_seconds``;
+    ``result.samples["workers"]`` shows what it did."""
     check_pool_args(workers, mode)
     if not 0 < sample_every <= 60 or not time_limit > 0:
         raise InvalidArgument(f"sample_every must be in (0, 60] and time_limit > 0, got {sample_every}, {time_limit}")
@@ -86,7 +93,10 @@ def run_experiment(
         raise InvalidArgument("the load plans no jobs; give it a rate, a duration or a number of jobs")
     queue = db if isinstance(db, Queue) else Queue(db)
     try:
-        return _run(queue, arrivals, workers, mode, max_retries, name, time_limit, sample_every, progress, seed)
+        scaling = (autoscale, tick_seconds) if autoscale is not None else None
+        return _run(
+            queue, arrivals, workers, mode, max_retries, name, time_limit, sample_every, progress, seed, scaling
+        )
     finally:
         if queue is not db:
             queue.close()
@@ -103,14 +113,18 @@ def _run(
     sample_every: float,
     progress: bool,
     seed: int,
+    scaling: tuple[ScalePolicy, float] | None = None,
 ) -> ExperimentResult:
     from tqdm.auto import tqdm
 
     lab_queue = f"lab-{uuid.uuid4().hex[:8]}"
     name = name or lab_queue
     _ = q.runtime.db  # open (and create) the database before the clock starts
+    if scaling is not None:
+        workers = scaling[0].min_workers
     pool = q.worker(workers, mode, queues=[lab_queue]).start()
     _wait_ready(q, lab_queue, workers if mode == "process" else 1, time_limit)
+    scaler = None if scaling is None else Autoscaler(q.runtime, pool, scaling[0], tick_seconds=scaling[1]).start()
     sampler = Sampler(q, lab_queue, pool, sample_every)
     origin = q.runtime.clock.now()
     sampler.start(origin)
@@ -125,11 +139,16 @@ def _run(
         bar.update(sampler.finished - bar.n)
     finally:
         bar.close()
+        if scaler is not None:
+            scaler.stop()
         pool.stop()
         sampler.stop()
     frame = stats.timeline(q, queue=lab_queue, origin=origin)
     frame = _with_plan(frame, feeder, arrivals)
-    params = {"workers": workers, "mode": mode, "backend": q.runtime.db.dialect, "seed": seed, "queue": lab_queue}
+    params: dict[str, Any] = {"workers": workers, "mode": mode, "backend": q.runtime.db.dialect, "seed": seed}
+    params["queue"] = lab_queue
+    if scaling is not None:
+        params["autoscale"] = f"{scaling[0].min_workers}:{scaling[0].max_workers}"
     return ExperimentResult(
         name=name,
         params=params,

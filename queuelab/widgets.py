@@ -17,7 +17,6 @@ import io
 import logging
 import os
 import threading
-import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -340,23 +339,23 @@ def _throughput_png(series: list[int]) -> bytes:
 
 
 def _scale_events(q: Queue) -> str:
-    """The autoscaler's latest decisions as a small HTML table (escaped), if the store has any."""
-    reader = getattr(q, "scale_events", None)
-    if reader is None:
-        return "the autoscaler log is not available in this version"
-    events = reader(limit=10)
+    """The autoscaler's latest decisions as a small HTML table (every value escaped)."""
+    events = q.scale_events(limit=10)
     if not events:
         return "no scaling decisions yet (run workers with --autoscale MIN:MAX)"
-    rows = "".join(
-        "<tr>" + "".join(f"<td>{html.escape(str(v))}</td>" for v in _event_cells(e)) + "</tr>" for e in events
-    )
     head = "".join(f"<th>{h}</th>" for h in ("time", "backlog", "workers", "reason"))
+    rows = "".join(
+        "<tr>"
+        + "".join(
+            f"<td>{html.escape(str(cell))}</td>"
+            for cell in (
+                e.at.astimezone().strftime("%H:%M:%S"),
+                e.backlog,
+                f"{e.workers_before} → {e.workers_after}",
+                e.reason,
+            )
+        )
+        + "</tr>"
+        for e in events
+    )
     return f"<table><tr>{head}</tr>{rows}</table>"
-
-
-def _event_cells(event: Any) -> tuple[str, ...]:
-    at: Any = getattr(event, "at", 0.0)
-    epoch = at.timestamp() if hasattr(at, "timestamp") else float(at or 0.0)
-    when = time.strftime("%H:%M:%S", time.localtime(epoch))
-    before, after = getattr(event, "workers_before", "?"), getattr(event, "workers_after", "?")
-    return (when, str(getattr(event, "backlog", "?")), f"{before} → {after}", str(getattr(event, "reason", "")))

@@ -251,3 +251,17 @@ def test_throughput_against_workers_plots_a_sweep(sqlite_url: str) -> None:
     assert line.get_label() == "sqlite thread"
     with pytest.raises(InvalidArgument, match="missing"):
         plots.throughput_vs_workers(frame.drop(columns=["throughput"]))
+
+
+def test_an_autoscaled_experiment_grows_its_pool_within_bounds(sqlite_url: str) -> None:
+    from queuelab.autoscale import ScalePolicy
+
+    policy = ScalePolicy(min_workers=1, max_workers=4, scale_up_backlog=5, cooldown_seconds=0.0, idle_seconds=60)
+    burst = load.Tenant(user_id="u", shape=load.Burst(300), duration=0.01)
+    result = lab.run_experiment(sqlite_url, burst, autoscale=policy, tick_seconds=0.1, progress=False)
+    sizes = result.samples["workers"]
+    assert result.summary["completed"] == 300
+    assert sizes.iloc[0] == 1
+    assert sizes.max() == 4  # it scaled up to the maximum, and never past it
+    assert sizes.min() >= 1
+    assert result.params["autoscale"] == "1:4"

@@ -20,6 +20,10 @@ SMALL: dict[str, tuple[dict[str, Any], int]] = {
     "03_retries_and_dlq.ipynb": ({"JOBS": 60, "RETRY_BASE_SECONDS": 0.01}, 2),
     "04_rate_limits_and_fairness.ipynb": ({"HEAVY_JOBS": 200, "LIGHT_USERS": 2, "LIGHT_JOBS": 5}, 3),
     "05_control_panel.ipynb": ({"DEMO_SECONDS": 3}, 2),
+    "06_autoscaling.ipynb": (
+        {"BURST_JOBS": 300, "DIURNAL_RATE": 0.2, "REAL_BURST_JOBS": 150, "REAL_MAX_WORKERS": 3},
+        3,
+    ),
 }
 
 

@@ -113,3 +113,18 @@ def test_bad_input_shows_in_the_panel_and_changes_nothing(panel: ControlPanel, t
     panel.open_database.click()
     assert panel.q is not old
     assert panel.q.settings.database_url == other
+
+
+def test_the_autoscaler_log_shows_in_the_panel(panel: ControlPanel) -> None:
+    from queuelab.autoscale import Autoscaler, ScalePolicy
+
+    assert "no scaling decisions yet" in panel.scale_log.value
+    panel.pool_mode.value = "thread"
+    panel.start_pool.click()
+    assert panel.pool is not None
+    for _ in range(30):
+        panel.q.submit("simulate", {"duration": 0.2}, user_id="<b>bold</b>")
+    policy = ScalePolicy(min_workers=1, max_workers=4, scale_up_backlog=5, cooldown_seconds=0)
+    Autoscaler(panel.q.runtime, panel.pool, policy).tick()
+    wait_until(lambda: "→" in panel.scale_log.value, timeout=10, what="the decision in the panel")
+    assert "runnable backlog" in panel.scale_log.value
