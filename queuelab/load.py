@@ -47,30 +47,26 @@ def _positive(name: str, value: float, *, zero_ok: bool = False) -> None:
 
 
 @dataclass(frozen=True, slots=True)
-class Constant:
-    """``rate`` jobs per second, evenly spaced, for ``seconds``."""
-
+class _Rate:
     rate: float
     seconds: float
 
     def __post_init__(self) -> None:
         _positive("rate", self.rate)
         _positive("seconds", self.seconds)
+
+
+@dataclass(frozen=True, slots=True)
+class Constant(_Rate):
+    """``rate`` jobs per second, evenly spaced, for ``seconds``."""
 
     def arrivals(self, rng: np.random.Generator) -> np.ndarray:
         return np.arange(0.0, self.seconds, 1.0 / self.rate)
 
 
 @dataclass(frozen=True, slots=True)
-class Poisson:
+class Poisson(_Rate):
     """Poisson arrivals: exponential gaps with mean ``1 / rate``, for ``seconds``."""
-
-    rate: float
-    seconds: float
-
-    def __post_init__(self) -> None:
-        _positive("rate", self.rate)
-        _positive("seconds", self.seconds)
 
     def arrivals(self, rng: np.random.Generator) -> np.ndarray:
         n = rng.poisson(self.rate * self.seconds)

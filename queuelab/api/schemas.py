@@ -170,17 +170,7 @@ class ScaleEventOut(BaseModel):
 
     @classmethod
     def of(cls, event: ScaleEvent) -> ScaleEventOut:
-        return cls(
-            id=event.id,
-            at=event.at,
-            pool_id=event.pool_id,
-            hostname=event.hostname,
-            backlog=event.backlog,
-            running=event.running,
-            workers_before=event.workers_before,
-            workers_after=event.workers_after,
-            reason=event.reason,
-        )
+        return cls.model_validate(event, from_attributes=True)
 
 
 class ScaleEventsOut(BaseModel):

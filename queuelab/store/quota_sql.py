@@ -20,7 +20,7 @@ import sqlalchemy as sa
 from sqlalchemy.sql.dml import Update
 
 from queuelab.store.schema import IS_PENDING, IS_RUNNING, jobs, limits
-from queuelab.store.statements import _TAKE, CLAIMED_COLUMNS, NOW
+from queuelab.store.statements import _TAKE, CLAIMED_COLUMNS, runnable
 
 UNLIMITED = 2**31 - 1
 DEFAULTS = "*"
@@ -46,15 +46,8 @@ def _candidates(by_queue: bool, by_task: bool, skip_queues: bool) -> sa.Select[A
     """Runnable jobs in claim order, leaving out users already at their quota."""
     at_quota = sa.select(jobs.c.user_id).where(IS_RUNNING).group_by(jobs.c.user_id)
     at_quota = at_quota.having(sa.func.count() >= quota_of(jobs.c.user_id))
-    pick = sa.select(jobs.c.id, jobs.c.user_id, jobs.c.priority, jobs.c.fair_rank).where(
-        IS_PENDING, jobs.c.run_at <= NOW, jobs.c.user_id.not_in(at_quota)
-    )
-    if by_queue:
-        pick = pick.where(jobs.c.queue.in_(sa.bindparam("p_queues", expanding=True)))
-    if by_task:
-        pick = pick.where(jobs.c.task.in_(sa.bindparam("p_tasks", expanding=True)))
-    if skip_queues:
-        pick = pick.where(jobs.c.queue.not_in(sa.bindparam("p_skip_queues", expanding=True)))
+    columns = sa.select(jobs.c.id, jobs.c.user_id, jobs.c.priority, jobs.c.fair_rank)
+    pick = runnable(columns.where(jobs.c.user_id.not_in(at_quota)), by_queue, by_task, skip_queues)
     return pick.order_by(jobs.c.priority.desc(), jobs.c.fair_rank).limit(sa.bindparam("p_overfetch"))
 
 

@@ -36,6 +36,19 @@ CLAIMED_COLUMNS = (
 )
 
 
+def runnable(pick: sa.Select[Any], by_queue: bool, by_task: bool, skip_queues: bool) -> sa.Select[Any]:
+    """``pick`` narrowed to PENDING jobs due now, of the worker's queues and tasks, in queues
+    that are not paused (the lists are bound at execution: p_queues, p_tasks, p_skip_queues)."""
+    pick = pick.where(IS_PENDING, jobs.c.run_at <= NOW)
+    if by_queue:
+        pick = pick.where(jobs.c.queue.in_(sa.bindparam("p_queues", expanding=True)))
+    if by_task:
+        pick = pick.where(jobs.c.task.in_(sa.bindparam("p_tasks", expanding=True)))
+    if skip_queues:
+        pick = pick.where(jobs.c.queue.not_in(sa.bindparam("p_skip_queues", expanding=True)))
+    return pick
+
+
 @cache
 def pick_statement(by_queue: bool, by_task: bool, skip_queues: bool, skip_users: bool) -> sa.Select[Any]:
     """The runnable jobs in claim order: highest priority, then lowest fair rank.
@@ -45,13 +58,7 @@ def pick_statement(by_queue: bool, by_task: bool, skip_queues: bool, skip_users:
     drops the clause there without a word): the enclosing BEGIN IMMEDIATE holds the
     database write lock across the whole claim, which serialises claimers instead.
     """
-    pick = sa.select(jobs.c.id, jobs.c.user_id).where(IS_PENDING, jobs.c.run_at <= NOW)
-    if by_queue:
-        pick = pick.where(jobs.c.queue.in_(sa.bindparam("p_queues", expanding=True)))
-    if by_task:
-        pick = pick.where(jobs.c.task.in_(sa.bindparam("p_tasks", expanding=True)))
-    if skip_queues:
-        pick = pick.where(jobs.c.queue.not_in(sa.bindparam("p_skip_queues", expanding=True)))
+    pick = runnable(sa.select(jobs.c.id, jobs.c.user_id), by_queue, by_task, skip_queues)
     if skip_users:
         pick = pick.where(jobs.c.user_id.not_in(sa.bindparam("p_skip_users", expanding=True)))
     pick = pick.order_by(jobs.c.priority.desc(), jobs.c.fair_rank).limit(sa.bindparam("p_limit"))
