@@ -67,7 +67,12 @@ def run_worker_chaos(
     try:
         for start in range(0, jobs_total, 2000):
             q.submit_many(
-                Submission(task="record", payload={"path": str(records), "seconds": job_seconds}, max_retries=50)
+                Submission(
+                    task="record",
+                    payload={"path": str(records), "seconds": job_seconds},
+                    max_retries=50,
+                    lease_seconds=LEASE_SECONDS,  # the lease is the job's: a killed worker's jobs wait this long
+                )
                 for _ in range(min(2000, jobs_total - start))
             )
         pool = [_start(url, work, i, concurrency, env) for i in range(workers)]
