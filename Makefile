@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 export QUEUELAB_TEST_POSTGRES_URL ?= postgresql+psycopg://postgres@127.0.0.1:5432/test
 
-.PHONY: setup run demo test check lint format clean browser lab figures chaos fuzz soak
+.PHONY: setup run demo test check lint format clean browser lab figures bench chaos fuzz soak
 
 setup: $(STAMP)
 
@@ -23,6 +23,9 @@ demo: $(STAMP)  ## a worker pool working off a demo load on SQLite, in the termi
 
 test: $(STAMP) browser  ## the whole suite; PostgreSQL/Redis/browser tests skip (with the reason) if absent
 	$(PY) -m pytest
+
+bench: $(STAMP)  ## the benchmark suite on SQLite and PostgreSQL (QUEUELAB_TEST_POSTGRES_URL); results in benchmarks/results/
+	$(PY) -m queuelab.bench
 
 lab: $(STAMP)  ## JupyterLab on notebooks/, with this project's environment as its Python kernel
 	cd notebooks && ../$(PY) -m jupyter lab

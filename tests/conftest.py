@@ -86,7 +86,8 @@ def sqlite_url(tmp_path: Path) -> str:
 def postgres_url() -> Iterator[str]:
     require_postgres()
     schema = f"t_{uuid.uuid4().hex[:12]}"
-    admin = sa.create_engine(postgres_base_url())
+    # NullPool: no connection is kept across the test, which may restart the server.
+    admin = sa.create_engine(postgres_base_url(), poolclass=sa.pool.NullPool)
     with admin.begin() as conn:
         conn.execute(sa.text(f'CREATE SCHEMA "{schema}"'))
     base = sa.make_url(postgres_base_url())

@@ -1,0 +1,134 @@
+"""The HTTP API: submissions per second through ``POST /api/submit/`` (one uvicorn
+process, no workers, 16 clients in a closed loop), and the request latency at a fixed
+rate (an open loop: requests leave on schedule whether or not earlier ones returned)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import httpx
+
+from queuelab.bench.harness import fresh_queue
+from queuelab.bench.plan import Context
+from queuelab.bench.results import BenchError, Finding, Result, per_second, percentile
+
+BODY = b'{"user_id": "alice", "payload": {"duration": 0}}'
+HEADERS = {"Content-Type": "application/json"}
+CLIENTS = 16
+WARM_SECONDS = 0.5
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class Server:
+    """``python -m queuelab.api`` on ``db_url`` (no workers, no tokens, no rate limit)."""
+
+    def __init__(self, db_url: str) -> None:
+        self.port = _free_port()
+        self.base = f"http://127.0.0.1:{self.port}"
+        env = {**os.environ, "QUEUELAB_API_TOKENS": "", "QUEUELAB_RATE_LIMIT": "none"}
+        command = [sys.executable, "-m", "queuelab.api", "--db", db_url, "--port", str(self.port)]
+        self.proc = subprocess.Popen([*command, "--log-level", "warning"], env=env)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise BenchError(f"the API server exited with code {self.proc.returncode} before answering")
+            try:
+                if httpx.get(f"{self.base}/healthz", timeout=1).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                time.sleep(0.1)
+        self.close()
+        raise BenchError("the API server did not answer /healthz within 60s")
+
+    def close(self) -> None:
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.wait(30)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+
+
+async def closed_loop(base: str, seconds: float, clients: int) -> int:
+    """Requests answered in ``seconds`` by ``clients`` that each send the next request as
+    soon as the last one returns."""
+    done = 0
+    deadline = time.monotonic() + seconds
+
+    async def client(http: httpx.AsyncClient) -> None:
+        nonlocal done
+        while time.monotonic() < deadline:
+            response = await http.post(f"{base}/api/submit/", content=BODY, headers=HEADERS)
+            response.raise_for_status()
+            done += 1
+
+    async with httpx.AsyncClient(timeout=30, limits=httpx.Limits(max_connections=clients)) as http:
+        await asyncio.gather(*(client(http) for _ in range(clients)))
+    return done
+
+
+async def open_loop(base: str, rate: float, seconds: float) -> list[float]:
+    """Milliseconds per request, ``rate`` requests a second sent on schedule."""
+    latencies: list[float] = []
+
+    async def one(http: httpx.AsyncClient) -> None:
+        started = time.perf_counter()
+        response = await http.post(f"{base}/api/submit/", content=BODY, headers=HEADERS)
+        response.raise_for_status()
+        latencies.append(1000 * (time.perf_counter() - started))
+
+    async with httpx.AsyncClient(timeout=30, limits=httpx.Limits(max_connections=200)) as http:
+        tasks = []
+        start = time.perf_counter()
+        for i in range(max(1, int(rate * seconds))):
+            delay = start + i / rate - time.perf_counter()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            tasks.append(asyncio.create_task(one(http)))
+        await asyncio.gather(*tasks)
+    return latencies
+
+
+def api_figures(db_url: str, seconds: float = 5.0, rate: float = 200.0) -> dict[str, float]:
+    server = Server(db_url)
+    try:
+        asyncio.run(closed_loop(server.base, WARM_SECONDS, CLIENTS))  # connections, compiled statements
+        done = asyncio.run(closed_loop(server.base, seconds, CLIENTS))
+        latencies = asyncio.run(open_loop(server.base, rate, seconds))
+    finally:
+        server.close()
+    return {
+        "submits_per_second": per_second(done, seconds),
+        "p50_ms": percentile(latencies, 50),
+        "p99_ms": percentile(latencies, 99),
+        "rate": rate,
+    }
+
+
+def api(ctx: Context, kind: str) -> list[Finding]:
+    sizes = ctx.sizes
+    with fresh_queue(kind, ctx.postgres_url) as q:
+        _ = q.runtime.db  # the schema exists before the server starts
+        found = api_figures(q.settings.database_url, sizes.api_seconds, sizes.api_rate)
+    closed = f"POST /api/submit/, {CLIENTS} clients, 1 server process"
+    fixed = f"POST /api/submit/ at {sizes.api_rate:g} requests/s"
+
+    def result(case: str, metric: str, value: float, unit: str, floor: str = "") -> Result:
+        return Result(database=kind, scenario="api", case=case, metric=metric, value=value, unit=unit, floor_key=floor)
+
+    return [
+        result(closed, "throughput", found["submits_per_second"], "jobs/s", "insert/1"),
+        result(fixed, "p50", found["p50_ms"], "ms"),
+        result(fixed, "p99", found["p99_ms"], "ms"),
+    ]
