@@ -6,10 +6,13 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 
+import psycopg
 import pytest
+import sqlalchemy as sa
 
 from queuelab import InvalidArgument, JobStatus, Queue, RetryPolicy
 from queuelab.models import AttemptOutcome
@@ -136,3 +139,20 @@ def test_f3_prune_works_in_bounded_batches(queue: Queue) -> None:
     later = queue.runtime.clock.now() + 10
     assert queue.runtime.jobs.prune(later, batch=2, max_batches=1) == 2
     assert queue.runtime.jobs.prune(later, batch=2) == 3
+
+
+@pytest.mark.postgres
+def test_r1_the_first_call_after_postgresql_closed_a_pooled_connection_succeeds(postgres_url: str) -> None:
+    """Found by the PostgreSQL restart test: after a restart, the first statement on each
+    pooled connection failed with 'terminating connection due to administrator command'.
+    Here the server closes the queue's one pooled connection, as a restart would."""
+    q = Queue(postgres_url)
+    q.submit("simulate", {"duration": 0})
+    with q.runtime.db.read() as conn:
+        pid = conn.execute(sa.text("SELECT pg_backend_pid()")).scalar_one()
+    dsn = sa.make_url(postgres_url).set(drivername="postgresql")
+    with psycopg.connect(dsn.render_as_string(hide_password=False), autocommit=True) as admin:
+        assert admin.execute("SELECT pg_terminate_backend(%s)", (pid,)).fetchone() == (True,)
+    time.sleep(0.2)  # the FATAL message and the close reach the idle socket
+    assert q.stats().by_status["PENDING"] == 1  # no StoreError: the dead connection was replaced
+    q.close()
