@@ -162,53 +162,68 @@ def _sqlite_engine(url: sa.URL, settings: Settings) -> Engine:
         pool_size=8,
         max_overflow=32,
     )
+    busy_ms = int(settings.sqlite_busy_timeout_seconds * 1000)
 
     @event.listens_for(engine, "connect")
-    def _on_connect(dbapi_conn: Any, _record: Any) -> None:
+    def _on_connect(dbapi_conn: Any, record: Any) -> None:
         # Take transaction control from the sqlite3 module: it would open deferred
         # transactions on its own, and a deferred writer can fail with SQLITE_BUSY.
         dbapi_conn.isolation_level = None
         cursor = dbapi_conn.cursor()
         cursor.execute("PRAGMA journal_mode=WAL")
         cursor.execute(f"PRAGMA synchronous={settings.sqlite_synchronous}")
-        cursor.execute(f"PRAGMA busy_timeout={int(settings.sqlite_busy_timeout_seconds * 1000)}")
+        cursor.execute(f"PRAGMA busy_timeout={busy_ms}")
         cursor.close()
-
-    busy_ms = int(settings.sqlite_busy_timeout_seconds * 1000)
+        record.info[_BUSY_MS] = busy_ms
 
     @event.listens_for(engine, "begin")
     def _on_begin(conn: Connection) -> None:
         mode = conn.get_execution_options().get("queuelab_begin", "IMMEDIATE")
-        if mode == "IMMEDIATE" and _begin_immediate_fast(conn.connection.driver_connection, busy_ms):
-            return
+        raw, info = conn.connection.driver_connection, conn.connection.info
+        if mode == "IMMEDIATE":
+            _set_busy_timeout(raw, info, 0)  # the fast loop below does the waiting
+            if _begin_immediate_fast(raw):
+                return
+        _set_busy_timeout(raw, info, busy_ms)
         conn.exec_driver_sql(f"BEGIN {mode}")
 
     return engine
 
 
 FAST_LOCK_SECONDS = 1.0
+_BUSY_MS = "queuelab_busy_timeout_ms"  # the busy timeout a pooled connection has now
 
 
-def _begin_immediate_fast(raw: Any, busy_ms: int) -> bool:
-    """Try for the write lock with short randomised sleeps. SQLite's own busy handler
-    sleeps 1, 2, 5, 10 ms... between tries, far longer than a queue's write transaction
-    (a fraction of a millisecond), so N processes sharing one file would mostly sleep.
-    False after FAST_LOCK_SECONDS: the caller then waits with the normal busy timeout."""
-    raw.execute("PRAGMA busy_timeout=0")
-    try:
-        deadline = time.monotonic() + FAST_LOCK_SECONDS
-        ceiling = 0.0002
-        while True:
-            try:
-                raw.execute("BEGIN IMMEDIATE")
-                return True
-            except sqlite3.OperationalError as exc:
-                if "locked" not in str(exc) or time.monotonic() > deadline:
-                    return False
-            time.sleep(random.uniform(0.0, ceiling))
-            ceiling = min(ceiling * 2, 0.005)
-    finally:
+def _set_busy_timeout(raw: Any, info: dict[Any, Any], busy_ms: int) -> None:
+    """Set the connection's busy timeout, unless it has it already: a write transaction
+    runs with 0 (see _begin_immediate_fast) and a read with the configured timeout, and a
+    PRAGMA per transaction would be a third of a short write's statements.
+
+    A busy timeout of 0 inside a write transaction is safe: BEGIN IMMEDIATE has taken the
+    write lock and the read snapshot, so no later statement of it waits for a lock (the
+    checkpoint a commit may run is passive and never waits)."""
+    if info.get(_BUSY_MS) != busy_ms:
         raw.execute(f"PRAGMA busy_timeout={busy_ms}")
+        info[_BUSY_MS] = busy_ms
+
+
+def _begin_immediate_fast(raw: Any) -> bool:
+    """Try for the write lock with short randomised sleeps (the connection's busy timeout
+    is 0). SQLite's own busy handler sleeps 1, 2, 5, 10 ms... between tries, far longer
+    than a queue's write transaction (a fraction of a millisecond), so N processes sharing
+    one file would mostly sleep. False after FAST_LOCK_SECONDS: the caller then waits with
+    the normal busy timeout."""
+    deadline = time.monotonic() + FAST_LOCK_SECONDS
+    ceiling = 0.0002
+    while True:
+        try:
+            raw.execute("BEGIN IMMEDIATE")
+            return True
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                return False
+        time.sleep(random.uniform(0.0, ceiling))
+        ceiling = min(ceiling * 2, 0.005)
 
 
 def _postgres_engine(url: sa.URL) -> Engine:
