@@ -189,6 +189,8 @@ class Worker:
                 # Every slot is busy: only a slot finishing (a poke) can give us work.
                 wake.wait(self.runtime.settings.poll_interval_seconds, database=False)
                 continue
+            if not finished:
+                wake.watch()  # this claim may come back empty and end in the wait below
             claimed_at = self.runtime.clock.now()
             if self.settle(finished, free) or finished:
                 continue

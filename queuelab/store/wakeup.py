@@ -6,8 +6,11 @@ across processes, so an idle worker watches ``PRAGMA data_version``: a read of a
 in the shared-memory WAL index that changes whenever another connection commits. It costs
 microseconds and touches no table, unlike re-running the claim query.
 
-Protocol for a worker: ``mark()`` before it claims, ``wait(timeout)`` when the claim came
-back empty. Anything committed after ``mark()`` ends the wait at once.
+Protocol for a worker: ``mark()`` at the top of each turn (a poke after it ends the next
+wait), ``watch()`` before a claim that may leave it idle, ``wait(timeout)`` when that claim
+came back empty. Anything committed after ``watch()`` ends the wait at once. A busy turn
+(one that acks, or has no free slot) never waits on the database, so it skips ``watch()``
+and its read.
 """
 
 from __future__ import annotations
@@ -31,7 +34,14 @@ SQLITE_FAST_POLL_FOR_SECONDS = 0.2
 
 
 class Wakeup(Protocol):
-    def mark(self) -> None: ...
+    def mark(self) -> None:
+        """Forget earlier pokes."""
+        ...
+
+    def watch(self) -> None:
+        """Note the database's state: a commit after this ends the next ``wait``."""
+        ...
+
     def wait(self, timeout: float, *, database: bool = True) -> None:
         """Return on a poke, on a commit by another connection (if ``database``), or at
         ``timeout``."""
@@ -54,6 +64,8 @@ class SqliteWakeup:
 
     def mark(self) -> None:
         self._event.clear()
+
+    def watch(self) -> None:
         self._version = self._read()
 
     def wait(self, timeout: float, *, database: bool = True) -> None:
@@ -95,6 +107,9 @@ class PostgresWakeup:
 
     def mark(self) -> None:
         self._event.clear()
+
+    def watch(self) -> None:
+        """Nothing to note: every submit's NOTIFY pokes the listener."""
 
     def wait(self, timeout: float, *, database: bool = True) -> None:
         self._event.wait(timeout)
