@@ -38,19 +38,22 @@ class ClaimFilter:
 
 
 def claim(conn: Connection, db: Database, which: ClaimFilter, limit: int, now: float) -> list[Lease]:
-    if which.tasks is not None and not which.tasks:
+    if which.tasks == () or which.queues == ():  # an empty list allows nothing
         return []
     token = str(uuid.uuid4())
-    params: dict[str, Any] = {"p_now": now, "p_limit": limit, "p_token": token, "p_owner": which.worker_id}
-    if which.queues is not None:
-        params["p_queues"] = list(which.queues)
-    if which.tasks is not None:
-        params["p_tasks"] = list(which.tasks)
+    queues, tasks = which.queues or (), which.tasks or ()
     snapshot = cache_for(db).get(conn)
     paused = snapshot.paused
-    if paused:
-        params["p_skip_queues"] = paused
-    shape = (which.queues is not None, which.tasks is not None, bool(paused))
+    params: dict[str, Any] = {
+        "p_now": now,
+        "p_limit": limit,
+        "p_token": token,
+        "p_owner": which.worker_id,
+        **st.in_list_params("p_queues", queues),
+        **st.in_list_params("p_tasks", tasks),
+        **st.in_list_params("p_skip_queues", paused),
+    }
+    shape = (len(queues), len(tasks), len(paused))
     quotas = running_quotas(snapshot, db.settings)
     if quotas is None:
         rows = conn.execute(st.claim_statement(*shape), params).all()
@@ -62,7 +65,7 @@ def claim(conn: Connection, db: Database, which: ClaimFilter, limit: int, now: f
 def _claim_within_quotas(
     conn: Connection,
     db: Database,
-    shape: tuple[bool, bool, bool],
+    shape: tuple[int, int, int],
     params: dict[str, Any],
     quotas: dict[str, int | None],
     limit: int,

@@ -42,12 +42,12 @@ def running_of(user: sa.ColumnElement[Any]) -> sa.ColumnElement[int]:
     )
 
 
-def _candidates(by_queue: bool, by_task: bool, skip_queues: bool) -> sa.Select[Any]:
+def _candidates(queues: int, tasks: int, skip_queues: int) -> sa.Select[Any]:
     """Runnable jobs in claim order, leaving out users already at their quota."""
     at_quota = sa.select(jobs.c.user_id).where(IS_RUNNING).group_by(jobs.c.user_id)
     at_quota = at_quota.having(sa.func.count() >= quota_of(jobs.c.user_id))
     columns = sa.select(jobs.c.id, jobs.c.user_id, jobs.c.priority, jobs.c.fair_rank)
-    pick = runnable(columns.where(jobs.c.user_id.not_in(at_quota)), by_queue, by_task, skip_queues)
+    pick = runnable(columns.where(jobs.c.user_id.not_in(at_quota)), queues, tasks, skip_queues)
     return pick.order_by(jobs.c.priority.desc(), jobs.c.fair_rank).limit(sa.bindparam("p_overfetch"))
 
 
@@ -79,15 +79,15 @@ def _take(chosen: sa.Select[Any]) -> Update:
 
 
 @cache
-def sqlite_quota_claim(by_queue: bool, by_task: bool, skip_queues: bool) -> Update:
+def sqlite_quota_claim(queues: int, tasks: int, skip_queues: int) -> Update:
     """Pick, check the quotas and take, in one statement (under SQLite's write lock)."""
-    return _take(_within_room(_candidates(by_queue, by_task, skip_queues).subquery("candidates")))
+    return _take(_within_room(_candidates(queues, tasks, skip_queues).subquery("candidates")))
 
 
 @cache
-def postgres_quota_pick(by_queue: bool, by_task: bool, skip_queues: bool) -> sa.Select[Any]:
+def postgres_quota_pick(queues: int, tasks: int, skip_queues: int) -> sa.Select[Any]:
     """Step 1 on PostgreSQL: the candidates, row-locked (others skip them)."""
-    return _candidates(by_queue, by_task, skip_queues).with_for_update(of=jobs, skip_locked=True)
+    return _candidates(queues, tasks, skip_queues).with_for_update(of=jobs, skip_locked=True)
 
 
 def _picked() -> sa.Subquery:

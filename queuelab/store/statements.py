@@ -6,6 +6,7 @@ import and reused, so each call only binds values (SQLAlchemy caches the compile
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from functools import cache
 from typing import Any
 
@@ -36,21 +37,34 @@ CLAIMED_COLUMNS = (
 )
 
 
-def runnable(pick: sa.Select[Any], by_queue: bool, by_task: bool, skip_queues: bool) -> sa.Select[Any]:
+def in_list(name: str, count: int) -> list[sa.BindParameter[Any]]:
+    """``count`` plain bind parameters ``name_0``, ``name_1``...: an ``IN`` list whose SQL is
+    compiled once per length and cached, where an expanding parameter would re-render the
+    statement on every execution (a tenth of a millisecond per claim)."""
+    return [sa.bindparam(f"{name}_{i}") for i in range(count)]
+
+
+def in_list_params(name: str, values: Sequence[Any]) -> dict[str, Any]:
+    """The values for :func:`in_list` (``name``, ``len(values)``)."""
+    return {f"{name}_{i}": value for i, value in enumerate(values)}
+
+
+def runnable(pick: sa.Select[Any], queues: int, tasks: int, skip_queues: int) -> sa.Select[Any]:
     """``pick`` narrowed to PENDING jobs due now, of the worker's queues and tasks, in queues
-    that are not paused (the lists are bound at execution: p_queues, p_tasks, p_skip_queues)."""
+    that are not paused. Each filter is a list of that many values (0: no filter), bound at
+    execution (see :func:`in_list_params`: p_queues, p_tasks, p_skip_queues)."""
     pick = pick.where(IS_PENDING, jobs.c.run_at <= NOW)
-    if by_queue:
-        pick = pick.where(jobs.c.queue.in_(sa.bindparam("p_queues", expanding=True)))
-    if by_task:
-        pick = pick.where(jobs.c.task.in_(sa.bindparam("p_tasks", expanding=True)))
+    if queues:
+        pick = pick.where(jobs.c.queue.in_(in_list("p_queues", queues)))
+    if tasks:
+        pick = pick.where(jobs.c.task.in_(in_list("p_tasks", tasks)))
     if skip_queues:
-        pick = pick.where(jobs.c.queue.not_in(sa.bindparam("p_skip_queues", expanding=True)))
+        pick = pick.where(jobs.c.queue.not_in(in_list("p_skip_queues", skip_queues)))
     return pick
 
 
 @cache
-def pick_statement(by_queue: bool, by_task: bool, skip_queues: bool, skip_users: bool) -> sa.Select[Any]:
+def pick_statement(queues: int, tasks: int, skip_queues: int) -> sa.Select[Any]:
     """The runnable jobs in claim order: highest priority, then lowest fair rank.
 
     PostgreSQL: FOR UPDATE SKIP LOCKED lets concurrent claimers pass over rows another
@@ -58,9 +72,7 @@ def pick_statement(by_queue: bool, by_task: bool, skip_queues: bool, skip_users:
     drops the clause there without a word): the enclosing BEGIN IMMEDIATE holds the
     database write lock across the whole claim, which serialises claimers instead.
     """
-    pick = runnable(sa.select(jobs.c.id, jobs.c.user_id), by_queue, by_task, skip_queues)
-    if skip_users:
-        pick = pick.where(jobs.c.user_id.not_in(sa.bindparam("p_skip_users", expanding=True)))
+    pick = runnable(sa.select(jobs.c.id, jobs.c.user_id), queues, tasks, skip_queues)
     pick = pick.order_by(jobs.c.priority.desc(), jobs.c.fair_rank).limit(sa.bindparam("p_limit"))
     return pick.with_for_update(skip_locked=True)
 
@@ -76,9 +88,9 @@ _TAKE = {
 
 
 @cache
-def claim_statement(by_queue: bool, by_task: bool, skip_queues: bool) -> Update:
+def claim_statement(queues: int, tasks: int, skip_queues: int) -> Update:
     """Pick and take in one statement: UPDATE ... WHERE id IN (pick) RETURNING ..."""
-    pick = pick_statement(by_queue, by_task, skip_queues, False).with_only_columns(jobs.c.id)
+    pick = pick_statement(queues, tasks, skip_queues).with_only_columns(jobs.c.id)
     return jobs.update().where(jobs.c.id.in_(pick.scalar_subquery())).values(**_TAKE).returning(*CLAIMED_COLUMNS)
 
 
