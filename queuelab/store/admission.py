@@ -17,6 +17,7 @@ from sqlalchemy.engine import Connection
 
 from queuelab.errors import QuotaExceeded, RateLimited
 from queuelab.limits import RateLimit, enabled, rate_enabled
+from queuelab.store import direct
 from queuelab.store.database import Database
 from queuelab.store.limits import cache_for, effective_in
 from queuelab.store.schema import IS_PENDING, jobs
@@ -63,7 +64,7 @@ def admit(conn: Connection, db: Database, rows: Sequence[dict[str, Any]], now: f
         rate = rate_enabled(lim.rate_limit)
         if rate is not None and rate_in_sql:
             _check_rate(conn, user, len(mine), rate, now)
-        _assign_ranks(conn, user, mine, lim.weight or 1)
+        _assign_ranks(conn, db, user, mine, lim.weight or 1)
 
 
 def _check_active(conn: Connection, user: str, wanted: int, cap: int) -> None:
@@ -109,7 +110,7 @@ _RANKS = sa.select(
 )
 
 
-def _assign_ranks(conn: Connection, user: str, rows: list[dict[str, Any]], weight: int) -> None:
+def _assign_ranks(conn: Connection, db: Database, user: str, rows: list[dict[str, Any]], weight: int) -> None:
     """Start-time fair queueing: a user with pending jobs at this priority continues after
     their last rank; a user with none starts at the head of the line. Steps of 1/weight."""
     step = 1.0 / weight
@@ -117,7 +118,7 @@ def _assign_ranks(conn: Connection, user: str, rows: list[dict[str, Any]], weigh
     for row in rows:
         by_priority[row["priority"]].append(row)
     for priority, group in by_priority.items():
-        last, head = conn.execute(_RANKS, {"p_user": user, "p_priority": priority}).one()
+        ((last, head),) = direct.execute(conn, db, _RANKS, {"p_user": user, "p_priority": priority}).rows
         last = last if last is not None else head if head is not None else 0.0
         for i, row in enumerate(group, start=1):
             row["fair_rank"] = last + i * step

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,7 +21,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from queuelab.models import Lease
-from queuelab.store import quota_sql
+from queuelab.store import direct, quota_sql
 from queuelab.store import statements as st
 from queuelab.store.admission import lock_users
 from queuelab.store.database import Database
@@ -56,7 +57,7 @@ def claim(conn: Connection, db: Database, which: ClaimFilter, limit: int, now: f
     shape = (len(queues), len(tasks), len(paused))
     quotas = running_quotas(snapshot, db.settings)
     if quotas is None:
-        rows = conn.execute(st.claim_statement(*shape), params).all()
+        rows = direct.execute(conn, db, st.claim_statement(*shape), params).rows
     else:
         rows = _claim_within_quotas(conn, db, shape, params, quotas, limit)
     return [lease_from_row(row, token, now) for row in rows]
@@ -69,7 +70,7 @@ def _claim_within_quotas(
     params: dict[str, Any],
     quotas: dict[str, int | None],
     limit: int,
-) -> list[Any]:
+) -> Sequence[Any]:
     params = {**params, "p_overfetch": limit * OVERFETCH, "p_default_quota": db.settings.max_running_per_user}
     if db.is_sqlite:  # one statement: the transaction holds the database write lock
         return list(conn.execute(quota_sql.sqlite_quota_claim(*shape), params).all())

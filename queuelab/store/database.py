@@ -119,9 +119,10 @@ class Database:
 def translate_errors(db: Database) -> Iterator[None]:
     try:
         yield
-    except sa.exc.DBAPIError as exc:
-        lines = str(exc.orig if exc.orig is not None else exc).strip().splitlines()
-        detail = lines[0] if lines else repr(exc.orig)
+    except (sa.exc.DBAPIError, sqlite3.Error) as exc:  # sqlite3's own: see store/direct.py
+        orig = exc.orig if isinstance(exc, sa.exc.DBAPIError) else exc
+        lines = str(orig if orig is not None else exc).strip().splitlines()
+        detail = lines[0] if lines else repr(orig)
         if "locked" in detail:
             detail += (
                 f" (waited {db.settings.sqlite_busy_timeout_seconds:g}s for the write lock; "

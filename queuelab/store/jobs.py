@@ -14,6 +14,7 @@ from sqlalchemy.engine import Connection
 
 from queuelab.errors import InvalidArgument, InvalidTransition, JobNotFound, StoreError
 from queuelab.models import Job, JobStatus
+from queuelab.store import direct
 from queuelab.store.admission import admit
 from queuelab.store.database import Database
 from queuelab.store.rows import job_from_row
@@ -80,7 +81,10 @@ class JobStore:
                         seen.add(key)
             if fresh:
                 admit(conn, self.db, fresh, now, rate_in_sql=rate_in_sql)
-                conn.execute(_INSERT, fresh)
+                if len(fresh) == 1:
+                    direct.execute(conn, self.db, _INSERT, fresh[0])
+                else:
+                    conn.execute(_INSERT, fresh)
                 for queue in sorted({r["queue"] for r in fresh}):
                     self.db.notify(conn, queue)
         return existing

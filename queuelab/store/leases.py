@@ -20,6 +20,7 @@ from sqlalchemy.engine import Connection
 from queuelab.errors import LeaseLost
 from queuelab.models import AttemptOutcome, Lease
 from queuelab.policy import Complete, DeadLetter, Decision, Errored, Retry
+from queuelab.store import direct
 from queuelab.store import statements as st
 from queuelab.store.claims import ClaimFilter, claim, lease_from_row
 from queuelab.store.database import Database
@@ -70,7 +71,7 @@ class LeaseStore:
         read once the write lock is held, so a long wait for it cannot shorten a lease.
         """
         with self.db.write() as conn:
-            lost = [f.lease for f in finished if not _apply(conn, f, which.worker_id)]
+            lost = [f.lease for f in finished if not _apply(conn, self.db, f, which.worker_id)]
             claimed = claim(conn, self.db, which, limit, _read(now)) if limit > 0 else []
         return lost, claimed
 
@@ -78,12 +79,13 @@ class LeaseStore:
         """Extend the leases; return those that are no longer ours."""
         with self.db.write() as conn:
             at = _read(now)
-            return [lease for lease in leases if conn.execute(st.EXTEND, {**_held(lease), "p_now": at}).rowcount != 1]
+            extend = [direct.execute(conn, self.db, st.EXTEND, {**_held(lease), "p_now": at}) for lease in leases]
+            return [lease for lease, done in zip(leases, extend, strict=True) if done.rowcount != 1]
 
     def finish(self, lease: Lease, decision: Decision, worker_id: str, now: float) -> None:
         """Apply the decision for one attempt; :class:`LeaseLost` if the lease is gone."""
         with self.db.write() as conn:
-            if not _apply(conn, Finished(lease, decision, now), worker_id):
+            if not _apply(conn, self.db, Finished(lease, decision, now), worker_id):
                 raise LeaseLost(
                     f"job {lease.job_id}: the lease of attempt {lease.attempt} is no longer held by "
                     f"{worker_id} (it expired and was rescued, or was released); the result was discarded"
@@ -124,7 +126,7 @@ class LeaseStore:
                 message = f"worker {row.lease_owner} stopped heartbeating; its lease expired at {when}"
                 error = Errored(AttemptOutcome.LOST, "WorkerLost", message)
                 decision = decide(error, row.attempts, row.max_retries)
-                rescued += _apply(conn, Finished(lease, decision, now), row.lease_owner)
+                rescued += _apply(conn, self.db, Finished(lease, decision, now), row.lease_owner)
         return rescued
 
     def next_run_at(self, queues: Sequence[str] | None, tasks: Sequence[str] | None = None) -> float | None:
@@ -142,7 +144,7 @@ def _held(lease: Lease) -> dict[str, Any]:
     return {"p_id": lease.job_id, "p_token": lease.token}
 
 
-def _apply(conn: Connection, done: Finished, worker_id: str | None) -> bool:
+def _apply(conn: Connection, db: Database, done: Finished, worker_id: str | None) -> bool:
     """One UPDATE guarded by the lease token, then the attempt's history row. False, and
     nothing written, when the token no longer matches."""
     lease, now = done.lease, done.finished_at
@@ -156,11 +158,10 @@ def _apply(conn: Connection, done: Finished, worker_id: str | None) -> bool:
             params["p_run_at"] = run_at
         case DeadLetter(error, _reason):
             stmt, outcome = st.DEAD_LETTER, error.kind
-    if conn.execute(stmt, params).rowcount != 1:
+    if direct.execute(conn, db, stmt, params).rowcount != 1:
         return False
-    conn.execute(
-        st.RECORD_ATTEMPT, _attempt_row(lease.job_id, lease.attempt, worker_id, outcome, lease.started_at, now, error)
-    )
+    row = _attempt_row(lease.job_id, lease.attempt, worker_id, outcome, lease.started_at, now, error)
+    direct.execute(conn, db, st.RECORD_ATTEMPT, row)
     return True
 
 
