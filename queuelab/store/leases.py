@@ -151,16 +151,19 @@ def _apply(conn: Connection, db: Database, done: Finished, worker_id: str | None
     params = {**_held(lease), "p_now": now}
     match done.decision:
         case Complete(result):
-            stmt, error, outcome = st.COMPLETE, None, AttemptOutcome.COMPLETED
+            stmt, both, error, outcome = st.COMPLETE, st.COMPLETE_AND_RECORD, None, AttemptOutcome.COMPLETED
             params["p_result"] = json.dumps(result)
         case Retry(run_at, error):
-            stmt, outcome = st.RETRY, error.kind
+            stmt, both, outcome = st.RETRY, st.RETRY_AND_RECORD, error.kind
             params["p_run_at"] = run_at
         case DeadLetter(error, _reason):
-            stmt, outcome = st.DEAD_LETTER, error.kind
+            stmt, both, outcome = st.DEAD_LETTER, st.DEAD_LETTER_AND_RECORD, error.kind
+    row = _attempt_row(lease.job_id, lease.attempt, worker_id, outcome, lease.started_at, now, error)
+    if not db.is_sqlite:
+        recorded = {f"a_{name}": row[name] for name in st.ATTEMPT_COLUMNS}
+        return len(conn.execute(both, {**params, **recorded}).all()) == 1
     if direct.execute(conn, db, stmt, params).rowcount != 1:
         return False
-    row = _attempt_row(lease.job_id, lease.attempt, worker_id, outcome, lease.started_at, now, error)
     direct.execute(conn, db, st.RECORD_ATTEMPT, row)
     return True
 

@@ -11,7 +11,7 @@ from functools import cache
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.sql.dml import Update
+from sqlalchemy.sql.dml import Insert, Update
 
 from queuelab.models import JobStatus
 from queuelab.store.schema import IS_PENDING, IS_RUNNING, attempts, jobs
@@ -114,3 +114,25 @@ DEAD_LETTER = jobs.update().where(*_HELD).values(status=JobStatus.FAILED, finish
 RELEASE = jobs.update().where(*_HELD).values(status=JobStatus.PENDING, attempts=jobs.c.attempts - 1, **_NO_LEASE)
 EXTEND = jobs.update().where(*_HELD).values(lease_expires_at=NOW + jobs.c.lease_seconds)
 RECORD_ATTEMPT = attempts.insert()
+
+# The attempt row's values, bound as a_<column> where one statement also acks (below).
+ATTEMPT_COLUMNS = ("number", "worker_id", "outcome", "started_at", "error_type", "error_message", "traceback")
+
+
+def _and_record(ack: Update) -> Insert:
+    """PostgreSQL: the ack and its attempt row in one statement, one round trip instead
+    of two: the row is inserted only if the ack matched (the lease was held), so the
+    statement's rowcount is the ack's. SQLite has no UPDATE inside WITH; it runs the two
+    statements, each a few microseconds there. Returns one row if the lease was held."""
+    done = ack.returning(jobs.c.id).cte("done")
+    # Cast, since a NULL bound in a SELECT list would be typed text; to the type without its
+    # length, which a cast would silently truncate to (the insert still checks it).
+    values = [sa.cast(sa.bindparam(f"a_{name}"), type(attempts.c[name].type)()) for name in ATTEMPT_COLUMNS]
+    row = sa.select(done.c.id, *values, sa.cast(NOW, sa.Double))
+    # RETURNING: psycopg reports no rowcount for this statement; the rows say it.
+    return attempts.insert().from_select(["job_id", *ATTEMPT_COLUMNS, "finished_at"], row).returning(attempts.c.id)
+
+
+COMPLETE_AND_RECORD = _and_record(COMPLETE)
+RETRY_AND_RECORD = _and_record(RETRY)
+DEAD_LETTER_AND_RECORD = _and_record(DEAD_LETTER)
