@@ -15,7 +15,7 @@ from sqlalchemy.engine import Connection
 from queuelab.errors import InvalidArgument, InvalidTransition, JobNotFound, StoreError
 from queuelab.models import Job, JobStatus
 from queuelab.store import direct
-from queuelab.store.admission import admit
+from queuelab.store.admission import RANK_STEP, admit, ranked_insert
 from queuelab.store.database import Database
 from queuelab.store.rows import job_from_row
 from queuelab.store.schema import attempts, jobs
@@ -80,14 +80,25 @@ class JobStore:
                     if key is not None:
                         seen.add(key)
             if fresh:
-                admit(conn, self.db, fresh, now, rate_in_sql=rate_in_sql)
-                if len(fresh) == 1:
-                    direct.execute(conn, self.db, _INSERT, fresh[0])
-                else:
-                    conn.execute(_INSERT, fresh)
-                for queue in sorted({r["queue"] for r in fresh}):
-                    self.db.notify(conn, queue)
+                self._write_rows(conn, fresh, now, rate_in_sql)
         return existing
+
+    def _write_rows(self, conn: Connection, rows: list[dict[str, Any]], now: float, rate_in_sql: bool) -> None:
+        """Admit, rank and insert ``rows``, and wake the workers of their queues."""
+        if len(rows) == 1 and not self.db.is_sqlite:  # a single submit: one round trip
+            admit(conn, self.db, rows, now, rate_in_sql=rate_in_sql, rank_in_sql=True)
+            row = rows[0]
+            columns = tuple(name for name in row if name != RANK_STEP)
+            params = {**row, "p_user": row["user_id"], "p_priority": row["priority"]}
+            conn.execute(ranked_insert(columns), params)
+            return
+        admit(conn, self.db, rows, now, rate_in_sql=rate_in_sql)
+        if len(rows) == 1:
+            direct.execute(conn, self.db, _INSERT, rows[0])
+        else:
+            conn.execute(_INSERT, rows)
+        for queue in sorted({r["queue"] for r in rows}):
+            self.db.notify(conn, queue)
 
     def find_by_idempotency_key(self, key: str) -> Job | None:
         with self.db.read() as conn:
