@@ -23,7 +23,6 @@ from sqlalchemy.engine import Connection
 from queuelab.models import Lease
 from queuelab.store import direct, quota_sql
 from queuelab.store import statements as st
-from queuelab.store.admission import lock_users
 from queuelab.store.database import Database
 from queuelab.store.limits import cache_for, running_quotas
 from queuelab.store.schema import IS_RUNNING, jobs
@@ -74,10 +73,9 @@ def _claim_within_quotas(
     params = {**params, "p_overfetch": limit * OVERFETCH, "p_default_quota": db.settings.max_running_per_user}
     if db.is_sqlite:  # one statement: the transaction holds the database write lock
         return list(conn.execute(quota_sql.sqlite_quota_claim(*shape), params).all())
-    candidates = conn.execute(quota_sql.postgres_quota_pick(*shape), params).all()
+    candidates = conn.execute(quota_sql.postgres_quota_pick(*shape), params).all()  # and locks their users
     if not candidates:
         return []
-    lock_users(conn, db, sorted({c.user_id for c in candidates}))
     # A new statement, so a new snapshot: it counts every claim committed before the locks.
     return list(conn.execute(quota_sql.POSTGRES_QUOTA_TAKE, {**params, "p_ids": [c.id for c in candidates]}).all())
 

@@ -17,8 +17,10 @@ from functools import cache
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.sql.dml import Update
 
+from queuelab.store.admission import USER_LOCK_SPACE
 from queuelab.store.schema import IS_PENDING, IS_RUNNING, jobs, limits
 from queuelab.store.statements import _TAKE, CLAIMED_COLUMNS, runnable
 
@@ -69,13 +71,14 @@ def _within_room(candidates: sa.Subquery) -> sa.Select[Any]:
     )
 
 
-def _take(chosen: sa.Select[Any]) -> Update:
-    return (
-        jobs.update()
-        .where(jobs.c.id.in_(chosen.scalar_subquery()), IS_PENDING)
-        .values(**_TAKE)
-        .returning(*CLAIMED_COLUMNS)
-    )
+def _take(chosen: sa.Select[Any], *, postgres: bool = False) -> Update:
+    """Take the ``chosen`` ids. PostgreSQL: ``id = ANY(ARRAY(chosen))``, so the few ids are
+    computed once and each row found by primary key; with ``id IN (chosen)`` the planner
+    (without statistics, as on a fresh backlog) chose a semi join that re-read every
+    pending row per claim: 9 ms with 2,850 pending, growing with the backlog."""
+    ids = sa.any_(sa.func.array(chosen.scalar_subquery())) if postgres else None
+    taken = jobs.c.id == ids if ids is not None else jobs.c.id.in_(chosen.scalar_subquery())
+    return jobs.update().where(taken, IS_PENDING).values(**_TAKE).returning(*CLAIMED_COLUMNS)
 
 
 @cache
@@ -86,17 +89,28 @@ def sqlite_quota_claim(queues: int, tasks: int, skip_queues: int) -> Update:
 
 @cache
 def postgres_quota_pick(queues: int, tasks: int, skip_queues: int) -> sa.Select[Any]:
-    """Step 1 on PostgreSQL: the candidates, row-locked (others skip them)."""
-    return _candidates(queues, tasks, skip_queues).with_for_update(of=jobs, skip_locked=True)
+    """Steps 1 and 2 on PostgreSQL, one round trip: the candidates, row-locked (others skip
+    them), then their users' advisory locks (see admission.lock_users), taken in user order
+    (two claimers cannot deadlock on them) by an aggregate over the materialised candidates
+    (referenced twice, so evaluated once: the rows locked are the rows returned)."""
+    picked = _candidates(queues, tasks, skip_queues).with_for_update(of=jobs, skip_locked=True)
+    candidates = picked.cte("picked").prefix_with("MATERIALIZED")
+    users = sa.select(candidates.c.user_id.label("u")).distinct().order_by("u").subquery("users")
+    lock = sa.func.pg_advisory_xact_lock(USER_LOCK_SPACE, sa.func.hashtext(users.c.u))
+    locked = sa.select(sa.func.count(lock)).scalar_subquery()
+    return sa.select(candidates.c.id, candidates.c.user_id, locked.label("locked_users"))
 
 
 def _picked() -> sa.Subquery:
+    # = ANY(array): one bind, so the statement is compiled once (an expanding IN is not).
+    ids = sa.bindparam("p_ids", type_=postgresql.ARRAY(sa.String))
     return (
         sa.select(jobs.c.id, jobs.c.user_id, jobs.c.priority, jobs.c.fair_rank)
-        .where(jobs.c.id.in_(sa.bindparam("p_ids", expanding=True)))
+        .where(jobs.c.id == sa.any_(ids))
         .subquery("candidates")
     )
 
 
-# Step 3 on PostgreSQL, once the users' advisory locks are held: take within the room.
-POSTGRES_QUOTA_TAKE = _take(_within_room(_picked()))
+# Step 3 on PostgreSQL, a new statement once the users' advisory locks are held (so a new
+# snapshot, counting every claim committed before the locks): take within the room.
+POSTGRES_QUOTA_TAKE = _take(_within_room(_picked()), postgres=True)
