@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from datetime import UTC, datetime
 
 import pytest
@@ -96,16 +97,19 @@ def test_a_real_process_pool_scales_up_for_a_burst_and_back_down(sqlite_url: str
     pool = ProcessPool(q.runtime, 1).start()
     scaler = Autoscaler(q.runtime, pool, policy, tick_seconds=0.3).start()
     try:
+        burst_at = time.time()
         jobs = q.submit_many(
-            Submission(task="record", payload={"path": str(record), "seconds": 0.05}) for _ in range(300)
+            Submission(task="record", payload={"path": str(record), "seconds": 0.05}) for _ in range(500)
         )
-        wait_until(lambda: q.stats().by_status["COMPLETED"] == 300, timeout=120, what="the burst to drain")
+        wait_until(lambda: q.stats().by_status["COMPLETED"] == 500, timeout=120, what="the burst to drain")
         wait_until(lambda: pool.size == 1, timeout=60, what="the pool to scale back to 1")
     finally:
         scaler.stop()
         pool.stop()
     sizes = [event.workers_after for event in scaler.decisions]
     assert max(sizes) > 1, scaler.decisions  # it scaled up
+    first_up = min(e.at.timestamp() for e in scaler.decisions if e.workers_after > e.workers_before)
+    assert first_up - burst_at < 3 * 0.3 + 1.0, scaler.decisions  # within a few ticks of the burst
     assert max(sizes) <= 4  # never above the maximum
     assert min(sizes) >= 1  # never below the minimum
     assert set(starts_per_job(record).values()) == {1}  # every job ran, none twice
