@@ -175,8 +175,8 @@ class ProcessPool(Pool):
 
     def stop(self) -> None:
         self._stopping.set()
-        with self._lock:
-            children = list(self._children)
+        with self._lock:  # a slot waiting out a restart back-off has no process to stop
+            children = [child for child in self._children if not isinstance(child, _Placeholder)]
         for child in children:
             _terminate(child)
         deadline = time.monotonic() + self.runtime.settings.shutdown_grace_seconds + 10.0

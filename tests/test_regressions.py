@@ -16,7 +16,7 @@ import sqlalchemy as sa
 
 from queuelab import InvalidArgument, JobStatus, Queue, RetryPolicy
 from queuelab.models import AttemptOutcome
-from tests.helpers import APP, ROOT, WorkerProcess, read_records, recorder_queue, wait_for_status
+from tests.helpers import APP, ROOT, WorkerProcess, read_records, recorder_queue, wait_for_status, wait_until
 
 
 def test_f1_a_task_raising_a_base_exception_or_an_unprintable_error_does_not_kill_its_slot(
@@ -155,4 +155,23 @@ def test_r1_the_first_call_after_postgresql_closed_a_pooled_connection_succeeds(
         assert admin.execute("SELECT pg_terminate_backend(%s)", (pid,)).fetchone() == (True,)
     time.sleep(0.2)  # the FATAL message and the close reach the idle socket
     assert q.stats().by_status["PENDING"] == 1  # no StoreError: the dead connection was replaced
+    q.close()
+
+
+@pytest.mark.slow
+def test_r2_stopping_a_pool_while_a_slot_waits_to_restart_logs_no_false_kill(
+    sqlite_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Found by the crash benchmark: a pool stopped while a killed child's slot waited out
+    its restart back-off logged 'worker process None did not stop in time; killing it'."""
+    from queuelab.pool import ProcessPool, _Placeholder
+
+    q = Queue(sqlite_url)
+    pool = ProcessPool(q.runtime, 1).start()
+    wait_until(lambda: len(q.stats().live_workers) == 1, timeout=60, what="the worker")
+    os.kill(pool.pids()[0], signal.SIGKILL)  # dies young: its slot waits 0.5 s before a restart
+    wait_until(lambda: any(isinstance(c, _Placeholder) for c in pool._children), timeout=10, what="the back-off")
+    with caplog.at_level("WARNING", logger="queuelab.pool"):
+        pool.stop()
+    assert "did not stop in time" not in caplog.text
     q.close()
