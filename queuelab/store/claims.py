@@ -72,7 +72,7 @@ def _claim_within_quotas(
 ) -> Sequence[Any]:
     params = {**params, "p_overfetch": limit * OVERFETCH, "p_default_quota": db.settings.max_running_per_user}
     if db.is_sqlite:  # one statement: the transaction holds the database write lock
-        return list(conn.execute(quota_sql.sqlite_quota_claim(*shape), params).all())
+        return list(direct.execute(conn, db, quota_sql.sqlite_quota_claim(*shape), params).rows)
     candidates = conn.execute(quota_sql.postgres_quota_pick(*shape), params).all()  # and locks their users
     if not candidates:
         return []
