@@ -263,6 +263,8 @@ class ControlPanel:
         )
         self.throughput_plot.value = _throughput_png(series)
         self.pool_info.value = f"{pool.size} {self.pool_mode.value} worker(s) running" if pool else "no pool"
+        if pool is not None and pool.size != self.pool_size.value:
+            self.pool_size.value = pool.size  # follow a resize made elsewhere (an autoscaler, say)
         self.load_info.value = (
             f"submitted {load.submitted}, refused {load.refused}" + (f", errors {load.errors}" if load.errors else "")
             if load

@@ -44,6 +44,16 @@ def test_start_resize_and_stop_a_process_pool(panel: ControlPanel) -> None:
     wait_until(lambda: _live(panel) == 0, timeout=30, what="workers gone from the store")
 
 
+def test_the_slider_follows_a_resize_made_elsewhere(panel: ControlPanel) -> None:
+    panel.pool_size.value = 1
+    panel.start_pool.click()
+    assert panel.pool is not None
+    panel.pool.resize(2)  # as an Autoscaler over this pool would
+    wait_until(lambda: panel.pool_size.value == 2, timeout=5, what="the slider to follow the pool")
+    assert panel.pool.size == 2
+    panel.stop_pool.click()
+
+
 def test_counters_and_throughput_refresh_by_themselves(panel: ControlPanel) -> None:
     q = panel.q
     for _ in range(20):
