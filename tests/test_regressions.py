@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import resource
 import signal
 import subprocess
 import sys
@@ -175,3 +176,24 @@ def test_r2_stopping_a_pool_while_a_slot_waits_to_restart_logs_no_false_kill(
         pool.stop()
     assert "did not stop in time" not in caplog.text
     q.close()
+
+
+@pytest.mark.postgres
+def test_r3_a_process_holding_over_1024_descriptors_still_uses_its_pool(postgres_url: str) -> None:
+    """Found in review of r1's fix: it watched the pooled socket with select(), which raises
+    for a descriptor above 1023, so a busy process's every checkout failed. poll() has no
+    such limit."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != resource.RLIM_INFINITY and hard < 2048:
+        pytest.skip(f"cannot raise the open-file limit to 2048 here (hard limit {hard})")
+    resource.setrlimit(resource.RLIMIT_NOFILE, (2048, hard))
+    held = [os.open(os.devnull, os.O_RDONLY) for _ in range(1100)]
+    try:
+        q = Queue(postgres_url)  # its pool's sockets get descriptors above 1100
+        q.submit("simulate", {"duration": 0})
+        assert q.stats().by_status["PENDING"] == 1
+        q.close()
+    finally:
+        for fd in held:
+            os.close(fd)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))

@@ -19,6 +19,7 @@ from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager
 from typing import Any
 
+import psycopg
 import sqlalchemy as sa
 from sqlalchemy import event
 from sqlalchemy.engine import Connection, Engine, make_url
@@ -237,9 +238,13 @@ def _postgres_engine(url: sa.URL) -> Engine:
         # server said goodbye (a restart or an outage sends FATAL, then closes): drop it and
         # let the pool connect afresh. Unlike pool_pre_ping this costs no round trip, and the
         # first statement after a restart succeeds instead of failing once.
+        # poll, not select: select cannot watch a descriptor above 1023, which a busy
+        # process (an API server with many clients) soon hands out.
+        poller = select.poll()
         try:
-            readable = select.select([dbapi_conn.pgconn.socket], [], [], 0)[0]
-        except (OSError, ValueError) as exc:
+            poller.register(dbapi_conn.pgconn.socket, select.POLLIN)
+            readable = poller.poll(0)
+        except (OSError, psycopg.Error) as exc:
             raise sa.exc.DisconnectionError(f"pooled connection unusable: {exc}") from exc
         if readable:
             raise sa.exc.DisconnectionError("the server closed this pooled connection")
