@@ -6,8 +6,11 @@ import threading
 import time
 from collections.abc import Callable
 
+import sqlalchemy as sa
+
 from queuelab import FakeClock, Queue
 from queuelab.policy import Complete
+from queuelab.store.schema import user_locks
 from queuelab.submission import Submission
 
 
@@ -92,3 +95,21 @@ def test_two_claimers_on_two_connections_never_both_take_the_last_slot(make_queu
         running += step
         peak = max(peak, running)
     assert peak == 1
+
+
+def test_a_postgres_quota_claim_adds_the_users_lock_row_and_counts_its_claims(postgres_url: str) -> None:
+    """A user's first claim under a quota finds no row to lock: it adds one (outside its
+    transaction) and takes the job in the same claim; each claim then bumps it."""
+    q = Queue(postgres_url)
+    q.set_limits("carol", max_running=2)
+    q.submit_many(Submission(task="simulate", user_id="carol") for _ in range(3))
+    query = sa.select(user_locks.c.claims).where(user_locks.c.user_id == "carol")
+    with q.runtime.db.read() as conn:
+        assert conn.execute(query).first() is None
+    first = q.runtime.leases.claim("w", None, 1, q.runtime.clock.now())
+    second = q.runtime.leases.claim("w", None, 5, q.runtime.clock.now())
+    third = q.runtime.leases.claim("w", None, 5, q.runtime.clock.now())
+    assert (len(first), len(second), len(third)) == (1, 1, 0)  # the quota of 2 holds
+    with q.runtime.db.read() as conn:
+        assert conn.execute(query).scalar_one() == 2
+    q.close()

@@ -11,7 +11,7 @@ import sqlalchemy as sa
 
 from queuelab import JobStatus, Queue, SchemaVersionError, current_job
 from queuelab.models import AttemptOutcome
-from queuelab.store.schema import meta
+from queuelab.store.schema import SCHEMA_REVISION, meta
 from tests.helpers import wait_for_status, wait_until
 
 
@@ -132,4 +132,38 @@ def test_the_claim_reads_the_partial_index_in_order(sqlite_url: str) -> None:
     assert "queuelab_jobs_claim" in details
     assert "TEMP B-TREE" not in details
     assert sa.inspect(q.runtime.db.engine).get_indexes("queuelab_jobs")
+    q.close()
+
+
+def test_opening_an_older_database_adds_the_indexes_and_tables_it_lacks(db_url: str) -> None:
+    q = Queue(db_url)
+    q.stats()
+    with q.runtime.db.write() as conn:  # as revision 1 left it
+        conn.execute(meta.delete().where(meta.c.key == "schema_revision"))
+        conn.exec_driver_sql("DROP INDEX queuelab_jobs_running_user")
+        conn.exec_driver_sql("DROP TABLE queuelab_user_locks")
+    q.close()
+    q = Queue(db_url)
+    q.stats()
+    inspector = sa.inspect(q.runtime.db.engine)
+    assert "queuelab_jobs_running_user" in {index["name"] for index in inspector.get_indexes("queuelab_jobs")}
+    assert inspector.has_table("queuelab_user_locks")
+    with q.runtime.db.read() as conn:
+        found = conn.execute(sa.select(meta.c.value).where(meta.c.key == "schema_revision")).scalar_one()
+    assert int(found) == SCHEMA_REVISION
+    q.close()
+
+
+def test_the_quota_claim_counts_running_jobs_without_reading_the_history(sqlite_url: str) -> None:
+    """The per-user count of RUNNING jobs reads the small RUNNING index, not every job the
+    table holds (a full scan costs O(history) per claim)."""
+    q = Queue(sqlite_url)
+    q.submit("simulate")
+    with q.runtime.db.engine.connect() as conn:
+        plan = conn.exec_driver_sql(
+            "EXPLAIN QUERY PLAN SELECT user_id FROM queuelab_jobs WHERE status = 'RUNNING' "
+            "GROUP BY user_id HAVING count(*) >= 2"
+        ).all()
+    details = " ".join(str(row[-1]) for row in plan)
+    assert "queuelab_jobs_running_user" in details, details
     q.close()

@@ -2,16 +2,18 @@
 running quotas.
 
 Without quotas a claim is one statement. With a running quota (at most K RUNNING jobs
-per user) the quota is checked inside the claim transaction: on SQLite that transaction
-holds the database write lock; on PostgreSQL the claimer takes an advisory lock per
-candidate user and recounts that user's RUNNING jobs after getting it, so two workers on
-two connections can never both take a user's last slot. A job held back by a quota stays
-PENDING and spends no attempt.
+per user) the quota is checked inside the claim transaction, in one statement too: on
+SQLite that transaction holds the database write lock; on PostgreSQL the claimer locks a
+row per candidate user and takes only for users whose row no other claim changed since
+its snapshot (see quota_sql.postgres_quota_claim), so two workers on two connections can
+never both take a user's last slot. A job held back by a quota stays PENDING and spends no
+attempt.
 """
 
 from __future__ import annotations
 
 import json
+import time
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -28,6 +30,9 @@ from queuelab.store.limits import cache_for, running_quotas
 from queuelab.store.schema import IS_RUNNING, jobs
 
 OVERFETCH = 4  # candidates per free slot when some may be over their user's quota
+# PostgreSQL: when every candidate's user was being claimed by another worker, the claim
+# runs again after each pause (seconds), then gives up until the next wake-up or poll.
+CONTENDED_PAUSES = (0.0, 0.001, 0.002, 0.004)
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,11 +78,29 @@ def _claim_within_quotas(
     params = {**params, "p_overfetch": limit * OVERFETCH, "p_default_quota": db.settings.max_running_per_user}
     if db.is_sqlite:  # one statement: the transaction holds the database write lock
         return list(direct.execute(conn, db, quota_sql.sqlite_quota_claim(*shape), params).rows)
-    candidates = conn.execute(quota_sql.postgres_quota_pick(*shape), params).all()  # and locks their users
-    if not candidates:
-        return []
-    # A new statement, so a new snapshot: it counts every claim committed before the locks.
-    return list(conn.execute(quota_sql.POSTGRES_QUOTA_TAKE, {**params, "p_ids": [c.id for c in candidates]}).all())
+    statement = quota_sql.postgres_quota_claim(*shape)
+    for attempt in range(len(CONTENDED_PAUSES) + 1):
+        rows = conn.execute(statement, params).all()
+        taken = [row for row in rows if row.id is not None]
+        if taken or not rows[0].passed:
+            return taken
+        # Every candidate was passed over. A user without a row gets one (committed at
+        # once, on its own connection, so every claimer can lock it); a user whose row
+        # another claimer holds or has just changed is free again once that claim
+        # commits: try again, each statement with a new snapshot, rather than leave a
+        # free slot idle until the next poll.
+        missing = conn.execute(quota_sql.WITHOUT_USER_LOCK, {"users": rows[0].passed}).scalars().all()
+        if missing:
+            _add_user_locks(db, missing)
+        if attempt < len(CONTENDED_PAUSES):
+            time.sleep(CONTENDED_PAUSES[attempt])
+    return []
+
+
+def _add_user_locks(db: Database, users: Sequence[str]) -> None:
+    """Outside the claim's transaction: it never waits on a lock while holding its own."""
+    with db.engine.begin() as conn:
+        conn.execute(quota_sql.ADD_USER_LOCKS, {"users": sorted(users)})
 
 
 def running_by_user(conn: Connection, users: list[str] | None = None) -> dict[str, int]:

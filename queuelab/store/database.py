@@ -26,7 +26,7 @@ from sqlalchemy.engine import Connection, Engine, make_url
 
 from queuelab.config import Settings
 from queuelab.errors import ConfigError, SchemaVersionError, StoreError
-from queuelab.store.schema import NOTIFY_CHANNEL, SCHEMA_VERSION, meta, metadata
+from queuelab.store.schema import NOTIFY_CHANNEL, SCHEMA_REVISION, SCHEMA_VERSION, meta, metadata
 
 # Any constant works; it only has to be the same in every queuelab process.
 _SCHEMA_LOCK_KEY = 0x71756575656C6162  # "queuelab"
@@ -94,8 +94,8 @@ class Database:
         with translate_errors(self), self.engine.connect() as conn:
             if not {table.name for table in metadata.sorted_tables} <= set(sa.inspect(conn).get_table_names()):
                 return False
-            found = conn.execute(sa.select(meta.c.value).where(meta.c.key == "schema_version")).scalar()
-            return found is not None and int(found) == SCHEMA_VERSION
+            found = _versions(conn)
+            return found.get("schema_version") == SCHEMA_VERSION and found.get("schema_revision", 0) >= SCHEMA_REVISION
 
     def _ensure_schema(self) -> None:
         if self._schema_is_current():
@@ -104,16 +104,31 @@ class Database:
             if not self.is_sqlite:
                 # Many workers may start at once on an empty database: serialise CREATE TABLE.
                 conn.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": _SCHEMA_LOCK_KEY})
-            metadata.create_all(conn, checkfirst=True)
-            found = conn.execute(sa.select(meta.c.value).where(meta.c.key == "schema_version")).scalar()
-            if found is None:
-                conn.execute(meta.insert().values(key="schema_version", value=str(SCHEMA_VERSION)))
-            elif int(found) > SCHEMA_VERSION:
+            found = _versions(conn)
+            version = found.get("schema_version")
+            if version is not None and version > SCHEMA_VERSION:
                 raise SchemaVersionError(
-                    f"the database {self.describe()} was written by queuelab schema version {found}, "
+                    f"the database {self.describe()} was written by queuelab schema version {version}, "
                     f"but this queuelab only knows versions up to {SCHEMA_VERSION}; upgrade queuelab "
                     "before using this database"
                 )
+            metadata.create_all(conn, checkfirst=True)
+            for table in metadata.sorted_tables:  # indexes added to a table that already existed
+                for index in table.indexes:
+                    index.create(conn, checkfirst=True)
+            if version is None:
+                conn.execute(meta.insert().values(key="schema_version", value=str(SCHEMA_VERSION)))
+            if found.get("schema_revision", 0) < SCHEMA_REVISION:
+                conn.execute(meta.delete().where(meta.c.key == "schema_revision"))
+                conn.execute(meta.insert().values(key="schema_revision", value=str(SCHEMA_REVISION)))
+
+
+def _versions(conn: Connection) -> dict[str, int]:
+    """The schema version and revision recorded in the database (none on a new one)."""
+    if not sa.inspect(conn).has_table(meta.name):
+        return {}
+    keys = meta.c.key.in_(["schema_version", "schema_revision"])
+    return {key: int(value) for key, value in conn.execute(sa.select(meta.c.key, meta.c.value).where(keys))}
 
 
 @contextmanager

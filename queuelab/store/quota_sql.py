@@ -7,8 +7,8 @@ quota minus their RUNNING jobs; a candidate is taken when it ranks within its us
 user without passing the quota.
 
 SQLite runs the whole claim as one statement (the transaction holds the write lock).
-PostgreSQL picks candidates first, locks their users, then takes within the room counted by
-a statement that starts after the locks are held, so it sees every claim committed before.
+PostgreSQL runs it as one statement too, made exact by a row per user
+(``queuelab_user_locks``): see :func:`postgres_quota_claim`.
 """
 
 from __future__ import annotations
@@ -17,11 +17,9 @@ from functools import cache
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql
 from sqlalchemy.sql.dml import Update
 
-from queuelab.store.admission import USER_LOCK_SPACE
-from queuelab.store.schema import IS_PENDING, IS_RUNNING, jobs, limits
+from queuelab.store.schema import IS_PENDING, IS_RUNNING, jobs, limits, user_locks
 from queuelab.store.statements import _TAKE, CLAIMED_COLUMNS, runnable
 
 UNLIMITED = 2**31 - 1
@@ -44,16 +42,23 @@ def running_of(user: sa.ColumnElement[Any]) -> sa.ColumnElement[int]:
     )
 
 
-def _candidates(queues: int, tasks: int, skip_queues: int) -> sa.Select[Any]:
+def _limit(name: str, literal: bool) -> sa.BindParameter[int]:
+    """A LIMIT's bind. ``literal``: rendered into the SQL at execution (PostgreSQL), so the
+    server, which knows the limit, can plan the statement once and reuse the plan; with an
+    unknown limit it estimates a tenth of the table and re-plans each execution instead."""
+    return sa.bindparam(name, type_=sa.Integer, literal_execute=literal)
+
+
+def _candidates(queues: int, tasks: int, skip_queues: int, *, literal: bool = False) -> sa.Select[Any]:
     """Runnable jobs in claim order, leaving out users already at their quota."""
     at_quota = sa.select(jobs.c.user_id).where(IS_RUNNING).group_by(jobs.c.user_id)
     at_quota = at_quota.having(sa.func.count() >= quota_of(jobs.c.user_id))
     columns = sa.select(jobs.c.id, jobs.c.user_id, jobs.c.priority, jobs.c.fair_rank)
     pick = runnable(columns.where(jobs.c.user_id.not_in(at_quota)), queues, tasks, skip_queues)
-    return pick.order_by(jobs.c.priority.desc(), jobs.c.fair_rank).limit(sa.bindparam("p_overfetch"))
+    return pick.order_by(jobs.c.priority.desc(), jobs.c.fair_rank).limit(_limit("p_overfetch", literal))
 
 
-def _within_room(candidates: sa.Subquery) -> sa.Select[Any]:
+def _within_room(candidates: sa.Subquery, *, literal: bool = False) -> sa.Select[Any]:
     """The candidates that fit in their user's room, in claim order, up to ``p_limit``."""
     order = (candidates.c.priority.desc(), candidates.c.fair_rank)
     ranked = sa.select(
@@ -67,7 +72,7 @@ def _within_room(candidates: sa.Subquery) -> sa.Select[Any]:
         sa.select(ranked.c.id)
         .where(ranked.c.rn <= ranked.c.room)
         .order_by(ranked.c.priority.desc(), ranked.c.fair_rank)
-        .limit(sa.bindparam("p_limit"))
+        .limit(_limit("p_limit", literal))
     )
 
 
@@ -88,29 +93,62 @@ def sqlite_quota_claim(queues: int, tasks: int, skip_queues: int) -> Update:
 
 
 @cache
-def postgres_quota_pick(queues: int, tasks: int, skip_queues: int) -> sa.Select[Any]:
-    """Steps 1 and 2 on PostgreSQL, one round trip: the candidates, row-locked (others skip
-    them), then their users' advisory locks (see admission.lock_users), taken in user order
-    (two claimers cannot deadlock on them) by an aggregate over the materialised candidates
-    (referenced twice, so evaluated once: the rows locked are the rows returned)."""
-    picked = _candidates(queues, tasks, skip_queues).with_for_update(of=jobs, skip_locked=True)
+def postgres_quota_claim(queues: int, tasks: int, skip_queues: int) -> sa.Select[Any]:
+    """The PostgreSQL claim under quotas, one statement that never waits on a lock.
+
+    1. ``picked``: the candidates, row-locked, skipping rows another claimer holds.
+    2. ``locked``: their users' rows in ``queuelab_user_locks``, locked the same way, as
+       many as jobs are wanted, in claim order. A row
+       that another transaction changed and committed after this statement's snapshot is
+       returned as changed (READ COMMITTED re-reads the newest version of a row it locks).
+    3. ``ok``: users whose row is locked here and unchanged since the snapshot. No claim for
+       them committed after the snapshot (every claim bumps the row), and the ones before it
+       are counted by the snapshot; an ack meanwhile only lowers the count. So the snapshot's
+       count of their RUNNING jobs is safe to take against, though the lock came later.
+    4. Take within those users' room, bump their rows (held until commit, so a concurrent
+       claimer skips them or, after the commit, sees them changed).
+
+    Every row has the taken job's columns, except one row with NULLs when nothing was taken;
+    each row also names the candidates' users that were passed over (``passed``: not
+    locked here, as not needed, or held by another claimer, changed, or without a row).
+    When nothing was taken, the caller adds the missing rows and tries again."""
+    picked = _candidates(queues, tasks, skip_queues, literal=True).with_for_update(of=jobs, skip_locked=True)
     candidates = picked.cte("picked").prefix_with("MATERIALIZED")
-    users = sa.select(candidates.c.user_id.label("u")).distinct().order_by("u").subquery("users")
-    lock = sa.func.pg_advisory_xact_lock(USER_LOCK_SPACE, sa.func.hashtext(users.c.u))
-    locked = sa.select(sa.func.count(lock)).scalar_subquery()
-    return sa.select(candidates.c.id, candidates.c.user_id, locked.label("locked_users"))
-
-
-def _picked() -> sa.Subquery:
-    # = ANY(array): one bind, so the statement is compiled once (an expanding IN is not).
-    ids = sa.bindparam("p_ids", type_=postgresql.ARRAY(sa.String))
-    return (
-        sa.select(jobs.c.id, jobs.c.user_id, jobs.c.priority, jobs.c.fair_rank)
-        .where(jobs.c.id == sa.any_(ids))
-        .subquery("candidates")
+    # Lock no more users than jobs wanted, in claim order: every candidate's user has room
+    # in the snapshot, and a user locked here is passed over by every other claimer.
+    order = sa.func.row_number().over(order_by=(candidates.c.priority.desc(), candidates.c.fair_rank))
+    placed = sa.select(candidates.c.user_id, order.label("place")).subquery("placed")
+    first = sa.select(placed.c.user_id, sa.func.min(placed.c.place).label("first")).group_by(placed.c.user_id)
+    users = first.subquery("users")
+    locked = (
+        sa.select(user_locks.c.user_id, user_locks.c.claims)
+        .join(users, users.c.user_id == user_locks.c.user_id)
+        .order_by(users.c.first)
+        .limit(_limit("p_limit", True))
+        .with_for_update(of=user_locks, skip_locked=True)
     )
+    held = locked.cte("locked").prefix_with("MATERIALIZED")
+    seen = user_locks.alias("seen")
+    unchanged = (seen.c.user_id == held.c.user_id) & (seen.c.claims == held.c.claims)
+    ok = sa.select(held.c.user_id).join(seen, unchanged).cte("ok")
+    mine = sa.select(candidates).where(candidates.c.user_id.in_(sa.select(ok.c.user_id))).subquery("candidates")
+    taken = _take(_within_room(mine, literal=True), postgres=True).cte("taken")
+    bumped = user_locks.update().where(user_locks.c.user_id.in_(sa.select(taken.c.user_id)))
+    bumped = bumped.values(claims=user_locks.c.claims + 1)
+    not_ok = candidates.c.user_id.not_in(sa.select(ok.c.user_id))
+    passed = sa.select(candidates.c.user_id).where(not_ok).distinct()
+    summary = sa.select(sa.func.array(passed.scalar_subquery()).label("passed")).subquery("summary")
+    statement = sa.select(*taken.c, summary.c.passed)
+    return statement.select_from(summary.outerjoin(taken, sa.true())).add_cte(bumped.cte("bumped"))
 
 
-# Step 3 on PostgreSQL, a new statement once the users' advisory locks are held (so a new
-# snapshot, counting every claim committed before the locks): take within the room.
-POSTGRES_QUOTA_TAKE = _take(_within_room(_picked()), postgres=True)
+# The users among ``users`` who have no row yet.
+WITHOUT_USER_LOCK = sa.text(
+    "SELECT u FROM unnest(CAST(:users AS text[])) AS u WHERE NOT EXISTS "
+    "(SELECT FROM queuelab_user_locks AS l WHERE l.user_id = u)"
+)
+# A user's row, added outside the claim's transaction (see claims.py).
+ADD_USER_LOCKS = sa.text(
+    "INSERT INTO queuelab_user_locks (user_id, claims) SELECT u, 0 FROM unnest(CAST(:users AS text[])) AS u "
+    "ORDER BY u ON CONFLICT DO NOTHING"
+)
