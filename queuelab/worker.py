@@ -34,6 +34,11 @@ from queuelab.store.wakeup import Wakeup, wakeup_for
 log = logging.getLogger("queuelab.worker")
 
 STORE_RETRY_SECONDS = 0.5
+# Jobs that run shorter than this (on a moving average) finish in bursts: the dispatcher
+# then waits up to this long for the other busy slots to finish, so that one transaction
+# acks them all and claims as many, instead of one transaction per job. Longer jobs are
+# acked at once: for them the wait would only idle a slot.
+ACK_GATHER_SECONDS = 0.001
 ACK_GRACE_SECONDS = 5.0
 
 
@@ -92,6 +97,7 @@ class Worker:
         self._slots_started = False
         self._retiring = 0  # slot threads asked to end after a shrink, not yet ended
         self._wakeup: Wakeup | None = None
+        self._run_seconds = 1.0  # moving average of how long a job ran (see ACK_GATHER_SECONDS)
 
     # -- life cycle -------------------------------------------------------------------
 
@@ -185,6 +191,8 @@ class Worker:
         while not self.stop_event.is_set():
             wake.mark()
             finished, free = self._take_finished(), self._free_slots()
+            if finished and self._run_seconds < ACK_GATHER_SECONDS:
+                finished, free = self._gather(wake, finished)
             if not finished and free <= 0:
                 # Every slot is busy: only a slot finishing (a poke) can give us work.
                 wake.wait(self.runtime.settings.poll_interval_seconds, database=False)
@@ -195,6 +203,15 @@ class Worker:
             if self.settle(finished, free) or finished:
                 continue
             wake.wait(self._idle_timeout(claimed_at))
+
+    def _gather(self, wake: Wakeup, finished: list[Finished]) -> tuple[list[Finished], int]:
+        """Wait briefly for the busy slots to finish too (short jobs finish in bursts)."""
+        deadline = time.monotonic() + ACK_GATHER_SECONDS
+        while self._busy() and (remaining := deadline - time.monotonic()) > 0:
+            wake.wait(remaining, database=False)  # a slot that finishes pokes
+            wake.mark()
+            finished = self._take_finished()
+        return finished, self._free_slots()
 
     def settle(self, finished: list[Finished], free: int) -> int:
         """Ack ``finished`` and claim up to ``free`` jobs in one transaction; return the
@@ -300,6 +317,8 @@ class Worker:
             if entry.abandoned:
                 return False
             entry.finished = Finished(lease, decision, self.runtime.clock.now())
+            ran = time.monotonic() - entry.started_monotonic
+            self._run_seconds += 0.2 * (ran - self._run_seconds)
         self._poke()
         return True
 
