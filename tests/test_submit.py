@@ -10,6 +10,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+import sqlalchemy as sa
 
 from queuelab import (
     FakeClock,
@@ -351,3 +352,23 @@ def test_a_task_with_a_bad_name_is_refused_at_registration(queue: Queue, name: s
         queue.task(name=name)(send)
 
     assert name not in {t.name for t in queue.tasks}
+
+
+def test_a_single_postgres_submit_is_one_statement_in_its_own_transaction(postgres_url: str) -> None:
+    """Without limits that count rows, rank, insert and NOTIFY are one statement run in
+    autocommit (one round trip); an active cap needs the transaction and its user lock."""
+    q = Queue(postgres_url)
+    q.submit("simulate")  # the schema and the limits cache are ready
+    inserts: list[bool] = []  # was the connection in autocommit when the insert ran?
+
+    @sa.event.listens_for(q.runtime.db.engine, "before_cursor_execute")
+    def record(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        if "INSERT INTO queuelab_jobs" in statement:
+            inserts.append(conn.connection.driver_connection.autocommit)
+
+    alone = q.submit("simulate", user_id="ann")
+    q.set_limits("bob", max_active=5)
+    capped = q.submit("simulate", user_id="bob")
+    assert inserts == [True, False]
+    assert {q.get(alone.id).status, q.get(capped.id).status} == {JobStatus.PENDING}
+    q.close()

@@ -17,7 +17,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from queuelab.errors import QuotaExceeded, RateLimited
-from queuelab.limits import RateLimit, enabled, rate_enabled
+from queuelab.limits import RateLimit, UserLimits, enabled, rate_enabled
 from queuelab.store import direct
 from queuelab.store.database import Database
 from queuelab.store.limits import cache_for, effective_in
@@ -61,9 +61,7 @@ def admit(
         by_user[row["user_id"]].append(row)
     users = sorted(by_user)
     limits = effective_in(cache_for(db).get(conn), db.settings, users)
-    counted = [
-        u for u in users if enabled(limits[u].max_active) or (rate_in_sql and rate_enabled(limits[u].rate_limit))
-    ]
+    counted = [u for u in users if _counts_rows(limits[u], rate_in_sql)]
     if counted:
         lock_users(conn, db, counted)  # only users whose checks count rows need the lock
     for user in users:
@@ -79,6 +77,16 @@ def admit(
                 row[RANK_STEP] = 1.0 / (lim.weight or 1)
         else:
             _assign_ranks(conn, db, user, mine, lim.weight or 1)
+
+
+def counts_rows(conn: Connection, db: Database, user: str, *, rate_in_sql: bool) -> bool:
+    """Whether admitting a job of ``user`` counts stored rows (an active cap, or a rate
+    limit checked in SQL) and so needs a transaction holding the user's lock."""
+    return _counts_rows(effective_in(cache_for(db).get(conn), db.settings, [user])[user], rate_in_sql)
+
+
+def _counts_rows(limits: UserLimits, rate_in_sql: bool) -> bool:
+    return bool(enabled(limits.max_active) or (rate_in_sql and rate_enabled(limits.rate_limit)))
 
 
 def _check_active(conn: Connection, user: str, wanted: int, cap: int) -> None:

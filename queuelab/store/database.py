@@ -72,6 +72,15 @@ class Database:
             yield conn
 
     @contextmanager
+    def autocommit(self) -> Iterator[Connection]:
+        """A PostgreSQL connection on which each statement is its own transaction: one
+        round trip for a write that is a single statement, where ``write()`` adds BEGIN
+        and COMMIT (two more, each as long as the statement on a local server)."""
+        assert not self.is_sqlite, "SQLite writes take the write lock: use write()"
+        with translate_errors(self), self.engine.connect() as conn:
+            yield conn.execution_options(isolation_level="AUTOCOMMIT")
+
+    @contextmanager
     def read(self) -> Iterator[Connection]:
         """A read-only transaction (``BEGIN DEFERRED`` on SQLite: takes no write lock)."""
         with translate_errors(self), self.engine.connect() as conn:
