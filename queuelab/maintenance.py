@@ -1,5 +1,6 @@
 """The worker's background loop: keep its leases alive, enforce job timeouts, heartbeat
-the worker registry, rescue expired leases of vanished workers, prune old jobs."""
+the worker registry, rescue expired leases of vanished workers, prune old jobs, and keep
+PostgreSQL's statistics of the jobs table current after a bulk load."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from queuelab.errors import StoreError
 from queuelab.execution import decide_after
 from queuelab.models import AttemptOutcome
 from queuelab.policy import Decision, Errored, decide
+from queuelab.store.statistics import refresh_if_stale
 
 if TYPE_CHECKING:
     from queuelab.worker import Running, Worker
@@ -25,6 +27,7 @@ WORKER_BEAT_SECONDS = 2.0
 PRUNE_EVERY_SECONDS = 600.0
 TIMEOUT_EXIT_CODE = 70
 PRUNE_BATCH = 5000
+STATISTICS_EVERY_SECONDS = 5.0
 
 
 class Maintenance:
@@ -34,6 +37,7 @@ class Maintenance:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="queuelab-maintenance", daemon=True)
         self._last_beat = 0.0
+        self._next_statistics = time.monotonic() + random.uniform(0.0, STATISTICS_EVERY_SECONDS)
         # Spread pruning across workers that started together.
         self._next_prune = time.monotonic() + random.uniform(0.1, 1.0) * PRUNE_EVERY_SECONDS
 
@@ -69,6 +73,9 @@ class Maintenance:
             more = self.prune()
             # One batch per tick, so lease heartbeats never wait behind a long prune.
             self._next_prune = time.monotonic() + (0.0 if more else PRUNE_EVERY_SECONDS)
+        if time.monotonic() >= self._next_statistics:
+            refresh_if_stale(self.runtime.db)
+            self._next_statistics = time.monotonic() + STATISTICS_EVERY_SECONDS
 
     def extend_leases(self) -> None:
         """Heartbeat the leases that have used a third of their time."""
