@@ -45,10 +45,9 @@ class Task:
 
     def check_payload(self, payload: dict[str, Any]) -> None:
         """Raise :class:`InvalidArgument` if the task could not be called with ``payload``."""
-        try:
-            _signature(self.fn).bind(**payload)
-        except TypeError as exc:
-            raise InvalidArgument(f"payload does not fit task {self.name!r}: {exc}") from None
+        misfit = _misfit(self.fn, tuple(payload))
+        if misfit is not None:
+            raise InvalidArgument(f"payload does not fit task {self.name!r}: {misfit}")
         if self.check is not None:
             self.check(payload)
 
@@ -59,6 +58,17 @@ class Task:
 @functools.lru_cache(maxsize=1024)
 def _signature(fn: Callable[..., Any]) -> inspect.Signature:
     return inspect.signature(fn)
+
+
+@functools.lru_cache(maxsize=4096)
+def _misfit(fn: Callable[..., Any], keys: tuple[Any, ...]) -> str | None:
+    """Why ``fn`` cannot take keyword arguments named ``keys`` (None if it can). Binding
+    depends on the names alone, so a bulk submit of one shape binds once, not per job."""
+    try:
+        _signature(fn).bind(**dict.fromkeys(keys))
+    except TypeError as exc:
+        return str(exc)
+    return None
 
 
 class TaskRegistry:

@@ -372,3 +372,24 @@ def test_a_single_postgres_submit_is_one_statement_in_its_own_transaction(postgr
     assert inserts == [True, False]
     assert {q.get(alone.id).status, q.get(capped.id).status} == {JobStatus.PENDING}
     q.close()
+
+
+def test_a_postgres_bulk_insert_that_breaks_a_unique_key_raises_integrity_error(postgres_url: str) -> None:
+    """Bulk inserts COPY on the driver's cursor; a key stored by a racing submitter must
+    surface as SQLAlchemy's IntegrityError, which the store retries (finding the winner),
+    not as a raw driver error."""
+    from queuelab.store.jobs import _copy_rows
+    from queuelab.submission import build_row
+
+    q = Queue(postgres_url)
+    q.submit("simulate", idempotency_key="raced")
+    task, now = q.runtime.tasks.get("simulate"), q.runtime.clock.now()
+    rows = [
+        build_row(Submission(task="simulate", idempotency_key=key), task, q.settings, now) for key in ("a", "raced")
+    ]
+    for row in rows:
+        row["fair_rank"] = 0.0
+    with pytest.raises(sa.exc.IntegrityError), q.runtime.db.engine.begin() as conn:
+        _copy_rows(conn, rows)
+    assert [job.idempotency_key for job in q.jobs(limit=10)] == ["raced"]  # nothing else stored
+    q.close()

@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import itertools
 import json
+import operator
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import psycopg
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
@@ -103,8 +105,10 @@ class JobStore:
         admit(conn, self.db, rows, now, rate_in_sql=rate_in_sql)
         if len(rows) == 1:
             direct.execute(conn, self.db, _INSERT, rows[0])
-        else:
+        elif self.db.is_sqlite:
             conn.execute(_INSERT, rows)
+        else:
+            _copy_rows(conn, rows)
         for queue in sorted({r["queue"] for r in rows}):
             self.db.notify(conn, queue)
 
@@ -207,6 +211,25 @@ class JobStore:
         if status is None:
             raise JobNotFound(f"no job with id {job_id!r}")
         raise InvalidTransition(f"job {job_id} is {status}; only {_names(allowed)} jobs can be {verb}")
+
+
+def _copy_rows(conn: Connection, rows: list[dict[str, Any]]) -> None:
+    """PostgreSQL, many jobs: COPY, in the transaction (an executemany sends an INSERT per
+    row; COPY streams them, formatted by psycopg's C code). Its errors are raised as
+    SQLAlchemy's, like every other statement's (a duplicate idempotency key is an
+    IntegrityError, which the caller retries)."""
+    columns = tuple(rows[0])
+    status, values_of = columns.index("status"), operator.itemgetter(*columns)
+    sql = f"COPY {jobs.name} ({', '.join(columns)}) FROM STDIN"
+    cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+    try:
+        with cursor.copy(sql) as copy:
+            for row in rows:
+                values = list(values_of(row))
+                values[status] = str(values[status].value)
+                copy.write_row(values)
+    except psycopg.Error as exc:
+        raise sa.exc.DBAPIError.instance(sql, None, exc, psycopg.Error) from exc
 
 
 def _ranked_insert(conn: Connection, db: Database, row: dict[str, Any], now: float, rate_in_sql: bool) -> None:
