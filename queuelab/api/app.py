@@ -3,7 +3,7 @@ is asking, call the :class:`~queuelab.Queue`, and shape the answer."""
 
 import base64
 import binascii
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any
@@ -63,8 +63,13 @@ def create_app(queue: Queue, tokens: TokenBook | None = None, *, max_body_bytes:
     return app
 
 
-def _principal_dependency(book: TokenBook) -> Callable[..., Principal]:
-    def principal(authorization: Annotated[str | None, Header()] = None) -> Principal:
+# The caller, from the bearer token. A coroutine: FastAPI runs a plain function dependency
+# in its thread pool, a hop per request for what is a dictionary look-up.
+Who = Callable[..., Awaitable[Principal]]
+
+
+def _principal_dependency(book: TokenBook) -> Who:
+    async def principal(authorization: Annotated[str | None, Header()] = None) -> Principal:
         if not book.enabled:
             return DEVELOPER
         scheme, _, token = (authorization or "").partition(" ")
@@ -89,7 +94,7 @@ def _both(app: FastAPI, method: str, path: str, **options: Any) -> Callable[[Cal
     return register
 
 
-def _job_routes(app: FastAPI, queue: Queue, who: Callable[..., Principal]) -> None:
+def _job_routes(app: FastAPI, queue: Queue, who: Who) -> None:
     Me = Annotated[Principal, Depends(who)]
 
     replay = {200: {"model": SubmitResponse, "description": "the job submitted earlier with this Idempotency-Key"}}
@@ -170,7 +175,7 @@ def _job_routes(app: FastAPI, queue: Queue, who: Callable[..., Principal]) -> No
         return page
 
 
-def _admin_routes(app: FastAPI, queue: Queue, who: Callable[..., Principal]) -> None:
+def _admin_routes(app: FastAPI, queue: Queue, who: Who) -> None:
     Me = Annotated[Principal, Depends(who)]
 
     @_both(app, "POST", "/api/dlq/requeue/", response_model=CountOut)
@@ -190,7 +195,7 @@ def _admin_routes(app: FastAPI, queue: Queue, who: Callable[..., Principal]) -> 
         return _limits_out(user_id, queue.set_limits(user_id, **changes))
 
 
-def _service_routes(app: FastAPI, queue: Queue, who: Callable[..., Principal]) -> None:
+def _service_routes(app: FastAPI, queue: Queue, who: Who) -> None:
     Me = Annotated[Principal, Depends(who)]
 
     @_both(app, "GET", "/api/stats/", response_model=StatsOut)
