@@ -43,8 +43,14 @@ class LimitStore:
             return read_all(conn)
 
     def effective(self, users: list[str]) -> dict[str, UserLimits]:
-        with self.db.read() as conn:
-            return effective(conn, self.settings, users)
+        """As claims and submits see them: from the snapshot cache, read afresh (one read
+        transaction) only when it is stale."""
+        cache = cache_for(self.db)
+        snapshot = cache.fresh()
+        if snapshot is None:
+            with self.db.read() as conn:
+                snapshot = cache.get(conn)
+        return effective_in(snapshot, self.settings, users)
 
     def pause(self, queue: str, paused: bool, now: float) -> None:
         with self.db.write() as conn:
@@ -84,10 +90,17 @@ class SnapshotCache:
         self._snapshot: Snapshot | None = None
         self._read_at = 0.0
 
-    def get(self, conn: Connection) -> Snapshot:
+    def fresh(self) -> Snapshot | None:
+        """The cached snapshot, if it is recent enough to use."""
         with self._lock:
             if self._snapshot is not None and time.monotonic() - self._read_at < SNAPSHOT_TTL_SECONDS:
                 return self._snapshot
+        return None
+
+    def get(self, conn: Connection) -> Snapshot:
+        found = self.fresh()
+        if found is not None:
+            return found
         snapshot = read_snapshot(conn)
         with self._lock:
             self._snapshot, self._read_at = snapshot, time.monotonic()

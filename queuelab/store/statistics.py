@@ -25,9 +25,11 @@ MIN_ROWS = 5000  # below this, even a sorted claim is quick
 GROWTH = 2.0  # analyze when the live rows exceed the planner's count by this factor
 _LOCK_KEY = 0x716C_0002  # one worker analyzes at a time
 # The table as found through the search path, as every statement finds it.
+# ``owned``: only the table's owner (or a superuser) may ANALYZE it; a worker whose role
+# is not leaves it to autovacuum rather than try every few seconds.
 _COUNTS = sa.text(
-    "SELECT s.n_live_tup AS live, c.reltuples AS planned FROM pg_class AS c "
-    "JOIN pg_stat_user_tables AS s ON s.relid = c.oid WHERE c.oid = to_regclass(:table)"
+    "SELECT s.n_live_tup AS live, c.reltuples AS planned, pg_has_role(c.relowner, 'USAGE') AS owned "
+    "FROM pg_class AS c JOIN pg_stat_user_tables AS s ON s.relid = c.oid WHERE c.oid = to_regclass(:table)"
 )
 
 
@@ -40,7 +42,9 @@ def refresh_if_stale(db: Database) -> bool:
     try:
         with db.write() as conn:
             counts = conn.execute(_COUNTS, {"table": jobs.name}).first()
-            if counts is None or counts.live < MIN_ROWS or counts.live <= GROWTH * max(counts.planned, 0.0):
+            if counts is None or not counts.owned or counts.live < MIN_ROWS:
+                return False
+            if counts.live <= GROWTH * max(counts.planned, 0.0):
                 return False
             if not conn.execute(sa.text("SELECT pg_try_advisory_xact_lock(:key)"), {"key": _LOCK_KEY}).scalar():
                 return False
