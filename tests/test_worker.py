@@ -11,6 +11,7 @@ import sqlalchemy as sa
 
 from queuelab import JobStatus, Queue, SchemaVersionError, current_job
 from queuelab.models import AttemptOutcome
+from queuelab.store import quota_sql
 from queuelab.store.schema import SCHEMA_REVISION, meta
 from tests.helpers import wait_for_status, wait_until
 
@@ -119,16 +120,21 @@ def test_sqlite_runs_in_wal_mode_with_the_configured_durability(sqlite_url: str)
     q.close()
 
 
+def sqlite_plan(q: Queue, sql: str, params: tuple[object, ...] = ()) -> str:
+    """SQLite's plan for ``sql``, its steps joined into one string."""
+    with q.runtime.db.engine.connect() as conn:
+        return " ".join(str(row[-1]) for row in conn.exec_driver_sql("EXPLAIN QUERY PLAN " + sql, params).all())
+
+
 def test_the_claim_reads_the_partial_index_in_order(sqlite_url: str) -> None:
     """The claim must not sort the pending set (it would cost O(backlog) per claim)."""
     q = Queue(sqlite_url)
     q.submit("simulate")
-    with q.runtime.db.engine.connect() as conn:
-        plan = conn.exec_driver_sql(
-            "EXPLAIN QUERY PLAN SELECT id FROM queuelab_jobs WHERE status = 'PENDING' AND run_at <= 1e12 "
-            "ORDER BY priority DESC, fair_rank LIMIT 1"
-        ).all()
-    details = " ".join(str(row[-1]) for row in plan)
+    details = sqlite_plan(
+        q,
+        "SELECT id FROM queuelab_jobs WHERE status = 'PENDING' AND run_at <= 1e12 "
+        "ORDER BY priority DESC, fair_rank LIMIT 1",
+    )
     assert "queuelab_jobs_claim" in details
     assert "TEMP B-TREE" not in details
     assert sa.inspect(q.runtime.db.engine).get_indexes("queuelab_jobs")
@@ -155,15 +161,12 @@ def test_opening_an_older_database_adds_the_indexes_and_tables_it_lacks(db_url: 
 
 
 def test_the_quota_claim_counts_running_jobs_without_reading_the_history(sqlite_url: str) -> None:
-    """The per-user count of RUNNING jobs reads the small RUNNING index, not every job the
-    table holds (a full scan costs O(history) per claim)."""
+    """The quota claim's per-user counts of RUNNING jobs read the small RUNNING index, never
+    a scan of every job the table holds (O(history) per claim)."""
     q = Queue(sqlite_url)
     q.submit("simulate")
-    with q.runtime.db.engine.connect() as conn:
-        plan = conn.exec_driver_sql(
-            "EXPLAIN QUERY PLAN SELECT user_id FROM queuelab_jobs WHERE status = 'RUNNING' "
-            "GROUP BY user_id HAVING count(*) >= 2"
-        ).all()
-    details = " ".join(str(row[-1]) for row in plan)
+    statement = quota_sql.sqlite_quota_claim(0, 0, 0).compile(dialect=q.runtime.db.engine.dialect)
+    details = sqlite_plan(q, statement.string, tuple(0 for _ in statement.positiontup or ()))
     assert "queuelab_jobs_running_user" in details, details
+    assert "SCAN queuelab_jobs USING COVERING INDEX queuelab_jobs_user" not in details, details
     q.close()
