@@ -74,8 +74,8 @@ class Maintenance:
             # One batch per tick, so lease heartbeats never wait behind a long prune.
             self._next_prune = time.monotonic() + (0.0 if more else PRUNE_EVERY_SECONDS)
         if time.monotonic() >= self._next_statistics:
+            self._next_statistics = time.monotonic() + STATISTICS_EVERY_SECONDS  # even if it raises
             refresh_if_stale(self.runtime.db)
-            self._next_statistics = time.monotonic() + STATISTICS_EVERY_SECONDS
 
     def extend_leases(self) -> None:
         """Heartbeat the leases that have used a third of their time."""

@@ -39,6 +39,10 @@ STORE_RETRY_SECONDS = 0.5
 # acks them all and claims as many, instead of one transaction per job. Longer jobs are
 # acked at once: for them the wait would only idle a slot.
 ACK_GATHER_SECONDS = 0.001
+# Waits for a job held back by a running quota on PostgreSQL (see _idle_timeout): the
+# first, doubled each time nothing came free, up to the last.
+HELD_WAIT_SECONDS = 0.01
+HELD_WAIT_MAX_SECONDS = 0.25
 ACK_GRACE_SECONDS = 5.0
 
 
@@ -98,6 +102,7 @@ class Worker:
         self._retiring = 0  # slot threads asked to end after a shrink, not yet ended
         self._wakeup: Wakeup | None = None
         self._run_seconds = 1.0  # moving average of how long a job ran (see ACK_GATHER_SECONDS)
+        self._held_wait = HELD_WAIT_SECONDS  # see _idle_timeout
 
     # -- life cycle -------------------------------------------------------------------
 
@@ -200,7 +205,10 @@ class Worker:
             if not finished:
                 wake.watch()  # this claim may come back empty and end in the wait below
             claimed_at = self.runtime.clock.now()
-            if self.settle(finished, free) or finished:
+            if self.settle(finished, free):
+                self._held_wait = HELD_WAIT_SECONDS
+                continue
+            if finished:
                 continue
             wake.wait(self._idle_timeout(claimed_at))
 
@@ -267,14 +275,21 @@ class Worker:
     def _idle_timeout(self, claimed_at: float) -> float:
         """Sleep until the next delayed job is due, at most the poll interval. A job that
         was already due when the claim came back empty is not for us (another task, a
-        paused queue, a user at quota): wait for a change rather than spin on it."""
+        paused queue, a user at quota): wait for a change rather than spin on it. On
+        PostgreSQL under running quotas that change (an ack freeing a user's slot, another
+        claimer's commit) sends no NOTIFY: look again after a short wait, doubled each
+        time it finds nothing, up to HELD_WAIT_MAX_SECONDS."""
         timeout = self.runtime.settings.poll_interval_seconds
         try:
             next_run = self.runtime.leases.next_run_at(self.queues, tasks=self._task_names())
+            held = next_run is not None and next_run <= claimed_at and self.runtime.leases.held_back_wakes_nobody()
         except StoreError:
             return timeout
         if next_run is not None and next_run > claimed_at:
             timeout = min(timeout, max(0.0, next_run - self.runtime.clock.now()) + 0.001)
+        elif held:
+            timeout = min(timeout, self._held_wait)
+            self._held_wait = min(2 * self._held_wait, HELD_WAIT_MAX_SECONDS)
         return timeout
 
     def _task_names(self) -> tuple[str, ...]:

@@ -7,15 +7,17 @@ import resource
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import psycopg
 import pytest
 import sqlalchemy as sa
 
-from queuelab import InvalidArgument, JobStatus, Queue, RetryPolicy
+from queuelab import InvalidArgument, JobStatus, Queue, RetryPolicy, Submission
 from queuelab.models import AttemptOutcome
 from tests.helpers import APP, ROOT, WorkerProcess, read_records, recorder_queue, wait_for_status, wait_until
 
@@ -197,3 +199,71 @@ def test_r3_a_process_holding_over_1024_descriptors_still_uses_its_pool(postgres
         for fd in held:
             os.close(fd)
         resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+
+
+def test_r4_a_postgres_user_new_to_the_quota_claim_is_not_passed_over(postgres_url: str) -> None:
+    """Review of the one-statement quota claim: a user without a lock row was passed over
+    and got one only when a claim took nothing, so while anyone else had work the new
+    user's jobs (even at priority 9) were never taken."""
+    q = Queue(postgres_url)
+    q.set_limits("*", max_running=1000)
+    q.submit_many(Submission(task="simulate", user_id="alice") for _ in range(20))
+    (first,) = q.runtime.leases.claim("w", None, 1, q.runtime.clock.now())
+    assert first.user_id == "alice"
+    q.submit("simulate", user_id="bob", priority=9)
+    taken = [lease.user_id for _ in range(2) for lease in q.runtime.leases.claim("w", None, 1, q.runtime.clock.now())]
+    assert "bob" in taken  # the first claim adds bob's row, the next takes his job
+    q.close()
+
+
+def test_r5_a_limit_set_here_is_not_hidden_by_a_read_that_began_before_it(
+    sqlite_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Review: a snapshot of the limits read by another thread before set_limits committed
+    was cached after set_limits invalidated the cache, hiding the change for 0.5 s."""
+    from queuelab.store import limits as limits_store
+
+    q = Queue(sqlite_url)
+    cache = limits_store.cache_for(q.runtime.db)
+    cache.invalidate()
+    real, read_done, go = limits_store.read_snapshot, threading.Event(), threading.Event()
+
+    def slow_read(conn: Any) -> Any:  # the reader's read ends before set_limits commits
+        snapshot = real(conn)
+        if threading.current_thread().name == "reader":
+            read_done.set()
+            go.wait(5)
+        return snapshot
+
+    monkeypatch.setattr(limits_store, "read_snapshot", slow_read)
+
+    def reader() -> None:
+        with q.runtime.db.read() as conn:
+            cache.get(conn)
+
+    thread = threading.Thread(target=reader, name="reader")
+    thread.start()
+    assert read_done.wait(5)
+    q.set_limits("alice", max_running=5)
+    go.set()
+    thread.join(5)
+    assert q.limits("alice").max_running == 5
+    q.close()
+
+
+def test_r6_an_idle_postgres_worker_takes_a_job_freed_by_a_quota_without_waiting_a_poll(postgres_url: str) -> None:
+    """Review: nothing NOTIFYs when an ack frees a user's quota slot, so an idle worker
+    whose claim found the user's job held back slept the whole poll interval (here 3 s)."""
+    q = Queue(postgres_url, poll_interval_seconds=3.0)
+    q.set_limits("carol", max_running=1)
+    first = q.submit("simulate", {"duration": 0.4}, user_id="carol", queue="a")
+    with q.worker(1, queues=["a"]):
+        wait_for_status(q, first.id, JobStatus.RUNNING)
+        second = q.submit("simulate", user_id="carol", queue="b")  # held: carol is at quota
+        with q.worker(1, queues=["b"]):
+            wait_for_status(q, second.id, JobStatus.COMPLETED, timeout=30)
+    ended, started = q.get(first.id).finished_at, q.get(second.id).started_at
+    assert ended is not None
+    assert started is not None
+    assert (started - ended).total_seconds() < 1.5  # a poll would have slept until ~3 s
+    q.close()

@@ -79,10 +79,12 @@ def admit(
             _assign_ranks(conn, db, user, mine, lim.weight or 1)
 
 
-def counts_rows(conn: Connection, db: Database, user: str, *, rate_in_sql: bool) -> bool:
-    """Whether admitting a job of ``user`` counts stored rows (an active cap, or a rate
-    limit checked in SQL) and so needs a transaction holding the user's lock."""
-    return _counts_rows(effective_in(cache_for(db).get(conn), db.settings, [user])[user], rate_in_sql)
+def unchecked_rank_step(conn: Connection, db: Database, user: str, *, rate_in_sql: bool) -> float | None:
+    """The rank step of ``user``'s next job if admitting it checks no stored rows (no
+    active cap, no rate limit counted in SQL); None if it does, as it then needs a
+    transaction holding the user's lock (:func:`admit`)."""
+    limits = effective_in(cache_for(db).get(conn), db.settings, [user])[user]
+    return None if _counts_rows(limits, rate_in_sql) else 1.0 / (limits.weight or 1)
 
 
 def _counts_rows(limits: UserLimits, rate_in_sql: bool) -> bool:

@@ -81,17 +81,16 @@ def _claim_within_quotas(
     statement = quota_sql.postgres_quota_claim(*shape)
     for attempt in range(len(CONTENDED_PAUSES) + 1):
         rows = conn.execute(statement, params).all()
+        if rows[0].missing:
+            # Committed at once, on a connection of their own, so every claimer can lock
+            # them from its next statement; without a row a user's jobs are never taken.
+            _add_user_locks(db, rows[0].missing)
         taken = [row for row in rows if row.id is not None]
         if taken or not rows[0].passed:
             return taken
-        # Every candidate was passed over. A user without a row gets one (committed at
-        # once, on its own connection, so every claimer can lock it); a user whose row
-        # another claimer holds or has just changed is free again once that claim
-        # commits: try again, each statement with a new snapshot, rather than leave a
-        # free slot idle until the next poll.
-        missing = conn.execute(quota_sql.WITHOUT_USER_LOCK, {"users": rows[0].passed}).scalars().all()
-        if missing:
-            _add_user_locks(db, missing)
+        # Every candidate was passed over: its user's row was missing (added above), or
+        # held by another claimer (free once that claim commits), or just changed. Try
+        # again, each statement with a new snapshot, rather than leave a slot idle.
         if attempt < len(CONTENDED_PAUSES):
             time.sleep(CONTENDED_PAUSES[attempt])
     return []

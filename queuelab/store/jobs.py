@@ -17,7 +17,7 @@ from sqlalchemy.engine import Connection
 from queuelab.errors import InvalidArgument, InvalidTransition, JobNotFound, StoreError
 from queuelab.models import Job, JobStatus
 from queuelab.store import direct
-from queuelab.store.admission import RANK_STEP, admit, counts_rows, ranked_insert
+from queuelab.store.admission import RANK_STEP, admit, ranked_insert, unchecked_rank_step
 from queuelab.store.database import Database
 from queuelab.store.rows import job_from_row
 from queuelab.store.schema import attempts, jobs
@@ -92,9 +92,10 @@ class JobStore:
         the NOTIFY are one statement, run as its own transaction (one round trip, not
         three). False, and nothing written, if its admission needs the transaction."""
         with self.db.autocommit() as conn:
-            if counts_rows(conn, self.db, row["user_id"], rate_in_sql=rate_in_sql):
+            step = unchecked_rank_step(conn, self.db, row["user_id"], rate_in_sql=rate_in_sql)
+            if step is None:
                 return False
-            _ranked_insert(conn, self.db, row, now, rate_in_sql)
+            _insert_ranked(conn, {**row, RANK_STEP: step})
         return True
 
     def _write_rows(self, conn: Connection, rows: list[dict[str, Any]], now: float, rate_in_sql: bool) -> None:
@@ -223,7 +224,7 @@ def _copy_rows(conn: Connection, rows: list[dict[str, Any]]) -> None:
     sql = f"COPY {jobs.name} ({', '.join(columns)}) FROM STDIN"
     cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
     try:
-        with cursor.copy(sql) as copy:
+        with cursor, cursor.copy(sql) as copy:
             for row in rows:
                 values = list(values_of(row))
                 values[status] = str(values[status].value)
@@ -235,6 +236,11 @@ def _copy_rows(conn: Connection, rows: list[dict[str, Any]]) -> None:
 def _ranked_insert(conn: Connection, db: Database, row: dict[str, Any], now: float, rate_in_sql: bool) -> None:
     """PostgreSQL, one job: admit it, then rank, insert and NOTIFY in one statement."""
     admit(conn, db, [row], now, rate_in_sql=rate_in_sql, rank_in_sql=True)
+    _insert_ranked(conn, row)
+
+
+def _insert_ranked(conn: Connection, row: dict[str, Any]) -> None:
+    """Rank, insert and NOTIFY in one statement; ``row`` holds its rank step (RANK_STEP)."""
     columns = tuple(name for name in row if name != RANK_STEP)
     params = {**row, "p_user": row["user_id"], "p_priority": row["priority"]}
     conn.execute(ranked_insert(columns), params)

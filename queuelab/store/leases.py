@@ -24,6 +24,7 @@ from queuelab.store import direct
 from queuelab.store import statements as st
 from queuelab.store.claims import ClaimFilter, claim, lease_from_row
 from queuelab.store.database import Database
+from queuelab.store.limits import cache_for, running_quotas
 from queuelab.store.schema import IS_PENDING, IS_RUNNING, jobs
 
 RescueDecider = Callable[[Errored, int, int], Decision]  # (error, attempt, max_retries) -> decision
@@ -128,6 +129,19 @@ class LeaseStore:
                 decision = decide(error, row.attempts, row.max_retries)
                 rescued += _apply(conn, self.db, Finished(lease, decision, now), row.lease_owner)
         return rescued
+
+    def held_back_wakes_nobody(self) -> bool:
+        """Whether a job held back by a running quota can become claimable without waking
+        an idle worker: on PostgreSQL (SQLite's idle workers wake on any commit) while a
+        quota is set."""
+        if self.db.is_sqlite:
+            return False
+        cache = cache_for(self.db)
+        snapshot = cache.fresh()
+        if snapshot is None:
+            with self.db.read() as conn:
+                snapshot = cache.get(conn)
+        return running_quotas(snapshot, self.db.settings) is not None
 
     def next_run_at(self, queues: Sequence[str] | None, tasks: Sequence[str] | None = None) -> float | None:
         """When the earliest pending job becomes runnable (for an idle worker's sleep)."""

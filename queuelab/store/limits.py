@@ -89,6 +89,7 @@ class SnapshotCache:
         self._lock = threading.Lock()
         self._snapshot: Snapshot | None = None
         self._read_at = 0.0
+        self._generation = 0  # bumped by invalidate(): a read begun before it is not kept
 
     def fresh(self) -> Snapshot | None:
         """The cached snapshot, if it is recent enough to use."""
@@ -98,17 +99,20 @@ class SnapshotCache:
         return None
 
     def get(self, conn: Connection) -> Snapshot:
-        found = self.fresh()
-        if found is not None:
-            return found
+        with self._lock:
+            if self._snapshot is not None and time.monotonic() - self._read_at < SNAPSHOT_TTL_SECONDS:
+                return self._snapshot
+            generation = self._generation
         snapshot = read_snapshot(conn)
         with self._lock:
-            self._snapshot, self._read_at = snapshot, time.monotonic()
+            if generation == self._generation:  # else a change landed meanwhile: not kept
+                self._snapshot, self._read_at = snapshot, time.monotonic()
         return snapshot
 
     def invalidate(self) -> None:
         with self._lock:
             self._snapshot = None
+            self._generation += 1
 
 
 def cache_for(db: Database) -> SnapshotCache:

@@ -109,9 +109,10 @@ def postgres_quota_claim(queues: int, tasks: int, skip_queues: int) -> sa.Select
        claimer skips them or, after the commit, sees them changed).
 
     Every row has the taken job's columns, except one row with NULLs when nothing was taken;
-    each row also names the candidates' users that were passed over (``passed``: not
-    locked here, as not needed, or held by another claimer, changed, or without a row).
-    When nothing was taken, the caller adds the missing rows and tries again."""
+    each row also counts the candidates passed over (``passed``: their user was not locked
+    here, as not needed, or held by another claimer, changed, or without a row) and names
+    the candidates' users without a row (``missing``): the caller adds those rows, so that
+    the next claim can take their jobs."""
     picked = _candidates(queues, tasks, skip_queues, literal=True).with_for_update(of=jobs, skip_locked=True)
     candidates = picked.cte("picked").prefix_with("MATERIALIZED")
     # Lock no more users than jobs wanted, in claim order: every candidate's user has room
@@ -135,18 +136,17 @@ def postgres_quota_claim(queues: int, tasks: int, skip_queues: int) -> sa.Select
     taken = _take(_within_room(mine, literal=True), postgres=True).cte("taken")
     bumped = user_locks.update().where(user_locks.c.user_id.in_(sa.select(taken.c.user_id)))
     bumped = bumped.values(claims=user_locks.c.claims + 1)
-    not_ok = candidates.c.user_id.not_in(sa.select(ok.c.user_id))
-    passed = sa.select(candidates.c.user_id).where(not_ok).distinct()
-    summary = sa.select(sa.func.array(passed.scalar_subquery()).label("passed")).subquery("summary")
-    statement = sa.select(*taken.c, summary.c.passed)
+    passed = sa.select(sa.func.count()).where(candidates.c.user_id.not_in(sa.select(ok.c.user_id)))
+    has_row = sa.exists().where(seen.c.user_id == candidates.c.user_id)
+    missing = sa.select(candidates.c.user_id).where(~has_row).distinct()
+    summary = sa.select(
+        passed.scalar_subquery().label("passed"),
+        sa.func.array(missing.scalar_subquery()).label("missing"),
+    ).subquery("summary")
+    statement = sa.select(*taken.c, summary.c.passed, summary.c.missing)
     return statement.select_from(summary.outerjoin(taken, sa.true())).add_cte(bumped.cte("bumped"))
 
 
-# The users among ``users`` who have no row yet.
-WITHOUT_USER_LOCK = sa.text(
-    "SELECT u FROM unnest(CAST(:users AS text[])) AS u WHERE NOT EXISTS "
-    "(SELECT FROM queuelab_user_locks AS l WHERE l.user_id = u)"
-)
 # A user's row, added outside the claim's transaction (see claims.py).
 ADD_USER_LOCKS = sa.text(
     "INSERT INTO queuelab_user_locks (user_id, claims) SELECT u, 0 FROM unnest(CAST(:users AS text[])) AS u "
