@@ -15,6 +15,7 @@ from queuelab.errors import StoreError
 from queuelab.execution import decide_after
 from queuelab.models import AttemptOutcome
 from queuelab.policy import Decision, Errored, decide
+from queuelab.store.claims import forget_idle_users
 from queuelab.store.statistics import refresh_if_stale
 
 if TYPE_CHECKING:
@@ -145,6 +146,7 @@ class Maintenance:
         now = self.runtime.clock.now()
         pruned = self.runtime.jobs.prune(now - retention, max_batches=1)
         self.runtime.workers.forget(now - retention)
+        forget_idle_users(self.runtime.db)
         if pruned:
             log.info("pruned %d finished job(s) older than %gs", pruned, retention)
         return pruned >= PRUNE_BATCH

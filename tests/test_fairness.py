@@ -113,3 +113,26 @@ def test_a_postgres_quota_claim_adds_the_users_lock_row_and_counts_its_claims(po
     with q.runtime.db.read() as conn:
         assert conn.execute(query).scalar_one() == 2
     q.close()
+
+
+def test_postgres_quota_lock_rows_of_idle_users_are_forgotten(postgres_url: str) -> None:
+    """Maintenance deletes the lock rows of users with nothing pending or running; a user
+    who comes back gets a new row from the next claim and is served as before."""
+    from queuelab.store.claims import forget_idle_users
+
+    q = Queue(postgres_url)
+    q.set_limits("*", max_running=2)
+    q.submit_many(Submission(task="simulate", user_id=user) for user in ("done", "waiting", "waiting"))
+    for lease in q.runtime.leases.claim("w", None, 1, q.runtime.clock.now()):  # "done" ranks first
+        q.runtime.leases.finish(lease, Complete(None), "w", q.runtime.clock.now())
+    q.runtime.leases.claim("w", None, 5, q.runtime.clock.now())  # adds "waiting"'s row, takes one job
+    rows = sa.select(user_locks.c.user_id).order_by(user_locks.c.user_id)
+    with q.runtime.db.read() as conn:
+        assert list(conn.execute(rows).scalars()) == ["done", "waiting"]
+    assert forget_idle_users(q.runtime.db) == 1
+    with q.runtime.db.read() as conn:
+        assert list(conn.execute(rows).scalars()) == ["waiting"]
+    q.submit("simulate", user_id="done")  # back again
+    taken = [lease.user_id for _ in range(3) for lease in q.runtime.leases.claim("w", None, 1, q.runtime.clock.now())]
+    assert "done" in taken
+    q.close()

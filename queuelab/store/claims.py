@@ -102,6 +102,15 @@ def _add_user_locks(db: Database, users: Sequence[str]) -> None:
         conn.execute(quota_sql.ADD_USER_LOCKS, {"users": sorted(users)})
 
 
+def forget_idle_users(db: Database) -> int:
+    """Delete the quota lock rows of users with nothing pending or running (PostgreSQL);
+    a user who submits again gets a new row from the first claim that meets them."""
+    if db.is_sqlite:
+        return 0
+    with db.write() as conn:
+        return conn.execute(quota_sql.FORGET_IDLE_USER_LOCKS).rowcount
+
+
 def running_by_user(conn: Connection, users: list[str] | None = None) -> dict[str, int]:
     query = st.RUNNING_BY_USER
     if users is not None:

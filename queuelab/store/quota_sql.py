@@ -152,3 +152,10 @@ ADD_USER_LOCKS = sa.text(
     "INSERT INTO queuelab_user_locks (user_id, claims) SELECT u, 0 FROM unnest(CAST(:users AS text[])) AS u "
     "ORDER BY u ON CONFLICT DO NOTHING"
 )
+# The rows of users with no PENDING or RUNNING job, which no claim needs; locked rows
+# (a claim is taking that user's jobs) are left for next time, so this never waits.
+FORGET_IDLE_USER_LOCKS = sa.text(
+    "DELETE FROM queuelab_user_locks WHERE user_id IN (SELECT l.user_id FROM queuelab_user_locks AS l "
+    "WHERE NOT EXISTS (SELECT FROM queuelab_jobs AS j WHERE j.user_id = l.user_id "
+    "AND j.status IN ('PENDING', 'RUNNING')) FOR UPDATE SKIP LOCKED)"
+)
