@@ -267,3 +267,25 @@ def test_r6_an_idle_postgres_worker_takes_a_job_freed_by_a_quota_without_waiting
     assert started is not None
     assert (started - ended).total_seconds() < 1.5  # a poll would have slept until ~3 s
     q.close()
+
+
+def test_r7_an_idle_postgres_worker_under_quotas_does_not_poll_a_paused_queue(postgres_url: str) -> None:
+    """Review: a due job in a paused queue counted as held back by a quota, so every idle
+    worker claimed four times a second for as long as the queue stayed paused."""
+    q = Queue(postgres_url, poll_interval_seconds=5.0)
+    q.set_limits("*", max_running=5)
+    q.submit("simulate", user_id="a", queue="p")
+    q.pause("p")
+    claims = 0
+    settle = q.runtime.leases.settle
+
+    def counting(*args: Any, **kwargs: Any) -> Any:
+        nonlocal claims
+        claims += 1
+        return settle(*args, **kwargs)
+
+    q.runtime.leases.settle = counting  # type: ignore[method-assign]
+    with q.worker(1):
+        time.sleep(2.0)
+    assert claims <= 2  # the first claim, perhaps one after the worker's start-up wake
+    q.close()

@@ -161,6 +161,8 @@ def translate_errors(db: Database) -> Iterator[None]:
         elif db.is_sqlite and "full" in detail:
             detail += " (no space left where the database lives; committed jobs are kept, this write was not)"
         raise StoreError(f"database error on {db.describe()}: {detail}") from exc
+    except sa.exc.TimeoutError as exc:  # the pool's, not the database's: every connection is in use
+        raise StoreError(f"no connection to {db.describe()} came free in time: {exc}") from exc
 
 
 def _normalise_url(raw: str) -> sa.URL:

@@ -144,13 +144,17 @@ class LeaseStore:
         return running_quotas(snapshot, self.db.settings) is not None
 
     def next_run_at(self, queues: Sequence[str] | None, tasks: Sequence[str] | None = None) -> float | None:
-        """When the earliest pending job becomes runnable (for an idle worker's sleep)."""
+        """When the earliest pending job becomes runnable (for an idle worker's sleep).
+        Paused queues are left out: their jobs wait for a resume, which wakes workers."""
         query = sa.select(sa.func.min(jobs.c.run_at)).where(IS_PENDING)
         if queues is not None:
             query = query.where(jobs.c.queue.in_(queues))
         if tasks is not None:
             query = query.where(jobs.c.task.in_(tasks))
         with self.db.read() as conn:
+            paused = cache_for(self.db).get(conn).paused
+            if paused:
+                query = query.where(jobs.c.queue.not_in(paused))
             return conn.execute(query).scalar()
 
 
