@@ -55,17 +55,12 @@ class Task:
         return self.fn(**payload)
 
 
-@functools.lru_cache(maxsize=1024)
-def _signature(fn: Callable[..., Any]) -> inspect.Signature:
-    return inspect.signature(fn)
-
-
 @functools.lru_cache(maxsize=4096)
 def _misfit(fn: Callable[..., Any], keys: tuple[Any, ...]) -> str | None:
     """Why ``fn`` cannot take keyword arguments named ``keys`` (None if it can). Binding
     depends on the names alone, so a bulk submit of one shape binds once, not per job."""
     try:
-        _signature(fn).bind(**dict.fromkeys(keys))
+        inspect.signature(fn).bind(**dict.fromkeys(keys))
     except TypeError as exc:
         return str(exc)
     return None

@@ -101,7 +101,7 @@ class JobStore:
     def _write_rows(self, conn: Connection, rows: list[dict[str, Any]], now: float, rate_in_sql: bool) -> None:
         """Admit, rank and insert ``rows``, and wake the workers of their queues."""
         if len(rows) == 1 and not self.db.is_sqlite:  # a single submit: one statement
-            _ranked_insert(conn, self.db, rows[0], now, rate_in_sql)
+            _admit_and_insert(conn, self.db, rows[0], now, rate_in_sql)
             return
         admit(conn, self.db, rows, now, rate_in_sql=rate_in_sql)
         if len(rows) == 1:
@@ -233,7 +233,7 @@ def _copy_rows(conn: Connection, rows: list[dict[str, Any]]) -> None:
         raise sa.exc.DBAPIError.instance(sql, None, exc, psycopg.Error) from exc
 
 
-def _ranked_insert(conn: Connection, db: Database, row: dict[str, Any], now: float, rate_in_sql: bool) -> None:
+def _admit_and_insert(conn: Connection, db: Database, row: dict[str, Any], now: float, rate_in_sql: bool) -> None:
     """PostgreSQL, one job: admit it, then rank, insert and NOTIFY in one statement."""
     admit(conn, db, [row], now, rate_in_sql=rate_in_sql, rank_in_sql=True)
     _insert_ranked(conn, row)

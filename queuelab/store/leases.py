@@ -136,12 +136,7 @@ class LeaseStore:
         quota is set."""
         if self.db.is_sqlite:
             return False
-        cache = cache_for(self.db)
-        snapshot = cache.fresh()
-        if snapshot is None:
-            with self.db.read() as conn:
-                snapshot = cache.get(conn)
-        return running_quotas(snapshot, self.db.settings) is not None
+        return running_quotas(cache_for(self.db).current(self.db), self.db.settings) is not None
 
     def next_run_at(self, queues: Sequence[str] | None, tasks: Sequence[str] | None = None) -> float | None:
         """When the earliest pending job becomes runnable (for an idle worker's sleep).

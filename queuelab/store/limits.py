@@ -45,12 +45,7 @@ class LimitStore:
     def effective(self, users: list[str]) -> dict[str, UserLimits]:
         """As claims and submits see them: from the snapshot cache, read afresh (one read
         transaction) only when it is stale."""
-        cache = cache_for(self.db)
-        snapshot = cache.fresh()
-        if snapshot is None:
-            with self.db.read() as conn:
-                snapshot = cache.get(conn)
-        return effective_in(snapshot, self.settings, users)
+        return effective_in(cache_for(self.db).current(self.db), self.settings, users)
 
     def pause(self, queue: str, paused: bool, now: float) -> None:
         with self.db.write() as conn:
@@ -91,17 +86,27 @@ class SnapshotCache:
         self._read_at = 0.0
         self._generation = 0  # bumped by invalidate(): a read begun before it is not kept
 
-    def fresh(self) -> Snapshot | None:
-        """The cached snapshot, if it is recent enough to use."""
-        with self._lock:
-            if self._snapshot is not None and time.monotonic() - self._read_at < SNAPSHOT_TTL_SECONDS:
-                return self._snapshot
+    def _fresh(self) -> Snapshot | None:
+        """The cached snapshot if it is recent enough to use (the caller holds the lock)."""
+        if self._snapshot is not None and time.monotonic() - self._read_at < SNAPSHOT_TTL_SECONDS:
+            return self._snapshot
         return None
 
-    def get(self, conn: Connection) -> Snapshot:
+    def current(self, db: Database) -> Snapshot:
+        """The snapshot, read in a transaction of its own only when the cached one is stale."""
         with self._lock:
-            if self._snapshot is not None and time.monotonic() - self._read_at < SNAPSHOT_TTL_SECONDS:
-                return self._snapshot
+            found = self._fresh()
+        if found is not None:
+            return found
+        with db.read() as conn:
+            return self.get(conn)
+
+    def get(self, conn: Connection) -> Snapshot:
+        """The snapshot, read on ``conn`` (in the caller's transaction) when stale."""
+        with self._lock:
+            found = self._fresh()
+            if found is not None:
+                return found
             generation = self._generation
         snapshot = read_snapshot(conn)
         with self._lock:
