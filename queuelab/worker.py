@@ -1,11 +1,14 @@
 """One worker: claim → run → ack, on ``concurrency`` slot threads.
 
-The dispatcher (the thread that calls :meth:`Worker.run`) owns the job path's writes:
-in ONE transaction it acks every attempt that finished since its last turn and claims as
-many new jobs as there are free slots, so a busy worker spends one write per batch, not
-two per job, and never holds a lease on a job that is not running. Slot threads only run
-tasks. When nothing is runnable the dispatcher sleeps on a :mod:`wakeup
-<queuelab.store.wakeup>` signal, not a fixed poll. :mod:`queuelab.maintenance` keeps the
+A *turn* writes the job path: in ONE transaction it acks every attempt that finished
+since the last turn and claims as many new jobs as there are free slots, so a busy worker
+spends one write per batch, not two per job, and never holds a lease on a job that is not
+running. One turn runs at a time (``_turn_lock``). The dispatcher (the thread that calls
+:meth:`Worker.run`) takes turns while the worker is idle, gathers the acks of short jobs
+that finish together, and sleeps on a :mod:`wakeup <queuelab.store.wakeup>` signal, not a
+fixed poll, when nothing is runnable. A slot thread whose job ends while no other slot is
+busy takes the turn itself and runs the first job it claims: a steady stream through one
+slot then costs no hand-off between threads per job. :mod:`queuelab.maintenance` keeps the
 leases alive and rescues those of vanished workers.
 """
 
@@ -96,6 +99,7 @@ class Worker:
         self._running: dict[tuple[str, str], Running] = {}
         self._claiming = True  # False once a timed-out process is about to exit
         self._lock = threading.Lock()
+        self._turn_lock = threading.Lock()  # one turn (ack + claim + dispatch) at a time
         self._slot_threads: list[threading.Thread] = []
         self._slots_lock = threading.Lock()  # resize() against run() starting the slots
         self._slots_started = False
@@ -194,23 +198,25 @@ class Worker:
         assert self._wakeup is not None
         wake = self._wakeup
         while not self.stop_event.is_set():
-            wake.mark()
-            finished, free = self._take_finished(), self._free_slots()
-            if finished and self._run_seconds < ACK_GATHER_SECONDS:
-                finished, free = self._gather(wake, finished)
-            if not finished and free <= 0:
+            wake.mark()  # a slot that cannot take its turn pokes after this
+            with self._turn_lock:
+                finished, free = self._take_finished(), self._free_slots()
+                if finished and self._run_seconds < ACK_GATHER_SECONDS:
+                    finished, free = self._gather(wake, finished)
+                busy = not finished and free <= 0
+                claimed: list[Running] = []
+                claimed_at = self.runtime.clock.now()
+                if not busy:
+                    if not finished:
+                        wake.watch()  # this claim may come back empty and end in the wait below
+                    claimed = self._dispatch(self.settle(finished, free))
+                    if claimed:
+                        self._held_wait = HELD_WAIT_SECONDS
+            if busy:
                 # Every slot is busy: only a slot finishing (a poke) can give us work.
                 wake.wait(self.runtime.settings.poll_interval_seconds, database=False)
-                continue
-            if not finished:
-                wake.watch()  # this claim may come back empty and end in the wait below
-            claimed_at = self.runtime.clock.now()
-            if self.settle(finished, free):
-                self._held_wait = HELD_WAIT_SECONDS
-                continue
-            if finished:
-                continue
-            wake.wait(self._idle_timeout(claimed_at))
+            elif not claimed and not finished:
+                wake.wait(self._idle_timeout(claimed_at))
 
     def _gather(self, wake: Wakeup, finished: list[Finished]) -> tuple[list[Finished], int]:
         """Wait briefly for the busy slots to finish too (short jobs finish in bursts)."""
@@ -221,16 +227,17 @@ class Worker:
             finished = self._take_finished()
         return finished, self._free_slots()
 
-    def settle(self, finished: list[Finished], free: int) -> int:
+    def settle(self, finished: list[Finished], free: int) -> list[Lease]:
         """Ack ``finished`` and claim up to ``free`` jobs in one transaction; return the
-        number claimed. On a database error, the acks are kept for the next turn."""
+        new leases, for :meth:`_dispatch`. On a database error, the acks are kept for the
+        next turn. The caller holds the turn lock."""
         which = ClaimFilter(self.id, self.queues, self._task_names())
         try:
             lost, claimed = self.runtime.leases.settle(finished, which, free, self.runtime.clock.now)
         except StoreError as exc:
             log.error("could not write acks or claim (will retry): %s", exc)
             self.stop_event.wait(STORE_RETRY_SECONDS)
-            return 0
+            return []
         for lease in lost:
             log.warning(
                 "job %s: the lease of attempt %d was lost (it expired and was rescued, or was "
@@ -239,8 +246,7 @@ class Worker:
                 lease.attempt,
             )
         self._forget(finished)
-        self._dispatch(claimed)
-        return len(claimed)
+        return claimed
 
     def _take_finished(self) -> list[Finished]:
         with self._lock:
@@ -263,14 +269,17 @@ class Worker:
                 if entry is not None and entry.finished is done:
                     del self._running[key]
 
-    def _dispatch(self, leases: list[Lease]) -> None:
+    def _dispatch(self, leases: list[Lease], *, keep: bool = False) -> list[Running]:
+        """Hand new leases to the slot threads. ``keep``: the calling slot thread runs the
+        first itself (it is not put in the inbox)."""
         started = time.monotonic()
         entries = [Running(lease, started, heartbeat_at=started) for lease in leases]
         with self._lock:
             for entry in entries:
                 self._running[(entry.lease.job_id, entry.lease.token)] = entry
-        for entry in entries:
+        for entry in entries[1:] if keep else entries:
             self._inbox.put(entry)
+        return entries
 
     def _idle_timeout(self, claimed_at: float) -> float:
         """Sleep until the next delayed job is due, at most the poll interval. A job that
@@ -307,18 +316,41 @@ class Worker:
         thread.start()
 
     def _slot(self) -> None:
-        while (entry := self._inbox.get()) is not None:
+        entry = self._inbox.get()
+        while entry is not None:
             if isinstance(entry, _Retire):
                 if self._retire_one():
                     return
+                entry = self._inbox.get()
                 continue  # the pool grew again meanwhile: this thread stays
             if not self._execute(entry):
                 return  # abandoned after a timeout: a replacement slot has taken over
             if self._retire_one():
+                self._poke()
                 return  # the pool shrank while this job ran
+            entry = self._own_turn() or self._inbox.get()
+
+    def _own_turn(self) -> Running | None:
+        """After a job: ack it and claim the next one from this thread, when no other
+        slot is busy and no other turn is running; return the job to run next. Otherwise
+        (or if the claim found nothing) poke the dispatcher, which takes the turn."""
+        gather = self._run_seconds < ACK_GATHER_SECONDS  # short jobs: the dispatcher batches acks
+        if self._turn_lock.acquire(blocking=False):
+            try:
+                if not (self.stop_event.is_set() or (gather and self._busy())):
+                    finished, free = self._take_finished(), self._free_slots()
+                    mine = self._dispatch(self.settle(finished, free), keep=True)
+                    if mine:
+                        return mine[0]
+            except Exception:  # a bug: leave the turn to the dispatcher, which reports it too
+                log.exception("worker %s: a slot's turn failed", self.id)
+            finally:
+                self._turn_lock.release()
+        self._poke()
+        return None
 
     def _execute(self, entry: Running) -> bool:
-        """Run and decide; hand the outcome to the dispatcher. False if the job was
+        """Run and decide; record the outcome for the next turn. False if the job was
         abandoned meanwhile (this thread must then end: another has taken its slot).
         Whatever the task does, the slot survives and the attempt gets an outcome."""
         lease = entry.lease
@@ -334,7 +366,6 @@ class Worker:
             entry.finished = Finished(lease, decision, self.runtime.clock.now())
             ran = time.monotonic() - entry.started_monotonic
             self._run_seconds += 0.2 * (ran - self._run_seconds)
-        self._poke()
         return True
 
     def finish(self, lease: Lease, decision: Decision) -> None:
@@ -399,9 +430,10 @@ class Worker:
         return any(e.finished is None for e in self.running())
 
     def _flush(self) -> None:
-        finished = self._take_finished()
-        if finished:
-            self.settle(finished, 0)
+        with self._turn_lock:
+            finished = self._take_finished()
+            if finished:
+                self.settle(finished, 0)
 
     def _release(self, lease: Lease, grace: float) -> None:
         try:
