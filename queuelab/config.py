@@ -31,6 +31,9 @@ class Settings:
     sqlite_synchronous: str = "NORMAL"
     sqlite_busy_timeout_seconds: float = 30.0
     poll_interval_seconds: float = 1.0
+    # Jobs a worker claims beyond its free slots, to run them without a transaction each
+    # (see queuelab.worker). 0: claim only for free slots.
+    prefetch: int = 0
     shutdown_grace_seconds: float = 10.0
     retention_seconds: float | None = 7 * 24 * 3600.0
     worker_ttl_seconds: float = 15.0
@@ -159,6 +162,7 @@ _PARSERS: dict[str, Callable[[str, Any], Any]] = {
     "sqlite_synchronous": _synchronous,
     "sqlite_busy_timeout_seconds": _number(0, 3600, allow_lo=False),
     "poll_interval_seconds": _number(0, 3600, allow_lo=False),
+    "prefetch": _integer(0, 10_000),
     "shutdown_grace_seconds": _number(0, 86400, allow_lo=True),
     "retention_seconds": _optional_seconds,
     "worker_ttl_seconds": _number(0, 86400, allow_lo=False),

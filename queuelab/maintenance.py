@@ -97,7 +97,7 @@ class Maintenance:
         now_mono = time.monotonic()
         for entry in self.worker.running():
             limit = entry.lease.timeout_seconds
-            if limit is None or now_mono - entry.started_monotonic <= limit:
+            if limit is None or not entry.started or now_mono - entry.started_monotonic <= limit:
                 continue
             if self.worker.exit_on_timeout:
                 self.worker.stop_claiming()  # this process is about to exit: take no new job
@@ -110,6 +110,7 @@ class Maintenance:
         self.worker.finish(lease, decide_after(self.runtime, lease, error))
         if self.worker.exit_on_timeout:
             log.error("job %s timed out after %gs; stopping this worker process to kill it", lease.job_id, limit)
+            self.worker.release_waiting()
             os._exit(TIMEOUT_EXIT_CODE)
         log.error(
             "job %s timed out after %gs; its thread cannot be killed and is abandoned (use process "

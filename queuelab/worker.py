@@ -10,6 +10,17 @@ fixed poll, when nothing is runnable. A slot thread whose job ends while no othe
 busy takes the turn itself and runs the first job it claims: a steady stream through one
 slot then costs no hand-off between threads per job. :mod:`queuelab.maintenance` keeps the
 leases alive and rescues those of vanished workers.
+
+**Prefetch** (``Settings.prefetch``, 0 by default): a worker may claim up to that many jobs
+beyond its free slots. They wait in the worker, their leases kept alive, and the slots run
+them without a turn each: a turn is due only when half the prefetch has been used, or an
+ack has waited ACK_DELAY_SECONDS. Short jobs then cost one transaction per batch, as with
+many slots. The price, which is why it is off by default: a worker that dies holding
+prefetched jobs spends an attempt of each (they are rescued as LOST like the running one),
+and a long job delays the jobs prefetched behind it while other workers may be idle. A
+worker stopped gracefully hands its unstarted jobs back at once, without spending their
+attempt. No job is prefetched while a running quota is set: a prefetched job holds one of
+its user's running slots without running.
 """
 
 from __future__ import annotations
@@ -22,7 +33,7 @@ import threading
 import time
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from queuelab.errors import LeaseLost, StoreError
 from queuelab.execution import decide_after, last_resort, run_task
@@ -46,15 +57,19 @@ ACK_GATHER_SECONDS = 0.001
 # first, doubled each time nothing came free, up to the last.
 HELD_WAIT_SECONDS = 0.01
 HELD_WAIT_MAX_SECONDS = 0.25
+# With prefetch, the longest a finished job's ack waits for the next turn.
+ACK_DELAY_SECONDS = 0.02
 ACK_GRACE_SECONDS = 5.0
 
 
 @dataclass(slots=True, eq=False)
 class Running:
     lease: Lease
-    started_monotonic: float
+    started_monotonic: float  # when it was claimed, then when a slot started it
     heartbeat_at: float
-    finished: Finished | None = None  # the outcome, until the dispatcher has written it
+    started: bool = False  # False while a prefetched job waits for a slot
+    finished: Finished | None = None  # the outcome, until a turn has written it
+    finished_monotonic: float = 0.0
     abandoned: bool = False  # timed out or released: whatever the task returns is discarded
 
 
@@ -79,6 +94,7 @@ class Worker:
     ) -> None:
         self.runtime = runtime
         self.concurrency = concurrency
+        self.prefetch = runtime.settings.prefetch
         self.queues = tuple(queues) if queues else None
         self.mode = mode
         # Process mode: a timed-out job cannot be stopped from another thread, so the
@@ -123,9 +139,10 @@ class Worker:
             for _ in range(self.concurrency):
                 self._start_slot()
         log.info(
-            "worker %s started: %d slot(s), queues %s, %s",
+            "worker %s started: %d slot(s)%s, queues %s, %s",
             self.id,
             self.concurrency,
+            f", prefetch {self.prefetch}" if self.prefetch else "",
             ",".join(self.queues or ["*"]),
             self.runtime.db.describe(),
         )
@@ -200,40 +217,77 @@ class Worker:
         while not self.stop_event.is_set():
             wake.mark()  # a slot that cannot take its turn pokes after this
             with self._turn_lock:
-                finished, free = self._take_finished(), self._free_slots()
+                finished = self._take_finished()
                 if finished and self._run_seconds < ACK_GATHER_SECONDS:
-                    finished, free = self._gather(wake, finished)
-                busy = not finished and free <= 0
+                    finished = self._gather(wake)
+                due, wanted = self._turn_due(finished)
                 claimed: list[Running] = []
                 claimed_at = self.runtime.clock.now()
-                if not busy:
+                if due:
                     if not finished:
                         wake.watch()  # this claim may come back empty and end in the wait below
-                    claimed = self._dispatch(self.settle(finished, free))
+                    claimed = self._dispatch(self.settle(finished, wanted))
                     if claimed:
                         self._held_wait = HELD_WAIT_SECONDS
-            if busy:
-                # Every slot is busy: only a slot finishing (a poke) can give us work.
-                wake.wait(self.runtime.settings.poll_interval_seconds, database=False)
+            if not due:
+                # The slots are busy (or have prefetched jobs to run): a slot finishing
+                # (a poke) or an ack waiting too long ends this wait.
+                wake.wait(self._busy_timeout(finished), database=False)
             elif not claimed and not finished:
                 wake.wait(self._idle_timeout(claimed_at))
 
-    def _gather(self, wake: Wakeup, finished: list[Finished]) -> tuple[list[Finished], int]:
-        """Wait briefly for the busy slots to finish too (short jobs finish in bursts)."""
+    def _gather(self, wake: Wakeup) -> list[Finished]:
+        """Wait briefly for the running slots to finish too (short jobs finish in bursts)."""
         deadline = time.monotonic() + ACK_GATHER_SECONDS
-        while self._busy() and (remaining := deadline - time.monotonic()) > 0:
+        while self._running_now() and (remaining := deadline - time.monotonic()) > 0:
             wake.wait(remaining, database=False)  # a slot that finishes pokes
             wake.mark()
-            finished = self._take_finished()
-        return finished, self._free_slots()
+        return self._take_finished()
 
-    def settle(self, finished: list[Finished], free: int) -> list[Lease]:
-        """Ack ``finished`` and claim up to ``free`` jobs in one transaction; return the
+    def _turn_due(self, finished: list[Finished]) -> tuple[bool, int]:
+        """Whether to take a turn now, and how many jobs it should claim: enough to fill the
+        free slots and the prefetch. Without prefetch a turn is due for any ack or free
+        slot. With it, when half the prefetch is used up, or an ack has waited too long."""
+        extra = self._prefetch_now()
+        with self._lock:
+            unfinished = waiting = 0
+            oldest = min((e.finished_monotonic for e in self._running.values() if e.finished), default=None)
+            for e in self._running.values():
+                if e.finished is None:
+                    unfinished += 1
+                    waiting += not e.started
+        stopping = self.stop_event.is_set() or not self._claiming
+        wanted = 0 if stopping else max(0, self.concurrency + extra - unfinished)
+        low = extra // 2
+        if finished and (waiting <= low or oldest is None or time.monotonic() - oldest >= ACK_DELAY_SECONDS):
+            return True, wanted
+        return wanted > low, wanted
+
+    def _prefetch_now(self) -> int:
+        """Jobs to hold beyond the slots: ``prefetch``, or none while a running quota is set."""
+        if not self.prefetch:
+            return 0
+        try:
+            return 0 if self.runtime.leases.running_quota_set() else self.prefetch
+        except StoreError:
+            return 0
+
+    def _busy_timeout(self, finished: list[Finished]) -> float:
+        timeout = self.runtime.settings.poll_interval_seconds
+        if finished and self.prefetch:
+            with self._lock:
+                oldest = min((e.finished_monotonic for e in self._running.values() if e.finished), default=None)
+            if oldest is not None:
+                timeout = min(timeout, max(0.0, oldest + ACK_DELAY_SECONDS - time.monotonic()))
+        return timeout
+
+    def settle(self, finished: list[Finished], wanted: int) -> list[Lease]:
+        """Ack ``finished`` and claim up to ``wanted`` jobs in one transaction; return the
         new leases, for :meth:`_dispatch`. On a database error, the acks are kept for the
         next turn. The caller holds the turn lock."""
         which = ClaimFilter(self.id, self.queues, self._task_names())
         try:
-            lost, claimed = self.runtime.leases.settle(finished, which, free, self.runtime.clock.now)
+            lost, claimed = self.runtime.leases.settle(finished, which, wanted, self.runtime.clock.now)
         except StoreError as exc:
             log.error("could not write acks or claim (will retry): %s", exc)
             self.stop_event.wait(STORE_RETRY_SECONDS)
@@ -251,11 +305,6 @@ class Worker:
     def _take_finished(self) -> list[Finished]:
         with self._lock:
             return [e.finished for e in self._running.values() if e.finished is not None]
-
-    def _free_slots(self) -> int:
-        with self._lock:
-            busy = sum(1 for e in self._running.values() if e.finished is None)
-        return 0 if self.stop_event.is_set() or not self._claiming else self.concurrency - busy
 
     def stop_claiming(self) -> None:
         """No more claims (a process about to exit after a timeout)."""
@@ -332,14 +381,20 @@ class Worker:
 
     def _own_turn(self) -> Running | None:
         """After a job: ack it and claim the next one from this thread, when no other
-        slot is busy and no other turn is running; return the job to run next. Otherwise
-        (or if the claim found nothing) poke the dispatcher, which takes the turn."""
+        slot is running and no other turn is; return the job to run next. Otherwise (or
+        if the claim found nothing) poke the dispatcher, which takes the turn. With
+        prefetched jobs left to run and no turn due, return None: the inbox has them."""
         gather = self._run_seconds < ACK_GATHER_SECONDS  # short jobs: the dispatcher batches acks
         if self._turn_lock.acquire(blocking=False):
             try:
-                if not (self.stop_event.is_set() or (gather and self._busy())):
-                    finished, free = self._take_finished(), self._free_slots()
-                    mine = self._dispatch(self.settle(finished, free), keep=True)
+                if not (self.stop_event.is_set() or (gather and self._running_now())):
+                    finished = self._take_finished()
+                    due, wanted = self._turn_due(finished)
+                    if not due:
+                        if len(finished) == 1:
+                            self._poke()  # the first ack to wait: the dispatcher times its delay
+                        return None
+                    mine = self._dispatch(self.settle(finished, wanted), keep=True)
                     if mine:
                         return mine[0]
             except Exception:  # a bug: leave the turn to the dispatcher, which reports it too
@@ -353,9 +408,13 @@ class Worker:
         """Run and decide; record the outcome for the next turn. False if the job was
         abandoned meanwhile (this thread must then end: another has taken its slot).
         Whatever the task does, the slot survives and the attempt gets an outcome."""
+        with self._lock:
+            if entry.abandoned:
+                return False
+            entry.started, entry.started_monotonic = True, time.monotonic()
+            if self.prefetch:  # it may have waited since its claim
+                entry.lease = replace(entry.lease, started_at=self.runtime.clock.now())
         lease = entry.lease
-        if entry.abandoned:
-            return False
         try:
             decision = decide_after(self.runtime, lease, run_task(self.runtime, lease))
         except BaseException as exc:
@@ -364,7 +423,8 @@ class Worker:
             if entry.abandoned:
                 return False
             entry.finished = Finished(lease, decision, self.runtime.clock.now())
-            ran = time.monotonic() - entry.started_monotonic
+            entry.finished_monotonic = time.monotonic()
+            ran = entry.finished_monotonic - entry.started_monotonic
             self._run_seconds += 0.2 * (ran - self._run_seconds)
         return True
 
@@ -401,7 +461,8 @@ class Worker:
         do; release the rest without spending their attempt."""
         grace = self.runtime.settings.shutdown_grace_seconds
         deadline = time.monotonic() + grace
-        if self._free_slots() < self.concurrency:
+        self.release_waiting()
+        if self._busy():
             log.info("worker %s stopping: waiting up to %gs for running jobs", self.id, grace)
         while self._busy() and time.monotonic() < deadline and not self.hurry_event.is_set():
             self._flush()
@@ -428,6 +489,27 @@ class Worker:
 
     def _busy(self) -> bool:
         return any(e.finished is None for e in self.running())
+
+    def _running_now(self) -> bool:
+        """Whether a slot is running a job (prefetched jobs waiting do not count)."""
+        return any(e.started and e.finished is None for e in self.running())
+
+    def release_waiting(self) -> None:
+        """Hand back the prefetched jobs no slot has started, without spending their
+        attempt (a stop, or a process about to exit after a timeout)."""
+        with self._lock:
+            waiting = [e for e in self._running.values() if not (e.started or e.finished or e.abandoned)]
+            for entry in waiting:
+                entry.abandoned = True  # a slot that takes it from the inbox skips it
+                del self._running[(entry.lease.job_id, entry.lease.token)]
+        released = 0
+        for entry in waiting:
+            try:
+                released += self.runtime.leases.release(entry.lease, self.id, self.runtime.clock.now())
+            except StoreError as exc:
+                log.error("could not hand back prefetched job %s; it will be rescued: %s", entry.lease.job_id, exc)
+        if released:
+            log.info("worker %s handed back %d prefetched job(s) it had not started", self.id, released)
 
     def _flush(self) -> None:
         with self._turn_lock:

@@ -64,6 +64,8 @@ def claim(conn: Connection, db: Database, which: ClaimFilter, limit: int, now: f
         rows = direct.execute(conn, db, st.claim_statement(*shape), params).rows
     else:
         rows = _claim_within_quotas(conn, db, shape, params, quotas, limit)
+    if len(rows) > 1:  # RETURNING comes in no set order: a prefetching worker runs them in this
+        rows = sorted(rows, key=lambda row: (-row.priority, row.fair_rank))
     return [lease_from_row(row, token, now) for row in rows]
 
 

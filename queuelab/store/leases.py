@@ -134,8 +134,10 @@ class LeaseStore:
         """Whether a job held back by a running quota can become claimable without waking
         an idle worker: on PostgreSQL (SQLite's idle workers wake on any commit) while a
         quota is set."""
-        if self.db.is_sqlite:
-            return False
+        return not self.db.is_sqlite and self.running_quota_set()
+
+    def running_quota_set(self) -> bool:
+        """Whether any user has a running quota (from the cached limits snapshot)."""
         return running_quotas(cache_for(self.db).current(self.db), self.db.settings) is not None
 
     def next_run_at(self, queues: Sequence[str] | None, tasks: Sequence[str] | None = None) -> float | None:
@@ -157,11 +159,17 @@ def _held(lease: Lease) -> dict[str, Any]:
     return {"p_id": lease.job_id, "p_token": lease.token}
 
 
+def _ended(lease: Lease, now: float) -> dict[str, Any]:
+    """An ack's guard and times: the attempt's start as the worker saw it (a prefetched
+    job starts after its claim)."""
+    return {"p_id": lease.job_id, "p_token": lease.token, "p_now": now, "p_started": lease.started_at}
+
+
 def _apply(conn: Connection, db: Database, done: Finished, worker_id: str | None) -> bool:
     """One UPDATE guarded by the lease token, then the attempt's history row. False, and
     nothing written, when the token no longer matches."""
     lease, now = done.lease, done.finished_at
-    params = {**_held(lease), "p_now": now}
+    params = _ended(lease, now)
     match done.decision:
         case Complete(result):
             stmt, both, error, outcome = st.COMPLETE, st.COMPLETE_AND_RECORD, None, AttemptOutcome.COMPLETED

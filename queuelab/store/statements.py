@@ -34,6 +34,8 @@ CLAIMED_COLUMNS = (
     jobs.c.max_retries,
     jobs.c.lease_seconds,
     jobs.c.timeout_seconds,
+    jobs.c.priority,  # with fair_rank: the claim order, which RETURNING does not keep
+    jobs.c.fair_rank,
 )
 
 
@@ -104,13 +106,15 @@ CLAIM_IDS = (
 RUNNING_BY_USER = sa.select(jobs.c.user_id, sa.func.count()).where(IS_RUNNING).group_by(jobs.c.user_id)
 
 
+# An ack also writes when the attempt started: a prefetched job starts after its claim.
+_ENDED = {**_NO_LEASE, "started_at": sa.bindparam("p_started", type_=sa.Double)}
 COMPLETE = (
     jobs.update()
     .where(*_HELD)
-    .values(status=JobStatus.COMPLETED, result=sa.bindparam("p_result"), finished_at=NOW, **_NO_LEASE)
+    .values(status=JobStatus.COMPLETED, result=sa.bindparam("p_result"), finished_at=NOW, **_ENDED)
 )
-RETRY = jobs.update().where(*_HELD).values(status=JobStatus.PENDING, run_at=sa.bindparam("p_run_at"), **_NO_LEASE)
-DEAD_LETTER = jobs.update().where(*_HELD).values(status=JobStatus.FAILED, finished_at=NOW, **_NO_LEASE)
+RETRY = jobs.update().where(*_HELD).values(status=JobStatus.PENDING, run_at=sa.bindparam("p_run_at"), **_ENDED)
+DEAD_LETTER = jobs.update().where(*_HELD).values(status=JobStatus.FAILED, finished_at=NOW, **_ENDED)
 RELEASE = jobs.update().where(*_HELD).values(status=JobStatus.PENDING, attempts=jobs.c.attempts - 1, **_NO_LEASE)
 EXTEND = jobs.update().where(*_HELD).values(lease_expires_at=NOW + jobs.c.lease_seconds)
 RECORD_ATTEMPT = attempts.insert()
