@@ -123,6 +123,7 @@ class Worker:
         self._wakeup: Wakeup | None = None
         self._run_seconds = 1.0  # moving average of how long a job ran (see ACK_GATHER_SECONDS)
         self._held_wait = HELD_WAIT_SECONDS  # see _idle_timeout
+        self._unacked_since: float | None = None  # when the oldest unwritten outcome came
 
     # -- life cycle -------------------------------------------------------------------
 
@@ -218,7 +219,7 @@ class Worker:
             wake.mark()  # a slot that cannot take its turn pokes after this
             with self._turn_lock:
                 finished = self._take_finished()
-                if finished and self._run_seconds < ACK_GATHER_SECONDS:
+                if finished and self._run_seconds < ACK_GATHER_SECONDS and not self.prefetch:
                     finished = self._gather(wake)
                 due, wanted = self._turn_due(finished)
                 claimed: list[Running] = []
@@ -249,9 +250,9 @@ class Worker:
         free slots and the prefetch. Without prefetch a turn is due for any ack or free
         slot. With it, when half the prefetch is used up, or an ack has waited too long."""
         extra = self._prefetch_now()
+        oldest = self._unacked_since
         with self._lock:
             unfinished = waiting = 0
-            oldest = min((e.finished_monotonic for e in self._running.values() if e.finished), default=None)
             for e in self._running.values():
                 if e.finished is None:
                     unfinished += 1
@@ -274,11 +275,9 @@ class Worker:
 
     def _busy_timeout(self, finished: list[Finished]) -> float:
         timeout = self.runtime.settings.poll_interval_seconds
-        if finished and self.prefetch:
-            with self._lock:
-                oldest = min((e.finished_monotonic for e in self._running.values() if e.finished), default=None)
-            if oldest is not None:
-                timeout = min(timeout, max(0.0, oldest + ACK_DELAY_SECONDS - time.monotonic()))
+        oldest = self._unacked_since
+        if finished and self.prefetch and oldest is not None:
+            timeout = min(timeout, max(0.0, oldest + ACK_DELAY_SECONDS - time.monotonic()))
         return timeout
 
     def settle(self, finished: list[Finished], wanted: int) -> list[Lease]:
@@ -317,6 +316,9 @@ class Worker:
                 entry = self._running.get(key)
                 if entry is not None and entry.finished is done:
                     del self._running[key]
+            self._unacked_since = min(
+                (e.finished_monotonic for e in self._running.values() if e.finished), default=None
+            )
 
     def _dispatch(self, leases: list[Lease], *, keep: bool = False) -> list[Running]:
         """Hand new leases to the slot threads. ``keep``: the calling slot thread runs the
@@ -377,13 +379,15 @@ class Worker:
             if self._retire_one():
                 self._poke()
                 return  # the pool shrank while this job ran
-            entry = self._own_turn() or self._inbox.get()
+            entry = self._own_turn(entry) or self._inbox.get()
 
-    def _own_turn(self) -> Running | None:
+    def _own_turn(self, done: Running) -> Running | None:
         """After a job: ack it and claim the next one from this thread, when no other
         slot is running and no other turn is; return the job to run next. Otherwise (or
         if the claim found nothing) poke the dispatcher, which takes the turn. With
         prefetched jobs left to run and no turn due, return None: the inbox has them."""
+        if self._prefetched_enough(done):
+            return None
         gather = self._run_seconds < ACK_GATHER_SECONDS  # short jobs: the dispatcher batches acks
         if self._turn_lock.acquire(blocking=False):
             try:
@@ -391,7 +395,7 @@ class Worker:
                     finished = self._take_finished()
                     due, wanted = self._turn_due(finished)
                     if not due:
-                        if len(finished) == 1:
+                        if self._unacked_since == done.finished_monotonic:
                             self._poke()  # the first ack to wait: the dispatcher times its delay
                         return None
                     mine = self._dispatch(self.settle(finished, wanted), keep=True)
@@ -403,6 +407,20 @@ class Worker:
                 self._turn_lock.release()
         self._poke()
         return None
+
+    def _prefetched_enough(self, done: Running) -> bool:
+        """The fast way to tell no turn is due (see _turn_due): more than half the prefetch
+        still waits in the inbox and no ack has waited long. If ``done`` is the first
+        unwritten outcome, the dispatcher is poked to time its ack's delay."""
+        since = self._unacked_since
+        if not self.prefetch or since is None or self._inbox.qsize() <= self.prefetch // 2:
+            return False
+        age = time.monotonic() - since
+        if age >= ACK_DELAY_SECONDS or self.stop_event.is_set():
+            return False
+        if since == done.finished_monotonic:
+            self._poke()
+        return True
 
     def _execute(self, entry: Running) -> bool:
         """Run and decide; record the outcome for the next turn. False if the job was
@@ -424,6 +442,8 @@ class Worker:
                 return False
             entry.finished = Finished(lease, decision, self.runtime.clock.now())
             entry.finished_monotonic = time.monotonic()
+            if self._unacked_since is None:
+                self._unacked_since = entry.finished_monotonic
             ran = entry.finished_monotonic - entry.started_monotonic
             self._run_seconds += 0.2 * (ran - self._run_seconds)
         return True

@@ -33,7 +33,7 @@ def test_a_direct_ack_counts_only_a_held_lease(tmp_path: Path) -> None:
         job = q.submit("simulate")
         (lease,) = q.runtime.leases.claim("w", None, 1, 2e9)
         db = q.runtime.db
-        ack = {"p_id": job.id, "p_now": 2e9 + 1, "p_result": "null"}
+        ack = {"p_id": job.id, "p_now": 2e9 + 1, "p_started": 2e9, "p_result": "null"}
         with db.write() as conn:
             assert direct.execute(conn, db, st.COMPLETE, {**ack, "p_token": "not-mine"}).rowcount == 0
             assert direct.execute(conn, db, st.COMPLETE, {**ack, "p_token": lease.token}).rowcount == 1

@@ -239,3 +239,31 @@ def test_a_decision_for_success_is_complete() -> None:
     )
     assert isinstance(retry, Retry)
     assert retry.run_at == 10.5
+
+
+@pytest.mark.parametrize("lost_index", [None, 1])
+def test_a_batch_of_completions_writes_each_or_reports_the_lost_one(
+    queue: Queue, clock: FakeClock, lost_index: int | None
+) -> None:
+    from queuelab.store.claims import ClaimFilter
+    from queuelab.store.leases import Finished
+
+    jobs = [queue.submit("simulate", {"n": i}) for i in range(4)]
+    leases = claim(queue)
+    assert len(leases) == 4
+    if lost_index is not None:  # its lease is gone: released, as at a stop
+        assert queue.runtime.leases.release(leases[lost_index], WORKER, clock.now())
+    clock.advance(2)
+    finished = [Finished(lease, Complete({"n": i}), clock.now()) for i, lease in enumerate(leases)]
+    lost, claimed = queue.runtime.leases.settle(finished, ClaimFilter(WORKER), 0, clock.now)
+    assert claimed == []
+    assert lost == ([] if lost_index is None else [leases[lost_index]])
+    for i, job in enumerate(jobs):
+        after = queue.get(job.id)
+        if i == lost_index:
+            assert (after.status, after.attempts) == (JobStatus.PENDING, 0)
+            assert [a.outcome for a in after.history] == [AttemptOutcome.RELEASED]
+            continue
+        assert (after.status, after.result, after.attempts) == (JobStatus.COMPLETED, {"n": i}, 1)
+        assert [a.outcome for a in after.history] == [AttemptOutcome.COMPLETED]
+        assert after.history[0].finished_at == after.finished_at

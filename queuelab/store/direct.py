@@ -66,6 +66,21 @@ def execute(conn: Connection, db: Database, statement: Executable, params: Param
         cursor.close()
 
 
+def execute_many(conn: Connection, db: Database, statement: Executable, params: Sequence[Params]) -> int:
+    """Run a statement that returns no rows once per parameter set, in one call to the
+    driver (``executemany``: one pass on SQLite, a pipeline on PostgreSQL); return the
+    total row count."""
+    compiled = _compiled(db, statement, params[0]) if db.is_sqlite else None
+    if compiled is None:
+        return int(conn.execute(statement, [dict(p) for p in params]).rowcount)
+    driver = conn.connection.driver_connection
+    cursor = driver.executemany(compiled.sql, [compiled.values(p) for p in params])  # type: ignore[union-attr]
+    try:
+        return int(cursor.rowcount)
+    finally:
+        cursor.close()
+
+
 def _compiled(db: Database, statement: Executable, params: Params) -> _Compiled | None:
     cache = db.caches.setdefault("direct", {})
     assert isinstance(cache, dict)

@@ -72,7 +72,7 @@ class LeaseStore:
         read once the write lock is held, so a long wait for it cannot shorten a lease.
         """
         with self.db.write() as conn:
-            lost = [f.lease for f in finished if not _apply(conn, self.db, f, which.worker_id)]
+            lost = _apply_all(conn, self.db, finished, which.worker_id)
             claimed = claim(conn, self.db, which, limit, _read(now)) if limit > 0 else []
         return lost, claimed
 
@@ -163,6 +163,30 @@ def _ended(lease: Lease, now: float) -> dict[str, Any]:
     """An ack's guard and times: the attempt's start as the worker saw it (a prefetched
     job starts after its claim)."""
     return {"p_id": lease.job_id, "p_token": lease.token, "p_now": now, "p_started": lease.started_at}
+
+
+def _apply_all(conn: Connection, db: Database, finished: Sequence[Finished], worker_id: str) -> list[Lease]:
+    """Write every finished attempt; return the leases found lost. Completions, the bulk
+    of a busy worker's acks, go in two statements for the whole batch (the acks, then
+    their attempt rows); if any of them finds its lease gone, the batch is undone to a
+    savepoint and written one by one, which tells which."""
+    completed = [(f, f.decision) for f in finished if isinstance(f.decision, Complete)]
+    if len(completed) < 2:
+        return [f.lease for f in finished if not _apply(conn, db, f, worker_id)]
+    lost = [f.lease for f in finished if not isinstance(f.decision, Complete) and not _apply(conn, db, f, worker_id)]
+    acks = [{**_ended(f.lease, f.finished_at), "p_result": json.dumps(done.result)} for f, done in completed]
+    batch = conn.begin_nested()
+    if direct.execute_many(conn, db, st.COMPLETE, acks) == len(acks):
+        outcome = AttemptOutcome.COMPLETED
+        rows = [
+            _attempt_row(f.lease.job_id, f.lease.attempt, worker_id, outcome, f.lease.started_at, f.finished_at)
+            for f, _ in completed
+        ]
+        direct.execute_many(conn, db, st.RECORD_ATTEMPT, rows)
+        batch.commit()
+        return lost
+    batch.rollback()
+    return lost + [f.lease for f, _ in completed if not _apply(conn, db, f, worker_id)]
 
 
 def _apply(conn: Connection, db: Database, done: Finished, worker_id: str | None) -> bool:
