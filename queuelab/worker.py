@@ -398,9 +398,13 @@ class Worker:
                         if self._unacked_since == done.finished_monotonic:
                             self._poke()  # the first ack to wait: the dispatcher times its delay
                         return None
-                    mine = self._dispatch(self.settle(finished, wanted), keep=True)
-                    if mine:
+                    # Jobs prefetched earlier run first: keep one only if none waits.
+                    keep = self._inbox.qsize() == 0
+                    mine = self._dispatch(self.settle(finished, wanted), keep=keep)
+                    if mine and keep:
                         return mine[0]
+                    if mine:
+                        return None
             except Exception:  # a bug: leave the turn to the dispatcher, which reports it too
                 log.exception("worker %s: a slot's turn failed", self.id)
             finally:
@@ -511,8 +515,9 @@ class Worker:
         return any(e.finished is None for e in self.running())
 
     def _running_now(self) -> bool:
-        """Whether a slot is running a job (prefetched jobs waiting do not count)."""
-        return any(e.started and e.finished is None for e in self.running())
+        """Whether a slot is running a job, or is about to: a job dispatched without
+        prefetch goes to a free slot at once. Prefetched jobs waiting do not count."""
+        return any(e.finished is None and (e.started or not self.prefetch) for e in self.running())
 
     def release_waiting(self) -> None:
         """Hand back the prefetched jobs no slot has started, without spending their

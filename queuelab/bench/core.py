@@ -26,6 +26,7 @@ from queuelab.bench.harness import (
 )
 from queuelab.bench.plan import Context
 from queuelab.bench.results import (
+    DRAIN_PREFETCH,
     ENQUEUE_BULK,
     ENQUEUE_ONE,
     BenchError,
@@ -159,25 +160,26 @@ def _expect_jobs(q: Queue, n: int) -> None:
 
 
 def drain(ctx: Context, kind: str) -> list[Finding]:
+    runs: list[tuple[Mode, int, int]] = [(mode, workers, 0) for mode in MODES for workers in ctx.sizes.workers]
+    runs += [("process", workers, DRAIN_PREFETCH) for workers in ctx.sizes.workers if workers <= 2]
     found: list[Finding] = []
-    for mode in MODES:
-        for workers in ctx.sizes.workers:
-            with fresh_queue(kind, ctx.postgres_url) as q:
-                rate = drain_rate(q, ctx.sizes.jobs, workers, mode)
-            found.append(
-                Result(
-                    database=kind,
-                    scenario="drain",
-                    case=drain_case(workers, mode),
-                    metric="throughput",
-                    value=rate,
-                    unit="jobs/s",
-                    mode=mode,
-                    workers=workers,
-                    jobs=ctx.sizes.jobs,
-                    floor_key=drain_floor(workers, mode),
-                )
+    for mode, workers, prefetch in runs:
+        with fresh_queue(kind, ctx.postgres_url, prefetch=prefetch) as q:
+            rate = drain_rate(q, ctx.sizes.jobs, workers, mode)
+        found.append(
+            Result(
+                database=kind,
+                scenario="drain",
+                case=drain_case(workers, mode, prefetch),
+                metric="throughput",
+                value=rate,
+                unit="jobs/s",
+                mode=mode,
+                workers=workers,
+                jobs=ctx.sizes.jobs,
+                floor_key="turn/batch" if prefetch else drain_floor(workers, mode),
             )
+        )
     return found
 
 

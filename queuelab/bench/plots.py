@@ -36,7 +36,7 @@ def drain_vs_workers(rows: Sequence[Row]) -> Figure:
     databases = _databases(drains)
     fig, axes = _figure(len(databases), (5.2 * len(databases), 3.8))
     for ax, database in zip(axes, databases, strict=True):
-        mine = [r for r in drains if r.result.database == database]
+        mine = [r for r in drains if r.result.database == database and "prefetch" not in r.result.case]
         for mode, label in (("thread", "slot threads, 1 process"), ("process", "worker processes")):
             points = sorted((r.result.workers, r.result.value) for r in mine if r.result.mode == mode)
             ax.plot(*zip(*points, strict=True), marker="o", color=COLORS[mode], label=f"queuelab, {label}")
@@ -45,9 +45,19 @@ def drain_vs_workers(rows: Sequence[Row]) -> Figure:
                 ax.plot(
                     *zip(*floor, strict=True), ls="--", color=COLORS[mode], alpha=0.6, label="raw floor, k jobs/txn"
                 )
-        turn1 = next((r.floor.value for r in mine if r.floor and r.floor.key == "turn/1"), None)
-        if turn1 is not None:
-            ax.axhline(turn1, ls=":", color="grey", label="raw floor, 1 job/txn")
+        ahead = [r for r in drains if r.result.database == database and "prefetch" in r.result.case]
+        if ahead:
+            points = sorted((r.result.workers, r.result.value) for r in ahead)
+            label = "queuelab, worker processes, " + ahead[0].result.case.rsplit(", ", 1)[1]
+            ax.plot(*zip(*points, strict=True), marker="s", ls="-.", color=COLORS["process"], label=label)
+        for key, label, style in (
+            ("turn/1", "raw floor, 1 job/txn", ":"),
+            ("turn/batch", "raw floor, 100 jobs/txn", "-."),
+        ):
+            value = next((r.floor.value for r in drains if r.result.database == database and r.floor
+                          and r.floor.key == key), None)  # fmt: skip
+            if value is not None:
+                ax.axhline(value, ls=style, color="grey", label=label)
         ax.set_xscale("log", base=2)
         ax.minorticks_off()
         ax.set_xticks([1, 2, 4, 8], labels=["1", "2", "4", "8"])

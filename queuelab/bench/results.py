@@ -58,10 +58,16 @@ GROWTH_RATIO = "drain rate over its floor: with history / empty"
 LONG_RUN_RSS = "worker RSS change over a long run"
 
 
-def drain_case(workers: int, mode: str) -> str:
+# The drain also runs with worker processes that prefetch this many jobs (one or two
+# processes, as the targets name), against the floor of as many jobs per transaction.
+DRAIN_PREFETCH = 100
+
+
+def drain_case(workers: int, mode: str, prefetch: int = 0) -> str:
+    extra = f", prefetch {prefetch}" if prefetch else ""
     if mode == "process":
-        return f"{workers} worker process{'es' if workers > 1 else ''}"
-    return f"{workers} slot thread{'s' if workers > 1 else ''} in 1 process"
+        return f"{workers} worker process{'es' if workers > 1 else ''}{extra}"
+    return f"{workers} slot thread{'s' if workers > 1 else ''} in 1 process{extra}"
 
 
 def latency_case(mode: str) -> str:

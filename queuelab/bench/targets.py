@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from queuelab.bench.results import (
+    DRAIN_PREFETCH,
     ENQUEUE_BULK,
     ENQUEUE_ONE,
     GROWTH_RATIO,
@@ -57,15 +58,18 @@ def _growth(database: str) -> tuple[Target, ...]:
 
 TARGETS: tuple[Target, ...] = (
     Target(SQLITE, "enqueue", ENQUEUE_ONE, "throughput", 8000, True, "jobs/s", "huey SqliteHuey 2,700/s"),
-    Target(
-        SQLITE,
-        "drain",
-        drain_case(1, "process"),
-        "throughput",
-        10_000,
-        True,
-        "jobs/s",
-        "huey 1,800/s; raw sqlite3 1 job/txn 6,800/s, 100/txn 53,000/s",
+    *(
+        Target(
+            SQLITE,
+            "drain",
+            drain_case(1, "process", prefetch),
+            "throughput",
+            10_000,
+            True,
+            "jobs/s",
+            "huey 1,800/s; raw sqlite3 1 job/txn 6,800/s, 100/txn 53,000/s",
+        )
+        for prefetch in (0, DRAIN_PREFETCH)
     ),
     *_latency(SQLITE, "p50", 3, HUEY_LATENCY),
     *_latency(SQLITE, "p99", 15, ""),
@@ -80,8 +84,20 @@ TARGETS: tuple[Target, ...] = (
         "pgqueuer 1,160/s, oban-py 720/s, procrastinate 310/s",
     ),
     Target(POSTGRES, "enqueue", ENQUEUE_BULK, "throughput", 40_000, True, "jobs/s", "pgqueuer 24,000/s"),
-    Target(POSTGRES, "drain", drain_case(1, "process"), "throughput", 6000, True, "jobs/s", PG_DRAIN_PEERS),
-    Target(POSTGRES, "drain", drain_case(2, "process"), "throughput", 6000, True, "jobs/s", PG_DRAIN_PEERS),
+    *(
+        Target(
+            POSTGRES,
+            "drain",
+            drain_case(workers, "process", prefetch),
+            "throughput",
+            6000,
+            True,
+            "jobs/s",
+            PG_DRAIN_PEERS,
+        )
+        for prefetch in (0, DRAIN_PREFETCH)
+        for workers in (1, 2)
+    ),
     *_latency(POSTGRES, "p50", 3, "LISTEN/NOTIFY peers: a few ms"),
     *_growth(SQLITE),
     *_growth(POSTGRES),

@@ -81,6 +81,45 @@ def execute_many(conn: Connection, db: Database, statement: Executable, params: 
         cursor.close()
 
 
+class Savepoint:
+    """A savepoint of the current transaction: released at the end of the ``with`` block
+    unless :meth:`rollback` undid it. On SQLite it is two statements on the driver's
+    connection (SQLAlchemy's ``begin_nested`` costs ten times as much there)."""
+
+    def __init__(self, conn: Connection, db: Database) -> None:
+        self._conn, self._db = conn, db
+        self._nested: Any = None
+        self._done = False
+
+    def __enter__(self) -> Savepoint:
+        if self._db.is_sqlite:
+            self._conn.connection.driver_connection.execute("SAVEPOINT queuelab_batch")  # type: ignore[union-attr]
+        else:
+            self._nested = self._conn.begin_nested()
+        return self
+
+    def rollback(self) -> None:
+        if self._db.is_sqlite:
+            driver = self._conn.connection.driver_connection
+            driver.execute("ROLLBACK TO queuelab_batch")  # type: ignore[union-attr]
+            driver.execute("RELEASE queuelab_batch")  # type: ignore[union-attr]
+        else:
+            self._nested.rollback()
+        self._done = True
+
+    def __exit__(self, kind: object, error: object, tb: object) -> None:
+        if self._done or kind is not None:  # an error: the whole transaction rolls back
+            return
+        if self._db.is_sqlite:
+            self._conn.connection.driver_connection.execute("RELEASE queuelab_batch")  # type: ignore[union-attr]
+        else:
+            self._nested.commit()
+
+
+def savepoint(conn: Connection, db: Database) -> Savepoint:
+    return Savepoint(conn, db)
+
+
 def _compiled(db: Database, statement: Executable, params: Params) -> _Compiled | None:
     cache = db.caches.setdefault("direct", {})
     assert isinstance(cache, dict)

@@ -175,17 +175,16 @@ def _apply_all(conn: Connection, db: Database, finished: Sequence[Finished], wor
         return [f.lease for f in finished if not _apply(conn, db, f, worker_id)]
     lost = [f.lease for f in finished if not isinstance(f.decision, Complete) and not _apply(conn, db, f, worker_id)]
     acks = [{**_ended(f.lease, f.finished_at), "p_result": json.dumps(done.result)} for f, done in completed]
-    batch = conn.begin_nested()
-    if direct.execute_many(conn, db, st.COMPLETE, acks) == len(acks):
-        outcome = AttemptOutcome.COMPLETED
-        rows = [
-            _attempt_row(f.lease.job_id, f.lease.attempt, worker_id, outcome, f.lease.started_at, f.finished_at)
-            for f, _ in completed
-        ]
-        direct.execute_many(conn, db, st.RECORD_ATTEMPT, rows)
-        batch.commit()
-        return lost
-    batch.rollback()
+    with direct.savepoint(conn, db) as batch:
+        if direct.execute_many(conn, db, st.COMPLETE, acks) == len(acks):
+            outcome = AttemptOutcome.COMPLETED
+            rows = [
+                _attempt_row(f.lease.job_id, f.lease.attempt, worker_id, outcome, f.lease.started_at, f.finished_at)
+                for f, _ in completed
+            ]
+            direct.execute_many(conn, db, st.RECORD_ATTEMPT, rows)
+            return lost
+        batch.rollback()
     return lost + [f.lease for f, _ in completed if not _apply(conn, db, f, worker_id)]
 
 
