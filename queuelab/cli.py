@@ -43,6 +43,12 @@ def _parser() -> argparse.ArgumentParser:
     worker.add_argument("--mode", choices=MODES, default="thread")
     worker.add_argument("--queues", "-q", default=None, help="comma-separated queue names (default: all)")
     worker.add_argument(
+        "--prefetch",
+        default=None,
+        metavar="N",
+        help="jobs each worker claims beyond its free slots (default: QUEUELAB_PREFETCH, else 0)",
+    )
+    worker.add_argument(
         "--autoscale",
         default=None,
         metavar="MIN:MAX",
@@ -95,10 +101,12 @@ def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--app", default=None, help="MODULE:ATTR naming a Queue whose tasks to load")
 
 
-def load_queue(db: str | None, app: str | None) -> Queue:
-    """The queue named by ``--app`` (its tasks registered), on ``--db`` if given."""
+def load_queue(db: str | None, app: str | None, **changes: Any) -> Queue:
+    """The queue named by ``--app`` (its tasks registered), on ``--db`` if given, with
+    the settings ``changes`` that are not None."""
+    changes = {name: value for name, value in changes.items() if value is not None}
     if app is None:
-        return Queue(db)
+        return Queue(db, **changes)
     module_name, _, attr = app.partition(":")
     if not module_name or not attr:
         raise InvalidArgument(f"--app must be MODULE:ATTR (e.g. myproject.jobs:q), got {app!r}")
@@ -110,7 +118,9 @@ def load_queue(db: str | None, app: str | None) -> Queue:
     if not isinstance(target, Queue):
         raise InvalidArgument(f"--app {app!r} names a {type(target).__name__}, not a queuelab Queue")
     if db is not None:
-        rebased = Queue(settings=target.settings.with_changes(database_url=db))
+        changes["database_url"] = db
+    if changes:
+        rebased = Queue(settings=target.settings.with_changes(**changes))
         for task in target.tasks:
             rebased.runtime.tasks.add(task)
         return rebased
@@ -128,7 +138,7 @@ def _scale_policy(text: str) -> ScalePolicy:
 def _worker(args: argparse.Namespace) -> int:
     check_pool_args(args.concurrency, args.mode)
     policy = _scale_policy(args.autoscale) if args.autoscale else None
-    q = load_queue(args.db, args.app)
+    q = load_queue(args.db, args.app, prefetch=args.prefetch)
     queues = [name.strip() for name in args.queues.split(",") if name.strip()] if args.queues else None
     size = policy.min_workers if policy is not None else args.concurrency
     if args.mode == "thread":

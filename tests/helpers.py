@@ -31,11 +31,22 @@ def recorder_queue(url: str, **options: object) -> Queue:
 class WorkerProcess:
     """``python -m queuelab worker`` as a real child process."""
 
-    def __init__(self, url: str, log: Path, *, mode: str = "thread", concurrency: int = 1, **env: str) -> None:
+    def __init__(
+        self,
+        url: str,
+        log: Path,
+        *,
+        mode: str = "thread",
+        concurrency: int = 1,
+        prefetch: int | None = None,
+        **env: str,
+    ) -> None:
         self.log_path = log
         self._log: IO[bytes] = open(log, "ab")  # noqa: SIM115 (closed in wait())
         command = [sys.executable, "-m", "queuelab", "--log-level", "info", "worker", "--db", url, "--app", APP,
                    "--mode", mode, "--concurrency", str(concurrency)]  # fmt: skip
+        if prefetch is not None:
+            command += ["--prefetch", str(prefetch)]
         environment = {**os.environ, "PYTHONPATH": str(ROOT), **env}
         self.proc = subprocess.Popen(command, cwd=ROOT, env=environment, stdout=self._log, stderr=subprocess.STDOUT)
 

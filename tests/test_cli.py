@@ -35,6 +35,8 @@ def cli(*args: str) -> subprocess.CompletedProcess[str]:
         (["explain", "not-a-job"], "no job with id 'not-a-job'"),
         (["worker", "--mode", "process", "--autoscale", "5:2"], "--autoscale must be MIN:MAX"),
         (["worker", "--autoscale", "4"], "--autoscale must be MIN:MAX"),
+        (["worker", "--prefetch", "-1"], "prefetch must be a whole number between 0 and 10000, got '-1'"),
+        (["worker", "--app", "tests.apps.recorder:q", "--prefetch", "lots"], "prefetch must be a whole number"),
     ],
 )
 def test_bad_arguments_get_a_clear_error(args: list[str], message: str, tmp_path: object) -> None:

@@ -25,7 +25,7 @@ def test_two_prefetching_worker_processes_run_every_job_once(db_url: str, tmp_pa
     record = tmp_path / "executions.log"
     q = recorder_queue(db_url)
     jobs = q.submit_many(Submission(task="record", payload={"path": str(record)}) for _ in range(2000))
-    worker = WorkerProcess(db_url, tmp_path / "worker.log", mode="process", concurrency=2, QUEUELAB_PREFETCH="50")
+    worker = WorkerProcess(db_url, tmp_path / "worker.log", mode="process", concurrency=2, prefetch=50)
     try:
         wait_until(
             lambda: q.stats().by_status["COMPLETED"] == 2000, timeout=240, interval=0.5, what="2,000 jobs to complete"
