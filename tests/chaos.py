@@ -59,11 +59,16 @@ def run_worker_chaos(
     concurrency: int = 2,
     seed: int = 0,
     timeout: float = 600.0,
+    prefetch: int = 0,
 ) -> ChaosReport:
     rng = random.Random(seed)
     records = work / "records.txt"
     q = recorder_queue(url)
-    env = {"QUEUELAB_LEASE_SECONDS": str(LEASE_SECONDS), "QUEUELAB_SHUTDOWN_GRACE_SECONDS": "1"}
+    env = {
+        "QUEUELAB_LEASE_SECONDS": str(LEASE_SECONDS),
+        "QUEUELAB_SHUTDOWN_GRACE_SECONDS": "1",
+        "QUEUELAB_PREFETCH": str(prefetch),  # a killed worker's prefetched jobs are rescued too
+    }
     try:
         for start in range(0, jobs_total, 2000):
             q.submit_many(
@@ -162,11 +167,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--jobs", type=int, default=20_000)
     parser.add_argument("--workers", type=int, default=4)
     parser.add_argument("--kill-every", type=float, default=0.5)
+    parser.add_argument("--prefetch", type=int, default=0, help="jobs each worker claims beyond its free slots")
     parser.add_argument("--fresh-schema", action="store_true", help="PostgreSQL: run in a new schema, dropped after")
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory() as folder, _fresh(args.db, args.fresh_schema) as url:
         report = run_worker_chaos(
-            url, Path(folder), jobs_total=args.jobs, workers=args.workers, kill_every=args.kill_every
+            url,
+            Path(folder),
+            jobs_total=args.jobs,
+            workers=args.workers,
+            kill_every=args.kill_every,
+            prefetch=args.prefetch,
         )
     print(json.dumps(asdict(report), indent=2))
     ok = report.lost == report.stuck == report.unexplained_duplicates == report.attempts_run_twice == 0

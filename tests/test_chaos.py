@@ -13,8 +13,11 @@ pytestmark = pytest.mark.slow
 
 
 @pytest.mark.timeout(300)
-def test_killing_workers_at_random_loses_nothing(db_url: str, tmp_path: Path) -> None:
-    report = run_worker_chaos(db_url, tmp_path, jobs_total=1000, workers=3, kill_every=0.4, timeout=180)
+@pytest.mark.parametrize("prefetch", [0, 20])
+def test_killing_workers_at_random_loses_nothing(db_url: str, tmp_path: Path, prefetch: int) -> None:
+    report = run_worker_chaos(
+        db_url, tmp_path, jobs_total=1000, workers=3, kill_every=0.4, timeout=180, prefetch=prefetch
+    )
     assert report.kills >= 3, report
     assert report.completed == 1000, report
     assert report.lost == 0, report
