@@ -87,7 +87,11 @@ class Maintenance:
         lost = self.runtime.leases.heartbeat([e.lease for e in due], self.runtime.clock.now)
         for entry in due:
             entry.heartbeat_at = now_mono
+        dropped = self.worker.drop_lost(lost)
         for lease in lost:
+            if lease in dropped:
+                log.warning("job %s: lease lost before it started here (it was rescued); not running it", lease.job_id)
+                continue
             log.warning(
                 "job %s: lease lost while running (it expired and was rescued); its result will be discarded",
                 lease.job_id,
@@ -110,7 +114,7 @@ class Maintenance:
         self.worker.finish(lease, decide_after(self.runtime, lease, error))
         if self.worker.exit_on_timeout:
             log.error("job %s timed out after %gs; stopping this worker process to kill it", lease.job_id, limit)
-            self.worker.release_waiting()
+            self.worker.prepare_exit()
             os._exit(TIMEOUT_EXIT_CODE)
         log.error(
             "job %s timed out after %gs; its thread cannot be killed and is abandoned (use process "

@@ -71,6 +71,7 @@ class Running:
     finished: Finished | None = None  # the outcome, until a turn has written it
     finished_monotonic: float = 0.0
     abandoned: bool = False  # timed out or released: whatever the task returns is discarded
+    dropped: bool = False  # prefetched, and its lease was lost before it started: not run
 
 
 class _Retire:
@@ -260,7 +261,9 @@ class Worker:
         stopping = self.stop_event.is_set() or not self._claiming
         wanted = 0 if stopping else max(0, self.concurrency + extra - unfinished)
         low = extra // 2
-        if finished and (waiting <= low or oldest is None or time.monotonic() - oldest >= ACK_DELAY_SECONDS):
+        if finished and (
+            not extra or waiting <= low or oldest is None or time.monotonic() - oldest >= ACK_DELAY_SECONDS
+        ):
             return True, wanted
         return wanted > low, wanted
 
@@ -374,6 +377,9 @@ class Worker:
                     return
                 entry = self._inbox.get()
                 continue  # the pool grew again meanwhile: this thread stays
+            if entry.dropped:
+                entry = self._inbox.get()
+                continue
             if not self._execute(entry):
                 return  # abandoned after a timeout: a replacement slot has taken over
             if self._retire_one():
@@ -433,7 +439,10 @@ class Worker:
         with self._lock:
             if entry.abandoned:
                 return False
-            entry.started, entry.started_monotonic = True, time.monotonic()
+            if self.stop_event.is_set() or not self._claiming:
+                return False  # stopping: a job not started yet is handed back instead
+            entry.started_monotonic = time.monotonic()  # before `started`: timeouts read both unlocked
+            entry.started = True
             if self.prefetch:  # it may have waited since its claim
                 entry.lease = replace(entry.lease, started_at=self.runtime.clock.now())
         lease = entry.lease
@@ -494,7 +503,7 @@ class Worker:
         for entry in self.running():
             if not self.abandon(entry, replace=False):
                 continue
-            if self.release_on_stop:
+            if self.release_on_stop or not entry.started:  # (a job that never started can always go back)
                 self._release(entry.lease, grace)
             else:
                 log.warning(
@@ -521,8 +530,10 @@ class Worker:
 
     def release_waiting(self) -> None:
         """Hand back the prefetched jobs no slot has started, without spending their
-        attempt (a stop, or a process about to exit after a timeout)."""
-        with self._lock:
+        attempt (a stop, or a process about to exit after a timeout). The caller has
+        stopped claiming; taking the turn lock waits for a turn already under way, so
+        that what it claims is handed back too."""
+        with self._turn_lock, self._lock:
             waiting = [e for e in self._running.values() if not (e.started or e.finished or e.abandoned)]
             for entry in waiting:
                 entry.abandoned = True  # a slot that takes it from the inbox skips it
@@ -535,6 +546,25 @@ class Worker:
                 log.error("could not hand back prefetched job %s; it will be rescued: %s", entry.lease.job_id, exc)
         if released:
             log.info("worker %s handed back %d prefetched job(s) it had not started", self.id, released)
+
+    def prepare_exit(self) -> None:
+        """Before a process exits after a timeout (claiming has stopped): write the
+        outcomes of finished jobs and hand back the prefetched ones."""
+        self._flush()
+        self.release_waiting()
+
+    def drop_lost(self, leases: Sequence[Lease]) -> list[Lease]:
+        """Leases a heartbeat found lost (rescued elsewhere): a prefetched job among them
+        that no slot has started is not run here. Returns those."""
+        dropped = []
+        with self._lock:
+            for lease in leases:
+                entry = self._running.get((lease.job_id, lease.token))
+                if entry is not None and not entry.started and entry.finished is None:
+                    entry.dropped = True
+                    del self._running[(lease.job_id, lease.token)]
+                    dropped.append(lease)
+        return dropped
 
     def _flush(self) -> None:
         with self._turn_lock:

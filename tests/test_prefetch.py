@@ -9,15 +9,19 @@ from __future__ import annotations
 import itertools
 import os
 import signal
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from queuelab import JobStatus, Queue
+from queuelab import JobStatus, Queue, current_job
 from queuelab.models import AttemptOutcome
+from queuelab.store.schema import jobs
 from queuelab.submission import Submission
+from queuelab.worker import Worker
 from tests.helpers import WorkerProcess, read_records, recorder_queue, starts_per_job, wait_for_status, wait_until
 
 
@@ -150,3 +154,92 @@ def test_prefetched_jobs_run_in_claim_order(make_queue: Callable[..., Queue]) ->
         wait_until(lambda: q.stats().by_status["COMPLETED"] == 6, timeout=30, what="6 jobs to complete")
     started = sorted((q.get(job_id).started_at, p) for job_id, p in jobs.items())
     assert [p for _, p in started] == sorted(priorities, reverse=True)
+
+
+@pytest.mark.parametrize("prefetch", [0, 5])
+def test_a_stop_during_a_slots_own_turn_starts_nothing_it_claims(
+    make_queue: Callable[..., Queue], prefetch: int
+) -> None:
+    """Review r8: the stop comes while a slot's own turn is in the database; the jobs that
+    turn claims must be handed back, not started after the stop (nor after run() ends)."""
+    q = make_queue(prefetch=prefetch, shutdown_grace_seconds=3.0)
+    starts: dict[str, float] = {}
+
+    @q.task(name="tagged")
+    def tagged(tag: str, duration: float = 0.0) -> None:
+        starts[tag] = time.monotonic()
+        time.sleep(duration)
+
+    worker = Worker(q.runtime, concurrency=1)
+    real_settle = q.runtime.leases.settle
+    in_settle, go = threading.Event(), threading.Event()
+
+    def settle(finished: Any, which: Any, limit: int, now: Any) -> Any:
+        if threading.current_thread().name.startswith("queuelab-slot") and finished and not in_settle.is_set():
+            in_settle.set()
+            go.wait(10)  # a slow round trip: the stop arrives meanwhile
+        return real_settle(finished, which, limit, now)
+
+    q.runtime.leases.settle = settle  # type: ignore[method-assign]
+    q.submit("tagged", {"tag": "first", "duration": 0.2})
+    thread = threading.Thread(target=worker.run)
+    thread.start()
+    assert in_settle.wait(10), "the slot never took its own turn"
+    worker.stop()
+    stopped_at = time.monotonic()
+    time.sleep(0.3)  # the dispatcher has left its loop; the drain waits for the turn
+    later = [q.submit("tagged", {"tag": f"later{i}", "duration": 0.5}) for i in range(prefetch + 1)]
+    go.set()
+    thread.join(30)
+    assert not thread.is_alive()
+    time.sleep(0.7)  # a slot thread that outlived run() would start a job by now
+    assert [tag for tag, at in starts.items() if at > stopped_at] == []
+    for job in later:
+        after = q.get(job.id)
+        assert (after.status, after.attempts, after.lease_token) == (JobStatus.PENDING, 0, None)
+
+
+def test_a_prefetched_job_whose_lease_was_lost_is_not_run_here(make_queue: Callable[..., Queue]) -> None:
+    """Review r9: another worker holds the job now (its lease was rescued while it waited
+    here); this worker must not run it as well."""
+    q = make_queue(prefetch=3)
+    ran: list[tuple[str, int]] = []
+
+    @q.task(name="tagged_run")
+    def tagged_run(tag: str, duration: float = 0.0) -> None:
+        ran.append((tag, current_job().attempt))
+        time.sleep(duration)
+
+    q.submit("tagged_run", {"tag": "A", "duration": 2.0}, lease_seconds=1.5)
+    b = q.submit("tagged_run", {"tag": "B"}, lease_seconds=1.5)
+    with q.worker(1):
+        wait_until(lambda: q.get(b.id).status == JobStatus.RUNNING, timeout=10, what="B prefetched behind A")
+        with q.runtime.db.write() as conn:  # as if B had been rescued and claimed elsewhere
+            conn.execute(jobs.update().where(jobs.c.id == b.id).values(lease_token="elsewhere", lease_owner="other"))
+        wait_until(lambda: q.get(b.id).status == JobStatus.COMPLETED, timeout=30, what="B to be rescued and run")
+    # B's first attempt (whose lease went elsewhere) never ran here; "elsewhere" never
+    # acked, so B was rescued as LOST and this worker ran its second attempt.
+    assert ran == [("A", 1), ("B", 2)]
+    assert [a.outcome for a in q.get(b.id).history] == [AttemptOutcome.LOST, AttemptOutcome.COMPLETED]
+
+
+def test_without_prefetch_any_finished_job_makes_a_turn_due(make_queue: Callable[..., Queue]) -> None:
+    """Review r10: an ack waiting while another slot runs and a dispatched job has not yet
+    reached its slot must not wait for the 1 s poll (a white-box check of _turn_due)."""
+    from queuelab.policy import Complete
+    from queuelab.store.claims import ClaimFilter
+    from queuelab.store.leases import Finished
+    from queuelab.worker import Running
+
+    q = make_queue()
+    for _ in range(3):
+        q.submit("simulate")
+    worker = Worker(q.runtime, concurrency=2)
+    _, (done, busy, queued) = q.runtime.leases.settle([], ClaimFilter(worker.id), 3, q.runtime.clock.now())
+    now = time.monotonic()
+    finished = Running(done, now, now, started=True, finished_monotonic=now)
+    finished.finished = Finished(done, Complete(None), q.runtime.clock.now())
+    entries = [finished, Running(busy, now, now, started=True), Running(queued, now, now)]
+    worker._running = {(e.lease.job_id, e.lease.token): e for e in entries}
+    worker._unacked_since = now
+    assert worker._turn_due(worker._take_finished()) == (True, 0)
