@@ -538,12 +538,14 @@ class Worker:
             for entry in waiting:
                 entry.abandoned = True  # a slot that takes it from the inbox skips it
                 del self._running[(entry.lease.job_id, entry.lease.token)]
-        released = 0
-        for entry in waiting:
-            try:
-                released += self.runtime.leases.release(entry.lease, self.id, self.runtime.clock.now())
-            except StoreError as exc:
-                log.error("could not hand back prefetched job %s; it will be rescued: %s", entry.lease.job_id, exc)
+        if not waiting:
+            return
+        try:
+            leases = [entry.lease for entry in waiting]
+            released = self.runtime.leases.release_many(leases, self.id, self.runtime.clock.now())
+        except StoreError as exc:
+            log.error("could not hand back %d prefetched job(s); they will be rescued: %s", len(waiting), exc)
+            return
         if released:
             log.info("worker %s handed back %d prefetched job(s) it had not started", self.id, released)
 

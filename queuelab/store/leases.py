@@ -94,15 +94,24 @@ class LeaseStore:
 
     def release(self, lease: Lease, worker_id: str, now: float) -> bool:
         """Hand an unfinished job back to PENDING without spending an attempt (shutdown)."""
+        return self.release_many([lease], worker_id, now) == 1
+
+    def release_many(self, leases: Sequence[Lease], worker_id: str, now: float) -> int:
+        """:meth:`release` for several jobs in one transaction; the number released."""
+        released = 0
         with self.db.write() as conn:
-            if conn.execute(st.RELEASE, _held(lease)).rowcount != 1:
-                return False
-            conn.execute(
-                st.RECORD_ATTEMPT,
-                _attempt_row(lease.job_id, lease.attempt, worker_id, AttemptOutcome.RELEASED, lease.started_at, now),
-            )
-            self.db.notify(conn, lease.queue)
-        return True
+            for lease in leases:
+                if conn.execute(st.RELEASE, _held(lease)).rowcount != 1:
+                    continue
+                outcome = AttemptOutcome.RELEASED
+                conn.execute(
+                    st.RECORD_ATTEMPT,
+                    _attempt_row(lease.job_id, lease.attempt, worker_id, outcome, lease.started_at, now),
+                )
+                released += 1
+            for queue in sorted({lease.queue for lease in leases}) if released else ():
+                self.db.notify(conn, queue)
+        return released
 
     def rescue(self, now: float, decide: RescueDecider, limit: int = 100) -> int:
         """Fail the attempts whose lease expired (their worker stopped heartbeating): each
