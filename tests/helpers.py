@@ -99,3 +99,32 @@ def read_records(path: Path) -> list[tuple[str, int, int, str, float]]:
 
 def starts_per_job(path: Path) -> Counter[str]:
     return Counter(job_id for job_id, _, _, event, _ in read_records(path) if event == "start")
+
+
+def drain_each_once(
+    q: Queue, url: str, folder: Path, count: int, *, concurrency: int, prefetch: int | None = None
+) -> tuple[Path, str]:
+    """Submit ``count`` recorder jobs, let a process-mode worker pool drain them, stop it
+    with SIGTERM (it must exit 0), and check that every job ran exactly once. Returns the
+    record file and the pool's output."""
+    from queuelab.submission import Submission
+
+    record = folder / "executions.log"
+    jobs = q.submit_many(Submission(task="record", payload={"path": str(record)}) for _ in range(count))
+    worker = WorkerProcess(url, folder / "worker.log", mode="process", concurrency=concurrency, prefetch=prefetch)
+    try:
+        wait_until(
+            lambda: q.stats().by_status["COMPLETED"] == count,
+            timeout=240,
+            interval=0.5,
+            what=f"{count:,} jobs to complete",
+        )
+        worker.signal(signal.SIGTERM)
+        assert worker.wait() == 0, worker.output()
+    finally:
+        worker.stop()
+    starts = starts_per_job(record)
+    assert set(starts) == {job.id for job in jobs}  # none lost
+    assert set(starts.values()) == {1}  # none run twice
+    assert (q.jobs_frame()["attempts"] == 1).all()
+    return record, worker.output()

@@ -20,30 +20,23 @@ import pytest
 from queuelab import JobStatus, Queue, current_job
 from queuelab.models import AttemptOutcome
 from queuelab.store.schema import jobs
-from queuelab.submission import Submission
 from queuelab.worker import Worker
-from tests.helpers import WorkerProcess, read_records, recorder_queue, starts_per_job, wait_for_status, wait_until
+from tests.helpers import (
+    WorkerProcess,
+    drain_each_once,
+    read_records,
+    recorder_queue,
+    starts_per_job,
+    wait_for_status,
+    wait_until,
+)
 
 
 def test_two_prefetching_worker_processes_run_every_job_once(db_url: str, tmp_path: Path) -> None:
-    record = tmp_path / "executions.log"
     q = recorder_queue(db_url)
-    jobs = q.submit_many(Submission(task="record", payload={"path": str(record)}) for _ in range(2000))
-    worker = WorkerProcess(db_url, tmp_path / "worker.log", mode="process", concurrency=2, prefetch=50)
-    try:
-        wait_until(
-            lambda: q.stats().by_status["COMPLETED"] == 2000, timeout=240, interval=0.5, what="2,000 jobs to complete"
-        )
-        worker.signal(signal.SIGTERM)
-        assert worker.wait() == 0, worker.output()
-    finally:
-        worker.stop()
-    starts = starts_per_job(record)
-    assert set(starts) == {job.id for job in jobs}
-    assert set(starts.values()) == {1}
-    assert (q.jobs_frame()["attempts"] == 1).all()
-    assert "prefetch 50" in worker.output()
-    assert "Traceback" not in worker.output()
+    _, output = drain_each_once(q, db_url, tmp_path, 2000, concurrency=2, prefetch=50)
+    assert "prefetch 50" in output
+    assert "Traceback" not in output
     q.close()
 
 

@@ -12,34 +12,26 @@ from queuelab.errors import LeaseLost
 from queuelab.models import AttemptOutcome, Lease
 from queuelab.policy import Complete
 from queuelab.submission import Submission
-from tests.helpers import WorkerProcess, read_records, recorder_queue, starts_per_job, wait_for_status, wait_until
+from tests.helpers import (
+    WorkerProcess,
+    drain_each_once,
+    read_records,
+    recorder_queue,
+    starts_per_job,
+    wait_for_status,
+    wait_until,
+)
 
 pytestmark = pytest.mark.slow
 
 
 def test_eight_worker_processes_drain_5000_jobs_each_exactly_once(db_url: str, tmp_path: Path) -> None:
-    record = tmp_path / "executions.log"
     q = recorder_queue(db_url)
-    jobs = q.submit_many(Submission(task="record", payload={"path": str(record)}) for _ in range(5000))
-    worker = WorkerProcess(db_url, tmp_path / "worker.log", mode="process", concurrency=8)
-    try:
-        wait_until(
-            lambda: q.stats().by_status["COMPLETED"] == 5000, timeout=240, interval=0.5, what="5,000 jobs to complete"
-        )
-        worker.signal(signal.SIGTERM)
-        assert worker.wait() == 0, worker.output()
-    finally:
-        worker.stop()
-
-    starts = starts_per_job(record)
-    assert set(starts) == {job.id for job in jobs}  # none lost
-    assert set(starts.values()) == {1}  # none run twice
-    frame = q.jobs_frame()
-    assert (frame["status"] == "COMPLETED").all()
-    assert (frame["attempts"] == 1).all()
-    pids = {pid for *_, pid, _, _ in [(r[0], r[1], r[2], r[3], r[4]) for r in read_records(record)]}
+    record, output = drain_each_once(q, db_url, tmp_path, 5000, concurrency=8)
+    assert (q.jobs_frame()["status"] == "COMPLETED").all()
+    pids = {pid for _, _, pid, _, _ in read_records(record)}
     assert len(pids) > 1, "the work should be shared between the worker processes"
-    assert "Traceback" not in worker.output()
+    assert "Traceback" not in output
     q.close()
 
 
