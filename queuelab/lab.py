@@ -77,6 +77,7 @@ def run_experiment(
     progress: bool = True,
     autoscale: ScalePolicy | None = None,
     tick_seconds: float = 1.0,
+    prefetch: int | None = None,
 ) -> ExperimentResult:
     """Run ``load`` (see :mod:`queuelab.load`) on ``workers`` workers of ``mode`` against ``db``
     (a Queue, or a database URL to open and close), until every job has finished or
@@ -84,8 +85,9 @@ def run_experiment(
 
     With ``autoscale``, the pool starts at the policy's minimum and an
     :class:`~queuelab.autoscale.Autoscaler` resizes it every ``tick_seconds``;
-    ``result.samples["workers"]`` shows what it did."""
-    check_pool_args(workers, mode)
+    ``result.samples["workers"]`` shows what it did. ``prefetch``: jobs each worker claims
+    beyond its free slots (default: the queue's setting)."""
+    check_pool_args(workers, mode, prefetch=prefetch)
     if not 0 < sample_every <= 60 or not time_limit > 0:
         raise InvalidArgument(f"sample_every must be in (0, 60] and time_limit > 0, got {sample_every}, {time_limit}")
     arrivals = plan(load, seed=seed)
@@ -94,8 +96,20 @@ def run_experiment(
     queue = db if isinstance(db, Queue) else Queue(db)
     try:
         scaling = (autoscale, tick_seconds) if autoscale is not None else None
+        prefetch = queue.settings.prefetch if prefetch is None else prefetch
         return _run(
-            queue, arrivals, workers, mode, max_retries, name, time_limit, sample_every, progress, seed, scaling
+            queue,
+            arrivals,
+            workers,
+            mode,
+            max_retries,
+            name,
+            time_limit,
+            sample_every,
+            progress,
+            seed,
+            scaling,
+            prefetch,
         )
     finally:
         if queue is not db:
@@ -114,6 +128,7 @@ def _run(
     progress: bool,
     seed: int,
     scaling: tuple[ScalePolicy, float] | None = None,
+    prefetch: int = 0,
 ) -> ExperimentResult:
     from tqdm.auto import tqdm
 
@@ -122,7 +137,7 @@ def _run(
     _ = q.runtime.db  # open (and create) the database before the clock starts
     if scaling is not None:
         workers = scaling[0].min_workers
-    pool = q.worker(workers, mode, queues=[lab_queue]).start()
+    pool = q.worker(workers, mode, queues=[lab_queue], prefetch=prefetch).start()
     _wait_ready(q, lab_queue, workers if mode == "process" else 1, time_limit)
     scaler = None if scaling is None else Autoscaler(q.runtime, pool, scaling[0], tick_seconds=scaling[1]).start()
     sampler = Sampler(q, lab_queue, pool, sample_every)
@@ -146,6 +161,7 @@ def _run(
     frame = stats.timeline(q, queue=lab_queue, origin=origin)
     frame = _with_plan(frame, feeder, arrivals)
     params: dict[str, Any] = {"workers": workers, "mode": mode, "backend": q.runtime.db.dialect, "seed": seed}
+    params["prefetch"] = prefetch
     params["queue"] = lab_queue
     if scaling is not None:
         params["autoscale"] = f"{scaling[0].min_workers}:{scaling[0].max_workers}"

@@ -45,11 +45,15 @@ class ChildSpec:
 
 
 def check_pool_args(
-    concurrency: object, mode: object, queues: object = None, start_method: object = None
+    concurrency: object, mode: object, queues: object = None, start_method: object = None, prefetch: object = None
 ) -> tuple[str, ...] | None:
     """Check a pool's arguments; return the queue names as a tuple (None: all queues)."""
     if isinstance(concurrency, bool) or not isinstance(concurrency, int) or not 1 <= concurrency <= 1024:
         raise InvalidArgument(f"concurrency must be a whole number between 1 and 1024, got {concurrency!r}")
+    if prefetch is not None and (
+        isinstance(prefetch, bool) or not isinstance(prefetch, int) or not 0 <= prefetch <= 10_000
+    ):
+        raise InvalidArgument(f"prefetch must be a whole number between 0 and 10000 or None, got {prefetch!r}")
     if mode not in MODES:
         raise InvalidArgument(f"mode must be 'thread' or 'process', got {mode!r}")
     if start_method is not None and start_method not in mp.get_all_start_methods():
@@ -95,10 +99,14 @@ class Pool:
 class ThreadPool(Pool):
     """One worker with ``concurrency`` slot threads, run in the background of this process."""
 
-    def __init__(self, runtime: Runtime, concurrency: int, queues: Sequence[str] | None = None) -> None:
+    def __init__(
+        self, runtime: Runtime, concurrency: int, queues: Sequence[str] | None = None, prefetch: int | None = None
+    ) -> None:
         # This process lives on after stop(): a job still running past the grace period is
         # not released (its thread would run on beside a new attempt); its lease expires.
-        self.worker = Worker(runtime, concurrency=concurrency, queues=queues, mode="thread", release_on_stop=False)
+        self.worker = Worker(
+            runtime, concurrency=concurrency, queues=queues, mode="thread", release_on_stop=False, prefetch=prefetch
+        )
         self._thread = threading.Thread(target=self.worker.run, name="queuelab-worker", daemon=True)
 
     @property
@@ -130,8 +138,11 @@ class ProcessPool(Pool):
         processes: int,
         queues: Sequence[str] | None = None,
         start_method: str | None = None,
+        prefetch: int | None = None,
     ) -> None:
         self.runtime = runtime
+        # What each child runs with: the runtime's settings, with this pool's prefetch.
+        self._settings = runtime.settings if prefetch is None else runtime.settings.with_changes(prefetch=prefetch)
         self.target = processes
         self.queues = tuple(queues) if queues else None
         self._custom = [t for t in runtime.tasks if t.name != "simulate"]
@@ -199,10 +210,10 @@ class ProcessPool(Pool):
 
     def _spawn(self) -> None:
         if self._ctx.get_start_method() == "fork":
-            args: tuple[object, ...] = (None, self.runtime.settings, tuple(self._custom), self.queues)
+            args: tuple[object, ...] = (None, self._settings, tuple(self._custom), self.queues)
         else:
             spec = ChildSpec(
-                self.runtime.settings,
+                self._settings,
                 tuple(_ref(t) for t in self._custom),
                 self.queues,
                 logging.getLogger().getEffectiveLevel(),

@@ -335,16 +335,19 @@ class Queue:
         *,
         queues: Sequence[str] | None = None,
         start_method: str | None = None,
+        prefetch: int | None = None,
     ) -> Pool:
         """A worker pool running in the background: ``with q.worker(4, "process"): ...``.
 
         Thread mode runs ``concurrency`` slots in this process. Process mode runs
         ``concurrency`` worker processes, and can kill a job that passes its timeout.
+        ``prefetch``: jobs each worker claims beyond its free slots (default: the
+        ``prefetch`` setting; see the README for what it buys and costs).
         """
-        names = check_pool_args(concurrency, mode, queues, start_method)
+        names = check_pool_args(concurrency, mode, queues, start_method, prefetch)
         if mode == "thread":
-            return ThreadPool(self.runtime, concurrency, names)
-        return ProcessPool(self.runtime, concurrency, names, start_method)
+            return ThreadPool(self.runtime, concurrency, names, prefetch)
+        return ProcessPool(self.runtime, concurrency, names, start_method, prefetch)
 
     def close(self) -> None:
         self.runtime.close()

@@ -92,10 +92,11 @@ class Worker:
         exit_on_timeout: bool = False,
         release_on_stop: bool = True,
         parent_pid: int | None = None,
+        prefetch: int | None = None,
     ) -> None:
         self.runtime = runtime
         self.concurrency = concurrency
-        self.prefetch = runtime.settings.prefetch
+        self.prefetch = runtime.settings.prefetch if prefetch is None else prefetch
         self.queues = tuple(queues) if queues else None
         self.mode = mode
         # Process mode: a timed-out job cannot be stopped from another thread, so the

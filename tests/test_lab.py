@@ -265,3 +265,19 @@ def test_an_autoscaled_experiment_grows_its_pool_within_bounds(sqlite_url: str) 
     assert sizes.max() == 4  # it scaled up to the maximum, and never past it
     assert sizes.min() >= 1
     assert result.params["autoscale"] == "1:4"
+
+
+def test_an_experiment_can_prefetch(sqlite_url: str) -> None:
+    slow = load.Tenant(user_id="u", shape=load.Burst(40), duration=0.05)
+    peaks = {}
+    for prefetch in (0, 10):
+        result = lab.run_experiment(
+            sqlite_url, slow, workers=2, mode="process", prefetch=prefetch, sample_every=0.05, progress=False
+        )
+        assert result.summary["completed"] == 40
+        assert result.params["prefetch"] == result.summary["prefetch"] == prefetch
+        peaks[prefetch] = result.samples["running"].max()
+    assert peaks[0] <= 2  # one job per worker process
+    assert peaks[10] > 2  # each process holds up to 1 + 10: prefetched jobs are RUNNING
+    with pytest.raises(InvalidArgument, match="prefetch must be a whole number"):
+        lab.run_experiment(sqlite_url, load.Burst(5), prefetch=-1)

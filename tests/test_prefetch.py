@@ -58,9 +58,9 @@ def test_a_prefetched_job_records_when_it_really_started(make_queue: Callable[..
 
 
 def test_a_stopped_worker_hands_back_its_prefetched_jobs_unspent(make_queue: Callable[..., Queue]) -> None:
-    q = make_queue(prefetch=5)
+    q = make_queue()
     jobs = [q.submit("simulate", {"duration": 0.5}) for _ in range(6)]
-    with q.worker(1):
+    with q.worker(1, prefetch=5):  # the pool's own prefetch, over the setting's 0
         wait_until(lambda: q.stats().by_status["RUNNING"] == 6, timeout=30, what="one running, five prefetched")
     # The running job finished within the grace period; the five that never started are
     # PENDING again with no attempt spent, and their history says they were handed back.
