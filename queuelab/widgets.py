@@ -63,6 +63,13 @@ class ControlPanel:
 
         self.pool_mode = w.ToggleButtons(options=["thread", "process"], value="thread")
         self.pool_size = w.IntSlider(value=2, min=1, max=max_workers, description="workers")
+        self.pool_prefetch = w.BoundedIntText(
+            value=q.settings.prefetch,
+            min=0,
+            max=10_000,
+            description="prefetch",
+            tooltip="jobs each worker claims beyond its free slots (0: none); set before starting",
+        )
         self.start_pool = w.Button(description="Start workers", button_style="success")
         self.stop_pool = w.Button(description="Stop workers", disabled=True)
         self.pool_info = w.HTML("no pool")
@@ -105,7 +112,8 @@ class ControlPanel:
     def _layout(self) -> w.Widget:
         half = w.Layout(width="50%")
         database = _section("Database", w.HBox([self.database, self.open_database]), self.database_info)
-        workers = _section("Workers", self.pool_mode, self.pool_size, w.HBox([self.start_pool, self.stop_pool]))
+        buttons = w.HBox([self.start_pool, self.stop_pool])
+        workers = _section("Workers", self.pool_mode, self.pool_size, self.pool_prefetch, buttons)
         workers.children += (self.pool_info,)
         load = _section("Load", self.load_rate, self.load_users, self.load_failure, self.load_duration)
         load.children += (w.HBox([self.start_load, self.stop_load]), self.load_info)
@@ -162,16 +170,17 @@ class ControlPanel:
 
     def start_workers(self) -> None:
         if self.pool is None:
-            self.pool = self.q.worker(self.pool_size.value, self.pool_mode.value).start()
+            prefetch = self.pool_prefetch.value
+            self.pool = self.q.worker(self.pool_size.value, self.pool_mode.value, prefetch=prefetch).start()
         self.start_pool.disabled, self.stop_pool.disabled = True, False
-        self.pool_mode.disabled = True
+        self.pool_mode.disabled = self.pool_prefetch.disabled = True
 
     def stop_workers(self) -> None:
         if self.pool is not None:
             self.pool.stop()
             self.pool = None
         self.start_pool.disabled, self.stop_pool.disabled = False, True
-        self.pool_mode.disabled = False
+        self.pool_mode.disabled = self.pool_prefetch.disabled = False
 
     def _resize(self, n: int) -> None:
         if self.pool is not None and self.pool.size != n:

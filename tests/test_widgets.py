@@ -44,6 +44,21 @@ def test_start_resize_and_stop_a_process_pool(panel: ControlPanel) -> None:
     wait_until(lambda: _live(panel) == 0, timeout=30, what="workers gone from the store")
 
 
+def test_a_pool_started_from_the_panel_prefetches_as_set(panel: ControlPanel) -> None:
+    q = panel.q
+    jobs = [q.submit("simulate", {"duration": 0.5}) for _ in range(6)]
+    panel.pool_size.value = 1
+    panel.pool_prefetch.value = 5
+    panel.start_pool.click()
+    assert panel.pool_prefetch.disabled  # fixed while the pool runs
+    wait_until(lambda: q.stats().by_status["RUNNING"] == 6, timeout=30, what="one running, five prefetched")
+    panel.stop_pool.click()
+    assert not panel.pool_prefetch.disabled
+    done = [q.get(job.id).status for job in jobs]
+    assert done.count(JobStatus.COMPLETED) == 1
+    assert done.count(JobStatus.PENDING) == 5  # handed back at the stop
+
+
 def test_the_slider_follows_a_resize_made_elsewhere(panel: ControlPanel) -> None:
     panel.pool_size.value = 1
     panel.start_pool.click()
