@@ -46,7 +46,9 @@ def test_start_resize_and_stop_a_process_pool(panel: ControlPanel) -> None:
 
 def test_a_pool_started_from_the_panel_prefetches_as_set(panel: ControlPanel) -> None:
     q = panel.q
-    jobs = [q.submit("simulate", {"duration": 0.5}) for _ in range(6)]
+    # Long enough that the six stay RUNNING together for a while, even on a loaded machine
+    # (the panel redraws its plot meanwhile); the stop lets the first one finish.
+    jobs = [q.submit("simulate", {"duration": 2.0}) for _ in range(6)]
     panel.pool_size.value = 1
     panel.pool_prefetch.value = 5
     panel.start_pool.click()
