@@ -408,10 +408,8 @@ class Worker:
                     # Jobs prefetched earlier run first: keep one only if none waits.
                     keep = self._inbox.qsize() == 0
                     mine = self._dispatch(self.settle(finished, wanted), keep=keep)
-                    if mine and keep:
-                        return mine[0]
                     if mine:
-                        return None
+                        return mine[0] if keep else None  # (the inbox has the rest)
             except Exception:  # a bug: leave the turn to the dispatcher, which reports it too
                 log.exception("worker %s: a slot's turn failed", self.id)
             finally:

@@ -116,10 +116,6 @@ class Savepoint:
             self._nested.commit()
 
 
-def savepoint(conn: Connection, db: Database) -> Savepoint:
-    return Savepoint(conn, db)
-
-
 def _compiled(db: Database, statement: Executable, params: Params) -> _Compiled | None:
     cache = db.caches.setdefault("direct", {})
     assert isinstance(cache, dict)

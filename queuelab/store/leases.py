@@ -171,7 +171,7 @@ def _held(lease: Lease) -> dict[str, Any]:
 def _ended(lease: Lease, now: float) -> dict[str, Any]:
     """An ack's guard and times: the attempt's start as the worker saw it (a prefetched
     job starts after its claim)."""
-    return {"p_id": lease.job_id, "p_token": lease.token, "p_now": now, "p_started": lease.started_at}
+    return {**_held(lease), "p_now": now, "p_started": lease.started_at}
 
 
 def _apply_all(conn: Connection, db: Database, finished: Sequence[Finished], worker_id: str) -> list[Lease]:
@@ -184,7 +184,7 @@ def _apply_all(conn: Connection, db: Database, finished: Sequence[Finished], wor
         return [f.lease for f in finished if not _apply(conn, db, f, worker_id)]
     lost = [f.lease for f in finished if not isinstance(f.decision, Complete) and not _apply(conn, db, f, worker_id)]
     acks = [{**_ended(f.lease, f.finished_at), "p_result": json.dumps(done.result)} for f, done in completed]
-    with direct.savepoint(conn, db) as batch:
+    with direct.Savepoint(conn, db) as batch:
         if direct.execute_many(conn, db, st.COMPLETE, acks) == len(acks):
             outcome = AttemptOutcome.COMPLETED
             rows = [
