@@ -141,13 +141,13 @@ def _run(
     _wait_ready(q, lab_queue, workers if mode == "process" else 1, time_limit)
     scaler = None if scaling is None else Autoscaler(q.runtime, pool, scaling[0], tick_seconds=scaling[1]).start()
     sampler = Sampler(q, lab_queue, pool, sample_every)
-    origin = q.runtime.clock.now()
+    origin, started = q.runtime.clock.now(), time.monotonic()  # one instant: the plan's time zero
     sampler.start(origin)
     bar = tqdm(total=len(arrivals), desc=name, unit="job", disable=not progress, leave=False)
     try:
         feeder = Feeder(q, lab_queue, arrivals, max_retries)
         deadline = time.monotonic() + time_limit
-        timed_out = not feeder.run(deadline, lambda: bar.update(sampler.finished - bar.n))
+        timed_out = not feeder.run(started, deadline, lambda: bar.update(sampler.finished - bar.n))
         while not timed_out and sampler.wait_finished(feeder.submitted, timeout=0.2) is False:
             bar.update(sampler.finished - bar.n)
             timed_out = time.monotonic() >= deadline
@@ -201,9 +201,9 @@ class Feeder:
         self.refused_at: dict[int, float] = {}
         self.submitted = 0
 
-    def run(self, deadline: float, tick: Any) -> bool:
-        """Submit everything on schedule; False if ``deadline`` passed first."""
-        start = time.monotonic()
+    def run(self, start: float, deadline: float, tick: Any) -> bool:
+        """Submit everything on schedule, arrival ``at`` seconds after ``start`` (monotonic,
+        the instant of the timeline's origin); False if ``deadline`` passed first."""
         i, n = 0, len(self.rows)
         while i < n:
             now = time.monotonic()
