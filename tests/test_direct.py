@@ -4,10 +4,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+import sqlalchemy as sa
+
 from queuelab.models import JobStatus
 from queuelab.queue import Queue
 from queuelab.store import direct
 from queuelab.store import statements as st
+from queuelab.store.schema import jobs
 
 
 def test_a_direct_claim_returns_the_rows_and_types_sqlalchemy_would(tmp_path: Path) -> None:
@@ -38,3 +42,24 @@ def test_a_direct_ack_counts_only_a_held_lease(tmp_path: Path) -> None:
             assert direct.execute(conn, db, st.COMPLETE, {**ack, "p_token": "not-mine"}).rowcount == 0
             assert direct.execute(conn, db, st.COMPLETE, {**ack, "p_token": lease.token}).rowcount == 1
         assert q.get(job.id).status == JobStatus.COMPLETED
+
+
+def test_a_statement_run_from_its_sql_returns_what_sqlalchemy_would(postgres_url: str) -> None:
+    """PostgreSQL's execute_sql: the statement's constants (an enum among them) bound as
+    SQLAlchemy binds them, the same rows back; a statement with parameters rendered at
+    execution is refused rather than run wrong."""
+    with Queue(postgres_url) as q:
+        q.submit("simulate", user_id="ann")
+        q.submit("simulate", user_id="bob")
+        db = q.runtime.db
+        query = sa.select(jobs.c.user_id, jobs.c.attempts).where(
+            jobs.c.status == JobStatus.PENDING, jobs.c.user_id != sa.bindparam("p_user")
+        )
+        with db.read() as conn:
+            fast = direct.execute_sql(conn, db, query, {"p_user": "bob"})
+            slow = conn.execute(query, {"p_user": "bob"}).all()
+            assert [tuple(row) for row in fast] == [tuple(row) for row in slow] == [("ann", 0)]
+            assert fast[0].user_id == "ann"
+            literal = query.limit(sa.bindparam("n", literal_execute=True))
+            with pytest.raises(ValueError, match="rendered at execution"):
+                direct.execute_sql(conn, db, literal, {"p_user": "bob", "n": 1})

@@ -10,6 +10,7 @@ import sqlalchemy as sa
 
 from queuelab import FakeClock, Queue
 from queuelab.policy import Complete
+from queuelab.store import quota_sql
 from queuelab.store.schema import user_locks
 from queuelab.submission import Submission
 
@@ -136,3 +137,27 @@ def test_postgres_quota_lock_rows_of_idle_users_are_forgotten(postgres_url: str)
     taken = [lease.user_id for _ in range(3) for lease in q.runtime.leases.claim("w", None, 1, q.runtime.clock.now())]
     assert "done" in taken
     q.close()
+
+
+def test_a_postgres_quota_claim_takes_its_jobs_by_row_address(postgres_url: str) -> None:
+    """The quota claim takes the jobs it picked by TID. By id, on a fresh table without
+    statistics, the planner read the pending index with the ids as a filter (or, without
+    the status test, the whole table): a read of the backlog per claim, 1.3 ms at 3,000
+    pending jobs, kept in the plan PostgreSQL caches for the prepared statement."""
+    q = Queue(postgres_url)
+    q.set_limits(max_running=2)
+    q.submit_many(Submission(task="simulate", user_id=f"u{i % 10}") for i in range(3000))
+    compiled = quota_sql.postgres_quota_claim(0, 0, 0, 4, 8).compile(dialect=q.runtime.db.engine.dialect)
+    given = {"p_now": time.time(), "p_token": "t", "p_owner": "w", "p_default_quota": 2}
+    params = {name: given.get(name, value) for name, value in compiled.params.items()}
+    with q.runtime.db.read() as conn:
+        rows = conn.exec_driver_sql("EXPLAIN " + compiled.string, direct_params(params)).all()
+    plan = "\n".join(row[0] for row in rows)
+    assert "Tid Scan on queuelab_jobs" in plan, plan
+    assert "Seq Scan on queuelab_jobs" not in plan, plan
+    q.close()
+
+
+def direct_params(params: dict[str, object]) -> dict[str, object]:
+    """Bound values as the driver takes them (a status enum as its text)."""
+    return {name: getattr(value, "value", value) for name, value in params.items()}

@@ -29,7 +29,7 @@ from queuelab.store.database import Database
 from queuelab.store.limits import cache_for, running_quotas
 from queuelab.store.schema import IS_RUNNING, jobs
 
-OVERFETCH = 4  # candidates per free slot when some may be over their user's quota
+OVERFETCH = 2  # candidates per free slot when some may be over their user's quota
 # PostgreSQL: when every candidate's user was being claimed by another worker, the claim
 # runs again after each pause (seconds), then gives up until the next wake-up or poll.
 CONTENDED_PAUSES = (0.0, 0.001, 0.002, 0.004)
@@ -77,12 +77,15 @@ def _claim_within_quotas(
     quotas: dict[str, int | None],
     limit: int,
 ) -> Sequence[Any]:
-    params = {**params, "p_overfetch": limit * OVERFETCH, "p_default_quota": db.settings.max_running_per_user}
+    params = {**params, "p_default_quota": db.settings.max_running_per_user}
     if db.is_sqlite:  # one statement: the transaction holds the database write lock
-        return list(direct.execute(conn, db, quota_sql.sqlite_quota_claim(*shape), params).rows)
-    statement = quota_sql.postgres_quota_claim(*shape)
+        one = quota_sql.sqlite_quota_claim(*shape)
+        return list(direct.execute(conn, db, one, {**params, "p_overfetch": limit * OVERFETCH}).rows)
+    # The limits are fixed in the SQL (a statement per limit, planned once each).
+    statement = quota_sql.postgres_quota_claim(*shape, limit, limit * OVERFETCH)
+    del params["p_limit"]
     for attempt in range(len(CONTENDED_PAUSES) + 1):
-        rows = conn.execute(statement, params).all()
+        rows = direct.execute_sql(conn, db, statement, params)
         if rows[0].missing:
             # Committed at once, on a connection of their own, so every claimer can lock
             # them from its next statement; without a row a user's jobs are never taken.

@@ -96,13 +96,6 @@ def claim_statement(queues: int, tasks: int, skip_queues: int) -> Update:
     return jobs.update().where(jobs.c.id.in_(pick.scalar_subquery())).values(**_TAKE).returning(*CLAIMED_COLUMNS)
 
 
-# Take jobs picked by an earlier statement of the same transaction (the quota path).
-CLAIM_IDS = (
-    jobs.update()
-    .where(jobs.c.id.in_(sa.bindparam("p_ids", expanding=True)), IS_PENDING)
-    .values(**_TAKE)
-    .returning(*CLAIMED_COLUMNS)
-)
 RUNNING_BY_USER = sa.select(jobs.c.user_id, sa.func.count()).where(IS_RUNNING).group_by(jobs.c.user_id)
 
 
