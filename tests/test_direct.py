@@ -47,7 +47,7 @@ def test_a_direct_ack_counts_only_a_held_lease(tmp_path: Path) -> None:
 def test_a_statement_run_from_its_sql_returns_what_sqlalchemy_would(postgres_url: str) -> None:
     """PostgreSQL's execute_sql: the statement's constants (an enum among them) bound as
     SQLAlchemy binds them, the same rows back; a statement with parameters rendered at
-    execution is refused rather than run wrong."""
+    execution, or a parameter left unset, is refused rather than run wrong."""
     with Queue(postgres_url) as q:
         q.submit("simulate", user_id="ann")
         q.submit("simulate", user_id="bob")
@@ -63,3 +63,6 @@ def test_a_statement_run_from_its_sql_returns_what_sqlalchemy_would(postgres_url
             literal = query.limit(sa.bindparam("n", literal_execute=True))
             with pytest.raises(ValueError, match="rendered at execution"):
                 direct.execute_sql(conn, db, literal, {"p_user": "bob", "n": 1})
+            unset = query.where(jobs.c.queue == sa.bindparam("p_queue"))  # not given: not bound as NULL
+            with pytest.raises(ValueError, match="no value for the bind parameter 'p_queue'"):
+                direct.execute_sql(conn, db, unset, {"p_user": "bob"})

@@ -59,11 +59,10 @@ def claim(conn: Connection, db: Database, which: ClaimFilter, limit: int, now: f
         **st.in_list_params("p_skip_queues", paused),
     }
     shape = (len(queues), len(tasks), len(paused))
-    quotas = running_quotas(snapshot, db.settings)
-    if quotas is None:
+    if running_quotas(snapshot, db.settings) is None:
         rows = direct.execute(conn, db, st.claim_statement(*shape), params).rows
-    else:
-        rows = _claim_within_quotas(conn, db, shape, params, quotas, limit)
+    else:  # the quotas themselves are read in the statement, from the limits table
+        rows = _claim_within_quotas(conn, db, shape, params, limit)
     if len(rows) > 1:  # RETURNING comes in no set order: a prefetching worker runs them in this
         rows = sorted(rows, key=lambda row: (-row.priority, row.fair_rank))
     return [lease_from_row(row, token, now) for row in rows]
@@ -74,7 +73,6 @@ def _claim_within_quotas(
     db: Database,
     shape: tuple[int, int, int],
     params: dict[str, Any],
-    quotas: dict[str, int | None],
     limit: int,
 ) -> Sequence[Any]:
     params = {**params, "p_default_quota": db.settings.max_running_per_user}

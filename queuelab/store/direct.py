@@ -96,7 +96,13 @@ def execute_sql(conn: Connection, db: Database, statement: Executable, params: P
         compiled = statement.compile(dialect=db.engine.dialect)  # type: ignore[attr-defined]
         if compiled.literal_execute_params or compiled.post_compile_params:
             raise ValueError("execute_sql: a statement with parameters rendered at execution")
-        constants = {name: _plain(value) for name, value in compiled.params.items() if name not in params}
+        constants = {}
+        for bind, name in compiled.bind_names.items():
+            if name in params:
+                continue
+            if bind.required or bind.callable is not None:  # SQLAlchemy would refuse it unset
+                raise ValueError(f"execute_sql: no value for the bind parameter {name!r}")
+            constants[name] = _plain(bind.value)
         found = cache[id(statement)] = (statement, compiled.string, constants)
     return conn.exec_driver_sql(found[1], {**found[2], **params}).all()
 

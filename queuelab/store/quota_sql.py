@@ -96,9 +96,11 @@ def _take(chosen: sa.Select[Any], *, postgres: bool = False) -> Update:
     statistics, as on a fresh backlog); ``id = ANY(...) AND status = 'PENDING'`` the partial
     pending index with the ids as a filter, or without the status test the whole table, in
     the generic plan that a prepared statement keeps from when the table was small (0.8 to
-    1.3 ms at 3,000 pending). The addresses are of rows this statement locked (``FOR UPDATE``
-    returns the newest version): no one else changes them until it commits, so they are
-    still PENDING and still there."""
+    1.3 ms at 3,000 pending). The addresses are of rows this statement locked ``FOR UPDATE``,
+    which re-checked them PENDING: no one else changes them until it commits, so nothing
+    else can be taken. One rare miss is left: a row another transaction changed (and left
+    PENDING) after this statement's snapshot is locked in its newest version, whose address
+    the UPDATE, reading that snapshot, does not see; the job is then not taken this time."""
     if postgres:
         taken = sa.any_(sa.func.array(chosen.scalar_subquery())) == _TID
         return jobs.update().where(taken).values(**_TAKE).returning(*CLAIMED_COLUMNS)
