@@ -541,7 +541,7 @@ class Worker:
             return
         try:
             leases = [entry.lease for entry in waiting]
-            released = self.runtime.leases.release_many(leases, self.id, self.runtime.clock.now())
+            released = self.runtime.leases.release_many(leases, self.id, self.runtime.clock.now(), started=False)
         except StoreError as exc:
             log.error("could not hand back %d prefetched job(s); they will be rescued: %s", len(waiting), exc)
             return

@@ -71,6 +71,7 @@ def test_a_stopped_worker_hands_back_its_prefetched_jobs_unspent(make_queue: Cal
     for job in waiting:
         assert (job.status, job.attempts, job.lease_token) == (JobStatus.PENDING, 0, None)
         assert [a.outcome for a in job.history] == [AttemptOutcome.RELEASED]
+        assert job.history[0].started_at is None  # claimed, never started
     with q.worker(1):
         wait_until(lambda: q.stats().by_status["COMPLETED"] == 6, timeout=30, what="the five to run after all")
     assert all(q.get(job.id).attempts == 1 for job in waiting)

@@ -96,17 +96,19 @@ class LeaseStore:
         """Hand an unfinished job back to PENDING without spending an attempt (shutdown)."""
         return self.release_many([lease], worker_id, now) == 1
 
-    def release_many(self, leases: Sequence[Lease], worker_id: str, now: float) -> int:
-        """:meth:`release` for several jobs in one transaction; the number released."""
+    def release_many(self, leases: Sequence[Lease], worker_id: str, now: float, *, started: bool = True) -> int:
+        """:meth:`release` for several jobs in one transaction; the number released.
+        ``started=False``: jobs claimed but never started (a prefetching worker's), whose
+        history rows then have no start time."""
         released = 0
         with self.db.write() as conn:
             for lease in leases:
                 if conn.execute(st.RELEASE, _held(lease)).rowcount != 1:
                     continue
                 outcome = AttemptOutcome.RELEASED
+                began = lease.started_at if started else None
                 conn.execute(
-                    st.RECORD_ATTEMPT,
-                    _attempt_row(lease.job_id, lease.attempt, worker_id, outcome, lease.started_at, now),
+                    st.RECORD_ATTEMPT, _attempt_row(lease.job_id, lease.attempt, worker_id, outcome, began, now)
                 )
                 released += 1
             for queue in sorted({lease.queue for lease in leases}) if released else ():
