@@ -90,10 +90,13 @@ def test_an_experiment_runs_every_job_and_times_it(db_url: str) -> None:
     assert (frame["finished"] >= frame["started"]).all()
     assert (frame["wait"] >= 0).all()
     assert frame["worker"].notna().all()
-    # submitted on schedule: each job is stored soon after its planned time, never before
+    # submitted on schedule: no job is stored before its planned time, and the schedule is
+    # kept from the timeline's origin: some job went in on time (a stall of the machine
+    # makes the jobs due during it late, then the feeder catches up), where a clock started
+    # apart from the origin made every job late by the gap (0.57 s once in CI)
     lag = frame["submitted"] - frame["planned"]
     assert (lag > -0.05).all()
-    assert lag.median() < 0.5
+    assert lag.min() < 0.25, lag.describe()
     assert 0 < s["wait_p50"] <= s["wait_p95"] <= s["wait_p99"] <= s["wait_max"]
     assert s["throughput"] > 0
     assert s["retries"] == 0
