@@ -18,6 +18,9 @@ DEFAULT_DATABASE_URL = "sqlite:///queuelab.db"
 SQLITE_SYNCHRONOUS_MODES = ("OFF", "NORMAL", "FULL", "EXTRA")
 
 
+MAX_PREFETCH = 10_000  # jobs a worker may claim beyond its free slots (every way of setting it)
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Settings:
     database_url: str = DEFAULT_DATABASE_URL
@@ -32,7 +35,7 @@ class Settings:
     sqlite_busy_timeout_seconds: float = 30.0
     poll_interval_seconds: float = 1.0
     # Jobs a worker claims beyond its free slots, to run them without a transaction each
-    # (see queuelab.worker). 0: claim only for free slots.
+    # (see queuelab.worker). 0: claim only for free slots; at most MAX_PREFETCH.
     prefetch: int = 0
     shutdown_grace_seconds: float = 10.0
     retention_seconds: float | None = 7 * 24 * 3600.0
@@ -162,7 +165,7 @@ _PARSERS: dict[str, Callable[[str, Any], Any]] = {
     "sqlite_synchronous": _synchronous,
     "sqlite_busy_timeout_seconds": _number(0, 3600, allow_lo=False),
     "poll_interval_seconds": _number(0, 3600, allow_lo=False),
-    "prefetch": _integer(0, 10_000),
+    "prefetch": _integer(0, MAX_PREFETCH),
     "shutdown_grace_seconds": _number(0, 86400, allow_lo=True),
     "retention_seconds": _optional_seconds,
     "worker_ttl_seconds": _number(0, 86400, allow_lo=False),

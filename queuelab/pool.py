@@ -22,7 +22,7 @@ from multiprocessing.process import BaseProcess
 from types import TracebackType
 from typing import Any, Literal
 
-from queuelab.config import Settings
+from queuelab.config import MAX_PREFETCH, Settings
 from queuelab.errors import InvalidArgument
 from queuelab.runtime import Runtime
 from queuelab.tasks import Task
@@ -51,9 +51,9 @@ def check_pool_args(
     if isinstance(concurrency, bool) or not isinstance(concurrency, int) or not 1 <= concurrency <= 1024:
         raise InvalidArgument(f"concurrency must be a whole number between 1 and 1024, got {concurrency!r}")
     if prefetch is not None and (
-        isinstance(prefetch, bool) or not isinstance(prefetch, int) or not 0 <= prefetch <= 10_000
+        isinstance(prefetch, bool) or not isinstance(prefetch, int) or not 0 <= prefetch <= MAX_PREFETCH
     ):
-        raise InvalidArgument(f"prefetch must be a whole number between 0 and 10000 or None, got {prefetch!r}")
+        raise InvalidArgument(f"prefetch must be a whole number between 0 and {MAX_PREFETCH} or None, got {prefetch!r}")
     if mode not in MODES:
         raise InvalidArgument(f"mode must be 'thread' or 'process', got {mode!r}")
     if start_method is not None and start_method not in mp.get_all_start_methods():

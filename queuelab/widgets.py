@@ -22,6 +22,7 @@ from typing import Any
 
 import ipywidgets as w
 
+from queuelab.config import MAX_PREFETCH
 from queuelab.errors import QueuelabError
 from queuelab.limits import UserLimits, rate_enabled
 from queuelab.live_load import LoadGenerator
@@ -66,7 +67,7 @@ class ControlPanel:
         self.pool_prefetch = w.BoundedIntText(
             value=q.settings.prefetch,
             min=0,
-            max=10_000,
+            max=MAX_PREFETCH,
             description="prefetch",
             tooltip="jobs each worker claims beyond its free slots (0: none); set before starting",
         )
