@@ -64,12 +64,25 @@ class SchemaVersionError(StoreError):
     """The database was written by a newer queuelab schema than this version knows."""
 
 
+# The next three name the errors an attempt can end in without the task raising them. They
+# are recorded as an attempt's ``error_type`` (``Job.errors``, the API, the dashboard), never
+# raised to a caller: compare ``attempt.error_type == JobTimeout.__name__``.
+
+
 class JobTimeout(QueuelabError, TimeoutError):
     """The job ran longer than its timeout."""
 
 
 class WorkerLost(QueuelabError):
     """The worker running the job stopped heartbeating; its lease expired and the job was rescued."""
+
+
+class ResultNotSerializable(QueuelabError, TypeError):
+    """The task returned a value that is not JSON."""
+
+
+class NoCurrentJob(InvalidArgument, LookupError):
+    """``current_job()`` was called outside a running job."""
 
 
 class SimulatedFailure(QueuelabError):

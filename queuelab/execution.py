@@ -1,14 +1,18 @@
-"""Running one leased job: call the task, turn what happened into an outcome, decide."""
+"""Running one leased job: call the task, turn what happened into an outcome, decide.
+
+Every way an attempt can end goes through :meth:`Runtime.decide
+<queuelab.runtime.Runtime.decide>`: what the task returned or raised (:func:`attempt`),
+a timeout (:func:`timed_out`), and a vanished worker (the store's rescue).
+"""
 
 from __future__ import annotations
 
 import json
-import random
 from contextvars import ContextVar
 
-from queuelab.errors import InvalidArgument, QueuelabError
-from queuelab.models import Lease, RetryPolicy
-from queuelab.policy import Decision, Errored, Outcome, Succeeded, decide
+from queuelab.errors import JobTimeout, NoCurrentJob, ResultNotSerializable
+from queuelab.models import AttemptOutcome, Lease
+from queuelab.policy import Decision, Errored, Outcome, Succeeded
 from queuelab.runtime import Runtime
 
 _current: ContextVar[Lease | None] = ContextVar("queuelab_current_job", default=None)
@@ -18,12 +22,8 @@ def current_job() -> Lease:
     """The lease of the job this thread is running (id, attempt, user, queue)."""
     lease = _current.get()
     if lease is None:
-        raise InvalidArgument("current_job() was called outside a running job")
+        raise NoCurrentJob("current_job() was called outside a running job")
     return lease
-
-
-class ResultNotSerializable(QueuelabError, TypeError):
-    """The task returned a value that is not JSON."""
 
 
 def run_task(runtime: Runtime, lease: Lease) -> Outcome:
@@ -40,30 +40,19 @@ def run_task(runtime: Runtime, lease: Lease) -> Outcome:
         _current.reset(reset)
 
 
-def decide_after(runtime: Runtime, lease: Lease, outcome: Outcome) -> Decision:
-    task = runtime.tasks.get(lease.task) if lease.task in runtime.tasks else None
-    policy = task.retry if task is not None and task.retry is not None else runtime.retry_policy
-    return decide(
-        outcome,
-        attempt=lease.attempt,
-        max_retries=lease.max_retries,
-        policy=policy,
-        now=runtime.clock.now(),
-        unit_random=random.random(),
-    )
+def attempt(runtime: Runtime, lease: Lease) -> Decision:
+    """Run the job and decide what follows. Never raises: should deciding itself fail (a
+    bug), that failure is the attempt's error, decided the same way."""
+    try:
+        return runtime.decide(lease, run_task(runtime, lease))
+    except BaseException as exc:
+        return runtime.decide(lease, Errored.from_exception(exc))
 
 
-def last_resort(runtime: Runtime, lease: Lease, exc: BaseException) -> Decision:
-    """A decision when deciding itself failed: retry with the default policy, or dead-letter."""
-    error = Errored.from_exception(exc)
-    return decide(
-        error,
-        attempt=lease.attempt,
-        max_retries=lease.max_retries,
-        policy=RetryPolicy(),
-        now=runtime.clock.now(),
-        unit_random=random.random(),
-    )
+def timed_out(runtime: Runtime, lease: Lease, limit: float) -> Decision:
+    """The decision for a job that ran past its timeout of ``limit`` seconds."""
+    error = Errored(AttemptOutcome.TIMEOUT, JobTimeout.__name__, f"job ran longer than its timeout of {limit:g}s")
+    return runtime.decide(lease, error)
 
 
 def _check_json(result: object) -> None:

@@ -86,6 +86,7 @@ class Job:
     started_at: datetime | None
     finished_at: datetime | None
     idempotency_key: str | None = None
+    dead_letter_reason: str | None = None  # why a FAILED job is in the dead-letter queue
     history: tuple[Attempt, ...] = field(default=())
 
     @property

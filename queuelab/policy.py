@@ -1,7 +1,11 @@
 """Pure decisions: what happens to a job after an attempt. No I/O, no clock reads.
 
 The worker turns a run into an :data:`Outcome`, :func:`decide` turns the outcome into a
-:data:`Decision`, and the store applies the decision in one transaction.
+:data:`Decision`, and the store applies the decision in one transaction. Every outcome
+(the task's error, a timeout, a vanished worker, a result that is not JSON) is decided by
+:func:`decide_for`, with the retry policy :func:`policy_for` picks: the job's task's where
+the task is known, else the settings'. ``Runtime.decide`` is the one caller that reads the
+clock and the random source for it.
 """
 
 from __future__ import annotations
@@ -11,7 +15,7 @@ import traceback as tb
 from dataclasses import dataclass
 from typing import Any
 
-from queuelab.models import AttemptOutcome, RetryPolicy
+from queuelab.models import AttemptOutcome, Lease, RetryPolicy
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,3 +106,17 @@ def decide(
         runs = "run" if attempt == 1 else "runs"
         return DeadLetter(outcome, f"{outcome.error_type} after {attempt} {runs} (max_retries={max_retries})")
     return Retry(now + backoff_seconds(attempt, policy, unit_random), outcome)
+
+
+def policy_for(task_policy: RetryPolicy | None, default: RetryPolicy) -> RetryPolicy:
+    """The retry policy of an attempt: its task's, if the task declared one, else the default
+    (the settings'). A process that does not know the task (a worker of other tasks rescuing
+    its lease) uses the default: say so in the task's docs if the two differ much."""
+    return task_policy if task_policy is not None else default
+
+
+def decide_for(lease: Lease, outcome: Outcome, *, policy: RetryPolicy, now: float, unit_random: float) -> Decision:
+    """:func:`decide` for the attempt ``lease`` holds (its number and the job's max_retries)."""
+    return decide(
+        outcome, attempt=lease.attempt, max_retries=lease.max_retries, policy=policy, now=now, unit_random=unit_random
+    )

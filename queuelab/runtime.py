@@ -4,13 +4,15 @@ the stores over one database. The database is opened on first use, so building a
 
 from __future__ import annotations
 
+import random
 import threading
 from functools import cached_property
 from typing import TYPE_CHECKING
 
 from queuelab.clock import Clock, SystemClock
 from queuelab.config import Settings
-from queuelab.models import RetryPolicy
+from queuelab.models import Lease, RetryPolicy
+from queuelab.policy import Decision, Outcome, decide_for, policy_for
 from queuelab.store import Database, JobStore, LeaseStore, WorkerRegistry
 from queuelab.store.limits import LimitStore
 from queuelab.tasks import TaskRegistry, builtin_tasks
@@ -64,6 +66,18 @@ class Runtime:
     @property
     def retry_policy(self) -> RetryPolicy:
         return RetryPolicy(base_seconds=self.settings.retry_base_seconds, max_seconds=self.settings.retry_max_seconds)
+
+    def retry_policy_for(self, task: str) -> RetryPolicy:
+        """The retry policy of ``task``'s jobs: the task's own, or the settings' if the task
+        declared none or is not registered in this process."""
+        known = self.tasks.get(task) if task in self.tasks else None
+        return policy_for(known.retry if known is not None else None, self.retry_policy)
+
+    def decide(self, lease: Lease, outcome: Outcome) -> Decision:
+        """What happens to the job after this attempt: the one place every outcome (the
+        task's, a timeout's, a rescued lease's) is decided, now, with the job's task's policy."""
+        policy = self.retry_policy_for(lease.task)
+        return decide_for(lease, outcome, policy=policy, now=self.clock.now(), unit_random=random.random())
 
     def close(self) -> None:
         if self._db is not None:

@@ -6,8 +6,8 @@ import pytest
 import sqlalchemy as sa
 
 from queuelab import FakeClock, InvalidTransition, JobStatus, LeaseLost, Queue
-from queuelab.models import AttemptOutcome, RetryPolicy
-from queuelab.policy import Complete, DeadLetter, Decision, Errored, Retry, Succeeded, decide
+from queuelab.models import AttemptOutcome, Lease, RetryPolicy
+from queuelab.policy import Complete, DeadLetter, Decision, Errored, Retry, Succeeded, decide, decide_for
 
 WORKER = "test-worker"
 POLICY = RetryPolicy(base_seconds=0.5, factor=2.0, max_seconds=300.0, jitter=0.0)
@@ -32,8 +32,8 @@ def fail_decision(q: Queue, lease, message: str = "boom") -> Decision:
 def rescue(q: Queue) -> int:
     now = q.runtime.clock.now()
 
-    def decider(error: Errored, attempt: int, max_retries: int) -> Decision:
-        return decide(error, attempt=attempt, max_retries=max_retries, policy=POLICY, now=now, unit_random=0.5)
+    def decider(lease: Lease, error: Errored) -> Decision:
+        return decide_for(lease, error, policy=POLICY, now=now, unit_random=0.5)
 
     return q.runtime.leases.rescue(now, decider)
 

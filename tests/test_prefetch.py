@@ -215,25 +215,3 @@ def test_a_prefetched_job_whose_lease_was_lost_is_not_run_here(make_queue: Calla
     # acked, so B was rescued as LOST and this worker ran its second attempt.
     assert ran == [("A", 1), ("B", 2)]
     assert [a.outcome for a in q.get(b.id).history] == [AttemptOutcome.LOST, AttemptOutcome.COMPLETED]
-
-
-def test_without_prefetch_any_finished_job_makes_a_turn_due(make_queue: Callable[..., Queue]) -> None:
-    """Review r10: an ack waiting while another slot runs and a dispatched job has not yet
-    reached its slot must not wait for the 1 s poll (a white-box check of _turn_due)."""
-    from queuelab.policy import Complete
-    from queuelab.store.claims import ClaimFilter
-    from queuelab.store.leases import Finished
-    from queuelab.worker import Running
-
-    q = make_queue()
-    for _ in range(3):
-        q.submit("simulate")
-    worker = Worker(q.runtime, concurrency=2)
-    _, (done, busy, queued) = q.runtime.leases.settle([], ClaimFilter(worker.id), 3, q.runtime.clock.now())
-    now = time.monotonic()
-    finished = Running(done, now, now, started=True, finished_monotonic=now)
-    finished.finished = Finished(done, Complete(None), q.runtime.clock.now())
-    entries = [finished, Running(busy, now, now, started=True), Running(queued, now, now)]
-    worker._running = {(e.lease.job_id, e.lease.token): e for e in entries}
-    worker._unacked_since = now
-    assert worker._turn_due(worker._take_finished()) == (True, 0)

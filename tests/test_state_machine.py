@@ -23,7 +23,7 @@ from hypothesis.stateful import Bundle, RuleBasedStateMachine, invariant, multip
 
 from queuelab import FakeClock, InvalidTransition, JobStatus, LeaseLost, Queue
 from queuelab.models import AttemptOutcome, Lease, RetryPolicy
-from queuelab.policy import Complete, Errored, decide
+from queuelab.policy import Complete, Errored, decide, decide_for
 from queuelab.store.schema import jobs
 
 POLICY = RetryPolicy(base_seconds=1.0, factor=2.0, max_seconds=8.0, jitter=0.0)
@@ -116,8 +116,8 @@ class LeaseMachine(RuleBasedStateMachine):
     def rescue(self) -> None:
         now = self.clock.now()
 
-        def decider(error: Errored, attempt: int, max_retries: int) -> Any:
-            return decide(error, attempt=attempt, max_retries=max_retries, policy=POLICY, now=now, unit_random=0.5)
+        def decider(lease: Lease, error: Errored) -> Any:
+            return decide_for(lease, error, policy=POLICY, now=now, unit_random=0.5)
 
         self.q.runtime.leases.rescue(now, decider, limit=1000)
         for row in rows(self.q).values():

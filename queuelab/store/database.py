@@ -122,7 +122,8 @@ class Database:
                     "before using this database"
                 )
             metadata.create_all(conn, checkfirst=True)
-            for table in metadata.sorted_tables:  # indexes added to a table that already existed
+            for table in metadata.sorted_tables:  # columns and indexes added to a table that already existed
+                _add_missing_columns(conn, table)
                 for index in table.indexes:
                     index.create(conn, checkfirst=True)
             if version is None:
@@ -130,6 +131,18 @@ class Database:
             if found.get("schema_revision", 0) < SCHEMA_REVISION:
                 conn.execute(meta.delete().where(meta.c.key == "schema_revision"))
                 conn.execute(meta.insert().values(key="schema_revision", value=str(SCHEMA_REVISION)))
+
+
+def _add_missing_columns(conn: Connection, table: sa.Table) -> None:
+    """ALTER TABLE … ADD COLUMN for each nullable column a table written by an older
+    revision lacks (a column that must hold a value would need a version bump instead)."""
+    present = {column["name"] for column in sa.inspect(conn).get_columns(table.name)}
+    for column in table.columns:
+        if column.name in present:
+            continue
+        assert column.nullable, f"{table.name}.{column.name}: a new column must be nullable"
+        kind = column.type.compile(dialect=conn.dialect)
+        conn.execute(sa.text(f'ALTER TABLE {table.name} ADD COLUMN "{column.name}" {kind}'))
 
 
 def _versions(conn: Connection) -> dict[str, int]:

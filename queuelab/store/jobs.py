@@ -159,7 +159,7 @@ class JobStore:
         return count
 
     def force_success(self, job_id: str, now: float, result: Any = None) -> Job:
-        values = {"status": JobStatus.COMPLETED, "forced": True, "finished_at": now}
+        values = {"status": JobStatus.COMPLETED, "forced": True, "finished_at": now, "dead_letter_reason": None}
         if result is not None:
             try:
                 values["result"] = json.dumps(result, allow_nan=False)
@@ -261,6 +261,7 @@ def _requeue_values(now: float) -> dict[str, Any]:
         "run_at": now,
         "result": None,
         "forced": False,
+        "dead_letter_reason": None,
         "started_at": None,
         "finished_at": None,
         "lease_token": None,

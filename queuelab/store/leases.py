@@ -17,7 +17,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from queuelab.errors import LeaseLost
+from queuelab.errors import LeaseLost, WorkerLost
 from queuelab.models import AttemptOutcome, Lease
 from queuelab.policy import Complete, DeadLetter, Decision, Errored, Retry
 from queuelab.store import direct
@@ -27,7 +27,7 @@ from queuelab.store.database import Database
 from queuelab.store.limits import cache_for, running_quotas
 from queuelab.store.schema import IS_PENDING, IS_RUNNING, jobs
 
-RescueDecider = Callable[[Errored, int, int], Decision]  # (error, attempt, max_retries) -> decision
+RescueDecider = Callable[[Lease, Errored], Decision]  # (the expired lease, its LOST outcome) -> decision
 Now = float | Callable[[], float]
 
 
@@ -136,8 +136,8 @@ class LeaseStore:
                 lease = lease_from_row(row, row.lease_token, row.started_at)
                 when = datetime.fromtimestamp(row.lease_expires_at, UTC).isoformat(timespec="milliseconds")
                 message = f"worker {row.lease_owner} stopped heartbeating; its lease expired at {when}"
-                error = Errored(AttemptOutcome.LOST, "WorkerLost", message)
-                decision = decide(error, row.attempts, row.max_retries)
+                error = Errored(AttemptOutcome.LOST, WorkerLost.__name__, message)
+                decision = decide(lease, error)
                 rescued += _apply(conn, self.db, Finished(lease, decision, now), row.lease_owner)
         return rescued
 
@@ -211,8 +211,9 @@ def _apply(conn: Connection, db: Database, done: Finished, worker_id: str | None
         case Retry(run_at, error):
             stmt, both, outcome = st.RETRY, st.RETRY_AND_RECORD, error.kind
             params["p_run_at"] = run_at
-        case DeadLetter(error, _reason):
+        case DeadLetter(error, reason):
             stmt, both, outcome = st.DEAD_LETTER, st.DEAD_LETTER_AND_RECORD, error.kind
+            params["p_reason"] = reason
     row = _attempt_row(lease.job_id, lease.attempt, worker_id, outcome, lease.started_at, now, error)
     if not db.is_sqlite:
         recorded = {f"a_{name}": row[name] for name in st.ATTEMPT_COLUMNS}

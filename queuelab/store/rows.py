@@ -32,6 +32,7 @@ def job_from_row(row: Mapping[Any, Any], history: Iterable[Mapping[Any, Any]] = 
         started_at=to_datetime(row["started_at"]),
         finished_at=to_datetime(row["finished_at"]),
         idempotency_key=row["idempotency_key"],
+        dead_letter_reason=row.get("dead_letter_reason"),
         history=tuple(attempt_from_row(a) for a in history),
     )
 

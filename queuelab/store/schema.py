@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 
-# Adding a table or an index leaves the version alone: opening a database creates whatever
-# tables and indexes it lacks, so an older file gains them, and an older queuelab ignores
-# what it does not know. Bump it only for a change older code would misread.
+# Adding a table, an index or a nullable column leaves the version alone: opening a database
+# creates whatever tables, indexes and columns it lacks, so an older file gains them, and an
+# older queuelab ignores what it does not know. Bump it only for a change older code would misread.
 SCHEMA_VERSION = 1
 # Bumped with each such addition, so that opening an older database (whose revision is
 # lower or unset) adds it; a database at this revision is opened with one catalog read.
-SCHEMA_REVISION = 2
+SCHEMA_REVISION = 3
 NOTIFY_CHANNEL = "queuelab_jobs"
 
 metadata = sa.MetaData()
@@ -51,6 +51,9 @@ jobs = sa.Table(
     sa.Column("lease_expires_at", sa.Double),
     sa.Column("result", sa.Text),
     sa.Column("forced", sa.Boolean, nullable=False, default=False),
+    # Why a FAILED job is in the dead-letter queue ("TimeoutError after 4 runs
+    # (max_retries=3)"); cleared when it leaves it. Revision 3: added to older tables.
+    sa.Column("dead_letter_reason", sa.Text),
     sa.Column("idempotency_key", sa.String(200)),
     sa.Column("created_at", sa.Double, nullable=False),
     sa.Column("started_at", sa.Double),

@@ -107,7 +107,11 @@ COMPLETE = (
     .values(status=JobStatus.COMPLETED, result=sa.bindparam("p_result"), finished_at=NOW, **_ENDED)
 )
 RETRY = jobs.update().where(*_HELD).values(status=JobStatus.PENDING, run_at=sa.bindparam("p_run_at"), **_ENDED)
-DEAD_LETTER = jobs.update().where(*_HELD).values(status=JobStatus.FAILED, finished_at=NOW, **_ENDED)
+DEAD_LETTER = (
+    jobs.update()
+    .where(*_HELD)
+    .values(status=JobStatus.FAILED, finished_at=NOW, dead_letter_reason=sa.bindparam("p_reason"), **_ENDED)
+)
 RELEASE = jobs.update().where(*_HELD).values(status=JobStatus.PENDING, attempts=jobs.c.attempts - 1, **_NO_LEASE)
 EXTEND = jobs.update().where(*_HELD).values(lease_expires_at=NOW + jobs.c.lease_seconds)
 RECORD_ATTEMPT = attempts.insert()

@@ -1,0 +1,199 @@
+"""The jobs a worker holds a lease on: each has one state, and every change of state
+happens in :meth:`HeldJobs._move`, under one lock.
+
+::
+
+    WAITING ──start──▶ RUNNING ──finish──▶ FINISHED ──ack──▶ (forgotten)
+       │ │                 │
+       │ └─abandon─┐       └─abandon──▶ ABANDONED
+       └─drop──▶ DROPPED   └──────────▶ ABANDONED
+
+- WAITING: claimed (prefetched, or on its way to a free slot); no slot has started it.
+- RUNNING: a slot thread runs it.
+- FINISHED: its decision waits for the next turn, which acks it.
+- ABANDONED: timed out, or handed back at a stop: whatever the task returns is discarded.
+- DROPPED: still waiting when a heartbeat found its lease lost (rescued elsewhere): not run.
+
+Abandoned, dropped and acked jobs leave the table. Entries are keyed by (job id, lease
+token): after a lost lease this worker may claim the same job again while the old
+attempt's thread still runs, and both must count.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, replace
+from enum import StrEnum
+
+from queuelab.models import Lease
+from queuelab.policy import Decision
+from queuelab.store.leases import Finished
+
+
+class EntryState(StrEnum):
+    WAITING = "waiting"
+    RUNNING = "running"
+    FINISHED = "finished"
+    ABANDONED = "abandoned"
+    DROPPED = "dropped"
+
+
+_NEXT: dict[EntryState, frozenset[EntryState]] = {
+    EntryState.WAITING: frozenset({EntryState.RUNNING, EntryState.ABANDONED, EntryState.DROPPED}),
+    EntryState.RUNNING: frozenset({EntryState.FINISHED, EntryState.ABANDONED}),
+    EntryState.FINISHED: frozenset(),
+    EntryState.ABANDONED: frozenset(),
+    EntryState.DROPPED: frozenset(),
+}
+_GONE = frozenset({EntryState.ABANDONED, EntryState.DROPPED})
+
+
+@dataclass(slots=True, eq=False)
+class Entry:
+    lease: Lease
+    heartbeat_at: float  # monotonic: the claim, then the last heartbeat
+    state: EntryState = EntryState.WAITING
+    started_at: float | None = None  # monotonic, once RUNNING
+    finished: Finished | None = None  # once FINISHED: the outcome the next turn acks
+    finished_at: float | None = None  # monotonic
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return (self.lease.job_id, self.lease.token)
+
+
+@dataclass(frozen=True, slots=True)
+class Counts:
+    waiting: int
+    running: int
+    finished: int
+    oldest_unacked: float | None  # monotonic: when the oldest FINISHED entry finished
+
+
+class HeldJobs:
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._entries: dict[tuple[str, str], Entry] = {}
+        self.oldest_unacked: float | None = None  # read unlocked by the slots' fast path
+        self.run_seconds = 1.0  # moving average of how long a job ran (see turns.gathers_acks)
+
+    def _move(self, entry: Entry, to: EntryState) -> bool:
+        """The one place an entry changes state (the caller holds the lock). False, and
+        nothing changed, where the state machine has no such step."""
+        if to not in _NEXT[entry.state]:
+            return False
+        entry.state = to
+        if to in _GONE:
+            self._entries.pop(entry.key, None)
+        return True
+
+    def add(self, leases: Iterable[Lease], now: float) -> list[Entry]:
+        entries = [Entry(lease, heartbeat_at=now) for lease in leases]
+        with self._lock:
+            for entry in entries:
+                self._entries[entry.key] = entry
+        return entries
+
+    def start(self, entry: Entry, now: float, started_at: float | None = None) -> bool:
+        """WAITING → RUNNING. ``started_at`` (wall time): when the attempt really started,
+        for a job that waited since its claim. False if it may not start (dropped, abandoned)."""
+        with self._lock:
+            if not self._move(entry, EntryState.RUNNING):
+                return False
+            entry.started_at = now
+            if started_at is not None:
+                entry.lease = replace(entry.lease, started_at=started_at)
+            return True
+
+    def finish(self, entry: Entry, decision: Decision, finished_at: float, now: float) -> bool:
+        """RUNNING → FINISHED with the attempt's decision. False if it was abandoned meanwhile."""
+        with self._lock:
+            if not self._move(entry, EntryState.FINISHED):
+                return False
+            entry.finished = Finished(entry.lease, decision, finished_at)
+            entry.finished_at = now
+            if self.oldest_unacked is None:
+                self.oldest_unacked = now
+            self.run_seconds += 0.2 * (now - (entry.started_at or now) - self.run_seconds)
+            return True
+
+    def abandon(self, entry: Entry) -> bool:
+        """WAITING or RUNNING → ABANDONED; False if it had already finished or gone."""
+        with self._lock:
+            return self._move(entry, EntryState.ABANDONED)
+
+    def abandon_waiting(self) -> list[Entry]:
+        """Every WAITING entry → ABANDONED (to be handed back); returns them."""
+        with self._lock:
+            waiting = [e for e in self._entries.values() if e.state is EntryState.WAITING]
+            return [e for e in waiting if self._move(e, EntryState.ABANDONED)]
+
+    def drop(self, leases: Sequence[Lease]) -> list[Lease]:
+        """Leases a heartbeat found lost: the WAITING ones among them → DROPPED; returns those."""
+        with self._lock:
+            entries = [self._entries.get((lease.job_id, lease.token)) for lease in leases]
+            return [e.lease for e in entries if e is not None and self._move(e, EntryState.DROPPED)]
+
+    def state_of(self, lease: Lease) -> EntryState | None:
+        """The state of the entry holding ``lease``, None once it left the table (acked)."""
+        with self._lock:
+            entry = self._entries.get((lease.job_id, lease.token))
+            return None if entry is None else entry.state
+
+    def finished(self) -> list[Finished]:
+        with self._lock:
+            return [e.finished for e in self._entries.values() if e.finished is not None]
+
+    def forget(self, acked: Iterable[Finished]) -> None:
+        """Acked outcomes leave the table."""
+        with self._lock:
+            for done in acked:
+                entry = self._entries.get((done.lease.job_id, done.lease.token))
+                if entry is not None and entry.finished is done:
+                    del self._entries[entry.key]
+            self.oldest_unacked = min(
+                (e.finished_at for e in self._entries.values() if e.finished_at is not None), default=None
+            )
+
+    def counts(self) -> Counts:
+        with self._lock:
+            states = [e.state for e in self._entries.values()]
+        return Counts(
+            waiting=states.count(EntryState.WAITING),
+            running=states.count(EntryState.RUNNING),
+            finished=states.count(EntryState.FINISHED),
+            oldest_unacked=self.oldest_unacked,
+        )
+
+    def entries(self) -> list[Entry]:
+        """Every entry holding a lease here: waiting, running, or finished and not acked."""
+        with self._lock:
+            return list(self._entries.values())
+
+    def heartbeat_due(self, now: float) -> list[Lease]:
+        """Leases that have used a third of their time since the claim or the last
+        heartbeat; they count as heartbeaten at ``now`` (the caller writes it)."""
+        with self._lock:
+            due = [e for e in self._entries.values() if now - e.heartbeat_at >= e.lease.lease_seconds / 3]
+            for entry in due:
+                entry.heartbeat_at = now
+            return [e.lease for e in due]
+
+    def timed_out(self, now: float) -> list[Entry]:
+        """RUNNING entries past their job's timeout at ``now``."""
+        with self._lock:
+            return [e for e in self._entries.values() if (d := _deadline(e)) is not None and now > d]
+
+    def next_deadline(self) -> float | None:
+        """When the first RUNNING job runs past its timeout (monotonic), if any has one."""
+        with self._lock:
+            deadlines = [d for e in self._entries.values() if (d := _deadline(e)) is not None]
+        return min(deadlines, default=None)
+
+
+def _deadline(entry: Entry) -> float | None:
+    limit = entry.lease.timeout_seconds
+    if limit is None or entry.state is not EntryState.RUNNING or entry.started_at is None:
+        return None
+    return entry.started_at + limit

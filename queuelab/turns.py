@@ -1,0 +1,103 @@
+"""When a worker takes a turn, how many jobs it claims, and how long it waits: pure
+functions of a snapshot and a time, so the rules are tested with plain asserts.
+
+A *turn* acks every attempt that finished since the last one and claims new jobs, in one
+transaction (see :mod:`queuelab.worker`). Without prefetch a turn is due for any ack or free
+slot. With prefetch (jobs claimed beyond the free slots, run without a turn each) a turn is
+due when half the prefetch is used up, or when an ack has waited ``ACK_DELAY_SECONDS``.
+Times here are :func:`time.monotonic` seconds, except where a name says "wall".
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+# Jobs that run shorter than this (on a moving average) finish in bursts: the dispatcher
+# then waits up to this long for the other busy slots to finish, so that one transaction
+# acks them all and claims as many, instead of one transaction per job. Longer jobs are
+# acked at once: for them the wait would only idle a slot.
+ACK_GATHER_SECONDS = 0.001
+# With prefetch, the longest a finished job's ack waits for the next turn.
+ACK_DELAY_SECONDS = 0.02
+# Waits for a job held back by a running quota on PostgreSQL (see idle_wait): the first,
+# doubled each time nothing came free, up to the last.
+HELD_WAIT_SECONDS = 0.01
+HELD_WAIT_MAX_SECONDS = 0.25
+
+
+@dataclass(frozen=True, slots=True)
+class TurnSnapshot:
+    """What a turn is planned from: the worker's counts at one instant."""
+
+    concurrency: int  # slots
+    prefetch: int  # jobs to hold beyond the slots now (0 while a running quota is set)
+    waiting: int  # claimed, not started by a slot yet (prefetched)
+    running: int
+    finished: int  # outcomes not acked yet
+    oldest_unacked: float | None  # when the oldest of those came
+    stopping: bool  # no more claims
+    poll_seconds: float  # the longest a busy worker waits before planning again
+
+
+@dataclass(frozen=True, slots=True)
+class TurnPlan:
+    due: bool  # take a turn now
+    claim: int  # jobs to claim in it: enough to fill the free slots and the prefetch
+    wait_seconds: float  # not due: the longest to wait (for a slot's poke) before planning again
+
+
+def plan_turn(s: TurnSnapshot, now: float) -> TurnPlan:
+    claim = 0 if s.stopping else max(0, s.concurrency + s.prefetch - s.waiting - s.running)
+    low = s.prefetch // 2
+    ack_waited = s.oldest_unacked is None or now - s.oldest_unacked >= ACK_DELAY_SECONDS
+    if s.finished and (not s.prefetch or s.waiting <= low or ack_waited):
+        return TurnPlan(True, claim, 0.0)
+    wait = s.poll_seconds
+    if s.finished and s.prefetch and s.oldest_unacked is not None:
+        wait = min(wait, max(0.0, s.oldest_unacked + ACK_DELAY_SECONDS - now))
+    return TurnPlan(claim > low, claim, 0.0 if claim > low else wait)
+
+
+def skip_turn(*, prefetch: int, queued: int, oldest_unacked: float | None, now: float, stopping: bool) -> bool:
+    """The slot's fast way to tell, after a job, that no turn is due (see :func:`plan_turn`)
+    without counting the worker's jobs: more than half the prefetch still waits in the
+    inbox (``queued``) and no ack has waited long."""
+    if not prefetch or oldest_unacked is None or queued <= prefetch // 2 or stopping:
+        return False
+    return now - oldest_unacked < ACK_DELAY_SECONDS
+
+
+def gathers_acks(run_seconds: float) -> bool:
+    """Whether jobs are short enough that the acks of slots finishing together are
+    gathered into one turn (``run_seconds``: the moving average of a job's run)."""
+    return run_seconds < ACK_GATHER_SECONDS
+
+
+@dataclass(frozen=True, slots=True)
+class IdleWait:
+    seconds: float
+    next_held_wait: float  # the back-off for the next wait on a held-back job
+
+
+def idle_wait(
+    *,
+    next_run_at: float | None,
+    claimed_at: float,
+    now_wall: float,
+    held_back_wakes_nobody: bool,
+    held_wait: float,
+    poll_seconds: float,
+) -> IdleWait:
+    """How long an idle worker (its claim came back empty) sleeps, woken early by a submit.
+
+    Until the next delayed job is due (``next_run_at``, wall time), at most the poll
+    interval. A job that was already due when the claim came back empty is not for us
+    (another task, a paused queue, a user at quota): wait for a change rather than spin on
+    it. On PostgreSQL under running quotas that change (an ack freeing a user's slot,
+    another claimer's commit) sends no NOTIFY: look again after ``held_wait``, doubled
+    each time nothing came, up to HELD_WAIT_MAX_SECONDS."""
+    if next_run_at is not None and next_run_at > claimed_at:
+        return IdleWait(min(poll_seconds, max(0.0, next_run_at - now_wall) + 0.001), held_wait)
+    if next_run_at is not None and held_back_wakes_nobody:
+        return IdleWait(min(poll_seconds, held_wait), min(2 * held_wait, HELD_WAIT_MAX_SECONDS))
+    return IdleWait(poll_seconds, held_wait)
