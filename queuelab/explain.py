@@ -80,8 +80,11 @@ def _not_pending(facts: JobFacts) -> Explanation:
     if status == JobStatus.FAILED:
         last = job.errors[-1] if job.errors else None
         why = f": {last.error_type}: {last.error_message}" if last else ""
+        reason = f" ({job.dead_letter_reason})" if job.dead_letter_reason else ""
         return Explanation(
-            "dead_letter", f"in the dead-letter queue after {job.attempts} attempt(s){why}", {"attempts": job.attempts}
+            "dead_letter",
+            f"in the dead-letter queue after {job.attempts} attempt(s){reason}{why}",
+            {"attempts": job.attempts, "reason": job.dead_letter_reason},
         )
     return Explanation(status.lower(), f"{status.lower()}; nothing to wait for", {})
 

@@ -219,13 +219,13 @@ def per_user(frame: pd.DataFrame) -> pd.DataFrame:
 
 def dlq_by_error(source: Queue | Runtime, *, queue: str | None = None) -> pd.DataFrame:
     """The dead-letter queue grouped by the error type of each job's last attempt: jobs,
-    first and last failure (UTC), and one example message."""
+    first and last failure (UTC), one example message and one dead-letter reason."""
     import pandas as pd
 
     from queuelab.store.timeline import dlq_errors
 
     rows = dlq_errors(_runtime(source).db, queue=queue)
-    frame = pd.DataFrame(rows, columns=["error_type", "jobs", "first_failed", "last_failed", "example"])
+    frame = pd.DataFrame(rows, columns=["error_type", "jobs", "first_failed", "last_failed", "example", "reason"])
     for column in ("first_failed", "last_failed"):
         frame[column] = pd.to_datetime(frame[column], unit="s", utc=True)
     return frame

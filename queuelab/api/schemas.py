@@ -90,6 +90,7 @@ class JobOut(BaseModel):
     payload: dict[str, Any]
     result: Any = None
     forced: bool
+    dead_letter_reason: str | None = Field(None, description="why a FAILED job is in the dead-letter queue")
     errors: list[AttemptOut]
     history: list[AttemptOut]
     created_at: datetime
@@ -112,6 +113,7 @@ class JobOut(BaseModel):
             payload=job.payload,
             result=job.result,
             forced=job.forced,
+            dead_letter_reason=job.dead_letter_reason,
             errors=[h for h in history if h.error_type is not None],
             history=history,
             created_at=job.created_at,

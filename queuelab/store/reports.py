@@ -24,6 +24,7 @@ FRAME_COLUMNS = (
     "attempts",
     "max_retries",
     "forced",
+    "dead_letter_reason",
     "lease_owner",
     "created_at",
     "run_at",

@@ -53,8 +53,8 @@ def attempt_rows(db: Database, *, queue: str | None = None, since: float | None 
 
 
 def dlq_errors(db: Database, *, queue: str | None = None) -> list[tuple[Any, ...]]:
-    """(error_type, jobs, first_failed, last_failed, example message) over the FAILED jobs,
-    by the error of each job's last attempt."""
+    """(error_type, jobs, first_failed, last_failed, example message, example reason) over
+    the FAILED jobs, by the error of each job's last attempt."""
     last = sa.and_(attempts.c.job_id == jobs.c.id, attempts.c.number == jobs.c.attempts)
     query = (
         sa.select(
@@ -63,6 +63,7 @@ def dlq_errors(db: Database, *, queue: str | None = None) -> list[tuple[Any, ...
             sa.func.min(jobs.c.finished_at),
             sa.func.max(jobs.c.finished_at),
             sa.func.max(attempts.c.error_message),
+            sa.func.max(jobs.c.dead_letter_reason),
         )
         .select_from(jobs.join(attempts, last))
         .where(jobs.c.status == JobStatus.FAILED.value)

@@ -95,7 +95,8 @@ async function refreshDlq() {
       actions.append(button);
     }
     row.append(id, el("td", job.user_id), el("td", job.task), el("td", job.attempts),
-      el("td", last ? `${last.error_type}: ${last.error_message}` : ""), actions);
+      el("td", last ? `${last.error_type}: ${last.error_message}` : "", { title: job.dead_letter_reason || "" }),
+      el("td", job.dead_letter_reason || "", { class: "reason" }), actions);
     return row;
   });
   $("#dlq tbody").replaceChildren(...rows);
@@ -130,6 +131,7 @@ async function showJob(jobId) {
       el("p", `payload: ${JSON.stringify(job.payload)}`, { class: "payload" }),
       el("p", `result: ${JSON.stringify(job.result)}${job.forced ? " (forced)" : ""}`),
     ];
+    if (job.dead_letter_reason) parts.push(el("p", `dead-letter reason: ${job.dead_letter_reason}`, { id: "job-dead-letter-reason" }));
     for (const attempt of job.history) {
       const head = `attempt ${attempt.number} · ${attempt.outcome} · ${attempt.worker_id || ""} · ${time(attempt.finished_at)}`;
       parts.push(el("p", head));

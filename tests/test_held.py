@@ -1,0 +1,92 @@
+"""A held job's life as one state: the allowed steps, and every other step refused."""
+
+from __future__ import annotations
+
+import pytest
+
+from queuelab.held import EntryState, HeldJobs
+from queuelab.models import Lease
+from queuelab.policy import Complete
+
+W, R, F, A, D = (
+    EntryState.WAITING,
+    EntryState.RUNNING,
+    EntryState.FINISHED,
+    EntryState.ABANDONED,
+    EntryState.DROPPED,
+)
+
+
+def lease(n: int = 1, *, timeout: float | None = None, lease_seconds: float = 30.0) -> Lease:
+    return Lease(f"job-{n}", f"token-{n}", "t", {}, "u", "default", 1, 3, lease_seconds, timeout, 100.0)
+
+
+def test_a_job_runs_finishes_and_is_forgotten_once_acked() -> None:
+    held = HeldJobs()
+    (entry,) = held.add([lease()], now=0.0)
+    assert entry.state is W
+    assert held.start(entry, now=1.0)
+    assert held.finish(entry, Complete(None), finished_at=200.0, now=3.0)
+    assert (entry.state, held.oldest_unacked) == (F, 3.0)
+    assert held.counts().finished == 1
+    done = held.finished()
+    held.forget(done)
+    assert held.entries() == []
+    assert held.oldest_unacked is None
+
+
+@pytest.mark.parametrize(
+    ("path", "refused"),
+    [
+        ([], "finish"),  # WAITING cannot finish without running
+        (["start", "finish"], "start"),  # a finished job does not start again
+        (["start", "finish"], "abandon"),  # nor is it abandoned: its outcome stands
+        (["abandon"], "start"),  # an abandoned job never starts
+        (["drop"], "start"),  # nor a dropped one
+        (["start"], "drop"),  # a running job is not dropped: its ack is refused instead
+    ],
+)
+def test_steps_the_state_machine_does_not_have_are_refused(path: list[str], refused: str) -> None:
+    held = HeldJobs()
+    (entry,) = held.add([lease()], now=0.0)
+    steps = {
+        "start": lambda: held.start(entry, now=1.0),
+        "finish": lambda: held.finish(entry, Complete(None), finished_at=2.0, now=2.0),
+        "abandon": lambda: held.abandon(entry),
+        "drop": lambda: bool(held.drop([entry.lease])),
+    }
+    for step in path:
+        assert steps[step]()
+    before = entry.state
+    assert not steps[refused]()
+    assert entry.state is before
+
+
+def test_abandoned_and_dropped_jobs_leave_the_table() -> None:
+    held = HeldJobs()
+    a, b, c = held.add([lease(1), lease(2), lease(3)], now=0.0)
+    held.start(c, now=0.0)
+    assert held.drop([a.lease, c.lease]) == [a.lease]  # only the waiting one is dropped
+    assert held.abandon_waiting() == [b]
+    assert [e.state for e in (a, b, c)] == [D, A, R]
+    assert held.entries() == [c]
+
+
+def test_a_running_job_times_out_at_its_deadline_and_not_before() -> None:
+    held = HeldJobs()
+    slow, free = held.add([lease(1, timeout=5.0), lease(2)], now=0.0)
+    assert held.next_deadline() is None  # a waiting job's timeout has not started
+    held.start(slow, now=10.0)
+    held.start(free, now=10.0)
+    assert held.next_deadline() == 15.0
+    assert held.timed_out(15.0) == []
+    assert held.timed_out(15.01) == [slow]
+
+
+def test_a_lease_is_due_for_a_heartbeat_after_a_third_of_it() -> None:
+    held = HeldJobs()
+    (entry,) = held.add([lease(lease_seconds=30.0)], now=0.0)
+    assert held.heartbeat_due(9.9) == []
+    assert held.heartbeat_due(10.0) == [entry.lease]
+    assert held.heartbeat_due(19.9) == []  # counted from the last heartbeat
+    assert held.heartbeat_due(20.0) == [entry.lease]
