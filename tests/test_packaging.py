@@ -4,6 +4,7 @@ CLI starts, and every public name exists."""
 from __future__ import annotations
 
 import re
+import shutil
 import subprocess
 import sys
 import tomllib
@@ -106,3 +107,23 @@ def test_every_name_in_dunder_all_exists() -> None:
 
     assert missing == []
     assert len(set(queuelab.__all__)) == len(queuelab.__all__)
+
+
+def test_a_build_holds_every_file_of_the_package(tmp_path: Path) -> None:
+    """What setuptools puts in a wheel: its build_py step, run on a copy of the tree (offline,
+    unlike `pip wheel .`, which fetches the build backend). Files that are not modules (the
+    committed SQL, the dashboard's static files) are there only if pyproject.toml's
+    [tool.setuptools.package-data] names them."""
+    source, built = tmp_path / "source", tmp_path / "lib"
+    shutil.copytree(ROOT / "queuelab", source / "queuelab", ignore=shutil.ignore_patterns("__pycache__"))
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(ROOT / name, source / name)
+    build = [sys.executable, "-c", "from setuptools import setup; setup()", "-q", "build_py", "--build-lib", str(built)]
+    done = subprocess.run(build, cwd=source, capture_output=True, text=True, timeout=120, check=False)
+    assert done.returncode == 0, done.stderr
+
+    def files(root: Path) -> set[str]:
+        return {p.relative_to(root).as_posix() for p in (root / "queuelab").rglob("*") if p.is_file()}
+
+    assert sorted(files(source) - files(built)) == [], "in the package directory but not in a build"
+    assert any(name.endswith(".sql") for name in files(built))
