@@ -18,8 +18,12 @@ ROOT = Path(__file__).resolve().parent.parent
 CONDA_ONLY = {"python", "pip"}
 CONDA_NAMES = {"redis-py": "redis"}  # conda-forge's name -> PyPI's name
 
-# name, optional [extras], optional ">=version"; nothing else is expected in either file.
-REQUIREMENT = re.compile(r"^(?P<name>[A-Za-z0-9][A-Za-z0-9._-]*)\s*(?:\[[^\]]*\])?\s*(?:>=\s*(?P<version>[\w.]+))?$")
+# name, optional [extras], optional ">=version" with an optional ",<cap" (a dependency whose
+# internals we read, pinned to the minor we test); nothing else is expected in either file.
+REQUIREMENT = re.compile(
+    r"^(?P<name>[A-Za-z0-9][A-Za-z0-9._-]*)\s*(?:\[[^\]]*\])?\s*"
+    r"(?:>=\s*(?P<version>[\w.]+)(?:\s*,\s*<\s*(?P<cap>[\w.]+))?)?$"
+)
 
 
 def normalise(name: str) -> str:
@@ -29,7 +33,8 @@ def normalise(name: str) -> str:
 def parse_requirement(text: str, where: str) -> tuple[str, str | None]:
     match = REQUIREMENT.match(text.strip())
     assert match, f"{where}: cannot read requirement {text!r} (expected name[extras]>=version)"
-    return normalise(match["name"]), match["version"]
+    version = match["version"] if match["cap"] is None else f"{match['version']},<{match['cap']}"
+    return normalise(match["name"]), version
 
 
 def conda_dependencies(path: Path) -> dict[str, str | None]:
@@ -73,6 +78,7 @@ def test_the_parsers_read_names_extras_and_versions() -> None:
     assert parse_requirement("psycopg[binary]>=3.2", "x") == ("psycopg", "3.2")
     assert parse_requirement("Pytest_Timeout >= 2.3", "x") == ("pytest-timeout", "2.3")
     assert parse_requirement("pip", "x") == ("pip", None)
+    assert parse_requirement("sqlalchemy>=2.1.9, <2.2", "x") == ("sqlalchemy", "2.1.9,<2.2")
 
 
 def test_environment_yml_lists_the_same_packages_and_minimums_as_pyproject() -> None:
