@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 export QUEUELAB_TEST_POSTGRES_URL ?= postgresql+psycopg://postgres@127.0.0.1:5432/test
 
-.PHONY: setup run demo test check lint format clean browser lab figures bench chaos fuzz soak
+.PHONY: setup run demo test check lint format clean browser lab figures bench chaos fuzz soak sql
 
 setup: $(STAMP)
 
@@ -58,6 +58,10 @@ check: lint  ## lint, format check and types
 lint: $(STAMP)
 	$(PY) -m ruff check queuelab tests
 	$(PY) -m ruff format --check queuelab tests
+	$(PY) -m queuelab.store.sql --check
+
+sql: $(STAMP)  ## rewrite queuelab/store/sql/*/*.sql after changing a statement (then read the diff)
+	$(PY) -m queuelab.store.sql
 
 format: $(STAMP)
 	$(PY) -m ruff format queuelab tests

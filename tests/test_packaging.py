@@ -4,6 +4,7 @@ CLI starts, and every public name exists."""
 from __future__ import annotations
 
 import re
+import shutil
 import subprocess
 import sys
 import tomllib
@@ -17,8 +18,12 @@ ROOT = Path(__file__).resolve().parent.parent
 CONDA_ONLY = {"python", "pip"}
 CONDA_NAMES = {"redis-py": "redis"}  # conda-forge's name -> PyPI's name
 
-# name, optional [extras], optional ">=version"; nothing else is expected in either file.
-REQUIREMENT = re.compile(r"^(?P<name>[A-Za-z0-9][A-Za-z0-9._-]*)\s*(?:\[[^\]]*\])?\s*(?:>=\s*(?P<version>[\w.]+))?$")
+# name, optional [extras], optional ">=version" with an optional ",<cap" (a dependency whose
+# internals we read, pinned to the minor we test); nothing else is expected in either file.
+REQUIREMENT = re.compile(
+    r"^(?P<name>[A-Za-z0-9][A-Za-z0-9._-]*)\s*(?:\[[^\]]*\])?\s*"
+    r"(?:>=\s*(?P<version>[\w.]+)(?:\s*,\s*<\s*(?P<cap>[\w.]+))?)?$"
+)
 
 
 def normalise(name: str) -> str:
@@ -28,7 +33,8 @@ def normalise(name: str) -> str:
 def parse_requirement(text: str, where: str) -> tuple[str, str | None]:
     match = REQUIREMENT.match(text.strip())
     assert match, f"{where}: cannot read requirement {text!r} (expected name[extras]>=version)"
-    return normalise(match["name"]), match["version"]
+    version = match["version"] if match["cap"] is None else f"{match['version']},<{match['cap']}"
+    return normalise(match["name"]), version
 
 
 def conda_dependencies(path: Path) -> dict[str, str | None]:
@@ -72,6 +78,7 @@ def test_the_parsers_read_names_extras_and_versions() -> None:
     assert parse_requirement("psycopg[binary]>=3.2", "x") == ("psycopg", "3.2")
     assert parse_requirement("Pytest_Timeout >= 2.3", "x") == ("pytest-timeout", "2.3")
     assert parse_requirement("pip", "x") == ("pip", None)
+    assert parse_requirement("sqlalchemy>=2.1.9, <2.2", "x") == ("sqlalchemy", "2.1.9,<2.2")
 
 
 def test_environment_yml_lists_the_same_packages_and_minimums_as_pyproject() -> None:
@@ -106,3 +113,23 @@ def test_every_name_in_dunder_all_exists() -> None:
 
     assert missing == []
     assert len(set(queuelab.__all__)) == len(queuelab.__all__)
+
+
+def test_a_build_holds_every_file_of_the_package(tmp_path: Path) -> None:
+    """What setuptools puts in a wheel: its build_py step, run on a copy of the tree (offline,
+    unlike `pip wheel .`, which fetches the build backend). Files that are not modules (the
+    committed SQL, the dashboard's static files) are there only if pyproject.toml's
+    [tool.setuptools.package-data] names them."""
+    source, built = tmp_path / "source", tmp_path / "lib"
+    shutil.copytree(ROOT / "queuelab", source / "queuelab", ignore=shutil.ignore_patterns("__pycache__"))
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(ROOT / name, source / name)
+    build = [sys.executable, "-c", "from setuptools import setup; setup()", "-q", "build_py", "--build-lib", str(built)]
+    done = subprocess.run(build, cwd=source, capture_output=True, text=True, timeout=120, check=False)
+    assert done.returncode == 0, done.stderr
+
+    def files(root: Path) -> set[str]:
+        return {p.relative_to(root).as_posix() for p in (root / "queuelab").rglob("*") if p.is_file()}
+
+    assert sorted(files(source) - files(built)) == [], "in the package directory but not in a build"
+    assert any(name.endswith(".sql") for name in files(built))

@@ -10,6 +10,11 @@ needs anything more (defaults computed at execution, expanding parameters) takes
 path. PostgreSQL takes the normal path: a round trip there costs far more than the
 bookkeeping, and SQLAlchemy's handling of a dropped connection is worth keeping. The one
 exception, :func:`execute_sql`, keeps that handling too.
+
+Both read SQLAlchemy's compiled form beyond its public API (``positiontup``,
+``_bind_processors``, ``binds``, ``bind_names``): pyproject.toml pins SQLAlchemy to the
+minor they were tested on, and tests/test_direct.py fails, naming what changed, if the
+installed SQLAlchemy no longer has them in that shape.
 """
 
 from __future__ import annotations

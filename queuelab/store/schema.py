@@ -68,10 +68,11 @@ jobs = sa.Table(
 IS_PENDING = jobs.c.status == sa.literal_column("'PENDING'")
 IS_RUNNING = jobs.c.status == sa.literal_column("'RUNNING'")
 
-# The claim reads only the runnable set, in claim order (priority, then run_at), so the
-# first rows of an index scan are the answer and nothing is sorted. Partial indexes hold
-# just the PENDING rows: they stay small when the table holds millions of finished jobs.
-# One serves workers of all queues, the other workers of named queues.
+# The claim reads only the runnable set, in claim order (highest priority, then lowest
+# fair_rank: statements.pick_statement), so the first rows of an index scan are the answer
+# and nothing is sorted. Partial indexes hold just the PENDING rows: they stay small when
+# the table holds millions of finished jobs. One serves workers of all queues, the other
+# workers of named queues.
 sa.Index(
     "queuelab_jobs_claim",
     jobs.c.priority.desc(),

@@ -1,0 +1,21 @@
+-- ack_complete, PostgreSQL (psycopg). Ack a completed attempt (PostgreSQL: a batch of them; one
+-- alone: ack_complete_and_record). Fenced: it matches only while this attempt holds the lease (id,
+-- token, RUNNING).
+-- Python (modules of queuelab.store): built by statements.COMPLETE; run by leases._apply_all (a
+-- batch) and, on SQLite, leases._apply.
+-- Constants bound by the statement: lease_expires_at = NULL, lease_owner = NULL,
+-- lease_token = NULL, status = 'COMPLETED', status_1 = 'RUNNING'.
+-- Generated, do not edit: regenerate with `python -m queuelab.store.sql`.
+
+UPDATE queuelab_jobs
+SET
+    status=%(status)s::VARCHAR,
+    lease_token=%(lease_token)s::VARCHAR,
+    lease_owner=%(lease_owner)s::VARCHAR,
+    lease_expires_at=%(lease_expires_at)s,
+    result=%(p_result)s::VARCHAR,
+    started_at=%(p_started)s,
+    finished_at=%(p_now)s
+WHERE queuelab_jobs.id = %(p_id)s::VARCHAR
+    AND queuelab_jobs.lease_token = %(p_token)s::VARCHAR
+    AND queuelab_jobs.status = %(status_1)s::VARCHAR
