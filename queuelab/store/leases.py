@@ -57,7 +57,7 @@ class LeaseStore:
         *,
         tasks: Sequence[str] | None = None,
     ) -> list[Lease]:
-        """Take up to ``limit`` runnable jobs, highest priority first, then oldest ``run_at``.
+        """Take up to ``limit`` runnable jobs, highest priority first, then lowest ``fair_rank``.
         ``tasks``: only jobs of these tasks (those the worker can run)."""
         which = ClaimFilter(worker_id, tuple(queues) if queues else None, tuple(tasks) if tasks is not None else None)
         return self.settle([], which, limit, now)[1]

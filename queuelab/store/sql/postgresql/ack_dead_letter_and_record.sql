@@ -14,6 +14,7 @@ WITH done AS (
         lease_token=%(param_2)s::VARCHAR,
         lease_owner=%(param_3)s::VARCHAR,
         lease_expires_at=%(param_4)s,
+        dead_letter_reason=%(p_reason)s::VARCHAR,
         started_at=%(p_started)s,
         finished_at=%(p_now)s
     WHERE queuelab_jobs.id = %(p_id)s::VARCHAR

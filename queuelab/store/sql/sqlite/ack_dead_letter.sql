@@ -13,6 +13,7 @@ SET
     lease_token=:lease_token,
     lease_owner=:lease_owner,
     lease_expires_at=:lease_expires_at,
+    dead_letter_reason=:p_reason,
     started_at=:p_started,
     finished_at=:p_now
 WHERE queuelab_jobs.id = :p_id
