@@ -18,6 +18,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import sqlite
 
 from queuelab import FakeClock, Queue
+from queuelab.models import Lease
 from queuelab.policy import Decision, Errored, Retry
 from queuelab.store.sql import catalogue, generate
 from queuelab.store.sql.layout import format_sql
@@ -155,7 +156,7 @@ def test_the_rescue_copy_is_what_lease_store_rescue_runs(queue: Queue, clock: Fa
     def record(conn: Any, cursor: Any, statement: str, *rest: Any) -> None:
         sent.append(statement)
 
-    def retry(error: Errored, attempt: int, max_retries: int) -> Decision:
+    def retry(lease: Lease, error: Errored) -> Decision:
         return Retry(now + 60, error)
 
     engine = queue.runtime.db.engine
