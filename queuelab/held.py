@@ -21,6 +21,7 @@ attempt's thread still runs, and both must count.
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
@@ -29,6 +30,8 @@ from enum import StrEnum
 from queuelab.models import Lease
 from queuelab.policy import Decision
 from queuelab.store.leases import Finished
+
+log = logging.getLogger("queuelab.worker")
 
 
 class EntryState(StrEnum):
@@ -134,6 +137,25 @@ class HeldJobs:
         with self._lock:
             entries = [self._entries.get((lease.job_id, lease.token)) for lease in leases]
             return [e.lease for e in entries if e is not None and self._move(e, EntryState.DROPPED)]
+
+    def leases_lost(self, leases: Sequence[Lease]) -> None:
+        """A heartbeat found these leases no longer ours (rescued elsewhere). A job that has
+        not started is dropped: not run here. A running one runs on, and its ack will be
+        refused. A finished one is left to its ack, which reports a real loss itself: the
+        heartbeat may only have raced that ack, and that is no loss."""
+        for lease in self.drop(leases):
+            log.warning("job %s: lease lost before it started here (it was rescued); not running it", lease.job_id)
+        for lease in leases:
+            if self.state_of(lease) is EntryState.RUNNING:
+                log.warning(
+                    "job %s: lease lost while running (it expired and was rescued); its result will be discarded",
+                    lease.job_id,
+                )
+
+    def shortest_lease(self) -> float | None:
+        """The shortest lease held, in seconds."""
+        with self._lock:
+            return min((e.lease.lease_seconds for e in self._entries.values()), default=None)
 
     def state_of(self, lease: Lease) -> EntryState | None:
         """The state of the entry holding ``lease``, None once it left the table (acked)."""

@@ -1,4 +1,5 @@
-"""A worker's background loop: keep its leases alive, heartbeat the worker registry,
+"""A worker's background loop: keep its leases alive, keep its row in the worker registry
+(registered at start, heartbeaten, marked stopped at the end),
 rescue expired leases of vanished workers, prune old jobs, and keep PostgreSQL's
 statistics of the jobs table current after a bulk load.
 
@@ -10,12 +11,14 @@ from __future__ import annotations
 
 import logging
 import random
-from collections.abc import Sequence
-from typing import Protocol
+from collections.abc import Callable, Sequence
+from typing import Protocol, Self
 
+from queuelab.errors import StoreError
 from queuelab.looper import Looper
 from queuelab.models import Lease
 from queuelab.runtime import Runtime
+from queuelab.store import WorkerInfo
 from queuelab.store.claims import forget_idle_users
 from queuelab.store.statistics import refresh_if_stale
 
@@ -29,13 +32,7 @@ STATISTICS_EVERY_SECONDS = 5.0
 
 
 class LeaseHolder(Protocol):
-    """What maintenance needs of a worker."""
-
-    @property
-    def id(self) -> str: ...
-
-    @property
-    def concurrency(self) -> int: ...
+    """What maintenance needs of a worker's jobs (:class:`queuelab.held.HeldJobs`)."""
 
     def heartbeat_due(self, now: float) -> list[Lease]:
         """Leases to extend at ``now`` (monotonic)."""
@@ -51,13 +48,30 @@ class LeaseHolder(Protocol):
 
 
 class Maintenance(Looper):
-    def __init__(self, runtime: Runtime, holder: LeaseHolder) -> None:
+    def __init__(
+        self, runtime: Runtime, holder: LeaseHolder, info: WorkerInfo, size: Callable[[], int] | None = None
+    ) -> None:
+        """``info``: the worker's row, registered by :meth:`start`, heartbeaten with the
+        worker's current ``size()`` (its concurrency), marked stopped by :meth:`stop`."""
         super().__init__("queuelab-maintenance", every=MAX_TICK_SECONDS, clock=runtime.clock)
         self.runtime = runtime
         self.holder = holder
+        self.info = info
+        self.size = size or (lambda: info.concurrency)
         self._next_beat = 0.0
         self._next_statistics: float | None = None
         self._next_prune: float | None = None
+
+    def start(self) -> Self:
+        self.runtime.workers.register(self.info)  # raises here, in the worker's run(), if it cannot
+        return super().start()
+
+    def stop(self, timeout: float | None = 5.0) -> None:
+        super().stop(timeout)
+        try:
+            self.runtime.workers.stop(self.info.id, self.runtime.clock.now())
+        except StoreError as exc:
+            log.warning("could not mark worker %s stopped: %s", self.info.id, exc)
 
     def interval(self) -> float:
         """A lease is heartbeaten when a third of it is used: tick at least every quarter."""
@@ -71,7 +85,7 @@ class Maintenance(Looper):
             self._next_statistics = mono + random.uniform(0.0, STATISTICS_EVERY_SECONDS)
         self.heartbeat(mono)
         if mono >= self._next_beat:
-            self.runtime.workers.beat(self.holder.id, now, self.holder.concurrency)
+            self.runtime.workers.beat(self.info.id, now, self.size())
             self._next_beat = mono + WORKER_BEAT_SECONDS
         self.rescue(now)
         if mono >= self._next_prune:

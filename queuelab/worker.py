@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import logging
 import os
-import queue as stdlib_queue
 import socket
 import threading
 import time
@@ -41,6 +40,7 @@ from queuelab.maintenance import Maintenance
 from queuelab.models import Lease
 from queuelab.policy import Decision
 from queuelab.runtime import Runtime
+from queuelab.slots import Ran, Slots
 from queuelab.store import WorkerInfo
 from queuelab.store.claims import ClaimFilter
 from queuelab.store.leases import Finished
@@ -51,7 +51,6 @@ log = logging.getLogger("queuelab.worker")
 STORE_RETRY_SECONDS = 0.5
 ACK_GRACE_SECONDS = 5.0
 TIMEOUT_EXIT_CODE = 70  # a process worker exits with it to kill a job past its timeout
-RETIRE = object()  # put in the inbox after a shrink: an idle slot thread takes it and ends
 
 
 class Worker:
@@ -85,13 +84,9 @@ class Worker:
         self.stop_event = threading.Event()
         self.hurry_event = threading.Event()  # a second signal: skip the grace period
         self.held = HeldJobs()
-        self._inbox: stdlib_queue.SimpleQueue[Entry | object | None] = stdlib_queue.SimpleQueue()
+        self.slots = Slots(self._run_in_slot, self._own_turn, self._poke)
         self._claiming = True  # False once a timed-out process is about to exit
         self._turn_lock = threading.Lock()  # one turn (ack + claim + dispatch) at a time
-        self._slot_threads: list[threading.Thread] = []
-        self._slots_lock = threading.Lock()  # resize() against run() starting the slots
-        self._slots_started = False
-        self._retiring = 0  # slot threads asked to end after a shrink, not yet ended
         self._wakeup: Wakeup | None = None
         self._held_wait = turns.HELD_WAIT_SECONDS
 
@@ -100,12 +95,8 @@ class Worker:
     def run(self) -> None:
         """Work until :meth:`stop` is called, then shut down gracefully."""
         self._wakeup = wakeup_for(self.runtime.db)
-        self._register()
-        maintenance = Maintenance(self.runtime, self).start()
-        with self._slots_lock:
-            self._slots_started = True
-            for _ in range(self.concurrency):
-                self._start_slot()
+        maintenance = Maintenance(self.runtime, self.held, self.info(), lambda: self.concurrency).start()
+        self.slots.start(self.concurrency)
         log.info(
             "worker %s started: %d slot(s)%s, queues %s, %s",
             self.id,
@@ -119,8 +110,8 @@ class Worker:
         finally:
             self._drain()
             maintenance.stop()
-            self._say_goodbye()
             self._wakeup.close()
+            log.info("worker %s stopped", self.id)
 
     def stop(self) -> None:
         """Stop claiming and shut down gracefully; called twice, skip the grace period."""
@@ -138,15 +129,9 @@ class Worker:
         Shrinking is graceful: no job is interrupted or released; the worker claims
         nothing until fewer than ``concurrency`` jobs run, and surplus slot threads end
         when they are next free. The worker's row in the store follows."""
-        with self._slots_lock:
-            change, self.concurrency = concurrency - self.concurrency, concurrency
-            if self._slots_started and not self.stop_event.is_set():
-                kept = min(self._retiring, max(change, 0))  # threads about to retire stay instead
-                self._retiring += max(-change, 0) - kept
-                for _ in range(max(change, 0) - kept):
-                    self._start_slot()
-                for _ in range(max(-change, 0)):
-                    self._inbox.put(RETIRE)  # an idle thread takes it; a busy one retires after its job
+        change, self.concurrency = concurrency - self.concurrency, concurrency
+        if not self.stop_event.is_set():
+            self.slots.resize(change)
         if change:
             log.info("worker %s resized: %d -> %d slot(s)", self.id, concurrency - change, concurrency)
             try:
@@ -290,7 +275,7 @@ class Worker:
         thread runs the first itself (it is not put in the inbox)."""
         entries = self.held.add(leases, time.monotonic())
         for entry in entries[1:] if keep else entries:
-            self._inbox.put(entry)
+            self.slots.put(entry)
         return entries
 
     @property
@@ -304,37 +289,10 @@ class Worker:
 
     # -- slots ----------------------------------------------------------------------------
 
-    def _start_slot(self) -> None:
-        thread = threading.Thread(target=self._slot, name=f"queuelab-slot-{len(self._slot_threads)}", daemon=True)
-        self._slot_threads.append(thread)
-        thread.start()
-
-    def _slot(self) -> None:
-        item = self._inbox.get()
-        while isinstance(item, Entry) or item is RETIRE:
-            if item is RETIRE:
-                if self._retire_one():
-                    return
-            elif isinstance(item, Entry):
-                if not self._run(item) and (self._stopping() or item.state is EntryState.ABANDONED):
-                    return  # stopping, or abandoned after a timeout: a fresh slot has taken over
-                if item.state is EntryState.FINISHED:
-                    if self._retire_one():
-                        self._poke()
-                        return  # the pool shrank while this job ran
-                    mine = self._own_turn(item)
-                    if mine is not None:
-                        item = mine
-                        continue
-            item = self._inbox.get()
-
-    def _retire_one(self) -> bool:
-        """True if the calling slot thread should end (a shrink is still owed a thread)."""
-        with self._slots_lock:
-            if self._retiring <= 0:
-                return False
-            self._retiring -= 1
-            return True
+    def _run_in_slot(self, entry: Entry) -> Ran:
+        if self._run(entry):
+            return Ran.FINISHED
+        return Ran.END if self._stopping() or entry.state is EntryState.ABANDONED else Ran.SKIPPED
 
     def _stopping(self) -> bool:
         return self.stop_event.is_set() or not self._claiming
@@ -344,11 +302,10 @@ class Worker:
         run to a recorded outcome: dropped or abandoned, or the worker is stopping (a job
         not started yet is handed back instead). ``now``: a fixed monotonic time (step)."""
         started_at = self.runtime.clock.now() if self.prefetch else None  # it may have waited since its claim
-        if self._stopping() or not self.held.start(entry, time.monotonic() if now is None else now, started_at):
+        if self._stopping() or not self.held.start(entry, _mono(now), started_at):
             return False
         decision = attempt(self.runtime, entry.lease)
-        finished = self.held.finish(entry, decision, self.runtime.clock.now(), time.monotonic() if now is None else now)
-        return finished
+        return self.held.finish(entry, decision, self.runtime.clock.now(), _mono(now))
 
     def _own_turn(self, done: Entry) -> Entry | None:
         """After a job: ack it and claim the next one from this thread, when no other slot
@@ -357,10 +314,9 @@ class Worker:
         jobs left to run and no turn due, return None: the inbox has them."""
         mono = time.monotonic()
         first_ack = self.held.oldest_unacked == done.finished_at  # the dispatcher times its delay
-        queued = self._inbox.qsize()
         skip = turns.skip_turn(
             prefetch=self.prefetch,
-            queued=queued,
+            queued=self.slots.queued(),
             oldest_unacked=self.held.oldest_unacked,
             now=mono,
             stopping=self._stopping(),
@@ -379,7 +335,7 @@ class Worker:
                 if first_ack:
                     self._poke()
                 return None
-            keep = self._inbox.qsize() == 0  # jobs prefetched earlier run first
+            keep = self.slots.queued() == 0  # jobs prefetched earlier run first
             mine = self._dispatch(self._turn(finished, plan.claim), keep=keep)
             if not mine:
                 self._poke()
@@ -391,7 +347,7 @@ class Worker:
         finally:
             self._turn_lock.release()
 
-    # -- timeouts and lost leases (the worker's own; maintenance reports the losses) -----
+    # -- timeouts (the worker's own: it owns the job and its thread or process) ----------
 
     def enforce_timeouts(self, now: float) -> None:
         """Fail the running jobs past their timeout at ``now`` (monotonic): each is acked at
@@ -418,29 +374,8 @@ class Worker:
                 entry.lease.job_id,
                 limit,
             )
-            if not self.stop_event.is_set() and self._slots_started:
-                self._start_slot()
-
-    def heartbeat_due(self, now: float) -> list[Lease]:
-        """Leases to heartbeat at ``now`` (monotonic): for :class:`~queuelab.maintenance.Maintenance`."""
-        return self.held.heartbeat_due(now)
-
-    def leases_lost(self, leases: Sequence[Lease]) -> None:
-        """A heartbeat found these leases no longer ours (rescued elsewhere). A job that has
-        not started is not run here; a running one runs on and its ack will be refused. A job
-        already finished is left to its ack, which reports a real loss itself: the heartbeat
-        may only have raced that ack."""
-        for lease in self.held.drop(leases):
-            log.warning("job %s: lease lost before it started here (it was rescued); not running it", lease.job_id)
-        for lease in leases:
-            if self.held.state_of(lease) is EntryState.RUNNING:
-                log.warning(
-                    "job %s: lease lost while running (it expired and was rescued); its result will be discarded",
-                    lease.job_id,
-                )
-
-    def shortest_lease(self) -> float | None:
-        return min((e.lease.lease_seconds for e in self.held.entries()), default=None)
+            if not self.stop_event.is_set() and self.slots.started:
+                self.slots.add()
 
     def _check_parent(self) -> None:
         if self.parent_pid is not None and os.getppid() != self.parent_pid and not self.stop_event.is_set():
@@ -490,8 +425,7 @@ class Worker:
             self.flush()
             if self.held.finished():
                 self.stop_event.wait(0.05)
-        for _ in self._slot_threads:
-            self._inbox.put(None)
+        self.slots.close()
 
     def _release_waiting(self) -> None:
         """Hand back the jobs no slot has started, without spending their attempt. The
@@ -524,23 +458,11 @@ class Worker:
                 grace,
             )
 
-    def _register(self) -> None:
+    def info(self) -> WorkerInfo:
         now = self.runtime.clock.now()
-        info = WorkerInfo(
-            id=self.id,
-            hostname=socket.gethostname(),
-            pid=os.getpid(),
-            queues=",".join(self.queues or ["*"]),
-            concurrency=self.concurrency,
-            mode=self.mode,
-            started_at=now,
-            last_seen_at=now,
-        )
-        self.runtime.workers.register(info)
+        where = (socket.gethostname(), os.getpid(), ",".join(self.queues or ["*"]))
+        return WorkerInfo(self.id, *where, self.concurrency, self.mode, started_at=now, last_seen_at=now)
 
-    def _say_goodbye(self) -> None:
-        try:
-            self.runtime.workers.stop(self.id, self.runtime.clock.now())
-        except StoreError as exc:
-            log.warning("could not mark worker %s stopped: %s", self.id, exc)
-        log.info("worker %s stopped", self.id)
+
+def _mono(now: float | None) -> float:
+    return time.monotonic() if now is None else now

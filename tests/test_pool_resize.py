@@ -52,7 +52,7 @@ def gated_queue(make_queue: Callable[..., Queue], meter: Meter, gate: threading.
 
 
 def slot_threads(pool: ThreadPool) -> int:
-    return sum(t.is_alive() for t in pool.worker._slot_threads)
+    return pool.worker.slots.alive()
 
 
 def row_concurrency(q: Queue) -> int:

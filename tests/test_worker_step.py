@@ -126,7 +126,7 @@ def test_a_rescued_job_is_retried_with_its_tasks_policy(q: Queue, clock: FakeClo
     assert q.runtime.leases.claim("dead-worker", None, 1, clock.now())  # then it was SIGKILLed
     clock.advance(11.0)
     survivor = Worker(q.runtime)
-    assert Maintenance(q.runtime, survivor).rescue(clock.now()) == 1
+    assert Maintenance(q.runtime, survivor.held, survivor.info()).rescue(clock.now()) == 1
     rescued = q.get(job.id)
     assert rescued.status == JobStatus.PENDING
     assert rescued.run_at.timestamp() == pytest.approx(clock.now() + 100.0)
@@ -163,7 +163,7 @@ def test_a_lease_found_lost_drops_a_waiting_job_and_warns_only_for_a_running_one
     worker.held.start(finished, now=0.0)
     worker.held.finish(finished, q.runtime.decide(finished.lease, Succeeded(None)), clock.now(), now=0.0)
     with caplog.at_level(logging.WARNING, logger="queuelab.worker"):
-        worker.leases_lost([waiting.lease, running.lease, finished.lease])
+        worker.held.leases_lost([waiting.lease, running.lease, finished.lease])
     assert waiting.state is EntryState.DROPPED
     assert (running.state, finished.state) == (EntryState.RUNNING, EntryState.FINISHED)
     assert [r.getMessage().split(":")[1].strip() for r in caplog.records] == [
@@ -177,7 +177,7 @@ def test_a_maintenance_tick_heartbeats_the_leases_that_used_a_third_of_their_tim
     job = q.submit("noop", lease_seconds=30.0)
     worker = Worker(q.runtime)
     worker.held.add(q.runtime.leases.claim(worker.id, None, 1, clock.now()), now=0.0)
-    maintenance = Maintenance(q.runtime, worker)
+    maintenance = Maintenance(q.runtime, worker.held, worker.info())
     expires = q.get(job.id).lease_expires_at
     clock.advance(5.0)
     maintenance.tick(clock.now(), 5.0)  # a sixth of the lease used: no heartbeat
