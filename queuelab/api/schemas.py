@@ -7,10 +7,9 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from queuelab.limits import MAX_LIMIT
+from queuelab import bounds
 from queuelab.models import Attempt, Job
 from queuelab.store.scaling import ScaleEvent
-from queuelab.submission import MAX_DELAY_SECONDS, MAX_RETRIES_LIMIT, MAX_USER_ID_LENGTH
 
 Status = Literal["PENDING", "RUNNING", "COMPLETED", "FAILED", "CANCELLED"]
 
@@ -19,14 +18,17 @@ class SubmitRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     user_id: str | None = Field(
-        None, min_length=1, max_length=MAX_USER_ID_LENGTH, description="required unless the bearer token names the user"
+        None,
+        min_length=1,
+        max_length=bounds.MAX_USER_ID_LENGTH,
+        description="required unless the bearer token names the user",
     )
     payload: dict[str, Any] = Field(default_factory=dict, description="a JSON object, the task's arguments")
-    task: str = Field("simulate", min_length=1, max_length=200)
-    queue: str | None = Field(None, min_length=1, max_length=64)
-    priority: int | None = Field(None, ge=0, le=9)
-    max_retries: int | None = Field(None, ge=0, le=MAX_RETRIES_LIMIT)
-    delay_seconds: float | None = Field(None, ge=0, le=MAX_DELAY_SECONDS)
+    task: str = Field("simulate", min_length=1, max_length=bounds.MAX_TASK_NAME_LENGTH)
+    queue: str | None = Field(None, min_length=1, max_length=bounds.MAX_QUEUE_NAME_LENGTH)
+    priority: int | None = Field(None, ge=bounds.PRIORITY_MIN, le=bounds.PRIORITY_MAX)
+    max_retries: int | None = Field(None, ge=0, le=bounds.MAX_RETRIES)
+    delay_seconds: float | None = Field(None, ge=0, le=bounds.MAX_DELAY_SECONDS)
 
 
 class RequeueRequest(BaseModel):
@@ -49,9 +51,9 @@ class LimitsRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     rate_limit: str | None = Field(None, description="e.g. 60/minute; 'none' switches it off")
-    max_active: int | None = Field(None, ge=0, le=MAX_LIMIT)
-    max_running: int | None = Field(None, ge=0, le=MAX_LIMIT)
-    weight: int | None = Field(None, ge=1, le=1000)
+    max_active: int | None = Field(None, ge=0, le=bounds.MAX_COUNT)
+    max_running: int | None = Field(None, ge=0, le=bounds.MAX_COUNT)
+    weight: int | None = Field(None, ge=1, le=bounds.MAX_WEIGHT)
 
 
 class AttemptOut(BaseModel):
