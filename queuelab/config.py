@@ -1,7 +1,9 @@
 """Settings: keyword arguments, then ``QUEUELAB_*`` environment variables, then defaults.
 
-Every value is parsed and checked once, here; a bad one raises :class:`ConfigError` naming
-the setting, the value and the form expected.
+Every value is parsed and checked when a :class:`Settings` is built, however it is built
+(``Settings(...)``, :meth:`Settings.load`, :meth:`Settings.with_changes`); a bad one raises
+:class:`ConfigError` naming the setting (or the variable), the value and the form expected.
+The bounds come from :mod:`queuelab.bounds`.
 """
 
 from __future__ import annotations
@@ -11,14 +13,13 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields, replace
 from typing import Any
 
+from queuelab import bounds
 from queuelab.errors import ConfigError, InvalidArgument
 from queuelab.limits import RATE_FORM, RateLimit
 
 DEFAULT_DATABASE_URL = "sqlite:///queuelab.db"
 SQLITE_SYNCHRONOUS_MODES = ("OFF", "NORMAL", "FULL", "EXTRA")
-
-
-MAX_PREFETCH = 10_000  # jobs a worker may claim beyond its free slots (every way of setting it)
+MAX_PREFETCH = bounds.MAX_PREFETCH  # kept here for widgets.py, which reads it from config
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -35,7 +36,7 @@ class Settings:
     sqlite_busy_timeout_seconds: float = 30.0
     poll_interval_seconds: float = 1.0
     # Jobs a worker claims beyond its free slots, to run them without a transaction each
-    # (see queuelab.worker). 0: claim only for free slots; at most MAX_PREFETCH.
+    # (see queuelab.worker). 0: claim only for free slots; at most bounds.MAX_PREFETCH.
     prefetch: int = 0
     shutdown_grace_seconds: float = 10.0
     retention_seconds: float | None = 7 * 24 * 3600.0
@@ -46,57 +47,84 @@ class Settings:
     max_running_per_user: int | None = None  # RUNNING, enforced in the claim
     redis_url: str | None = None  # run the submission rate limiter in Redis
 
+    def __post_init__(self) -> None:
+        """Parse and check every field; keep the parsed form (``"12"`` → 12.0). A field still
+        holding its default is skipped: the defaults are checked once, by the tests, so
+        ``Settings()`` stays as cheap as building the dataclass."""
+        for name, parse in _PARSERS.items():
+            value = getattr(self, name)
+            if value is _DEFAULTS[name]:
+                continue
+            parsed = parse(name, value)
+            if parsed is not value:
+                object.__setattr__(self, name, parsed)  # frozen: set once, while building
+
     @classmethod
     def load(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
-        """Build settings from ``overrides`` > environment > defaults, validating each."""
+        """Build settings from ``overrides`` > environment > defaults. A keyword of None
+        falls back to the environment; a bad variable's error names the variable."""
         env = os.environ if env is None else env
-        values: dict[str, Any] = {}
-        known = {f.name for f in fields(cls)}
-        for name, value in overrides.items():
-            if name not in known:
-                raise ConfigError(f"unknown setting {name!r}; known settings: {', '.join(sorted(known))}")
-            if value is not None:
-                values[name] = _PARSERS[name](name, value)
-        for name in known - values.keys():
+        _check_known(overrides)
+        values = {name: value for name, value in overrides.items() if value is not None}
+        for name in _PARSERS.keys() - values.keys():
             var = "QUEUELAB_" + name.upper()
             if env.get(var, "").strip():
                 values[name] = _PARSERS[name](var, env[var].strip())
         return cls(**values)
 
     def with_changes(self, **changes: Any) -> Settings:
-        return replace(self, **{k: _PARSERS[k](k, v) for k, v in changes.items()})
+        """A copy with ``changes``, checked like keyword arguments."""
+        _check_known(changes)
+        return replace(self, **changes)
 
 
-def _number(lo: float, hi: float, *, allow_lo: bool, what: str = "seconds") -> Callable[[str, Any], float]:
+def _check_known(names: Mapping[str, Any]) -> None:
+    unknown = sorted(names.keys() - _PARSERS.keys())
+    if unknown:
+        known = ", ".join(sorted(_PARSERS))
+        raise ConfigError(f"unknown setting {unknown[0]!r}; known settings: {known}")
+
+
+def _seconds(hi: float, *, zero_ok: bool = False) -> Callable[[str, Any], float]:
+    """A number of seconds, from a number or its text."""
+
     def parse(name: str, value: Any) -> float:
-        try:
-            if isinstance(value, bool):
-                raise TypeError
-            number = float(value)
-        except (TypeError, ValueError):
-            number = float("nan")
-        ok = (number >= lo if allow_lo else number > lo) and number <= hi
-        if not ok:
-            low = f">= {lo:g}" if allow_lo else f"> {lo:g}"
-            raise ConfigError(f"{name} must be a number of {what} {low} and <= {hi:g}, got {value!r}")
+        number = _float(value)
+        if not (bounds.is_number(number) and 0 <= number <= hi and (zero_ok or number > 0)):
+            raise ConfigError(f"{name} must be {bounds.seconds_form(hi, zero_ok=zero_ok)}, got {value!r}")
         return number
 
     return parse
+
+
+def _float(value: Any) -> float | None:
+    if isinstance(value, bool):
+        return None
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return None
 
 
 def _integer(lo: int, hi: int) -> Callable[[str, Any], int]:
+    """A whole number, from an int or its text (not a float, not a bool)."""
+
     def parse(name: str, value: Any) -> int:
-        try:
-            if isinstance(value, bool | float):
-                raise ValueError
-            number = int(value)
-        except (TypeError, ValueError):
-            raise ConfigError(f"{name} must be a whole number between {lo} and {hi}, got {value!r}") from None
-        if not lo <= number <= hi:
-            raise ConfigError(f"{name} must be a whole number between {lo} and {hi}, got {value!r}")
+        number = _int(value)
+        if not bounds.is_whole(number, lo, hi):
+            raise ConfigError(f"{name} must be {bounds.whole_form(lo, hi)}, got {value!r}")
         return number
 
     return parse
+
+
+def _int(value: Any) -> int | None:
+    if isinstance(value, bool | float):
+        return None
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return None
 
 
 def _url(name: str, value: Any) -> str:
@@ -121,7 +149,7 @@ def _optional_seconds(name: str, value: Any) -> float | None:
         return None
     if not isinstance(value, bool) and _is_zero(value):
         return None
-    return _number(0, 10 * 365 * 86400, allow_lo=False)(name, value)
+    return _seconds(bounds.MAX_RETENTION_SECONDS)(name, value)
 
 
 def _is_zero(value: Any) -> bool:
@@ -143,7 +171,7 @@ def _rate_limit(name: str, value: Any) -> RateLimit | None:
 def _optional_count(name: str, value: Any) -> int | None:
     if value is None or str(value).strip().lower() in ("none", "off", "0"):
         return None
-    return _integer(0, 1_000_000_000)(name, value) or None
+    return _integer(0, bounds.MAX_COUNT)(name, value) or None
 
 
 def _redis_url(name: str, value: Any) -> str | None:
@@ -157,20 +185,21 @@ def _redis_url(name: str, value: Any) -> str | None:
 
 _PARSERS: dict[str, Callable[[str, Any], Any]] = {
     "database_url": _url,
-    "lease_seconds": _number(0, 86400, allow_lo=False),
-    "max_retries": _integer(0, 100),
-    "retry_base_seconds": _number(0, 86400, allow_lo=True),
-    "retry_max_seconds": _number(0, 30 * 86400, allow_lo=True),
-    "max_payload_bytes": _integer(16, 64 * 1024 * 1024),
+    "lease_seconds": _seconds(bounds.MAX_LEASE_SECONDS),
+    "max_retries": _integer(0, bounds.MAX_RETRIES),
+    "retry_base_seconds": _seconds(bounds.MAX_LEASE_SECONDS, zero_ok=True),
+    "retry_max_seconds": _seconds(bounds.MAX_RETRY_DELAY_SECONDS, zero_ok=True),
+    "max_payload_bytes": _integer(bounds.MIN_PAYLOAD_BYTES, bounds.MAX_PAYLOAD_BYTES),
     "sqlite_synchronous": _synchronous,
-    "sqlite_busy_timeout_seconds": _number(0, 3600, allow_lo=False),
-    "poll_interval_seconds": _number(0, 3600, allow_lo=False),
-    "prefetch": _integer(0, MAX_PREFETCH),
-    "shutdown_grace_seconds": _number(0, 86400, allow_lo=True),
+    "sqlite_busy_timeout_seconds": _seconds(bounds.MAX_WAIT_SECONDS),
+    "poll_interval_seconds": _seconds(bounds.MAX_WAIT_SECONDS),
+    "prefetch": _integer(0, bounds.MAX_PREFETCH),
+    "shutdown_grace_seconds": _seconds(bounds.DAY_SECONDS, zero_ok=True),
     "retention_seconds": _optional_seconds,
-    "worker_ttl_seconds": _number(0, 86400, allow_lo=False),
+    "worker_ttl_seconds": _seconds(bounds.DAY_SECONDS),
     "rate_limit": _rate_limit,
     "max_active_per_user": _optional_count,
     "max_running_per_user": _optional_count,
     "redis_url": _redis_url,
 }
+_DEFAULTS: dict[str, Any] = {f.name: f.default for f in fields(Settings)}

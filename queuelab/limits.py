@@ -13,15 +13,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass, fields
 from typing import Any
 
+from queuelab import bounds
 from queuelab.errors import InvalidArgument
 
 UNITS = {"s": 1.0, "sec": 1.0, "second": 1.0, "m": 60.0, "min": 60.0, "minute": 60.0, "h": 3600.0,
          "hour": 3600.0, "d": 86400.0, "day": 86400.0}  # fmt: skip
 _RATE = re.compile(r"^\s*(\d+)\s*/\s*(\d+(?:\.\d+)?)?\s*([a-z]+)\s*$")
 RATE_FORM = "N/unit (e.g. 60/minute, 10/second, 1000/hour, 5/30s) or none"
-MAX_WEIGHT = 1000
-MAX_LIMIT = 1_000_000_000  # fits every database's 32-bit INTEGER
-MAX_WINDOW_SECONDS = 366 * 86400.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,11 +41,12 @@ class RateLimit:
         if match:
             word = match.group(3)
             unit = UNITS.get(word) or UNITS.get(word.removesuffix("s"))
-        if match is None or unit is None or not 1 <= int(match.group(1)) <= MAX_LIMIT:
-            raise InvalidArgument(f"{name} must be {RATE_FORM}, with N from 1 to {MAX_LIMIT}, got {text!r}")
+        if match is None or unit is None or not 1 <= int(match.group(1)) <= bounds.MAX_COUNT:
+            raise InvalidArgument(f"{name} must be {RATE_FORM}, with N from 1 to {bounds.MAX_COUNT}, got {text!r}")
         window = (float(match.group(2)) if match.group(2) else 1.0) * unit
-        if not 0 < window <= MAX_WINDOW_SECONDS:
-            raise InvalidArgument(f"{name} must have a window from 1 second to 366 days, got {text!r}")
+        if not 0 < window <= bounds.MAX_WINDOW_SECONDS:
+            days = bounds.MAX_WINDOW_SECONDS / bounds.DAY_SECONDS
+            raise InvalidArgument(f"{name} must have a window from 1 second to {days:g} days, got {text!r}")
         return cls(int(match.group(1)), window)
 
 
@@ -105,16 +104,12 @@ def check_quota(name: str, value: object) -> int | None:
     """A quota from a caller: a whole number >= 0 (0 = off) or None (not set)."""
     if value is None:
         return None
-    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_LIMIT:
+    if not bounds.is_whole(value, 0, bounds.MAX_COUNT):
         raise InvalidArgument(
-            f"{name} must be a whole number >= 0 and <= {MAX_LIMIT} (0 switches it off) or None, got {value!r}"
+            f"{name} must be {bounds.whole_form(0, bounds.MAX_COUNT)} (0 switches it off) or None, got {value!r}"
         )
     return value
 
 
 def check_weight(value: object) -> int | None:
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_WEIGHT:
-        raise InvalidArgument(f"weight must be a whole number between 1 and {MAX_WEIGHT} or None, got {value!r}")
-    return value
+    return bounds.whole_or_none("weight", value, 1, bounds.MAX_WEIGHT)

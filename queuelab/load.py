@@ -16,9 +16,9 @@ from typing import TYPE_CHECKING, Protocol, TypeAlias
 
 import numpy as np
 
+from queuelab import bounds
 from queuelab.errors import InvalidArgument
 from queuelab.submission import check_user_id
-from queuelab.tasks import MAX_SIMULATED_SECONDS
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -36,13 +36,6 @@ class Duration(Protocol):
     def sample(self, rng: np.random.Generator, n: int) -> np.ndarray: ...
 
 
-def _positive(name: str, value: float, *, zero_ok: bool = False) -> None:
-    ok = isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
-    if not ok or value < 0 or (value == 0 and not zero_ok):
-        bound = ">= 0" if zero_ok else "> 0"
-        raise InvalidArgument(f"{name} must be a finite number {bound}, got {value!r}")
-
-
 # -- arrival shapes -------------------------------------------------------------------------
 
 
@@ -52,8 +45,8 @@ class _Rate:
     seconds: float
 
     def __post_init__(self) -> None:
-        _positive("rate", self.rate)
-        _positive("seconds", self.seconds)
+        bounds.number("rate", self.rate)
+        bounds.number("seconds", self.seconds)
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,10 +75,9 @@ class Burst:
     spread: float = 0.0
 
     def __post_init__(self) -> None:
-        if isinstance(self.jobs, bool) or not isinstance(self.jobs, int) or self.jobs < 1:
-            raise InvalidArgument(f"jobs must be a whole number >= 1, got {self.jobs!r}")
-        _positive("at", self.at, zero_ok=True)
-        _positive("spread", self.spread, zero_ok=True)
+        bounds.whole("jobs", self.jobs, 1)
+        bounds.number("at", self.at, zero_ok=True)
+        bounds.number("spread", self.spread, zero_ok=True)
 
     def arrivals(self, rng: np.random.Generator) -> np.ndarray:
         if not self.spread:
@@ -102,9 +94,9 @@ class Ramp:
     seconds: float
 
     def __post_init__(self) -> None:
-        _positive("start_rate", self.start_rate, zero_ok=True)
-        _positive("end_rate", self.end_rate, zero_ok=True)
-        _positive("seconds", self.seconds)
+        bounds.number("start_rate", self.start_rate, zero_ok=True)
+        bounds.number("end_rate", self.end_rate, zero_ok=True)
+        bounds.number("seconds", self.seconds)
         if self.start_rate == self.end_rate == 0:
             raise InvalidArgument("a ramp needs start_rate or end_rate > 0")
 
@@ -128,7 +120,7 @@ class Fixed:
     seconds: float
 
     def __post_init__(self) -> None:
-        _positive("seconds", self.seconds, zero_ok=True)
+        bounds.number("seconds", self.seconds, zero_ok=True)
 
     def sample(self, rng: np.random.Generator, n: int) -> np.ndarray:
         return np.full(n, float(self.seconds))
@@ -139,7 +131,7 @@ class Exponential:
     mean: float
 
     def __post_init__(self) -> None:
-        _positive("mean", self.mean)
+        bounds.number("mean", self.mean)
 
     def sample(self, rng: np.random.Generator, n: int) -> np.ndarray:
         return rng.exponential(self.mean, n)
@@ -151,8 +143,8 @@ class Uniform:
     high: float
 
     def __post_init__(self) -> None:
-        _positive("low", self.low, zero_ok=True)
-        _positive("high", self.high, zero_ok=True)
+        bounds.number("low", self.low, zero_ok=True)
+        bounds.number("high", self.high, zero_ok=True)
         if self.high < self.low:
             raise InvalidArgument(f"high ({self.high}) must be >= low ({self.low})")
 
@@ -168,8 +160,8 @@ class LogNormal:
     sigma: float = 1.0
 
     def __post_init__(self) -> None:
-        _positive("median", self.median)
-        _positive("sigma", self.sigma, zero_ok=True)
+        bounds.number("median", self.median)
+        bounds.number("sigma", self.sigma, zero_ok=True)
 
     def sample(self, rng: np.random.Generator, n: int) -> np.ndarray:
         return rng.lognormal(math.log(self.median), self.sigma, n)
@@ -193,12 +185,10 @@ class Tenant:
         if not hasattr(self.shape, "arrivals"):
             raise InvalidArgument(f"shape must be a load shape (Constant, Poisson, Burst, Ramp), got {self.shape!r}")
         if isinstance(self.duration, int | float) and not isinstance(self.duration, bool):
-            _positive("duration", self.duration, zero_ok=True)
+            bounds.number("duration", self.duration, zero_ok=True)
         elif not hasattr(self.duration, "sample"):
             raise InvalidArgument(f"duration must be seconds or a distribution, got {self.duration!r}")
-        if isinstance(self.fail_rate, bool) or not isinstance(self.fail_rate, int | float):
-            raise InvalidArgument(f"fail_rate must be a probability between 0 and 1, got {self.fail_rate!r}")
-        if not 0 <= self.fail_rate <= 1:
+        if not bounds.is_number(self.fail_rate) or not 0 <= self.fail_rate <= 1:
             raise InvalidArgument(f"fail_rate must be a probability between 0 and 1, got {self.fail_rate!r}")
 
 
@@ -250,7 +240,7 @@ def plan(load: Load, *, seed: int = 0) -> pd.DataFrame:
                 {
                     "at": at,
                     "user_id": tenant.user_id,
-                    "duration": np.round(np.clip(runs, 0.0, MAX_SIMULATED_SECONDS), 6),
+                    "duration": np.round(np.clip(runs, 0.0, bounds.MAX_SIMULATED_SECONDS), 6),
                     "fail_rate": float(tenant.fail_rate),
                     "priority": tenant.priority,
                 }

@@ -22,7 +22,8 @@ from multiprocessing.process import BaseProcess
 from types import TracebackType
 from typing import Any, Literal
 
-from queuelab.config import MAX_PREFETCH, Settings
+from queuelab import bounds
+from queuelab.config import Settings
 from queuelab.errors import InvalidArgument
 from queuelab.runtime import Runtime
 from queuelab.tasks import Task
@@ -48,17 +49,11 @@ def check_pool_args(
     concurrency: object, mode: object, queues: object = None, start_method: object = None, prefetch: object = None
 ) -> tuple[str, ...] | None:
     """Check a pool's arguments; return the queue names as a tuple (None: all queues)."""
-    if isinstance(concurrency, bool) or not isinstance(concurrency, int) or not 1 <= concurrency <= 1024:
-        raise InvalidArgument(f"concurrency must be a whole number between 1 and 1024, got {concurrency!r}")
-    if prefetch is not None and (
-        isinstance(prefetch, bool) or not isinstance(prefetch, int) or not 0 <= prefetch <= MAX_PREFETCH
-    ):
-        raise InvalidArgument(f"prefetch must be a whole number between 0 and {MAX_PREFETCH} or None, got {prefetch!r}")
-    if mode not in MODES:
-        raise InvalidArgument(f"mode must be 'thread' or 'process', got {mode!r}")
-    if start_method is not None and start_method not in mp.get_all_start_methods():
-        allowed = ", ".join(mp.get_all_start_methods())
-        raise InvalidArgument(f"start_method must be one of {allowed} or None, got {start_method!r}")
+    bounds.whole("concurrency", concurrency, 1, bounds.MAX_CONCURRENCY)
+    bounds.whole_or_none("prefetch", prefetch, 0, bounds.MAX_PREFETCH)
+    bounds.one_of("mode", mode, MODES)
+    if start_method is not None:
+        bounds.one_of("start_method", start_method, mp.get_all_start_methods())
     if queues is None:
         return None
     if isinstance(queues, str) or not isinstance(queues, Sequence) or not queues:

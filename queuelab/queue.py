@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import math
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, overload
 
+from queuelab import bounds
 from queuelab.clock import Clock
 from queuelab.config import Settings
 from queuelab.errors import InvalidArgument, JobNotFound
@@ -37,8 +37,6 @@ class Unset:
 
 
 UNSET = Unset()
-
-MAX_LIST_LIMIT = 10_000
 
 
 class Queue:
@@ -270,7 +268,7 @@ class Queue:
 
     def jobs_frame(self, *, limit: int = 100_000) -> pd.DataFrame:
         """A pandas DataFrame of jobs (newest first), one row per job."""
-        return jobs_frame(self.runtime, limit=_limit(limit, 10_000_000))
+        return jobs_frame(self.runtime, limit=_limit(limit, bounds.MAX_FRAME_ROWS))
 
     def scale_events(self, limit: int = 50) -> list[ScaleEvent]:
         """The autoscalers' decision log, newest first: when each pool changed size, from
@@ -317,13 +315,12 @@ class Queue:
     def prune(self, older_than: timedelta | float | None = None) -> int:
         """Delete COMPLETED and CANCELLED jobs finished longer ago than ``older_than``
         (default: the retention setting)."""
-        seconds = older_than.total_seconds() if isinstance(older_than, timedelta) else older_than
-        if seconds is None:
+        if older_than is None:
             seconds = self.settings.retention_seconds
             if seconds is None:
                 return 0
-        if isinstance(seconds, bool) or not isinstance(seconds, int | float) or not 0 <= seconds < math.inf:
-            raise InvalidArgument(f"older_than must be a non-negative number of seconds, got {older_than!r}")
+        else:
+            seconds = bounds.seconds("older_than", older_than, zero_ok=True)
         return self.runtime.jobs.prune(self.runtime.clock.now() - seconds)
 
     # -- workers ----------------------------------------------------------------------
@@ -422,10 +419,8 @@ def _filter(status: Any, user_id: str | None, queue: str | None, task: str | Non
     return JobFilter(status, user_id, queue, task)
 
 
-def _limit(limit: Any, hi: int = MAX_LIST_LIMIT) -> int:
-    if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= hi:
-        raise InvalidArgument(f"limit must be a whole number between 1 and {hi}, got {limit!r}")
-    return limit
+def _limit(limit: Any, hi: int = bounds.MAX_LIST_LIMIT) -> int:
+    return bounds.whole("limit", limit, 1, hi)
 
 
 def _rate(value: RateLimit | str | None) -> RateLimit | None:

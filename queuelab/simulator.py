@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from queuelab import bounds
 from queuelab.autoscale import ScaleMetrics, ScalePolicy, decide_scale
 from queuelab.errors import InvalidArgument
 from queuelab.load import Constant, Duration, Exponential, Fixed, LogNormal, Poisson
@@ -73,18 +74,17 @@ class Trace:
 
 def steady(rate_per_second: float, seconds: float, *, poisson: bool = True, seed: int = 0) -> Trace:
     """A constant rate: Poisson arrivals, or evenly spaced ones with ``poisson=False``."""
-    _positive("rate_per_second", rate_per_second)
-    _positive("seconds", seconds)
+    bounds.number("rate_per_second", rate_per_second)
+    bounds.number("seconds", seconds)
     shape = Poisson(rate_per_second, seconds) if poisson else Constant(rate_per_second, seconds)
     return Trace("steady", shape.arrivals(np.random.default_rng(seed)).astype(np.float64), float(seconds))
 
 
 def burst(jobs: int, *, at: float = 0.0, over_seconds: float = 0.0) -> Trace:
     """``jobs`` arriving at ``at`` all at once, or evenly over ``over_seconds``."""
-    if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
-        raise InvalidArgument(f"jobs must be a whole number >= 1, got {jobs!r}")
-    _non_negative("at", at)
-    _non_negative("over_seconds", over_seconds)
+    bounds.whole("jobs", jobs, 1)
+    bounds.number("at", at, zero_ok=True)
+    bounds.number("over_seconds", over_seconds, zero_ok=True)
     arrivals = at + np.arange(jobs) * (over_seconds / jobs)
     return Trace("burst", arrivals.astype(np.float64), float(at + over_seconds))
 
@@ -99,8 +99,8 @@ def diurnal(
 ) -> Trace:
     """A day's cycle: Poisson arrivals whose rate follows a cosine with period one day, peaking
     at ``peak_at_seconds`` at ``peak_to_trough`` times the rate of the quietest hour."""
-    _positive("mean_rate_per_second", mean_rate_per_second)
-    _positive("seconds", seconds)
+    bounds.number("mean_rate_per_second", mean_rate_per_second)
+    bounds.number("seconds", seconds)
     if peak_to_trough < 1:
         raise InvalidArgument(f"peak_to_trough must be >= 1, got {peak_to_trough!r}")
     amplitude = (peak_to_trough - 1) / (peak_to_trough + 1)
@@ -164,13 +164,12 @@ def simulate(
     The run ends when the last job has finished and the trace is over (giving up a day
     after the trace), or exactly at ``until_seconds`` if given: to watch the pool scale back
     down, or to compare costs over one window."""
-    _positive("tick_seconds", tick_seconds)
-    _non_negative("startup_seconds", startup_seconds)
+    bounds.number("tick_seconds", tick_seconds)
+    bounds.number("startup_seconds", startup_seconds, zero_ok=True)
     start = policy.min_workers if initial_workers is None else initial_workers
-    if isinstance(start, bool) or not isinstance(start, int) or start < 0:
-        raise InvalidArgument(f"initial_workers must be a whole number >= 0, got {start!r}")
+    bounds.whole("initial_workers", start, 0)
     if until_seconds is not None:
-        _positive("until_seconds", until_seconds)
+        bounds.number("until_seconds", until_seconds)
     service = durations.sample(np.random.default_rng(seed), len(trace))
     pool = _Pool(trace.arrivals, service, policy, tick_seconds, startup_seconds, start)
     if until_seconds is None:
@@ -348,13 +347,3 @@ class _Pool:
 
 def _percentile(values: FloatArray, q: float) -> float:
     return float(np.percentile(values, q)) if len(values) else math.nan
-
-
-def _positive(name: str, value: float) -> None:
-    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value < math.inf:
-        raise InvalidArgument(f"{name} must be a positive number, got {value!r}")
-
-
-def _non_negative(name: str, value: float) -> None:
-    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value < math.inf:
-        raise InvalidArgument(f"{name} must be a number >= 0, got {value!r}")

@@ -4,24 +4,16 @@ submission into a row."""
 from __future__ import annotations
 
 import json
-import math
-import re
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+from queuelab import bounds
 from queuelab.config import Settings
 from queuelab.errors import InvalidArgument, PayloadTooLarge
 from queuelab.models import JobStatus
 from queuelab.tasks import Task
-
-QUEUE_PATTERN = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
-MAX_USER_ID_LENGTH = 200
-MAX_DELAY_SECONDS = 366 * 86400.0
-MAX_LEASE_SECONDS = 86400.0
-MAX_RETRIES_LIMIT = 100
-PRIORITY_RANGE = (0, 9)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -53,6 +45,7 @@ def build_row(sub: Submission, task: Task, settings: Settings, now: float) -> di
     max_retries = _pick(sub.max_retries, task.max_retries, settings.max_retries)
     lease = _pick(sub.lease_seconds, task.lease_seconds, settings.lease_seconds)
     timeout = sub.timeout_seconds if sub.timeout_seconds is not None else task.timeout_seconds
+    most = bounds.MAX_LEASE_SECONDS  # a job may hold its lease, or run, a day at most
     return {
         "id": str(uuid.uuid4()),
         "queue": check_queue(sub.queue if sub.queue is not None else task.queue),
@@ -63,9 +56,9 @@ def build_row(sub: Submission, task: Task, settings: Settings, now: float) -> di
         "priority": _priority(sub.priority if sub.priority is not None else task.priority),
         "run_at": _run_at(sub.delay, sub.run_at, now),
         "attempts": 0,
-        "max_retries": _whole("max_retries", max_retries, 0, MAX_RETRIES_LIMIT),
-        "lease_seconds": _seconds("lease_seconds", lease, MAX_LEASE_SECONDS),
-        "timeout_seconds": None if timeout is None else _seconds("timeout_seconds", timeout, MAX_LEASE_SECONDS),
+        "max_retries": bounds.whole("max_retries", max_retries, 0, bounds.MAX_RETRIES),
+        "lease_seconds": bounds.seconds("lease_seconds", lease, most),
+        "timeout_seconds": None if timeout is None else bounds.seconds("timeout_seconds", timeout, most),
         "forced": False,
         "idempotency_key": _idempotency_key(sub.idempotency_key),
         "created_at": now,
@@ -84,8 +77,10 @@ def _json(payload: dict[str, Any]) -> str:
 
 
 def check_queue(name: Any) -> str:
-    if not isinstance(name, str) or not QUEUE_PATTERN.fullmatch(name):
-        raise InvalidArgument(f"queue must be 1 to 64 letters, digits, _ . or -, got {name!r}")
+    if not isinstance(name, str) or not bounds.QUEUE_NAME.fullmatch(name):
+        raise InvalidArgument(
+            f"queue must be 1 to {bounds.MAX_QUEUE_NAME_LENGTH} letters, digits, _ . or -, got {name!r}"
+        )
     return name
 
 
@@ -104,33 +99,18 @@ def check_user_id(user_id: Any) -> str:
     if (
         not isinstance(user_id, str)
         or not user_id.strip()
-        or len(user_id) > MAX_USER_ID_LENGTH
+        or len(user_id) > bounds.MAX_USER_ID_LENGTH
         or not _encodable(user_id)
     ):
         raise InvalidArgument(
-            f"user_id must be a non-empty string of at most {MAX_USER_ID_LENGTH} characters without NUL, "
+            f"user_id must be a non-empty string of at most {bounds.MAX_USER_ID_LENGTH} characters without NUL, "
             f"got {user_id!r}"
         )
     return user_id
 
 
 def _priority(priority: Any) -> int:
-    lo, hi = PRIORITY_RANGE
-    return _whole("priority", priority, lo, hi)
-
-
-def _whole(name: str, value: Any, lo: int, hi: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
-        raise InvalidArgument(f"{name} must be a whole number between {lo} and {hi}, got {value!r}")
-    return value
-
-
-def _seconds(name: str, value: Any, hi: float) -> float:
-    if isinstance(value, timedelta):
-        value = value.total_seconds()
-    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value <= hi or math.isnan(value):
-        raise InvalidArgument(f"{name} must be a number of seconds > 0 and <= {hi:g}, got {value!r}")
-    return float(value)
+    return bounds.whole("priority", priority, bounds.PRIORITY_MIN, bounds.PRIORITY_MAX)
 
 
 def _run_at(delay: Any, run_at: Any, now: float) -> float:
@@ -142,15 +122,13 @@ def _run_at(delay: Any, run_at: Any, now: float) -> float:
         return run_at.timestamp()
     if delay is None:
         return now
-    seconds = delay.total_seconds() if isinstance(delay, timedelta) else delay
-    if isinstance(seconds, bool) or not isinstance(seconds, int | float) or not 0 <= seconds <= MAX_DELAY_SECONDS:
-        raise InvalidArgument(f"delay must be a number of seconds between 0 and {MAX_DELAY_SECONDS:g}, got {delay!r}")
-    return now + float(seconds)
+    return now + bounds.seconds("delay", delay, bounds.MAX_DELAY_SECONDS, zero_ok=True)
 
 
 def _idempotency_key(key: Any) -> str | None:
     if key is None:
         return None
-    if not isinstance(key, str) or not 0 < len(key) <= 200 or not _encodable(key):
-        raise InvalidArgument(f"idempotency_key must be a string of 1 to 200 characters without NUL, got {key!r}")
+    most = bounds.MAX_IDEMPOTENCY_KEY_LENGTH
+    if not isinstance(key, str) or not 0 < len(key) <= most or not _encodable(key):
+        raise InvalidArgument(f"idempotency_key must be a string of 1 to {most} characters without NUL, got {key!r}")
     return key

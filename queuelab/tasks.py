@@ -6,17 +6,14 @@ from __future__ import annotations
 import functools
 import inspect
 import random
-import re
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
+from queuelab import bounds
 from queuelab.errors import InvalidArgument, SimulatedFailure, UnknownTask
 from queuelab.models import RetryPolicy
-
-NAME_PATTERN = re.compile(r"^[A-Za-z_][A-Za-z0-9_.:-]{0,199}$")
-MAX_SIMULATED_SECONDS = 3600.0
 
 PayloadCheck = Callable[[dict[str, Any]], None]
 
@@ -71,10 +68,10 @@ class TaskRegistry:
         self._tasks: dict[str, Task] = {}
 
     def add(self, task: Task) -> Task:
-        if not NAME_PATTERN.fullmatch(task.name):
+        if not bounds.TASK_NAME.fullmatch(task.name):
             raise InvalidArgument(
                 f"task name must start with a letter or _ and hold only letters, digits and _ . : -, "
-                f"at most 200 characters; got {task.name!r}"
+                f"at most {bounds.MAX_TASK_NAME_LENGTH} characters; got {task.name!r}"
             )
         self._tasks[task.name] = task
         return task
@@ -109,19 +106,16 @@ def simulate(
 
 def check_simulate(payload: dict[str, Any]) -> None:
     duration = payload.get("duration", 0)
-    if not _is_number(duration) or not 0 <= duration <= MAX_SIMULATED_SECONDS:
+    if not bounds.is_number(duration) or not 0 <= duration <= bounds.MAX_SIMULATED_SECONDS:
         raise InvalidArgument(
-            f"payload.duration must be a number of seconds between 0 and {MAX_SIMULATED_SECONDS:g}, got {duration!r}"
+            f"payload.duration must be {bounds.seconds_form(bounds.MAX_SIMULATED_SECONDS, zero_ok=True)}, "
+            f"got {duration!r}"
         )
     if not isinstance(payload.get("fail_simulation", False), bool):
         raise InvalidArgument(f"payload.fail_simulation must be true or false, got {payload['fail_simulation']!r}")
     rate = payload.get("fail_rate", 0)
-    if not _is_number(rate) or not 0 <= rate <= 1:
+    if not bounds.is_number(rate) or not 0 <= rate <= 1:
         raise InvalidArgument(f"payload.fail_rate must be a probability between 0 and 1, got {rate!r}")
-
-
-def _is_number(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool) and value == value
 
 
 def builtin_tasks() -> list[Task]:

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from queuelab import FakeClock, JobStatus, Queue
+from queuelab import FakeClock, JobStatus, Queue, bounds
 from queuelab.api import TokenBook, create_app
 from queuelab.models import AttemptOutcome
 from queuelab.policy import Complete, DeadLetter, Errored
@@ -74,27 +74,109 @@ def test_the_prototype_flow(client: TestClient, queue: Queue) -> None:
     ("body", "status", "field"),
     [
         ({"payload": {"duration": 1}}, 422, None),
-        ({"user_id": "", "payload": {}}, 422, "user_id"),
         ({"user_id": "a", "payload": [1, 2]}, 422, "payload"),
         ({"user_id": "a", "payload": "text"}, 422, "payload"),
+        ({"user_id": "a", "priority": "high"}, 422, "priority"),
+        ({"user_id": "a", "surprise": 1}, 422, "surprise"),
+        ({"user_id": "", "payload": {}}, 400, "user_id"),
         ({"user_id": "a", "payload": {"duration": -1}}, 400, "payload.duration"),
         ({"user_id": "a", "payload": {"duration": "5"}}, 400, "payload.duration"),
         ({"user_id": "a", "task": "nope"}, 400, "task"),
-        ({"user_id": "a", "priority": 12}, 422, "priority"),
-        ({"user_id": "a", "delay_seconds": -3}, 422, "delay_seconds"),
+        ({"user_id": "a", "priority": 12}, 400, "priority"),
+        ({"user_id": "a", "delay_seconds": -3}, 400, "delay_seconds"),
         ({"user_id": "a", "queue": "bad name!"}, 400, "queue"),
-        ({"user_id": "a", "surprise": 1}, 422, "surprise"),
     ],
 )
 def test_bad_submissions_get_a_4xx_naming_the_field(
     client: TestClient, body: dict[str, Any], status: int, field: str | None
 ) -> None:
+    """422: not the shape (missing, unknown, wrong JSON type); 400: a value out of bounds."""
     response = client.post("/api/submit/", json=body)
     assert response.status_code == status, response.text
     answer = response.json()
+    assert answer["error"] == {400: "bad_request", 422: "invalid_field"}[status]
     assert answer["message"]
     assert answer.get("field") == field or (field is None and "user_id" in answer["message"])
     assert client.get("/api/jobs/").json()["jobs"] == []
+
+
+SUBMIT = [("POST", "/api/submit/", "body"), ("POST", "/api/submit", "body")]
+JOBS = [("GET", "/api/jobs/", "query"), ("GET", "/api/jobs", "query")]
+DLQ = [("GET", "/api/dlq/", "query"), ("POST", "/api/dlq/requeue/", "body")]
+LIMITS = [("PUT", "/api/limits/alice/", "body")]
+NO_SUCH_JOB = "00000000-0000-0000-0000-000000000000"
+
+# (field, a value out of its bounds, every route that takes the field): the bound is checked by
+# pydantic on some, by the library on others (user_id in the path), and the answer is the same.
+OUT_OF_BOUNDS = [
+    ("priority", 12, SUBMIT),
+    ("priority", -1, SUBMIT),
+    ("max_retries", 101, SUBMIT),
+    ("delay_seconds", -3, SUBMIT),
+    ("user_id", "", SUBMIT + JOBS + DLQ[1:]),
+    ("user_id", "u" * 201, [*SUBMIT, *JOBS, *DLQ[1:], ("PUT", "/api/limits/{value}/", "path")]),
+    ("queue", "bad name!", SUBMIT + JOBS + DLQ),
+    ("queue", "q" * 65, SUBMIT + JOBS + DLQ),
+    ("task", "t" * 201, SUBMIT + JOBS + DLQ),
+    ("limit", 0, [*JOBS, ("GET", "/api/dlq/", "query"), ("GET", "/api/scale-events/", "query")]),
+    ("limit", 501, [*JOBS, ("GET", "/api/dlq/", "query"), ("GET", "/api/scale-events/", "query")]),
+    ("status", "SLEEPING", JOBS),
+    ("action", "EXPLODE", [("POST", f"/api/requeue/{NO_SUCH_JOB}/", "body")]),
+    ("max_active", -1, LIMITS),
+    ("max_running", 10**10, LIMITS),
+    ("weight", 1001, LIMITS),
+    ("rate_limit", "often", LIMITS),
+    ("idempotency-key", "k" * 201, [("POST", "/api/submit/", "header")]),
+]
+
+
+def _case_id(value: object) -> str:
+    return f"{len(value)}-routes" if isinstance(value, list) else str(value)[:12]
+
+
+@pytest.mark.parametrize(("field", "value", "routes"), OUT_OF_BOUNDS, ids=_case_id)
+def test_a_field_out_of_bounds_gets_400_naming_it_from_every_route(
+    client: TestClient, field: str, value: Any, routes: list[tuple[str, str, str]]
+) -> None:
+    for method, path, where in routes:
+        response = _send(client, method, path, where, {field: value})
+        answer = response.json()
+        assert (response.status_code, answer["error"], answer.get("field")) == (400, "bad_request", field), answer
+        assert answer["message"].startswith(f"{field} must be"), answer
+    assert client.get("/api/jobs/").json()["jobs"] == []
+    assert client.get("/api/limits/alice/").json()["weight"] == 1
+
+
+def _send(client: TestClient, method: str, path: str, where: str, sent: dict[str, Any]) -> Any:
+    """``sent`` as the body, the query, a header or the path, with whatever else the route needs."""
+    submitting = {"user_id": "a"} if path.startswith("/api/submit") else {}
+    if where == "body":
+        return client.request(method, path, json={**submitting, **sent})
+    if where == "query":
+        return client.request(method, path, params=sent)
+    if where == "header":
+        return client.request(method, path, json=submitting, headers=sent)
+    return client.request(method, path.format(value=next(iter(sent.values()))), json={"weight": 1})
+
+
+def test_the_schema_shows_the_bounds_the_library_enforces(client: TestClient) -> None:
+    schema = client.get("/openapi.json").json()
+    submit = schema["components"]["schemas"]["SubmitRequest"]["properties"]
+    limits = schema["components"]["schemas"]["LimitsRequest"]["properties"]
+
+    def ranged(prop: dict[str, Any]) -> tuple[Any, ...]:
+        (shown,) = [p for p in prop["anyOf"] if p["type"] != "null"]
+        return tuple(shown.get(k) for k in ("minimum", "maximum", "minLength", "maxLength", "pattern"))
+
+    assert ranged(submit["priority"]) == (bounds.PRIORITY_MIN, bounds.PRIORITY_MAX, None, None, None)
+    assert ranged(submit["max_retries"]) == (0, bounds.MAX_RETRIES, None, None, None)
+    assert ranged(submit["delay_seconds"]) == (0, bounds.MAX_DELAY_SECONDS, None, None, None)
+    assert ranged(submit["user_id"]) == (None, None, 1, bounds.MAX_USER_ID_LENGTH, None)
+    assert ranged(submit["queue"]) == (None, None, None, None, bounds.QUEUE_NAME.pattern)
+    assert ranged(limits["weight"]) == (1, bounds.MAX_WEIGHT, None, None, None)
+    assert ranged(limits["max_running"]) == (0, bounds.MAX_COUNT, None, None, None)
+    (limit,) = [p for p in schema["paths"]["/api/jobs/"]["get"]["parameters"] if p["name"] == "limit"]
+    assert (limit["schema"]["minimum"], limit["schema"]["maximum"]) == (1, bounds.MAX_PAGE)
 
 
 def test_malformed_json_wrong_content_and_huge_bodies(client: TestClient) -> None:
@@ -120,7 +202,7 @@ def test_transitions_that_are_not_allowed_are_409(client: TestClient, queue: Que
     assert response.status_code == 409
     assert "RUNNING" in response.json()["message"]
     bad_action = client.post(f"/api/requeue/{job_id}/", json={"action": "EXPLODE"})
-    assert (bad_action.status_code, bad_action.json()["field"]) == (422, "action")
+    assert (bad_action.status_code, bad_action.json()["field"]) == (400, "action")
 
 
 def test_idempotency_key_returns_the_earlier_job(client: TestClient) -> None:
@@ -162,7 +244,7 @@ def test_cursor_pagination_walks_every_job_once(client: TestClient, clock: FakeC
     filtered = client.get("/api/jobs/", params={"user_id": "u1", "status": "PENDING"}).json()["jobs"]
     assert {j["user_id"] for j in filtered} == {"u1"}
     assert client.get("/api/jobs/", params={"cursor": "garbage!"}).status_code == 400
-    assert client.get("/api/jobs/", params={"status": "SLEEPING"}).status_code == 422
+    assert client.get("/api/jobs/", params={"status": "SLEEPING"}).status_code == 400
 
 
 def test_stats_explain_metrics_and_health(client: TestClient, queue: Queue) -> None:
@@ -216,7 +298,7 @@ def test_the_autoscaling_decision_log(client: TestClient, secured: TestClient, q
     assert events[0]["at"].endswith("Z")
     assert len(client.get("/api/scale-events/").json()["events"]) == 2
     too_many = client.get("/api/scale-events/", params={"limit": 501})
-    assert (too_many.status_code, too_many.json()["field"]) == (422, "limit")
+    assert (too_many.status_code, too_many.json()["field"]) == (400, "limit")
     assert secured.get("/api/scale-events/").status_code == 401
     assert len(secured.get("/api/scale-events/", headers=as_(ALICE)).json()["events"]) == 2
 

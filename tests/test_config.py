@@ -8,12 +8,15 @@ for a keyword, ``QUEUELAB_LEASE_SECONDS`` for a variable), the value and the for
 from __future__ import annotations
 
 import re
+from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from queuelab import ConfigError, InvalidArgument, Queue, Settings
+from queuelab.config import _PARSERS
+from queuelab.limits import RateLimit
 
 
 def env_var(name: str) -> str:
@@ -147,3 +150,67 @@ def test_a_sqlite_file_in_a_missing_folder_is_refused_naming_the_folder(tmp_path
     with Queue(url) as q, pytest.raises(ConfigError, match=rf"the folder '{re.escape(str(folder))}' does not exist"):
         q.stats()
     assert not folder.exists()  # nothing was created on the way
+
+
+# -- checked on construction, however a Settings is built -------------------------------
+
+# (keyword, bad value, the form the message must state): the review's examples
+CONSTRUCTED_BADLY = [
+    ("lease_seconds", -1, "a number of seconds > 0 and <= 86400"),
+    ("prefetch", -5, "a whole number between 0 and 10000"),
+    ("database_url", "mysql://x", "an SQLAlchemy URL for SQLite (sqlite:///path.db) or PostgreSQL"),
+    ("poll_interval_seconds", 0, "a number of seconds > 0 and <= 3600"),
+    ("max_retries", 10**9, "a whole number between 0 and 100"),
+    ("max_retries", True, "a whole number between 0 and 100"),
+    ("sqlite_synchronous", "FAST", "one of OFF, NORMAL, FULL, EXTRA"),
+    ("max_running_per_user", -3, "a whole number between 0 and 1000000000"),
+    ("rate_limit", "lots", "N/unit"),
+]
+
+
+@pytest.mark.parametrize(("name", "value", "form"), CONSTRUCTED_BADLY)
+def test_settings_built_directly_are_checked(name: str, value: Any, form: str) -> None:
+    with pytest.raises(ConfigError, match=bad_value_message(name, form, value)):
+        Settings(**{name: value})
+
+
+@pytest.mark.parametrize(("name", "value", "form"), CONSTRUCTED_BADLY)
+def test_settings_changed_are_checked(name: str, value: Any, form: str) -> None:
+    with pytest.raises(ConfigError, match=bad_value_message(name, form, value)):
+        Settings().with_changes(**{name: value})
+
+
+def test_a_queue_given_bad_settings_fails_when_they_are_built_not_at_the_first_task() -> None:
+    with pytest.raises(ConfigError, match=r"^max_retries must be a whole number between 0 and 100, got -3$"):
+        Queue(settings=Settings(max_retries=-3))
+
+
+def test_settings_built_directly_keep_the_parsed_form() -> None:
+    settings = Settings(lease_seconds="12", max_retries="4", sqlite_synchronous="full", rate_limit="60/minute")  # type: ignore[arg-type]
+
+    assert (settings.lease_seconds, settings.max_retries, settings.sqlite_synchronous) == (12.0, 4, "FULL")
+    assert settings.rate_limit == RateLimit(60, 60.0)
+    assert Settings(max_active_per_user=0).max_active_per_user is None  # 0 switches it off
+    loaded = Settings.load(env={}, lease_seconds=12, max_retries=4, sqlite_synchronous="FULL", rate_limit="60/minute")
+    assert settings == loaded
+
+
+def test_every_default_is_valid_as_it_stands() -> None:
+    """__post_init__ skips a field that still holds its default (Settings() stays cheap), so
+    the defaults are checked here: each passes its own parser unchanged."""
+    defaults = Settings()
+    assert {f.name for f in fields(Settings)} == set(_PARSERS)
+    for name, parse in _PARSERS.items():
+        assert parse(name, getattr(defaults, name)) == getattr(defaults, name), name
+
+
+def test_with_changes_refuses_an_unknown_setting() -> None:
+    with pytest.raises(ConfigError, match=r"^unknown setting 'lease_secs'; known settings: "):
+        Settings().with_changes(lease_secs=10)
+
+
+def test_with_changes_keeps_the_other_fields_and_checks_the_new_ones() -> None:
+    base = Settings(lease_seconds=5, prefetch=2)
+    changed = base.with_changes(max_retries="7")
+
+    assert (changed.lease_seconds, changed.prefetch, changed.max_retries) == (5.0, 2, 7)

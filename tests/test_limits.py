@@ -103,8 +103,8 @@ def test_limits_fall_back_from_user_to_defaults_to_settings(make_queue, clock: F
     [
         ("rate_limit", "lots", r"rate_limit must be N/unit .* got 'lots'"),
         ("rate_limit", 5, r"rate_limit must be a string such as '60/minute'"),
-        ("max_running", -1, r"max_running must be a whole number >= 0 .* got -1"),
-        ("max_active", 1.5, r"max_active must be a whole number >= 0 .* got 1.5"),
+        ("max_running", -1, r"max_running must be a whole number between 0 and 1000000000 \(0 switches it off\) .*-1$"),
+        ("max_active", 1.5, r"max_active must be a whole number between 0 and 1000000000 .* got 1\.5$"),
         ("weight", 0, r"weight must be a whole number between 1 and 1000 or None, got 0"),
     ],
 )

@@ -96,7 +96,7 @@ def test_f5_one_ctrl_c_to_a_process_pool_keeps_the_grace_period(sqlite_url: str,
 
 
 def test_f10_prune_refuses_nan(queue: Queue) -> None:
-    with pytest.raises(InvalidArgument, match="older_than must be a non-negative number of seconds, got nan"):
+    with pytest.raises(InvalidArgument, match="older_than must be a number of seconds >= 0, got nan"):
         queue.prune(float("nan"))
 
 

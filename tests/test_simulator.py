@@ -168,10 +168,10 @@ def test_a_minimum_of_zero_can_leave_a_small_backlog_unserved() -> None:
 @pytest.mark.parametrize(
     ("call", "message"),
     [
-        (lambda: steady(0, 10), "rate_per_second must be a positive number, got 0"),
+        (lambda: steady(0, 10), "rate_per_second must be a finite number > 0, got 0"),
         (lambda: burst(0), "jobs must be a whole number >= 1, got 0"),
         (lambda: diurnal(1.0, peak_to_trough=0.5), "peak_to_trough must be >= 1, got 0.5"),
-        (lambda: simulate(burst(1), Fixed(1), PROTOTYPE, tick_seconds=0), "tick_seconds must be a positive number"),
+        (lambda: simulate(burst(1), Fixed(1), PROTOTYPE, tick_seconds=0), "tick_seconds must be a finite number > 0"),
         (lambda: simulate(burst(1), Fixed(1), PROTOTYPE, initial_workers=-1), "initial_workers must be a whole number"),
     ],
 )

@@ -20,18 +20,24 @@ from queuelab.api.metrics import metrics_response
 from queuelab.api.schemas import (
     BulkRequeueRequest,
     CountOut,
+    Cursor,
     ErrorOut,
     ExplanationOut,
+    IdempotencyKey,
     JobOut,
     JobPage,
     LimitsOut,
     LimitsRequest,
+    PageSize,
+    QueueName,
     RequeueRequest,
     ScaleEventOut,
     ScaleEventsOut,
     StatsOut,
     SubmitRequest,
     SubmitResponse,
+    TaskName,
+    UserId,
     WorkerOut,
 )
 from queuelab.limits import UserLimits
@@ -104,7 +110,7 @@ def _job_routes(app: FastAPI, queue: Queue, who: Who) -> None:
         body: SubmitRequest,
         me: Me,
         response: Response,
-        idempotency_key: Annotated[str | None, Header(max_length=200)] = None,
+        idempotency_key: Annotated[IdempotencyKey | None, Header()] = None,
     ) -> SubmitResponse:
         user = _submitter(me, body.user_id)
         key = f"{user}:{idempotency_key}" if idempotency_key else None
@@ -151,11 +157,11 @@ def _job_routes(app: FastAPI, queue: Queue, who: Who) -> None:
     def jobs(
         me: Me,
         status: Annotated[JobStatus | None, Query()] = None,
-        user_id: Annotated[str | None, Query(max_length=200)] = None,
-        queue_name: Annotated[str | None, Query(alias="queue", max_length=64)] = None,
-        task: Annotated[str | None, Query(max_length=200)] = None,
-        limit: Annotated[int, Query(ge=1, le=500)] = 50,
-        cursor: Annotated[str | None, Query(max_length=200)] = None,
+        user_id: Annotated[UserId | None, Query()] = None,
+        queue_name: Annotated[QueueName | None, Query(alias="queue")] = None,
+        task: Annotated[TaskName | None, Query()] = None,
+        limit: Annotated[PageSize, Query()] = 50,
+        cursor: Annotated[Cursor | None, Query()] = None,
     ) -> JobPage:
         owner = _reader(me, user_id)
         where = JobFilter(status, owner, queue_name, task)
@@ -166,10 +172,10 @@ def _job_routes(app: FastAPI, queue: Queue, who: Who) -> None:
     @_both(app, "GET", "/api/dlq/", response_model=JobPage)
     def dlq(
         me: Me,
-        queue_name: Annotated[str | None, Query(alias="queue", max_length=64)] = None,
-        task: Annotated[str | None, Query(max_length=200)] = None,
-        limit: Annotated[int, Query(ge=1, le=500)] = 50,
-        cursor: Annotated[str | None, Query(max_length=200)] = None,
+        queue_name: Annotated[QueueName | None, Query(alias="queue")] = None,
+        task: Annotated[TaskName | None, Query()] = None,
+        limit: Annotated[PageSize, Query()] = 50,
+        cursor: Annotated[Cursor | None, Query()] = None,
     ) -> JobPage:
         page: JobPage = jobs(me, JobStatus.FAILED, None, queue_name, task, limit, cursor)
         return page
@@ -226,7 +232,7 @@ def _service_routes(app: FastAPI, queue: Queue, who: Who) -> None:
         )
 
     @_both(app, "GET", "/api/scale-events/", response_model=ScaleEventsOut)
-    def scale_events(me: Me, limit: Annotated[int, Query(ge=1, le=500)] = 50) -> ScaleEventsOut:
+    def scale_events(me: Me, limit: Annotated[PageSize, Query()] = 50) -> ScaleEventsOut:
         return ScaleEventsOut(events=[ScaleEventOut.of(e) for e in queue.scale_events(limit)])
 
     @app.get("/metrics", include_in_schema=False)

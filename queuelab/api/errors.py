@@ -1,10 +1,15 @@
 """Every error the API returns is JSON with a code and a message a person can act on:
-library exceptions map to 4xx (503 for the database), never to a bare 500."""
+library exceptions map to 4xx (503 for the database), never to a bare 500.
+
+A bad field is 422 when the request is not the schema's shape and 400 when a value of the
+right type is out of bounds, whichever layer (pydantic or the library) catches it; the rule
+is written out in :mod:`queuelab.api.schemas`."""
 
 from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Sequence
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -25,6 +30,24 @@ from queuelab.errors import (
 log = logging.getLogger("queuelab.api")
 
 QUOTA_RETRY_AFTER_SECONDS = 5
+
+# pydantic's error types for a value of the right JSON type that breaks a bound the schema
+# declares (from queuelab.bounds), with what is allowed in words: answered 400, like the
+# library's own checks of the same bounds. Every other type is the request's shape: 422.
+OUT_OF_BOUNDS = {
+    "greater_than": "> {gt}",
+    "greater_than_equal": ">= {ge}",
+    "less_than": "< {lt}",
+    "less_than_equal": "<= {le}",
+    "finite_number": "a finite number",
+    "string_too_short": "a string of at least {min_length} character(s)",
+    "string_too_long": "a string of at most {max_length} characters",
+    "string_pattern_mismatch": "a string matching {pattern}",
+    "string_unicode": "valid Unicode text (no lone surrogates)",
+    "literal_error": "{expected}",
+    "enum": "{expected}",
+}
+SHOWN_CHARACTERS = 60  # of a bad value, in a message
 
 
 class ApiError(Exception):
@@ -47,16 +70,7 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
-        problems = exc.errors()
-        if any(p.get("type") == "json_invalid" for p in problems):
-            return error(400, "malformed_json", "the request body is not valid JSON")
-        first = problems[0] if problems else {}
-        if tuple(first.get("loc", ())) == ("body",) and first.get("type") == "missing":
-            return error(400, "malformed_json", "the request body is empty; send a JSON object")
-        where = [str(part) for part in first.get("loc", ()) if part not in ("body", "query", "path")]
-        field = ".".join(where) or None
-        message = f"{field}: {first.get('msg', 'invalid')}" if field else str(first.get("msg", "invalid request"))
-        return error(422, "invalid_field", message, field)
+        return _invalid(exc.errors())
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
@@ -102,6 +116,45 @@ def install(app: FastAPI) -> None:
     async def unexpected(_: Request, exc: Exception) -> JSONResponse:
         log.exception("unexpected error")
         return error(500, "internal_error", "an unexpected error occurred; it has been logged")
+
+
+def _invalid(problems: Sequence[Any]) -> JSONResponse:
+    """pydantic's answer, in ours: not JSON 400; out of bounds 400; not the shape 422."""
+    if any(p.get("type") == "json_invalid" for p in problems):
+        return error(400, "malformed_json", "the request body is not valid JSON")
+    first = problems[0] if problems else {}
+    if tuple(first.get("loc", ())) == ("body",) and first.get("type") == "missing":
+        return error(400, "malformed_json", "the request body is empty; send a JSON object")
+    shape = [p for p in problems if p.get("type") not in OUT_OF_BOUNDS]
+    if problems and not shape:
+        field = _field_at(first)
+        return error(400, "bad_request", _out_of_bounds(field, first), field)
+    problem = shape[0] if shape else {}
+    field = _field_at(problem)
+    message = f"{field}: {problem.get('msg', 'invalid')}" if field else str(problem.get("msg", "invalid request"))
+    return error(422, "invalid_field", message, field)
+
+
+def _field_at(problem: Any) -> str | None:
+    where = [str(part) for part in problem.get("loc", ()) if part not in ("body", "query", "path", "header")]
+    return ".".join(where) or None
+
+
+def _out_of_bounds(field: str | None, problem: Any) -> str:
+    """The house form: 'priority must be <= 9, got 12'."""
+    try:
+        allowed = OUT_OF_BOUNDS[problem["type"]].format(**problem.get("ctx", {}))
+    except (KeyError, IndexError):
+        allowed = str(problem.get("msg", "allowed"))
+    return f"{field or 'the request'} must be {allowed}, got {_shown(problem.get('input'))}"
+
+
+def _shown(value: object) -> str:
+    text = repr(value)
+    if len(text) <= SHOWN_CHARACTERS:
+        return text
+    size = f" ({len(value)} characters)" if isinstance(value, str) else ""
+    return f"{text[:SHOWN_CHARACTERS]}...{size}"
 
 
 def _field_of(message: str) -> str | None:

@@ -1,16 +1,39 @@
-"""Request and response bodies of the HTTP API (its OpenAPI schema comes from these)."""
+"""Request and response bodies of the HTTP API (its OpenAPI schema comes from these).
+
+How a bad field is answered, on every route (body, query, path or header alike):
+
+- **422 invalid_field**: the request is not the shape the schema describes: a field missing
+  or unknown, or a value of the wrong JSON type (a list where an object goes, text where a
+  number goes). Only pydantic sees these.
+- **400 bad_request**: a value of the right type that is not allowed: out of range, too
+  long, not matching the pattern, not one of the choices, or refused by the library's own
+  checks. The bounds are :mod:`queuelab.bounds`, the ones the library enforces; declaring
+  them here too (``Field(ge=bounds.X, le=bounds.Y)``) puts them in the OpenAPI schema, and
+  ``queuelab.api.errors`` answers pydantic's bound errors with 400 like the library's, so
+  which layer catches a bad value never changes the status.
+
+Both name the field in the JSON error's ``field``.
+"""
 
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from queuelab.limits import MAX_LIMIT
+from queuelab import bounds
 from queuelab.models import Attempt, Job
 from queuelab.store.scaling import ScaleEvent
-from queuelab.submission import MAX_DELAY_SECONDS, MAX_RETRIES_LIMIT, MAX_USER_ID_LENGTH
+
+# A field that appears on more than one route (in a body, a query string or a header) has
+# one type, so one set of bounds, wherever it appears.
+UserId = Annotated[str, Field(min_length=1, max_length=bounds.MAX_USER_ID_LENGTH)]
+QueueName = Annotated[str, Field(pattern=bounds.QUEUE_NAME.pattern)]
+TaskName = Annotated[str, Field(min_length=1, max_length=bounds.MAX_TASK_NAME_LENGTH)]
+PageSize = Annotated[int, Field(ge=1, le=bounds.MAX_PAGE)]
+Cursor = Annotated[str, Field(max_length=bounds.MAX_CURSOR_LENGTH)]
+IdempotencyKey = Annotated[str, Field(min_length=1, max_length=bounds.MAX_IDEMPOTENCY_KEY_LENGTH)]
 
 Status = Literal["PENDING", "RUNNING", "COMPLETED", "FAILED", "CANCELLED"]
 
@@ -18,15 +41,13 @@ Status = Literal["PENDING", "RUNNING", "COMPLETED", "FAILED", "CANCELLED"]
 class SubmitRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    user_id: str | None = Field(
-        None, min_length=1, max_length=MAX_USER_ID_LENGTH, description="required unless the bearer token names the user"
-    )
+    user_id: UserId | None = Field(None, description="required unless the bearer token names the user")
     payload: dict[str, Any] = Field(default_factory=dict, description="a JSON object, the task's arguments")
-    task: str = Field("simulate", min_length=1, max_length=200)
-    queue: str | None = Field(None, min_length=1, max_length=64)
-    priority: int | None = Field(None, ge=0, le=9)
-    max_retries: int | None = Field(None, ge=0, le=MAX_RETRIES_LIMIT)
-    delay_seconds: float | None = Field(None, ge=0, le=MAX_DELAY_SECONDS)
+    task: TaskName = "simulate"
+    queue: QueueName | None = None
+    priority: int | None = Field(None, ge=bounds.PRIORITY_MIN, le=bounds.PRIORITY_MAX, description="higher runs first")
+    max_retries: int | None = Field(None, ge=0, le=bounds.MAX_RETRIES)
+    delay_seconds: float | None = Field(None, ge=0, le=bounds.MAX_DELAY_SECONDS)
 
 
 class RequeueRequest(BaseModel):
@@ -38,9 +59,9 @@ class RequeueRequest(BaseModel):
 class BulkRequeueRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    queue: str | None = None
-    task: str | None = None
-    user_id: str | None = None
+    queue: QueueName | None = None
+    task: TaskName | None = None
+    user_id: UserId | None = None
 
 
 class LimitsRequest(BaseModel):
@@ -49,9 +70,9 @@ class LimitsRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     rate_limit: str | None = Field(None, description="e.g. 60/minute; 'none' switches it off")
-    max_active: int | None = Field(None, ge=0, le=MAX_LIMIT)
-    max_running: int | None = Field(None, ge=0, le=MAX_LIMIT)
-    weight: int | None = Field(None, ge=1, le=1000)
+    max_active: int | None = Field(None, ge=0, le=bounds.MAX_COUNT, description="0 switches it off")
+    max_running: int | None = Field(None, ge=0, le=bounds.MAX_COUNT, description="0 switches it off")
+    weight: int | None = Field(None, ge=1, le=bounds.MAX_WEIGHT)
 
 
 class AttemptOut(BaseModel):
