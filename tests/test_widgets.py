@@ -152,6 +152,8 @@ def test_the_autoscaler_log_shows_in_the_panel(panel: ControlPanel) -> None:
     for _ in range(30):
         panel.q.submit("simulate", {"duration": 0.2}, user_id="<b>bold</b>")
     policy = ScalePolicy(min_workers=1, max_workers=4, scale_up_backlog=5, cooldown_seconds=0)
-    Autoscaler(panel.q.runtime, panel.pool, policy).tick()
+    scaler = Autoscaler(panel.q.runtime, panel.pool, policy)
+    scaler.run_tick()
+    assert scaler.errors == 0
     wait_until(lambda: "→" in panel.scale_log.value, timeout=10, what="the decision in the panel")
     assert "runnable backlog" in panel.scale_log.value
