@@ -1,10 +1,13 @@
 """The autoscaling policy: metrics in, a target worker count out, with the reason.
 
-Pure: no clock reads, no I/O. The defaults are the prototype's conceptual plan (scale up
-by 1-2 workers while more than 10 jobs wait and workers < 50; scale down by 1 after 5
-minutes with nothing to do), scaled on the *runnable* backlog: jobs waiting for a future
+The policy is pure: no clock reads, no I/O. The defaults are the prototype's conceptual plan
+(scale up by 1-2 workers while more than 10 jobs wait and workers < 50; scale down by 1 after
+5 minutes with nothing to do), scaled on the *runnable* backlog: jobs waiting for a future
 ``run_at``, a retry backoff or a user's running quota are not demand more workers can serve.
 A cooldown after every change and the idle window stop the pool from flapping.
+
+:class:`Autoscaler` is the thin loop around it: each ``tick(now, mono)`` measures the store,
+asks the policy and resizes a local pool.
 """
 
 from __future__ import annotations
@@ -13,13 +16,12 @@ import logging
 import math
 import os
 import socket
-import threading
-import time
 import uuid
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
-from queuelab.errors import InvalidArgument, StoreError
+from queuelab.errors import InvalidArgument
+from queuelab.looper import Looper
 from queuelab.store.reports import runnable_backlog
 from queuelab.store.scaling import ScaleEvent, ScaleLog
 
@@ -103,7 +105,7 @@ class Resizable(Protocol):
     def resize(self, n: int) -> None: ...
 
 
-class Autoscaler:
+class Autoscaler(Looper):
     """Applies :func:`decide_scale` to a local pool every ``tick_seconds``, in a thread.
 
     Scaling down is graceful: a process pool sends SIGTERM to the surplus worker, which
@@ -115,59 +117,42 @@ class Autoscaler:
             raise InvalidArgument(
                 f"min_workers must be at least 1 for a local pool (it cannot run 0 workers), got {policy.min_workers}"
             )
-        self.runtime, self.pool, self.policy, self.tick_seconds = runtime, pool, policy, tick_seconds
+        super().__init__("queuelab-autoscaler", every=tick_seconds, clock=runtime.clock)
+        self.runtime, self.pool, self.policy = runtime, pool, policy
         self.hostname = socket.gethostname()
         self.id = f"{self.hostname}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self.decisions: list[ScaleEvent] = []  # every change this autoscaler made, as stored
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._loop, name="queuelab-autoscaler", daemon=True)
-        self._idle_since: float | None = None
-        self._changed_at = -math.inf  # starting is not a change: no cooldown before the first one
+        self.last: ScaleDecision | None = None  # the latest tick's decision, change or not
+        self._idle_since: float | None = None  # monotonic
+        self._changed_at = -math.inf  # monotonic; starting is not a change: no cooldown before the first one
 
-    def start(self) -> Autoscaler:
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._thread.join(timeout=10)
-
-    def _loop(self) -> None:
-        while not self._stop.wait(self.tick_seconds):
-            try:
-                self.tick()
-            except StoreError as exc:
-                log.error("autoscaler tick failed, will retry: %s", exc)
-            except Exception:  # the loop must outlive any bug, or the pool stops scaling
-                log.exception("autoscaler tick failed unexpectedly, will retry")
-
-    def tick(self) -> ScaleDecision:
-        now = time.monotonic()
-        backlog = sum(runnable_backlog(self.runtime.db, self.runtime.clock.now()).values())
+    def tick(self, now: float, mono: float) -> None:
+        """Measure, decide, and resize the pool if the decision says so. ``now`` (epoch
+        seconds) decides which jobs are due; ``mono`` times the idle window and the cooldown."""
+        backlog = sum(runnable_backlog(self.runtime.db, now).values())
         running = running_jobs(self.runtime)
         if backlog or running:
             self._idle_since = None
         elif self._idle_since is None:
-            self._idle_since = now
+            self._idle_since = mono
         current = self.pool.size
         metrics = ScaleMetrics(
             runnable_backlog=backlog,
             running=running,
             workers=current,
-            idle_for_seconds=0.0 if self._idle_since is None else now - self._idle_since,
-            since_last_change_seconds=now - self._changed_at,
+            idle_for_seconds=0.0 if self._idle_since is None else mono - self._idle_since,
+            since_last_change_seconds=mono - self._changed_at,
         )
-        decision = decide_scale(metrics, self.policy)
+        self.last = decision = decide_scale(metrics, self.policy)
         if decision.changes(current):
             log.info("autoscale %d -> %d workers: %s", current, decision.workers, decision.reason)
             self.pool.resize(decision.workers)
-            self._changed_at = now
-            self._record(metrics, decision)
-        return decision
+            self._changed_at = mono
+            self._record(now, metrics, decision)
 
-    def _record(self, metrics: ScaleMetrics, decision: ScaleDecision) -> None:
+    def _record(self, now: float, metrics: ScaleMetrics, decision: ScaleDecision) -> None:
         event = ScaleLog(self.runtime.db).record(
-            at=self.runtime.clock.now(),
+            at=now,
             pool_id=self.id,
             hostname=self.hostname,
             backlog=metrics.runnable_backlog,

@@ -17,12 +17,13 @@ import time
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Self
 
 from queuelab import stats
 from queuelab.autoscale import Autoscaler, ScalePolicy
 from queuelab.errors import InvalidArgument, QuotaExceeded, RateLimited
 from queuelab.load import Load, plan
+from queuelab.looper import Looper
 from queuelab.models import Job
 from queuelab.pool import Mode, Pool, check_pool_args
 from queuelab.queue import Queue
@@ -140,9 +141,8 @@ def _run(
     pool = q.worker(workers, mode, queues=[lab_queue], prefetch=prefetch).start()
     _wait_ready(q, lab_queue, workers if mode == "process" else 1, time_limit)
     scaler = None if scaling is None else Autoscaler(q.runtime, pool, scaling[0], tick_seconds=scaling[1]).start()
-    sampler = Sampler(q, lab_queue, pool, sample_every)
     origin, started = q.runtime.clock.now(), time.monotonic()  # one instant: the plan's time zero
-    sampler.start(origin)
+    sampler = Sampler(q, lab_queue, pool, sample_every, origin).start()
     bar = tqdm(total=len(arrivals), desc=name, unit="job", disable=not progress, leave=False)
     try:
         feeder = Feeder(q, lab_queue, arrivals, max_retries)
@@ -248,40 +248,33 @@ class Feeder:
         self.submitted += len(ks)
 
 
-class Sampler:
-    """Counts the experiment's jobs by status every ``every`` seconds, in a thread."""
+class Sampler(Looper):
+    """Counts the experiment's jobs by status at start, every ``every`` seconds, and at stop.
+    Times are seconds from ``origin`` (epoch seconds, the experiment's time zero)."""
 
-    def __init__(self, q: Queue, queue: str, pool: Pool, every: float) -> None:
-        self.q, self.queue, self.pool, self.every = q, queue, pool, every
+    def __init__(self, q: Queue, queue: str, pool: Pool, every: float, origin: float) -> None:
+        super().__init__("queuelab-lab-sampler", every=every, clock=q.runtime.clock)
+        self.q, self.queue, self.pool, self.origin = q, queue, pool, origin
         self.rows: list[dict[str, float]] = []
         self.finished = 0
         self._changed = threading.Condition()
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._loop, name="queuelab-lab-sampler", daemon=True)
-        self._origin = 0.0
 
-    def start(self, origin: float) -> None:
-        self._origin = origin
-        self._thread.start()
+    def start(self) -> Self:
+        self.run_tick()  # the state at time zero
+        return super().start()
 
-    def stop(self) -> None:
-        self._stop.set()
-        self._thread.join()
-        self._sample()  # the final state
+    def stop(self, timeout: float | None = None) -> None:
+        super().stop(timeout)
+        self.run_tick()  # the final state
 
     def wait_finished(self, count: int, timeout: float) -> bool:
         with self._changed:
             return self._changed.wait_for(lambda: self.finished >= count, timeout)
 
-    def _loop(self) -> None:
-        while True:
-            self._sample()
-            if self._stop.wait(self.every):
-                return
-
-    def _sample(self) -> None:
+    def tick(self, now: float, mono: float) -> None:
+        """Append one sample, taken at ``now``."""
         counts = status_counts(self.q.runtime.db, self.queue)
-        row = {"time": self.q.runtime.clock.now() - self._origin, "workers": float(self.pool.size)}
+        row = {"time": now - self.origin, "workers": float(self.pool.size)}
         row.update({s.lower(): float(counts.get(s, 0)) for s in ("PENDING", "RUNNING", "COMPLETED", "FAILED")})
         self.rows.append(row)
         with self._changed:

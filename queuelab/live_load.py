@@ -1,26 +1,29 @@
 """A load generator whose knobs can be turned while it runs: Poisson arrivals of ``simulate``
 jobs at ``rate`` per second, spread over ``users`` users, each running about ``duration``
 seconds and failing with probability ``fail_rate`` per attempt. The control panel drives
-it; a notebook can too."""
+it; a notebook can too. A failed submit is logged (``errors`` counts them) and the load
+goes on after a pause."""
 
 from __future__ import annotations
 
-import logging
+import math
 import random
-import threading
 import time
 
 from queuelab.errors import InvalidArgument, QueuelabError, QuotaExceeded, RateLimited
+from queuelab.looper import Looper
 from queuelab.queue import Queue
 from queuelab.submission import Submission
 
-log = logging.getLogger("queuelab.live_load")
-
 MAX_RATE = 10_000.0
-MAX_BATCH = 200
+MAX_BATCH = 200  # arrivals submitted by one tick at most: a loop that falls behind catches up over several
+MAX_WAIT_SECONDS = 0.1  # between ticks, at most: a knob turned takes effect within this
+ERROR_PAUSE_SECONDS = 0.5  # after a failed submit
 
 
-class LoadGenerator:
+class LoadGenerator(Looper):
+    """Each tick submits the arrivals due by then, drawn with the knobs as they are now."""
+
     def __init__(
         self,
         q: Queue,
@@ -32,16 +35,15 @@ class LoadGenerator:
         queue: str = "default",
         seed: int | None = None,
     ) -> None:
+        super().__init__("queuelab-load", every=MAX_WAIT_SECONDS, clock=q.runtime.clock)
         self.q, self.queue = q, queue
         self.rate, self.users, self.fail_rate, self.duration = rate, users, fail_rate, duration
         self.check()
         self.submitted = 0
         self.refused = 0
-        self.errors = 0
-        self.last_error: str | None = None
         self._rng = random.Random(seed)
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._due: float | None = None  # monotonic time of the next arrival (None: the first tick's)
+        self._paused_until = -math.inf  # monotonic: after a failed submit, give the database a moment
 
     def check(self) -> None:
         """Raise :class:`InvalidArgument` if a knob is out of range."""
@@ -54,37 +56,33 @@ class LoadGenerator:
         if not 0 <= self.duration <= 3600:
             raise InvalidArgument(f"duration must be between 0 and 3600 seconds, got {self.duration!r}")
 
-    @property
-    def running(self) -> bool:
-        return self._thread is not None and self._thread.is_alive()
-
-    def start(self) -> LoadGenerator:
-        if self.running:
-            return self
-        self.check()
-        self._stop.clear()
-        self._thread = threading.Thread(target=self._loop, name="queuelab-load", daemon=True)
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join()
-        self._thread = None
-
-    def _loop(self) -> None:
-        due = time.monotonic()
-        while not self._stop.is_set():
+    def tick(self, now: float, mono: float) -> None:
+        """Submit the arrivals due by ``mono`` (at most :data:`MAX_BATCH`; the rest next tick).
+        A failure (the database went away, say) raises for the loop to log, and pauses it."""
+        try:
             self.check()  # a knob may have been turned
-            now = time.monotonic()
+            due = mono if self._due is None else self._due
             batch = 0
-            while due <= now and batch < MAX_BATCH:
+            while due <= mono and batch < MAX_BATCH:
                 due += self._rng.expovariate(self.rate)
                 batch += 1
-            if batch:
-                self._submit(batch)
-            self._stop.wait(max(0.0, min(0.1, due - time.monotonic())))
+            self._due = due
+            self._submit(batch)
+        except QueuelabError:
+            self._paused_until = mono + ERROR_PAUSE_SECONDS
+            raise
+
+    def interval(self) -> float:
+        return self.wait_at(time.monotonic())
+
+    def wait_at(self, mono: float) -> float:
+        """Seconds from ``mono`` to the next tick: to the next arrival, but at most ``every``
+        (so a turned knob takes effect soon), or to the end of the pause after a failure."""
+        if mono < self._paused_until:
+            return self._paused_until - mono
+        if self._due is None:
+            return 0.0
+        return max(0.0, min(self.every, self._due - mono))
 
     def _submission(self) -> Submission:
         payload = {"duration": round(self._rng.expovariate(1 / self.duration), 6) if self.duration else 0.0}
@@ -100,9 +98,3 @@ class LoadGenerator:
                 self.submitted += 1
             except (RateLimited, QuotaExceeded):
                 self.refused += 1
-            except QueuelabError as exc:  # the database went away, say: keep trying, say why
-                self.errors += 1
-                self.last_error = str(exc)
-                log.warning("load generator could not submit: %s", exc)
-                self._stop.wait(0.5)
-                return

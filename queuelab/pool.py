@@ -1,13 +1,13 @@
 """Worker pools: threads in this process, or supervised worker processes.
 
 A process pool's children each run a one-slot :class:`~queuelab.worker.Worker`. The
-supervisor restarts a child that dies (a crash, or a job killed for its timeout), and on
-stop sends SIGTERM so each child finishes or releases its job and exits 0.
+:class:`~queuelab.supervisor.Supervisor` restarts a child that dies (a crash, or a job killed
+for its timeout), and on stop the pool sends SIGTERM so each child finishes or releases its
+job and exits 0.
 """
 
 from __future__ import annotations
 
-import contextlib
 import importlib
 import logging
 import multiprocessing as mp
@@ -26,6 +26,7 @@ from queuelab import bounds
 from queuelab.config import Settings
 from queuelab.errors import InvalidArgument
 from queuelab.runtime import Runtime
+from queuelab.supervisor import Supervisor, terminate
 from queuelab.tasks import Task
 from queuelab.worker import Worker
 
@@ -142,49 +143,43 @@ class ProcessPool(Pool):
         self.queues = tuple(queues) if queues else None
         self._custom = [t for t in runtime.tasks if t.name != "simulate"]
         self._ctx: Any = mp.get_context(start_method or _start_method(self._custom))
-        self._children: list[BaseProcess | _Placeholder] = []
         self._stopping = threading.Event()
-        self._lock = threading.Lock()
-        self._monitor = threading.Thread(target=self._supervise, name="queuelab-supervisor", daemon=True)
-        self.restarts = 0
-        self._started: dict[int, float] = {}  # id(child) -> monotonic start
-        self._quick_deaths = 0  # children in a row that died soon after starting
-        self._next_spawn = 0.0
+        self._started = False
+        self.supervisor = Supervisor(self._spawn)
 
     @property
     def size(self) -> int:
         return self.target
 
+    @property
+    def restarts(self) -> int:
+        """Children that died and were replaced (or wait to be)."""
+        return self.supervisor.restarts
+
     def pids(self) -> list[int]:
-        with self._lock:
-            return [c.pid for c in self._children if c.pid is not None and c.is_alive()]
+        return self.supervisor.pids()
 
     def start(self) -> ProcessPool:
         _ = self.runtime.db  # create the schema once, before the children race to do it
-        with self._lock:
-            for _ in range(self.target):
-                self._spawn()
-        self._monitor.start()
+        self._started = True
+        self.supervisor.resize(self.target, time.monotonic())
+        self.supervisor.start()
         return self
 
     def resize(self, n: int) -> None:
-        """``n`` worker processes from now on; a removed one gets SIGTERM and finishes or
-        releases its job (no attempt spent)."""
+        """``n`` worker processes from now on (before :meth:`start`: the pool starts with
+        ``n``); a removed one gets SIGTERM and finishes or releases its job (no attempt spent)."""
         check_pool_args(n, "process")
-        with self._lock:
-            self.target = n
-            while len(self._children) > n:
-                child = self._children.pop()
-                _terminate(child)
-            while len(self._children) < n:
-                self._spawn()
+        self.target = n
+        if self._started:
+            self.supervisor.resize(n, time.monotonic())
 
     def stop(self) -> None:
         self._stopping.set()
-        with self._lock:  # a slot waiting out a restart back-off has no process to stop
-            children = [child for child in self._children if not isinstance(child, _Placeholder)]
+        self.supervisor.stop()  # from here on no child is restarted, and none started by resize()
+        children = self.supervisor.children()
         for child in children:
-            _terminate(child)
+            terminate(child)
         deadline = time.monotonic() + self.runtime.settings.shutdown_grace_seconds + 10.0
         for child in children:
             child.join(max(0.0, deadline - time.monotonic()))
@@ -192,8 +187,6 @@ class ProcessPool(Pool):
                 log.error("worker process %s did not stop in time; killing it", child.pid)
                 child.kill()
                 child.join()
-        if self._monitor.is_alive():
-            self._monitor.join()
 
     def request_stop(self) -> None:
         """Make :meth:`wait` return (safe to call from a signal handler)."""
@@ -203,7 +196,8 @@ class ProcessPool(Pool):
         while not self._stopping.is_set():
             self._stopping.wait(0.2)
 
-    def _spawn(self) -> None:
+    def _spawn(self) -> BaseProcess:
+        """Start one worker process (the supervisor's ``spawn``)."""
         if self._ctx.get_start_method() == "fork":
             args: tuple[object, ...] = (None, self._settings, tuple(self._custom), self.queues)
         else:
@@ -214,67 +208,9 @@ class ProcessPool(Pool):
                 logging.getLogger().getEffectiveLevel(),
             )
             args = (spec, None, None, None)
-        child = self._ctx.Process(target=_child_main, args=args, name="queuelab-worker", daemon=False)
+        child: BaseProcess = self._ctx.Process(target=_child_main, args=args, name="queuelab-worker", daemon=False)
         child.start()
-        self._started[id(child)] = time.monotonic()
-        self._children.append(child)
-
-    def _supervise(self) -> None:
-        """Replace children that die; back off while they keep dying at start-up (say, the
-        database is down), so a crash loop does not eat the machine."""
-        while not self._stopping.wait(0.2):
-            with self._lock:
-                for i, child in enumerate(self._children):
-                    if child.is_alive() or self._stopping.is_set() or time.monotonic() < self._next_spawn:
-                        continue
-                    lived = time.monotonic() - self._started.pop(id(child), 0.0)
-                    self._quick_deaths = self._quick_deaths + 1 if lived < QUICK_DEATH_SECONDS else 0
-                    delay = min(MAX_RESTART_DELAY, 0.5 * 2 ** (self._quick_deaths - 1)) if self._quick_deaths else 0.0
-                    log.warning(
-                        "worker process %s exited with code %s after %.1fs; starting another%s",
-                        child.pid,
-                        child.exitcode,
-                        lived,
-                        f" in {delay:.1f}s" if delay else "",
-                    )
-                    self.restarts += 1
-                    self._children.pop(i)
-                    self._next_spawn = time.monotonic() + delay
-                    self._children.insert(i, _Placeholder())
-                    break
-                self._spawn_due()
-
-    def _spawn_due(self) -> None:
-        if time.monotonic() < self._next_spawn:
-            return
-        for i, child in enumerate(self._children):
-            if isinstance(child, _Placeholder):
-                self._children.pop(i)
-                self._spawn()
-                return
-
-
-class _Placeholder:
-    """A slot whose process will be started again after a back-off."""
-
-    pid = None
-    exitcode = None
-
-    def is_alive(self) -> bool:
-        return True
-
-    def terminate(self) -> None:
-        pass
-
-    def kill(self) -> None:
-        pass
-
-    def join(self, timeout: float | None = None) -> None:
-        pass
-
-
-QUICK_DEATH_SECONDS = 5.0
-MAX_RESTART_DELAY = 30.0
+        return child
 
 
 def on_signals(handler: Callable[[], None], *signals: signal.Signals) -> None:
@@ -283,12 +219,6 @@ def on_signals(handler: Callable[[], None], *signals: signal.Signals) -> None:
     (inside ``Event.clear()``), and a non-reentrant lock taken twice hangs forever."""
     for sig in signals:
         signal.signal(sig, lambda *_: threading.Thread(target=handler, name="queuelab-signal", daemon=True).start())
-
-
-def _terminate(child: BaseProcess | _Placeholder) -> None:
-    if child.is_alive() and child.pid is not None:
-        with contextlib.suppress(ProcessLookupError):
-            child.terminate()  # SIGTERM: the child drains gracefully
 
 
 def _ref(task: Task) -> tuple[str, str, str]:

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import html
 import io
-import logging
 import os
 import threading
 from collections.abc import Sequence
@@ -26,12 +25,11 @@ from queuelab.config import MAX_PREFETCH
 from queuelab.errors import QueuelabError
 from queuelab.limits import UserLimits, rate_enabled
 from queuelab.live_load import LoadGenerator
+from queuelab.looper import Looper
 from queuelab.models import JobStatus
 from queuelab.pool import Pool
 from queuelab.queue import Queue
 from queuelab.store.reports import completed_series
-
-log = logging.getLogger("queuelab.widgets")
 
 STATUSES = [s.value for s in JobStatus]
 DLQ_ROWS = 200
@@ -53,8 +51,6 @@ class ControlPanel:
         self.pool: Pool | None = None
         self.load: LoadGenerator | None = None
         self._lock = threading.RLock()
-        self._stop = threading.Event()
-        self.refresh_seconds = refresh_seconds
         self.refreshes = 0
 
         urls = list(dict.fromkeys([q.settings.database_url, *databases, *_configured_databases()]))
@@ -105,8 +101,7 @@ class ControlPanel:
         self.widget = self._layout()
         self._show_limits()
         self.refresh()
-        self._thread = threading.Thread(target=self._refresh_loop, name="queuelab-panel", daemon=True)
-        self._thread.start()
+        self.refresher = Refresher(self, refresh_seconds).start()
 
     # -- layout and wiring --------------------------------------------------------------------
 
@@ -250,21 +245,19 @@ class ControlPanel:
 
     # -- refresh ------------------------------------------------------------------------------
 
-    def _refresh_loop(self) -> None:
-        while not self._stop.wait(self.refresh_seconds):
-            try:
-                self.refresh()
-            except Exception:  # the loop must outlive a bad moment (a database restart, say)
-                log.exception("control panel refresh failed")
-
     def refresh(self) -> None:
-        """Read the queue once and update every live widget."""
+        """Read the queue once and update every live widget. Under the panel's lock from
+        the read to the last widget: a refresh that read before an action cannot overwrite
+        the widgets after the action's own refresh."""
         with self._lock:
-            q, pool, load = self.q, self.pool, self.load
-            stats = q.stats()
-            series = completed_series(q.runtime.db, q.runtime.clock.now(), THROUGHPUT_SECONDS)
-            dead = q.dlq(limit=DLQ_ROWS)
-            events = _scale_events(q)
+            self._refresh()
+
+    def _refresh(self) -> None:
+        q, pool, load = self.q, self.pool, self.load
+        stats = q.stats()
+        series = completed_series(q.runtime.db, q.runtime.clock.now(), THROUGHPUT_SECONDS)
+        dead = q.dlq(limit=DLQ_ROWS)
+        events = _scale_events(q)
         for status, label in self.counts.items():
             label.value = f"{status.lower()}: <b>{stats.by_status.get(status, 0)}</b>"
         self.workers_info.value = (
@@ -293,8 +286,7 @@ class ControlPanel:
 
     def close(self) -> None:
         """Stop the refresh, the load and the pool (and close the queue if the panel opened it)."""
-        self._stop.set()
-        self._thread.join()
+        self.refresher.stop()
         with self._lock:
             self.stop_generator()
             self.stop_workers()
@@ -309,6 +301,18 @@ class ControlPanel:
 
     def __repr__(self) -> str:
         return f"<ControlPanel on {self.q!r}>"
+
+
+class Refresher(Looper):
+    """Refreshes the panel every ``every`` seconds. A tick reads the time of the panel's
+    queue, not the times it is given: the panel can be switched to another database."""
+
+    def __init__(self, panel: ControlPanel, every: float) -> None:
+        super().__init__("queuelab-panel", every=every)
+        self.panel = panel
+
+    def tick(self, now: float, mono: float) -> None:
+        self.panel.refresh()
 
 
 def control_panel(q: Queue, **options: Any) -> ControlPanel:

@@ -1,4 +1,5 @@
-"""The autoscaling policy as a table of cases (pure; no workers, no clock)."""
+"""The autoscaling policy as a table of cases (pure; no workers, no clock), and the loop that
+applies it, ticked with the times the test chooses."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from datetime import UTC, datetime
 import pytest
 
 from queuelab import FakeClock, InvalidArgument, Queue
-from queuelab.autoscale import Autoscaler, ScaleMetrics, ScalePolicy, decide_scale
+from queuelab.autoscale import Autoscaler, ScaleDecision, ScaleMetrics, ScalePolicy, decide_scale
 from queuelab.submission import Submission
 
 PROTOTYPE = ScalePolicy()  # min 1, max 50, up above 10, down after 300 s idle, cooldown 30 s
@@ -121,13 +122,20 @@ def test_a_real_process_pool_scales_up_for_a_burst_and_back_down(sqlite_url: str
 # -- the decision log ---------------------------------------------------------------------
 
 
+def tick(scaler: Autoscaler, mono: float) -> ScaleDecision:
+    """One tick at the store's (fake) time and the given monotonic time; its decision."""
+    scaler.tick(scaler.runtime.clock.now(), mono)
+    assert scaler.last is not None
+    return scaler.last
+
+
 def test_the_autoscaler_logs_every_change_in_the_store(queue: Queue, clock: FakeClock) -> None:
     pool = queue.worker(1)  # not started: resizing it only sets its size
     scaler = Autoscaler(queue.runtime, pool, ScalePolicy(max_workers=4, cooldown_seconds=0))
     queue.submit_many(Submission(task="simulate") for _ in range(30))
-    assert scaler.tick().workers == 3
-    assert scaler.tick().workers == 4
-    assert scaler.tick().workers == 4  # at the maximum: no change, nothing logged
+    assert tick(scaler, 100.0).workers == 3
+    assert tick(scaler, 101.0).workers == 4
+    assert tick(scaler, 102.0).workers == 4  # at the maximum: no change, nothing logged
     assert pool.size == 4
     newest, oldest = queue.scale_events()
     assert (oldest.workers_before, oldest.workers_after, oldest.backlog, oldest.running) == (1, 3, 30, 0)
@@ -202,5 +210,52 @@ def test_a_fresh_autoscaler_does_not_wait_out_a_cooldown(queue: Queue) -> None:
     pool = queue.worker(1)
     scaler = Autoscaler(queue.runtime, pool, PROTOTYPE)  # cooldown 30 s
     queue.submit_many(Submission(task="simulate") for _ in range(30))
-    assert scaler.tick().workers == 3  # starting is not a change
-    assert "cooling down" in scaler.tick().reason
+    assert tick(scaler, 100.0).workers == 3  # starting is not a change
+    assert "cooling down (0s of 30s)" in tick(scaler, 100.0).reason
+
+
+def test_the_cooldown_runs_on_the_monotonic_time_of_the_ticks(queue: Queue) -> None:
+    pool = queue.worker(1)
+    scaler = Autoscaler(queue.runtime, pool, PROTOTYPE)  # cooldown 30 s, +2 at most per change
+    queue.submit_many(Submission(task="simulate") for _ in range(30))
+    assert tick(scaler, 1000.0).workers == 3
+    decision = tick(scaler, 1029.9)
+    assert (decision.workers, pool.size) == (3, 3)
+    assert "cooling down (30s of 30s)" in decision.reason  # 29.9 s, rounded in the message
+    assert tick(scaler, 1030.0).workers == 5
+    assert pool.size == 5
+    assert [(e.workers_before, e.workers_after) for e in scaler.decisions] == [(1, 3), (3, 5)]
+
+
+def test_an_idle_pool_shrinks_one_worker_per_idle_window_and_cooldown(queue: Queue) -> None:
+    pool = queue.worker(3)
+    scaler = Autoscaler(queue.runtime, pool, PROTOTYPE)  # idle 300 s, cooldown 30 s
+    assert "steady" in tick(scaler, 1000.0).reason  # idle from here
+    assert tick(scaler, 1299.0).workers == 3
+    decision = tick(scaler, 1300.0)
+    assert decision.workers == pool.size == 2
+    assert "idle for 300s >= 300s: -1" in decision.reason
+    assert "cooling down" in tick(scaler, 1329.0).reason
+    assert tick(scaler, 1330.0).workers == pool.size == 1  # still idle, the cooldown over
+    assert tick(scaler, 5000.0).reason == "idle, at the minimum"
+
+
+def test_work_restarts_the_idle_window(queue: Queue) -> None:
+    pool = queue.worker(2)
+    scaler = Autoscaler(queue.runtime, pool, PROTOTYPE)
+    tick(scaler, 1000.0)  # idle from here
+    job = queue.submit("simulate")
+    assert "steady (runnable backlog 1" in tick(scaler, 1200.0).reason
+    queue.cancel(job.id)
+    tick(scaler, 1250.0)  # idle again, from here
+    assert tick(scaler, 1549.0).workers == 2  # 299 s: the 200 s idle before the job do not count
+    assert tick(scaler, 1550.0).workers == 1
+
+
+def test_a_real_tick_reads_the_clocks_itself(queue: Queue) -> None:
+    pool = queue.worker(1)
+    scaler = Autoscaler(queue.runtime, pool, ScalePolicy(max_workers=4))
+    queue.submit_many(Submission(task="simulate") for _ in range(30))
+    scaler.run_tick()  # what the thread runs
+    assert pool.size == 3
+    assert scaler.errors == 0

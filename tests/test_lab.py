@@ -79,6 +79,33 @@ def test_bad_load_parameters_name_the_problem(build: Callable[[], object], messa
 # -- experiments -------------------------------------------------------------------------------
 
 
+def test_a_sampler_tick_appends_one_sample_taken_at_the_given_time(queue: Queue) -> None:
+    pool = queue.worker(2)  # not started: the sampler only reads its size
+    sampler = lab.Sampler(queue, "lab-t", pool, every=1.0, origin=1000.0)
+    jobs = [queue.submit("simulate", queue="lab-t") for _ in range(3)]
+    queue.submit("simulate")  # another queue: not the experiment's
+    sampler.tick(1012.5, 0.0)
+    assert sampler.rows == [
+        {"time": 12.5, "workers": 2.0, "pending": 3.0, "running": 0.0, "completed": 0.0, "failed": 0.0}
+    ]
+    assert sampler.finished == 0
+    queue.cancel(jobs[0].id)
+    sampler.tick(1013.0, 0.0)
+    assert [(row["time"], row["pending"]) for row in sampler.rows] == [(12.5, 3.0), (13.0, 2.0)]
+    assert sampler.finished == 1  # a cancelled job is finished
+    assert sampler.wait_finished(1, timeout=0)
+    assert list(sampler.frame().columns) == ["time", "pending", "running", "completed", "failed", "workers"]
+
+
+def test_a_sampler_samples_at_start_and_at_stop(queue: Queue) -> None:
+    sampler = lab.Sampler(queue, "lab-t", queue.worker(1), every=3600.0, origin=queue.runtime.clock.now())
+    sampler.start()
+    assert [row["time"] for row in sampler.rows] == [0.0]  # time zero, before the thread's first tick
+    sampler.stop()
+    assert not sampler.alive
+    assert len(sampler.rows) == 2  # and the final state
+
+
 def test_an_experiment_runs_every_job_and_times_it(db_url: str) -> None:
     with Queue(db_url) as q:
         result = lab.run_experiment(q, load.Constant(rate=100, seconds=1), workers=2, progress=False)

@@ -163,17 +163,19 @@ def test_r1_the_first_call_after_postgresql_closed_a_pooled_connection_succeeds(
 
 @pytest.mark.slow
 def test_r2_stopping_a_pool_while_a_slot_waits_to_restart_logs_no_false_kill(
-    sqlite_url: str, caplog: pytest.LogCaptureFixture
+    sqlite_url: str, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Found by the crash benchmark: a pool stopped while a killed child's slot waited out
     its restart back-off logged 'worker process None did not stop in time; killing it'."""
-    from queuelab.pool import ProcessPool, _Placeholder
+    from queuelab import supervisor
+    from queuelab.pool import ProcessPool
 
+    monkeypatch.setattr(supervisor, "FIRST_RESTART_DELAY", 3600.0)  # the slot waits until the stop
     q = Queue(sqlite_url)
     pool = ProcessPool(q.runtime, 1).start()
     wait_until(lambda: len(q.stats().live_workers) == 1, timeout=60, what="the worker")
-    os.kill(pool.pids()[0], signal.SIGKILL)  # dies young: its slot waits 0.5 s before a restart
-    wait_until(lambda: any(isinstance(c, _Placeholder) for c in pool._children), timeout=10, what="the back-off")
+    os.kill(pool.pids()[0], signal.SIGKILL)  # dies young: its slot waits out the back-off
+    wait_until(lambda: pool.supervisor.waiting() == 1, timeout=10, what="the back-off")
     with caplog.at_level("WARNING", logger="queuelab.pool"):
         pool.stop()
     assert "did not stop in time" not in caplog.text

@@ -38,7 +38,7 @@ def test_start_resize_and_stop_a_process_pool(panel: ControlPanel) -> None:
     wait_until(lambda: _live(panel) == 3, timeout=30, what="three live workers after the slider moved")
     assert panel.pool is not None
     assert panel.pool.size == 3
-    wait_until(lambda: "3 process worker(s)" in panel.pool_info.value, timeout=5, what="the pool label")
+    assert "3 process worker(s)" in panel.pool_info.value  # the slider's action refreshed the panel
     panel.stop_pool.click()
     assert panel.pool is None
     wait_until(lambda: _live(panel) == 0, timeout=30, what="workers gone from the store")
@@ -66,24 +66,34 @@ def test_the_slider_follows_a_resize_made_elsewhere(panel: ControlPanel) -> None
     panel.start_pool.click()
     assert panel.pool is not None
     panel.pool.resize(2)  # as an Autoscaler over this pool would
-    wait_until(lambda: panel.pool_size.value == 2, timeout=5, what="the slider to follow the pool")
+    panel.refresh()  # the refresher's tick
+    assert panel.pool_size.value == 2
     assert panel.pool.size == 2
     panel.stop_pool.click()
 
 
-def test_counters_and_throughput_refresh_by_themselves(panel: ControlPanel) -> None:
+def test_a_refresh_shows_the_counters_and_the_throughput(panel: ControlPanel) -> None:
     q = panel.q
     for _ in range(20):
         q.submit("simulate", {"duration": 0})
-    wait_until(lambda: "<b>20</b>" in panel.counts["PENDING"].value, timeout=10, what="the pending counter")
+    panel.refresh()  # the refresher's tick
+    assert "<b>20</b>" in panel.counts["PENDING"].value
     first_plot = bytes(panel.throughput_plot.value)
     assert first_plot.startswith(b"\x89PNG")
     panel.start_pool.click()
-    wait_until(lambda: "<b>20</b>" in panel.counts["COMPLETED"].value, timeout=30, what="the completed counter")
+    wait_until(lambda: q.stats().by_status["COMPLETED"] == 20, timeout=30, what="the jobs to complete")
+    panel.refresh()
+    assert "<b>20</b>" in panel.counts["COMPLETED"].value
     assert "<b>0</b>" in panel.counts["PENDING"].value
-    wait_until(lambda: bytes(panel.throughput_plot.value) != first_plot, timeout=10, what="a redrawn throughput plot")
+    assert bytes(panel.throughput_plot.value) != first_plot  # 20 completions in the last minute
+
+
+def test_the_panel_refreshes_by_itself(panel: ControlPanel) -> None:
+    assert panel.refresher.alive
     before = panel.refreshes
-    wait_until(lambda: panel.refreshes >= before + 2, timeout=5, what="refreshes at least every refresh period")
+    wait_until(lambda: panel.refreshes >= before + 2, timeout=30, what="refreshes every refresh period")
+    panel.close()
+    assert not panel.refresher.alive
 
 
 def test_dlq_buttons_requeue_and_force_success(panel: ControlPanel) -> None:
@@ -92,7 +102,7 @@ def test_dlq_buttons_requeue_and_force_success(panel: ControlPanel) -> None:
     panel.start_pool.click()
     wait_until(lambda: len(q.dlq()) == 3, timeout=30, what="three jobs in the DLQ")
     panel.stop_pool.click()
-    wait_until(lambda: len(panel.dlq.options) == 3, timeout=10, what="the DLQ list")
+    assert len(panel.dlq.options) == 3  # the click refreshed the panel
     panel.dlq.value = (jobs[0].id,)
     panel.requeue.click()
     requeued = q.get(jobs[0].id)
@@ -122,7 +132,7 @@ def test_the_load_generator_submits_and_limits_refuse(panel: ControlPanel) -> No
     panel.stop_load.click()
     assert panel.load is None
     assert q.stats().by_status["PENDING"] == 4  # the user's 4 per minute, and not one more
-    wait_until(lambda: panel.load_info.value == "no load", timeout=5, what="the load label")
+    assert panel.load_info.value == "no load"  # the click refreshed the panel
 
 
 def test_bad_input_shows_in_the_panel_and_changes_nothing(panel: ControlPanel, tmp_path: Path) -> None:
@@ -152,6 +162,9 @@ def test_the_autoscaler_log_shows_in_the_panel(panel: ControlPanel) -> None:
     for _ in range(30):
         panel.q.submit("simulate", {"duration": 0.2}, user_id="<b>bold</b>")
     policy = ScalePolicy(min_workers=1, max_workers=4, scale_up_backlog=5, cooldown_seconds=0)
-    Autoscaler(panel.q.runtime, panel.pool, policy).tick()
-    wait_until(lambda: "→" in panel.scale_log.value, timeout=10, what="the decision in the panel")
+    scaler = Autoscaler(panel.q.runtime, panel.pool, policy)
+    scaler.run_tick()
+    assert scaler.errors == 0
+    panel.refresh()
+    assert "→" in panel.scale_log.value
     assert "runnable backlog" in panel.scale_log.value

@@ -1,6 +1,6 @@
 """Waking idle workers without busy polling the jobs table.
 
-PostgreSQL: a listener thread holds a ``LISTEN`` connection; every submit sends a
+PostgreSQL: a listener loop holds a ``LISTEN`` connection; every submit sends a
 ``NOTIFY`` that is delivered when its transaction commits. SQLite has no such channel
 across processes, so an idle worker watches ``PRAGMA data_version``: a read of a counter
 in the shared-memory WAL index that changes whenever another connection commits. It costs
@@ -19,8 +19,13 @@ import logging
 import sqlite3
 import threading
 import time
-from typing import Protocol
+from collections.abc import Callable
+from typing import Any, Protocol
 
+import psycopg
+
+from queuelab.errors import StoreError
+from queuelab.looper import Looper
 from queuelab.store.database import Database
 from queuelab.store.schema import NOTIFY_CHANNEL
 
@@ -31,6 +36,11 @@ log = logging.getLogger("queuelab.wakeup")
 SQLITE_POLL_SECONDS = 0.001
 SQLITE_IDLE_POLL_SECONDS = 0.004
 SQLITE_FAST_POLL_FOR_SECONDS = 0.2
+# PostgreSQL: how long one tick of the listener waits for notifications (so it sees a stop
+# within this), and the cap of its reconnect back-off.
+NOTIFY_WAIT_SECONDS = 0.5
+MAX_RECONNECT_SECONDS = 5.0
+FIRST_CONNECT_WAIT_SECONDS = 5.0  # a new worker waits this long at most for its LISTEN
 
 
 class Wakeup(Protocol):
@@ -96,14 +106,12 @@ class SqliteWakeup:
 
 class PostgresWakeup:
     def __init__(self, db: Database) -> None:
-        self._dsn = db.url.set(drivername="postgresql").render_as_string(hide_password=False)
-        self._where = db.describe()
         self._event = threading.Event()
-        self._stop = threading.Event()
-        self._listening = threading.Event()
-        self._thread = threading.Thread(target=self._listen, name="queuelab-listen", daemon=True)
-        self._thread.start()
-        self._listening.wait(5.0)
+        dsn = db.url.set(drivername="postgresql").render_as_string(hide_password=False)
+        self._listener = Listener(dsn, db.describe(), self._event.set).start()
+        # LISTEN before the first claim, so a submit after it is not missed; but a server
+        # that does not answer does not hold up the worker (it polls meanwhile).
+        self._listener.tried.wait(FIRST_CONNECT_WAIT_SECONDS)
 
     def mark(self) -> None:
         self._event.clear()
@@ -118,28 +126,67 @@ class PostgresWakeup:
         self._event.set()
 
     def close(self) -> None:
-        self._stop.set()
         self._event.set()
-        self._thread.join(timeout=2.0)
+        self._listener.stop(timeout=2.0)
 
-    def _listen(self) -> None:
-        import psycopg
 
-        failures = 0
-        while not self._stop.is_set():
-            try:
-                with psycopg.connect(self._dsn, autocommit=True) as conn:
-                    conn.execute(f"LISTEN {NOTIFY_CHANNEL}")
-                    if failures:
-                        log.warning("LISTEN connection to %s is back", self._where)
-                    failures = 0
-                    self._listening.set()
-                    self._event.set()  # jobs may have arrived while we were not listening
-                    while not self._stop.is_set():
-                        for _ in conn.notifies(timeout=0.5):
-                            self._event.set()
-            except psycopg.Error as exc:
-                failures += 1
-                log.warning("LISTEN connection to %s failed (%s); polling until it is back", self._where, exc)
-                self._listening.set()
-                self._stop.wait(min(5.0, 0.2 * 2**failures))
+class Listener(Looper):
+    """Holds a ``LISTEN`` connection and calls ``on_notify`` for what arrives on it.
+
+    A tick connects if there is no connection (and calls ``on_notify``: jobs may have been
+    submitted while nobody listened), or else waits up to :data:`NOTIFY_WAIT_SECONDS` for
+    notifications. A connection that fails is dropped, the tick raises :class:`StoreError`
+    (the loop logs it in one line) and the next connect waits a back-off; meanwhile idle
+    workers poll."""
+
+    def __init__(self, dsn: str, where: str, on_notify: Callable[[], None]) -> None:
+        super().__init__("queuelab-listen", every=0.0)
+        self._dsn, self._where, self._on_notify = dsn, where, on_notify
+        self._conn: psycopg.Connection[Any] | None = None
+        self.failures = 0  # connections in a row that failed
+        self.tried = threading.Event()  # the first connection was made, or failed
+
+    @property
+    def backend_pid(self) -> int | None:
+        """The server process of the ``LISTEN`` connection (None: not connected)."""
+        return None if self._conn is None else self._conn.info.backend_pid
+
+    def interval(self) -> float:
+        """0 while connected (the tick itself waits); a doubling back-off after failures."""
+        return min(MAX_RECONNECT_SECONDS, 0.2 * 2.0**self.failures) if self.failures else 0.0
+
+    def tick(self, now: float, mono: float) -> None:
+        try:
+            if self._conn is None:
+                self._connect()
+                return
+            for _ in self._conn.notifies(timeout=NOTIFY_WAIT_SECONDS):
+                self._on_notify()
+            if self.stopping:  # the connection is the loop's: the loop closes it
+                self._disconnect()
+        except psycopg.Error as exc:
+            self._disconnect()
+            self.failures += 1
+            why = " ".join(str(exc).split())  # libpq's message spans lines: keep the log line one
+            raise StoreError(f"LISTEN connection to {self._where} failed ({why}); polling until it is back") from exc
+        finally:
+            self.tried.set()
+
+    def stop(self, timeout: float | None = 5.0) -> None:
+        super().stop(timeout)
+        if not self.alive:  # stopped between two ticks: the loop is over, close its connection
+            self._disconnect()
+
+    def _connect(self) -> None:
+        conn = psycopg.connect(self._dsn, autocommit=True)
+        self._conn = conn
+        conn.execute(f"LISTEN {NOTIFY_CHANNEL}")
+        if self.failures:
+            log.warning("LISTEN connection to %s is back", self._where)
+        self.failures = 0
+        self._on_notify()  # jobs may have arrived while nobody listened
+
+    def _disconnect(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            conn.close()
