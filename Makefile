@@ -32,7 +32,7 @@ lab: $(STAMP)  ## JupyterLab on notebooks/, with this project's environment as i
 
 # The README's figures, drawn by the notebooks (PostgreSQL too, where QUEUELAB_POSTGRES_URL is set)
 figures: $(STAMP)
-	$(PY) -m queuelab.notebooks --figures docs/figures --work lab-runs
+	$(PY) -m queuelab.lab.notebooks --figures docs/figures --work lab-runs
 
 # The full reliability runs behind RELIABILITY.md (the test suite runs quick versions of each)
 chaos: $(STAMP)  ## 20,000 jobs, 4 workers, one SIGKILLed every 0.5 s: on SQLite, then PostgreSQL

@@ -18,9 +18,9 @@ from queuelab.errors import (
     UnknownTask,
     WorkerLost,
 )
-from queuelab.execution import current_job
 from queuelab.models import Attempt, AttemptOutcome, Job, JobStatus, RetryPolicy
 from queuelab.queue import Queue
+from queuelab.runtime.execution import current_job
 from queuelab.stats import QueueStats
 from queuelab.store.scaling import ScaleEvent
 from queuelab.submission import Submission

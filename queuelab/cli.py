@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import importlib
 import logging
 import signal
 import sys
@@ -11,11 +10,11 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
-from queuelab.autoscale import Autoscaler, Resizable, ScalePolicy
 from queuelab.errors import InvalidArgument, QueuelabError
-from queuelab.pool import MODES, ProcessPool, check_pool_args, on_signals
-from queuelab.queue import Queue
-from queuelab.worker import Worker
+from queuelab.queue import Queue, load_queue
+from queuelab.runtime.autoscale import Autoscaler, Resizable, ScalePolicy
+from queuelab.runtime.pool import MODES, ProcessPool, check_pool_args, on_signals
+from queuelab.runtime.worker import Worker
 
 log = logging.getLogger("queuelab.cli")
 
@@ -101,32 +100,6 @@ def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--app", default=None, help="MODULE:ATTR naming a Queue whose tasks to load")
 
 
-def load_queue(db: str | None, app: str | None, **changes: Any) -> Queue:
-    """The queue named by ``--app`` (its tasks registered), on ``--db`` if given, with
-    the settings ``changes`` that are not None."""
-    changes = {name: value for name, value in changes.items() if value is not None}
-    if app is None:
-        return Queue(db, **changes)
-    module_name, _, attr = app.partition(":")
-    if not module_name or not attr:
-        raise InvalidArgument(f"--app must be MODULE:ATTR (e.g. myproject.jobs:q), got {app!r}")
-    sys.path.insert(0, "")
-    try:
-        target: Any = getattr(importlib.import_module(module_name), attr)
-    except (ImportError, AttributeError) as exc:
-        raise InvalidArgument(f"--app {app!r}: {exc}") from exc
-    if not isinstance(target, Queue):
-        raise InvalidArgument(f"--app {app!r} names a {type(target).__name__}, not a queuelab Queue")
-    if db is not None:
-        changes["database_url"] = db
-    if changes:
-        rebased = Queue(settings=target.settings.with_changes(**changes))
-        for task in target.tasks:
-            rebased.runtime.tasks.add(task)
-        return rebased
-    return target
-
-
 def _scale_policy(text: str) -> ScalePolicy:
     low, _, high = text.partition(":")
     try:
@@ -168,14 +141,14 @@ def _autoscaling(q: Queue, pool: Resizable, policy: ScalePolicy | None) -> Itera
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from queuelab.demo import run_demo
+    from queuelab.lab.demo import run_demo
 
     run_demo(load_queue(args.db, args.app), jobs=args.jobs, concurrency=args.concurrency, mode=args.mode)
     return 0
 
 
 def _stats(args: argparse.Namespace) -> int:
-    from queuelab.demo import print_stats
+    from queuelab.lab.demo import print_stats
 
     print_stats(load_queue(args.db, args.app))
     return 0

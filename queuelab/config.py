@@ -36,7 +36,7 @@ class Settings:
     sqlite_busy_timeout_seconds: float = 30.0
     poll_interval_seconds: float = 1.0
     # Jobs a worker claims beyond its free slots, to run them without a transaction each
-    # (see queuelab.worker). 0: claim only for free slots; at most bounds.MAX_PREFETCH.
+    # (see queuelab.runtime.worker). 0: claim only for free slots; at most bounds.MAX_PREFETCH.
     prefetch: int = 0
     shutdown_grace_seconds: float = 10.0
     retention_seconds: float | None = 7 * 24 * 3600.0

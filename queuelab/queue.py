@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import importlib
+import sys
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime, timedelta
@@ -14,8 +16,8 @@ from queuelab.errors import InvalidArgument, JobNotFound
 from queuelab.explain import Explanation, explain_job
 from queuelab.limits import OFF_RATE, RateLimit, UserLimits, check_quota, check_weight, rate_enabled
 from queuelab.models import Job, JobStatus, RetryPolicy
-from queuelab.pool import Mode, Pool, ProcessPool, ThreadPool, check_pool_args
 from queuelab.runtime import Runtime
+from queuelab.runtime.pool import Mode, Pool, ProcessPool, ThreadPool, check_pool_args
 from queuelab.stats import QueueStats, jobs_frame, read_stats
 from queuelab.store import JobFilter
 from queuelab.store.limits import DEFAULTS
@@ -26,7 +28,7 @@ from queuelab.tasks import PayloadCheck, Task
 if TYPE_CHECKING:
     import pandas as pd
 
-    from queuelab.redis_limiter import Admission
+    from queuelab.store.redis_limiter import Admission
 
 
 class Unset:
@@ -429,3 +431,29 @@ def _rate(value: RateLimit | str | None) -> RateLimit | None:
     if not isinstance(value, str):
         raise InvalidArgument(f"rate_limit must be a string such as '60/minute', 'none' or None, got {value!r}")
     return RateLimit.parse(value) or OFF_RATE
+
+
+def load_queue(db: str | None, app: str | None, **changes: Any) -> Queue:
+    """The queue named by ``--app`` (its tasks registered), on ``--db`` if given, with
+    the settings ``changes`` that are not None."""
+    changes = {name: value for name, value in changes.items() if value is not None}
+    if app is None:
+        return Queue(db, **changes)
+    module_name, _, attr = app.partition(":")
+    if not module_name or not attr:
+        raise InvalidArgument(f"--app must be MODULE:ATTR (e.g. myproject.jobs:q), got {app!r}")
+    sys.path.insert(0, "")
+    try:
+        target: Any = getattr(importlib.import_module(module_name), attr)
+    except (ImportError, AttributeError) as exc:
+        raise InvalidArgument(f"--app {app!r}: {exc}") from exc
+    if not isinstance(target, Queue):
+        raise InvalidArgument(f"--app {app!r} names a {type(target).__name__}, not a queuelab Queue")
+    if db is not None:
+        changes["database_url"] = db
+    if changes:
+        rebased = Queue(settings=target.settings.with_changes(**changes))
+        for task in target.tasks:
+            rebased.runtime.tasks.add(task)
+        return rebased
+    return target

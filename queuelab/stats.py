@@ -1,4 +1,6 @@
-"""Queue statistics as values, and tidy pandas frames of jobs and attempts."""
+"""Queue statistics as values, and tidy pandas frames of the jobs and attempts tables
+(pandas is imported only when a frame is asked for). The lab's analysis frames are
+:mod:`queuelab.lab.frames`."""
 
 from __future__ import annotations
 
@@ -13,8 +15,6 @@ from queuelab.store.scaling import ScaleEvent, ScaleLog
 
 if TYPE_CHECKING:
     import pandas as pd
-
-    from queuelab.queue import Queue
 
 THROUGHPUT_WINDOW_SECONDS = 60.0
 RECENT_SCALE_EVENTS = 10
@@ -77,155 +77,5 @@ def attempts_frame(runtime: Runtime, *, limit: int) -> pd.DataFrame:
     if frame.empty:
         return frame
     for column in ("started_at", "finished_at"):
-        frame[column] = pd.to_datetime(frame[column], unit="s", utc=True)
-    return frame
-
-
-# -- the lab's frames: one row per job, and what follows from it ------------------------------
-
-TIMELINE_COLUMNS = (
-    "job_id",
-    "queue",
-    "task",
-    "user_id",
-    "status",
-    "attempts",
-    "worker",
-    "submitted",
-    "started",
-    "finished",
-    "wait",
-    "run",
-)
-PERCENTILES = (0.5, 0.95, 0.99)
-
-
-def _runtime(source: Queue | Runtime) -> Runtime:
-    return source.runtime if hasattr(source, "runtime") else source  # type: ignore[return-value]
-
-
-def timeline(
-    source: Queue | Runtime, *, queue: str | None = None, since: float | None = None, origin: float | None = None
-) -> pd.DataFrame:
-    """One row per job: who submitted it, when it was submitted, first started and
-    finished (seconds after ``origin``, by default the first submission; the epoch of
-    ``origin`` is in ``frame.attrs["origin"]``), its status, attempts and last worker.
-    ``wait`` is submit to first start; ``run`` is the last attempt's run time."""
-    import pandas as pd
-
-    from queuelab.store.timeline import ATTEMPT_COLUMNS, JOB_COLUMNS, attempt_rows, job_rows
-
-    runtime = _runtime(source)
-    jobs = pd.DataFrame(job_rows(runtime.db, queue=queue, since=since), columns=list(JOB_COLUMNS))
-    tries = pd.DataFrame(attempt_rows(runtime.db, queue=queue, since=since), columns=list(ATTEMPT_COLUMNS))
-    first_start = tries.groupby("job_id")["started_at"].min()
-    last_worker = tries.groupby("job_id")["worker_id"].last()
-    if origin is None:
-        origin = float(jobs["created_at"].min()) if len(jobs) else 0.0
-    started = jobs["id"].map(first_start).astype(float).fillna(jobs["started_at"].astype(float))
-    frame = pd.DataFrame(
-        {
-            "job_id": jobs["id"],
-            "queue": jobs["queue"],
-            "task": jobs["task"],
-            "user_id": jobs["user_id"],
-            "status": jobs["status"],
-            "attempts": jobs["attempts"].astype(int),
-            "worker": jobs["id"].map(last_worker).fillna(jobs["lease_owner"]),
-            "submitted": jobs["created_at"].astype(float) - origin,
-            "started": started - origin,
-            "finished": jobs["finished_at"].astype(float) - origin,
-        }
-    )
-    frame["wait"] = frame["started"] - frame["submitted"]
-    frame["run"] = jobs["finished_at"].astype(float) - jobs["started_at"].astype(float)
-    frame.attrs["origin"] = origin
-    return frame
-
-
-def throughput(frame: pd.DataFrame, *, freq: float = 1.0) -> pd.DataFrame:
-    """Jobs finishing in each ``freq``-second bin of a :func:`timeline`: ``time`` (bin
-    start), ``completed``, ``failed`` (to the DLQ), and ``completed_per_second``."""
-    import numpy as np
-    import pandas as pd
-
-    done = frame[frame["status"].isin(["COMPLETED", "FAILED"]) & frame["finished"].notna()]
-    if done.empty:
-        return pd.DataFrame({"time": [], "completed": [], "failed": [], "completed_per_second": []})
-    bins = np.floor(done["finished"] / freq).astype(int)
-    counts = pd.crosstab(bins, done["status"]).reindex(range(int(bins.min()), int(bins.max()) + 1), fill_value=0)
-    out = pd.DataFrame(
-        {
-            "time": counts.index.to_numpy() * freq,
-            "completed": counts.get("COMPLETED", pd.Series(0, index=counts.index)).to_numpy(),
-            "failed": counts.get("FAILED", pd.Series(0, index=counts.index)).to_numpy(),
-        }
-    )
-    out["completed_per_second"] = out["completed"] / freq
-    return out
-
-
-def wait_percentiles(frame: pd.DataFrame, *, by: str | None = None) -> pd.DataFrame:
-    """Submit-to-start wait (seconds) of the started jobs of a :func:`timeline`: jobs, mean,
-    p50, p95, p99 and max, overall or per value of column ``by`` (e.g. ``"user_id"``)."""
-    import pandas as pd
-
-    started = frame[frame["wait"].notna()]
-    groups = [("all", started)] if by is None else list(started.groupby(by))
-    rows = []
-    for key, part in groups:
-        waits = part["wait"]
-        row = {by or "group": key, "jobs": len(part), "mean": waits.mean()}
-        row.update({f"p{round(q * 100)}": waits.quantile(q) for q in PERCENTILES})
-        row["max"] = waits.max()
-        rows.append(row)
-    return pd.DataFrame(rows, columns=[by or "group", "jobs", "mean", "p50", "p95", "p99", "max"])
-
-
-def per_user(frame: pd.DataFrame) -> pd.DataFrame:
-    """Per user of a :func:`timeline`: jobs, completed, failed, retries, wait p50/p95/max,
-    and when their last job started (fairness at a glance)."""
-    import pandas as pd
-
-    if frame.empty:
-        return pd.DataFrame(
-            columns=[
-                "user_id",
-                "jobs",
-                "completed",
-                "failed",
-                "retries",
-                "wait_p50",
-                "wait_p95",
-                "wait_max",
-                "last_start",
-            ]
-        )
-    grouped = frame.groupby("user_id")
-    out = pd.DataFrame(
-        {
-            "jobs": grouped.size(),
-            "completed": grouped["status"].apply(lambda s: int((s == "COMPLETED").sum())),
-            "failed": grouped["status"].apply(lambda s: int((s == "FAILED").sum())),
-            "retries": grouped["attempts"].apply(lambda a: int((a - 1).clip(lower=0).sum())),
-            "wait_p50": grouped["wait"].quantile(0.5),
-            "wait_p95": grouped["wait"].quantile(0.95),
-            "wait_max": grouped["wait"].max(),
-            "last_start": grouped["started"].max(),
-        }
-    )
-    return out.reset_index()
-
-
-def dlq_by_error(source: Queue | Runtime, *, queue: str | None = None) -> pd.DataFrame:
-    """The dead-letter queue grouped by the error type of each job's last attempt: jobs,
-    first and last failure (UTC), one example message and one dead-letter reason."""
-    import pandas as pd
-
-    from queuelab.store.timeline import dlq_errors
-
-    rows = dlq_errors(_runtime(source).db, queue=queue)
-    frame = pd.DataFrame(rows, columns=["error_type", "jobs", "first_failed", "last_failed", "example", "reason"])
-    for column in ("first_failed", "last_failed"):
         frame[column] = pd.to_datetime(frame[column], unit="s", utc=True)
     return frame

@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 import pytest
 
 from queuelab import FakeClock, InvalidArgument, Queue
-from queuelab.autoscale import Autoscaler, ScaleDecision, ScaleMetrics, ScalePolicy, decide_scale
+from queuelab.runtime.autoscale import Autoscaler, ScaleDecision, ScaleMetrics, ScalePolicy, decide_scale
 from queuelab.submission import Submission
 
 PROTOTYPE = ScalePolicy()  # min 1, max 50, up above 10, down after 300 s idle, cooldown 30 s
@@ -80,8 +80,8 @@ def test_the_runnable_backlog_leaves_out_what_workers_cannot_serve(queue: object
 def test_a_real_process_pool_scales_up_for_a_burst_and_back_down(sqlite_url: str, tmp_path: object) -> None:
     from pathlib import Path
 
-    from queuelab.autoscale import Autoscaler
-    from queuelab.pool import ProcessPool
+    from queuelab.runtime.autoscale import Autoscaler
+    from queuelab.runtime.pool import ProcessPool
     from queuelab.submission import Submission
     from tests.helpers import recorder_queue, starts_per_job, wait_until
 

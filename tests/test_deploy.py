@@ -14,9 +14,9 @@ import sqlalchemy as sa
 import yaml
 
 from queuelab import Queue
-from queuelab.autoscale import ScalePolicy
 from queuelab.models import AttemptOutcome
 from queuelab.policy import Complete, Errored, Retry
+from queuelab.runtime.autoscale import ScalePolicy
 from queuelab.store.reports import runnable_backlog
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from queuelab.held import EntryState, HeldJobs
 from queuelab.models import Lease
 from queuelab.policy import Complete
+from queuelab.runtime.held import EntryState, HeldJobs
 
 W, R, F, A, D = (
     EntryState.WAITING,

@@ -9,7 +9,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from queuelab import InvalidArgument, Queue, lab, load, plots, stats
+from queuelab import InvalidArgument, Queue, lab
+from queuelab.lab import experiment, frames, load, plots
 
 # -- load plans --------------------------------------------------------------------------------
 
@@ -81,7 +82,7 @@ def test_bad_load_parameters_name_the_problem(build: Callable[[], object], messa
 
 def test_a_sampler_tick_appends_one_sample_taken_at_the_given_time(queue: Queue) -> None:
     pool = queue.worker(2)  # not started: the sampler only reads its size
-    sampler = lab.Sampler(queue, "lab-t", pool, every=1.0, origin=1000.0)
+    sampler = experiment.Sampler(queue, "lab-t", pool, every=1.0, origin=1000.0)
     jobs = [queue.submit("simulate", queue="lab-t") for _ in range(3)]
     queue.submit("simulate")  # another queue: not the experiment's
     sampler.tick(1012.5, 0.0)
@@ -98,7 +99,7 @@ def test_a_sampler_tick_appends_one_sample_taken_at_the_given_time(queue: Queue)
 
 
 def test_a_sampler_samples_at_start_and_at_stop(queue: Queue) -> None:
-    sampler = lab.Sampler(queue, "lab-t", queue.worker(1), every=3600.0, origin=queue.runtime.clock.now())
+    sampler = experiment.Sampler(queue, "lab-t", queue.worker(1), every=3600.0, origin=queue.runtime.clock.now())
     sampler.start()
     assert [row["time"] for row in sampler.rows] == [0.0]  # time zero, before the thread's first tick
     sampler.stop()
@@ -140,7 +141,7 @@ def test_failures_are_retried_then_dead_lettered(db_url: str) -> None:
         result = lab.run_experiment(
             q, lab_tenant(fail_rate=1.0, jobs=20), workers=2, max_retries=2, progress=False, name="always fails"
         )
-        by_error = stats.dlq_by_error(q, queue=result.params["queue"])
+        by_error = frames.dlq_by_error(q, queue=result.params["queue"])
     s = result.summary
     assert s["failed"] == 20
     assert s["completed"] == 0
@@ -233,10 +234,10 @@ def mixed_run(tmp_path_factory: pytest.TempPathFactory) -> lab.ExperimentResult:
 
 def test_stats_frames_from_a_run(mixed_run: lab.ExperimentResult) -> None:
     frame = mixed_run.timeline
-    per_second = stats.throughput(frame)
+    per_second = frames.throughput(frame)
     assert per_second["completed"].sum() == mixed_run.summary["completed"]
     assert per_second["failed"].sum() == mixed_run.summary["failed"] > 0
-    waits = stats.wait_percentiles(frame, by="user_id")
+    waits = frames.wait_percentiles(frame, by="user_id")
     assert set(waits["user_id"]) == {"heavy-0", "light-0", "light-1", "light-2"}
     assert (waits["p50"] <= waits["p95"]).all()
     assert (waits["p95"] <= waits["max"]).all()
@@ -284,7 +285,7 @@ def test_throughput_against_workers_plots_a_sweep(sqlite_url: str) -> None:
 
 
 def test_an_autoscaled_experiment_grows_its_pool_within_bounds(sqlite_url: str) -> None:
-    from queuelab.autoscale import ScalePolicy
+    from queuelab.runtime.autoscale import ScalePolicy
 
     policy = ScalePolicy(min_workers=1, max_workers=4, scale_up_backlog=5, cooldown_seconds=0.0, idle_seconds=60)
     burst = load.Tenant(user_id="u", shape=load.Burst(300), duration=0.01)

@@ -8,7 +8,7 @@ import pytest
 
 from queuelab import InvalidArgument, Queue
 from queuelab.errors import StoreError
-from queuelab.live_load import ERROR_PAUSE_SECONDS, MAX_BATCH, MAX_WAIT_SECONDS, LoadGenerator
+from queuelab.lab.live_load import ERROR_PAUSE_SECONDS, MAX_BATCH, MAX_WAIT_SECONDS, LoadGenerator
 
 NOW = 1_800_000_000.0  # the generator times arrivals on the monotonic clock only
 

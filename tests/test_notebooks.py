@@ -9,7 +9,7 @@ from typing import Any
 import nbformat
 import pytest
 
-from queuelab.notebooks import DEFAULT_DIR, execute, images
+from queuelab.lab.notebooks import DEFAULT_DIR, execute, images
 
 pytestmark = pytest.mark.slow
 

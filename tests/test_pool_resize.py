@@ -11,7 +11,7 @@ from collections.abc import Callable
 import pytest
 
 from queuelab import InvalidArgument, JobStatus, Queue
-from queuelab.pool import ThreadPool
+from queuelab.runtime.pool import ThreadPool
 from tests.helpers import wait_until
 
 
@@ -129,7 +129,7 @@ def test_a_pool_refuses_a_size_out_of_range(make_queue: Callable[..., Queue]) ->
 
 
 def test_the_autoscaler_drives_a_thread_pool_up_and_back_down(make_queue: Callable[..., Queue]) -> None:
-    from queuelab.autoscale import Autoscaler, ScalePolicy
+    from queuelab.runtime.autoscale import Autoscaler, ScalePolicy
 
     meter, gate = Meter(), threading.Event()
     q = gated_queue(make_queue, meter, gate)

@@ -19,8 +19,8 @@ import pytest
 
 from queuelab import JobStatus, Queue, current_job
 from queuelab.models import AttemptOutcome
+from queuelab.runtime.worker import Worker
 from queuelab.store.schema import jobs
-from queuelab.worker import Worker
 from tests.helpers import (
     WorkerProcess,
     drain_each_once,

@@ -9,7 +9,7 @@ import pytest
 import redis
 
 from queuelab import FakeClock, Queue, QuotaExceeded, RateLimited
-from queuelab.redis_limiter import KEY_PREFIX
+from queuelab.store.redis_limiter import KEY_PREFIX
 
 
 @pytest.fixture

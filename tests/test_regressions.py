@@ -167,8 +167,8 @@ def test_r2_stopping_a_pool_while_a_slot_waits_to_restart_logs_no_false_kill(
 ) -> None:
     """Found by the crash benchmark: a pool stopped while a killed child's slot waited out
     its restart back-off logged 'worker process None did not stop in time; killing it'."""
-    from queuelab import supervisor
-    from queuelab.pool import ProcessPool
+    from queuelab.runtime import supervisor
+    from queuelab.runtime.pool import ProcessPool
 
     monkeypatch.setattr(supervisor, "FIRST_RESTART_DELAY", 3600.0)  # the slot waits until the stop
     q = Queue(sqlite_url)
@@ -176,7 +176,7 @@ def test_r2_stopping_a_pool_while_a_slot_waits_to_restart_logs_no_false_kill(
     wait_until(lambda: len(q.stats().live_workers) == 1, timeout=60, what="the worker")
     os.kill(pool.pids()[0], signal.SIGKILL)  # dies young: its slot waits out the back-off
     wait_until(lambda: pool.supervisor.waiting() == 1, timeout=10, what="the back-off")
-    with caplog.at_level("WARNING", logger="queuelab.pool"):
+    with caplog.at_level("WARNING", logger="queuelab.runtime.pool"):
         pool.stop()
     assert "did not stop in time" not in caplog.text
     q.close()

@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 
 from queuelab import InvalidArgument, Queue, ScaleEvent
-from queuelab.autoscale import ScalePolicy
-from queuelab.simulator import Exponential, Fixed, LogNormal, SimResult, Trace, burst, diurnal, simulate, steady
+from queuelab.lab.simulator import Exponential, Fixed, LogNormal, SimResult, Trace, burst, diurnal, simulate, steady
+from queuelab.runtime.autoscale import ScalePolicy
 
 PROTOTYPE = ScalePolicy()
 
@@ -192,8 +192,8 @@ TICK_SECONDS = 0.3
 def shape_of_real_burst(sqlite_url: str, tmp_path: Path) -> dict[str, float]:
     """Run the burst through a real process pool under the real Autoscaler; return its shape,
     the measured job cycle time and worker start-up delay."""
-    from queuelab.autoscale import Autoscaler
-    from queuelab.pool import ProcessPool
+    from queuelab.runtime.autoscale import Autoscaler
+    from queuelab.runtime.pool import ProcessPool
     from queuelab.submission import Submission
     from tests.helpers import recorder_queue, wait_until
 

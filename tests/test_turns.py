@@ -1,11 +1,11 @@
 """Turn planning as plain asserts: when a turn is due, how many jobs it claims, how long
-the worker waits (queuelab.turns; no database, no threads, no clock)."""
+the worker waits (queuelab.runtime.turns; no database, no threads, no clock)."""
 
 from __future__ import annotations
 
 import pytest
 
-from queuelab.turns import (
+from queuelab.runtime.turns import (
     ACK_DELAY_SECONDS,
     HELD_WAIT_MAX_SECONDS,
     HELD_WAIT_SECONDS,

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from queuelab import JobStatus, Queue
+from queuelab.lab.widgets import ControlPanel, control_panel
 from queuelab.limits import RateLimit
-from queuelab.widgets import ControlPanel, control_panel
 from tests.helpers import wait_until
 
 
@@ -153,7 +153,7 @@ def test_bad_input_shows_in_the_panel_and_changes_nothing(panel: ControlPanel, t
 
 
 def test_the_autoscaler_log_shows_in_the_panel(panel: ControlPanel) -> None:
-    from queuelab.autoscale import Autoscaler, ScalePolicy
+    from queuelab.runtime.autoscale import Autoscaler, ScalePolicy
 
     assert "no scaling decisions yet" in panel.scale_log.value
     panel.pool_mode.value = "thread"

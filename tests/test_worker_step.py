@@ -13,11 +13,11 @@ from fastapi.testclient import TestClient
 from queuelab import FakeClock, JobStatus, Queue
 from queuelab.api import create_app
 from queuelab.errors import JobTimeout, WorkerLost
-from queuelab.held import EntryState
-from queuelab.maintenance import Maintenance
 from queuelab.models import AttemptOutcome, RetryPolicy
 from queuelab.policy import Succeeded
-from queuelab.worker import Worker
+from queuelab.runtime.held import EntryState
+from queuelab.runtime.maintenance import Maintenance
+from queuelab.runtime.worker import Worker
 
 PATIENT = RetryPolicy(base_seconds=100.0, factor=2.0, jitter=0.0)
 
@@ -162,7 +162,7 @@ def test_a_lease_found_lost_drops_a_waiting_job_and_warns_only_for_a_running_one
     worker.held.start(running, now=0.0)
     worker.held.start(finished, now=0.0)
     worker.held.finish(finished, q.runtime.decide(finished.lease, Succeeded(None)), clock.now(), now=0.0)
-    with caplog.at_level(logging.WARNING, logger="queuelab.worker"):
+    with caplog.at_level(logging.WARNING, logger="queuelab.runtime.worker"):
         worker.held.leases_lost([waiting.lease, running.lease, finished.lease])
     assert waiting.state is EntryState.DROPPED
     assert (running.state, finished.state) == (EntryState.RUNNING, EntryState.FINISHED)

@@ -11,9 +11,9 @@ from contextlib import asynccontextmanager
 
 from queuelab.api.app import create_app
 from queuelab.api.auth import TokenBook, is_loopback
-from queuelab.cli import load_queue
 from queuelab.errors import QueuelabError
-from queuelab.pool import MODES, Pool, check_pool_args
+from queuelab.queue import load_queue
+from queuelab.runtime.pool import MODES, Pool, check_pool_args
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -37,8 +37,8 @@ from queuelab.bench.results import (
     per_second,
     percentile,
 )
-from queuelab.pool import Mode
 from queuelab.queue import Queue
+from queuelab.runtime.pool import Mode
 from queuelab.store.schema import jobs
 
 PRODUCERS = 4

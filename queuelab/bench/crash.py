@@ -24,8 +24,8 @@ import sqlalchemy as sa
 from queuelab.bench.harness import POLL_SECONDS, fresh_queue, running_pool, status_counts
 from queuelab.bench.plan import Context
 from queuelab.bench.results import BenchError, Finding, Result
-from queuelab.pool import ProcessPool
 from queuelab.queue import Queue
+from queuelab.runtime.pool import ProcessPool
 from queuelab.store.schema import attempts, jobs, workers
 
 LEASE_SECONDS = 1.0

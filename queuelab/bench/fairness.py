@@ -24,8 +24,8 @@ from queuelab.bench.harness import (
 )
 from queuelab.bench.plan import Context
 from queuelab.bench.results import Finding, Result, drain_case, per_second, percentile
-from queuelab.pool import Mode
 from queuelab.queue import Queue
+from queuelab.runtime.pool import Mode
 from queuelab.store.statements import RUNNING_BY_USER
 from queuelab.submission import Submission
 

@@ -28,8 +28,8 @@ from queuelab.bench.harness import (
 )
 from queuelab.bench.plan import Context
 from queuelab.bench.results import GROWTH_RATIO, LONG_RUN_RSS, BenchError, Finding, Result, Series, per_second
-from queuelab.pool import ProcessPool
 from queuelab.queue import Queue
+from queuelab.runtime.pool import ProcessPool
 
 HISTORY_CHUNK = 250_000  # rows per INSERT ... SELECT
 DAY = 86400.0

@@ -14,8 +14,8 @@ from typing import Any
 import sqlalchemy as sa
 
 from queuelab.bench.results import SQLITE, BenchError
-from queuelab.pool import Mode, Pool
 from queuelab.queue import Queue
+from queuelab.runtime.pool import Mode, Pool
 from queuelab.store.schema import IS_PENDING, IS_RUNNING, jobs, workers
 from queuelab.submission import Submission
 

@@ -17,12 +17,12 @@ from typing import Protocol, Self
 from queuelab.errors import StoreError
 from queuelab.looper import Looper
 from queuelab.models import Lease
-from queuelab.runtime import Runtime
+from queuelab.runtime.context import Runtime
 from queuelab.store import WorkerInfo
 from queuelab.store.claims import forget_idle_users
 from queuelab.store.statistics import refresh_if_stale
 
-log = logging.getLogger("queuelab.maintenance")
+log = logging.getLogger("queuelab.runtime.maintenance")
 
 MAX_TICK_SECONDS = 1.0
 WORKER_BEAT_SECONDS = 2.0
@@ -32,7 +32,7 @@ STATISTICS_EVERY_SECONDS = 5.0
 
 
 class LeaseHolder(Protocol):
-    """What maintenance needs of a worker's jobs (:class:`queuelab.held.HeldJobs`)."""
+    """What maintenance needs of a worker's jobs (:class:`queuelab.runtime.held.HeldJobs`)."""
 
     def heartbeat_due(self, now: float) -> list[Lease]:
         """Leases to extend at ``now`` (monotonic)."""

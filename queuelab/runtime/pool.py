@@ -1,7 +1,7 @@
 """Worker pools: threads in this process, or supervised worker processes.
 
-A process pool's children each run a one-slot :class:`~queuelab.worker.Worker`. The
-:class:`~queuelab.supervisor.Supervisor` restarts a child that dies (a crash, or a job killed
+A process pool's children each run a one-slot :class:`~queuelab.runtime.worker.Worker`. The
+:class:`~queuelab.runtime.supervisor.Supervisor` restarts a child that dies (a crash, or a job killed
 for its timeout), and on stop the pool sends SIGTERM so each child finishes or releases its
 job and exits 0.
 """
@@ -25,12 +25,12 @@ from typing import Any, Literal
 from queuelab import bounds
 from queuelab.config import Settings
 from queuelab.errors import InvalidArgument
-from queuelab.runtime import Runtime
-from queuelab.supervisor import Supervisor, terminate
+from queuelab.runtime.context import Runtime
+from queuelab.runtime.supervisor import Supervisor, terminate
+from queuelab.runtime.worker import Worker
 from queuelab.tasks import Task
-from queuelab.worker import Worker
 
-log = logging.getLogger("queuelab.pool")
+log = logging.getLogger("queuelab.runtime.pool")
 
 Mode = Literal["thread", "process"]
 MODES = ("thread", "process")
@@ -114,7 +114,7 @@ class ThreadPool(Pool):
         return self
 
     def resize(self, n: int) -> None:
-        """``n`` slot threads from now on (see :meth:`Worker.resize <queuelab.worker.Worker.resize>`)."""
+        """``n`` slot threads from now on (see :meth:`Worker.resize <queuelab.runtime.worker.Worker.resize>`)."""
         check_pool_args(n, "thread")
         self.worker.resize(n)
 

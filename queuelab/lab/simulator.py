@@ -1,19 +1,19 @@
 """A discrete-event simulator of an autoscaled worker pool: replay a load trace against a
-:class:`~queuelab.autoscale.ScalePolicy` in seconds of wall time, and read off the cost
+:class:`~queuelab.runtime.autoscale.ScalePolicy` in seconds of wall time, and read off the cost
 (worker-seconds) and the waits it buys.
 
 Pure and deterministic: no clock reads, no I/O, one seeded random generator. The model is
 the local pool's: jobs wait in arrival order; a free, ready worker starts the next one at
-once; every ``tick_seconds`` the policy (:func:`~queuelab.autoscale.decide_scale`, the very
-function the real :class:`~queuelab.autoscale.Autoscaler` calls) sees the runnable backlog,
+once; every ``tick_seconds`` the policy (:func:`~queuelab.runtime.autoscale.decide_scale`, the very
+function the real :class:`~queuelab.runtime.autoscale.Autoscaler` calls) sees the runnable backlog,
 the running jobs, the pool size, how long the pool has been idle and the time since the last
 change. A new worker is ready ``startup_seconds`` after the decision; a removed one is an
 idle one if any, else one still starting, else a busy one that stops after its job (a
 process pool's graceful SIGTERM). A worker costs from the moment it is asked for until it
 is gone.
 
-    >>> from queuelab.simulator import Fixed, burst, simulate
-    >>> from queuelab.autoscale import ScalePolicy
+    >>> from queuelab.lab.simulator import Fixed, burst, simulate
+    >>> from queuelab.runtime.autoscale import ScalePolicy
     >>> simulate(burst(100), Fixed(1.0), ScalePolicy(min_workers=1, max_workers=1)).drain_seconds
     100.0
 """
@@ -29,9 +29,9 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from queuelab import bounds
-from queuelab.autoscale import ScaleMetrics, ScalePolicy, decide_scale
 from queuelab.errors import InvalidArgument
-from queuelab.load import Constant, Duration, Exponential, Fixed, LogNormal, Poisson
+from queuelab.lab.load import Constant, Duration, Exponential, Fixed, LogNormal, Poisson
+from queuelab.runtime.autoscale import ScaleMetrics, ScalePolicy, decide_scale
 
 __all__ = [
     "Duration",
@@ -112,7 +112,7 @@ def diurnal(
     return Trace("diurnal", kept, float(seconds))
 
 
-# -- job durations: the lab's distributions (queuelab.load), re-exported here -----------------
+# -- job durations: the lab's distributions (queuelab.lab.load), re-exported here -----------------
 
 
 # -- the result -------------------------------------------------------------------------------

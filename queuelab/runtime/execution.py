@@ -13,7 +13,7 @@ from contextvars import ContextVar
 from queuelab.errors import JobTimeout, NoCurrentJob, ResultNotSerializable
 from queuelab.models import AttemptOutcome, Lease
 from queuelab.policy import Decision, Errored, Outcome, Succeeded
-from queuelab.runtime import Runtime
+from queuelab.runtime.context import Runtime
 
 _current: ContextVar[Lease | None] = ContextVar("queuelab_current_job", default=None)
 

@@ -1,7 +1,8 @@
 """Load experiments against a real queue: submit a planned load on schedule, run it on a real
 worker pool, sample the queue while it drains, and return the per-job timeline and a summary.
 
-    from queuelab import lab, load
+    from queuelab import lab
+    from queuelab.lab import load
     result = lab.run_experiment("sqlite:///lab.db", load.Poisson(rate=200, seconds=10), workers=4)
     result.summary["throughput"], result.summary["wait_p95"]
 
@@ -19,14 +20,14 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Self
 
-from queuelab import stats
-from queuelab.autoscale import Autoscaler, ScalePolicy
 from queuelab.errors import InvalidArgument, QuotaExceeded, RateLimited
-from queuelab.load import Load, plan
+from queuelab.lab import frames
+from queuelab.lab.load import Load, plan
 from queuelab.looper import Looper
 from queuelab.models import Job
-from queuelab.pool import Mode, Pool, check_pool_args
 from queuelab.queue import Queue
+from queuelab.runtime.autoscale import Autoscaler, ScalePolicy
+from queuelab.runtime.pool import Mode, Pool, check_pool_args
 from queuelab.store.timeline import status_counts
 from queuelab.submission import Submission
 
@@ -50,10 +51,10 @@ class ExperimentResult:
 
     @property
     def per_user(self) -> pd.DataFrame:
-        return stats.per_user(self.timeline)
+        return frames.per_user(self.timeline)
 
     def throughput(self, freq: float = 1.0) -> pd.DataFrame:
-        return stats.throughput(self.timeline, freq=freq)
+        return frames.throughput(self.timeline, freq=freq)
 
     def __repr__(self) -> str:
         s = self.summary
@@ -80,12 +81,12 @@ def run_experiment(
     tick_seconds: float = 1.0,
     prefetch: int | None = None,
 ) -> ExperimentResult:
-    """Run ``load`` (see :mod:`queuelab.load`) on ``workers`` workers of ``mode`` against ``db``
+    """Run ``load`` (see :mod:`queuelab.lab.load`) on ``workers`` workers of ``mode`` against ``db``
     (a Queue, or a database URL to open and close), until every job has finished or
     ``time_limit`` seconds pass (``summary["timed_out"]`` says which).
 
     With ``autoscale``, the pool starts at the policy's minimum and an
-    :class:`~queuelab.autoscale.Autoscaler` resizes it every ``tick_seconds``;
+    :class:`~queuelab.runtime.autoscale.Autoscaler` resizes it every ``tick_seconds``;
     ``result.samples["workers"]`` shows what it did. ``prefetch``: jobs each worker claims
     beyond its free slots (default: the queue's setting)."""
     check_pool_args(workers, mode, prefetch=prefetch)
@@ -158,7 +159,7 @@ def _run(
             scaler.stop()
         pool.stop()
         sampler.stop()
-    frame = stats.timeline(q, queue=lab_queue, origin=origin)
+    frame = frames.timeline(q, queue=lab_queue, origin=origin)
     frame = _with_plan(frame, feeder, arrivals)
     params: dict[str, Any] = {"workers": workers, "mode": mode, "backend": q.runtime.db.dialect, "seed": seed}
     params["prefetch"] = prefetch

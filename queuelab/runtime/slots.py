@@ -10,7 +10,7 @@ import threading
 from collections.abc import Callable
 from enum import Enum
 
-from queuelab.held import Entry
+from queuelab.runtime.held import Entry
 
 _RETIRE = object()  # in the inbox after a shrink: the idle thread that takes it ends
 

@@ -1,6 +1,6 @@
 """Run the lab's notebooks headless, papermill-style: the cell tagged ``parameters`` keeps
 its defaults and a cell inserted after it overrides them. The test suite runs every
-notebook this way with small parameters; ``python -m queuelab.notebooks --figures DIR``
+notebook this way with small parameters; ``python -m queuelab.lab.notebooks --figures DIR``
 regenerates the README's figures. Notebooks on disk are never written: they stay
 committed without outputs.
 """
@@ -14,7 +14,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-DEFAULT_DIR = Path(__file__).resolve().parent.parent / "notebooks"
+DEFAULT_DIR = Path(__file__).resolve().parents[2] / "notebooks"
 PARAMETERS_TAG = "parameters"
 
 
@@ -63,7 +63,7 @@ def images(notebook: Any) -> list[str]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m queuelab.notebooks", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m queuelab.lab.notebooks", description=__doc__)
     parser.add_argument("names", nargs="*", help="notebooks to run (default: all in --dir)")
     parser.add_argument("--dir", type=Path, default=DEFAULT_DIR, help="where the notebooks are")
     parser.add_argument("--figures", type=Path, help="directory the notebooks save their README figures to")

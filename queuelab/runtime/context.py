@@ -18,7 +18,7 @@ from queuelab.store.limits import LimitStore
 from queuelab.tasks import TaskRegistry, builtin_tasks
 
 if TYPE_CHECKING:
-    from queuelab.redis_limiter import RedisRateLimiter
+    from queuelab.store.redis_limiter import RedisRateLimiter
 
 
 class Runtime:
@@ -59,7 +59,7 @@ class Runtime:
         """The Redis limiter when ``redis_url`` is set; else None (the SQL one runs)."""
         if self.settings.redis_url is None:
             return None
-        from queuelab.redis_limiter import RedisRateLimiter
+        from queuelab.store.redis_limiter import RedisRateLimiter
 
         return RedisRateLimiter(self.settings.redis_url)
 

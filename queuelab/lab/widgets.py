@@ -2,7 +2,7 @@
 a worker pool, start and stop a load, watch counts and throughput refresh every second,
 work the dead-letter queue, and change rate limits and quotas.
 
-    from queuelab.widgets import control_panel
+    from queuelab.lab.widgets import control_panel
     panel = control_panel(q)      # shows it; panel.close() stops everything it started
 
 The refresh runs in a thread, so the kernel stays free; every control is a plain widget
@@ -23,12 +23,12 @@ import ipywidgets as w
 
 from queuelab.config import MAX_PREFETCH
 from queuelab.errors import QueuelabError
+from queuelab.lab.live_load import LoadGenerator
 from queuelab.limits import UserLimits, rate_enabled
-from queuelab.live_load import LoadGenerator
 from queuelab.looper import Looper
 from queuelab.models import JobStatus
-from queuelab.pool import Pool
 from queuelab.queue import Queue
+from queuelab.runtime.pool import Pool
 from queuelab.store.reports import completed_series
 
 STATUSES = [s.value for s in JobStatus]

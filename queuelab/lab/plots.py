@@ -12,8 +12,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from queuelab import stats
 from queuelab.errors import InvalidArgument
+from queuelab.lab import frames
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -41,7 +41,7 @@ def _need(frame: pd.DataFrame, columns: Sequence[str], what: str) -> None:
 def throughput(timeline: pd.DataFrame, *, freq: float = 1.0, title: str = "Throughput") -> Figure:
     """Jobs completed (and sent to the DLQ) per second over the run."""
     _need(timeline, ["status", "finished"], "throughput")
-    per = stats.throughput(timeline, freq=freq)
+    per = frames.throughput(timeline, freq=freq)
     fig, (ax,) = _figure()
     ax.step(per["time"], per["completed"] / freq, where="post", color=COLORS["COMPLETED"], label="completed")
     if per["failed"].any():
@@ -66,7 +66,7 @@ def wait_cdf(timeline: pd.DataFrame, *, by: str | None = None, title: str = "Sub
     cdf.grid(alpha=0.3)
     if by is not None:
         cdf.legend(fontsize="small")
-    table = stats.wait_percentiles(timeline, by=by)
+    table = frames.wait_percentiles(timeline, by=by)
     width = 0.8 / max(len(table), 1)
     for i, (_, row) in enumerate(table.iterrows()):
         bars.bar(np.arange(3) + i * width, [row["p50"] * 1000, row["p95"] * 1000, row["p99"] * 1000], width)

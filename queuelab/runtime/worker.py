@@ -1,7 +1,7 @@
 """One worker: claim → run → ack, on ``concurrency`` slot threads.
 
 A *turn* writes the job path: in ONE transaction it acks every attempt that finished
-since the last turn and claims as many new jobs as :func:`~queuelab.turns.plan_turn` says,
+since the last turn and claims as many new jobs as :func:`~queuelab.runtime.turns.plan_turn` says,
 so a busy worker spends one write per batch, not two per job. One turn runs at a time
 (``_turn_lock``). The dispatcher (the thread that calls :meth:`Worker.run`) takes turns
 while the worker is idle, gathers the acks of short jobs that finish together, enforces
@@ -10,7 +10,7 @@ poll, when nothing is runnable. A slot thread whose job ends while no other slot
 takes the turn itself and runs the first job it claims: a steady stream through one slot
 then costs no hand-off between threads per job. :meth:`Worker.step` runs one turn on the
 calling thread, for tests and tools. The jobs held and their states are
-:class:`~queuelab.held.HeldJobs`; :mod:`queuelab.maintenance` keeps their leases alive.
+:class:`~queuelab.runtime.held.HeldJobs`; :mod:`queuelab.runtime.maintenance` keeps their leases alive.
 
 **Prefetch** (``Settings.prefetch``, 0 by default): a worker may claim up to that many jobs
 beyond its free slots. They wait in the worker, their leases kept alive, and the slots run
@@ -32,21 +32,21 @@ import time
 import uuid
 from collections.abc import Sequence
 
-from queuelab import turns
 from queuelab.errors import LeaseLost, StoreError
-from queuelab.execution import attempt, timed_out
-from queuelab.held import Entry, EntryState, HeldJobs
-from queuelab.maintenance import Maintenance
 from queuelab.models import Lease
 from queuelab.policy import Decision
-from queuelab.runtime import Runtime
-from queuelab.slots import Ran, Slots
+from queuelab.runtime import turns
+from queuelab.runtime.context import Runtime
+from queuelab.runtime.execution import attempt, timed_out
+from queuelab.runtime.held import Entry, EntryState, HeldJobs
+from queuelab.runtime.maintenance import Maintenance
+from queuelab.runtime.slots import Ran, Slots
 from queuelab.store import WorkerInfo
 from queuelab.store.claims import ClaimFilter
 from queuelab.store.leases import Finished
 from queuelab.store.wakeup import Wakeup, wakeup_for
 
-log = logging.getLogger("queuelab.worker")
+log = logging.getLogger("queuelab.runtime.worker")
 
 STORE_RETRY_SECONDS = 0.5
 ACK_GRACE_SECONDS = 5.0

@@ -2,7 +2,7 @@
 functions of a snapshot and a time, so the rules are tested with plain asserts.
 
 A *turn* acks every attempt that finished since the last one and claims new jobs, in one
-transaction (see :mod:`queuelab.worker`). Without prefetch a turn is due for any ack or free
+transaction (see :mod:`queuelab.runtime.worker`). Without prefetch a turn is due for any ack or free
 slot. With prefetch (jobs claimed beyond the free slots, run without a turn each) a turn is
 due when half the prefetch is used up, or when an ack has waited ``ACK_DELAY_SECONDS``.
 Times here are :func:`time.monotonic` seconds, except where a name says "wall".

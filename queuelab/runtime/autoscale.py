@@ -26,9 +26,9 @@ from queuelab.store.reports import runnable_backlog
 from queuelab.store.scaling import ScaleEvent, ScaleLog
 
 if TYPE_CHECKING:
-    from queuelab.runtime import Runtime
+    from queuelab.runtime.context import Runtime
 
-log = logging.getLogger("queuelab.autoscale")
+log = logging.getLogger("queuelab.runtime.autoscale")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -96,8 +96,8 @@ def decide_scale(m: ScaleMetrics, p: ScalePolicy) -> ScaleDecision:
 
 
 class Resizable(Protocol):
-    """What the autoscaler drives: a :class:`~queuelab.pool.ThreadPool`, a
-    :class:`~queuelab.pool.ProcessPool`, or a :class:`~queuelab.worker.Worker`."""
+    """What the autoscaler drives: a :class:`~queuelab.runtime.pool.ThreadPool`, a
+    :class:`~queuelab.runtime.pool.ProcessPool`, or a :class:`~queuelab.runtime.worker.Worker`."""
 
     @property
     def size(self) -> int: ...

@@ -7,8 +7,8 @@ import random
 import time
 
 from queuelab.models import JobStatus
-from queuelab.pool import Mode
 from queuelab.queue import Queue
+from queuelab.runtime.pool import Mode
 from queuelab.submission import Submission
 
 USERS = ("alice", "bob", "carol")
