@@ -256,11 +256,13 @@ def test_a_limit_set_here_is_not_hidden_by_a_read_that_began_before_it(
     q.close()
 
 
-def test_an_idle_postgres_worker_takes_a_job_freed_by_a_quota_without_waiting_a_poll(postgres_url: str) -> None:
+def test_an_idle_postgres_worker_takes_a_job_freed_by_a_quota_without_waiting_a_poll(
+    postgres_database_url: str,
+) -> None:
     """An ack that frees a user's quota slot must wake an idle worker whose claim found that
     user's job held back; with nothing to NOTIFY it, it once slept the whole poll interval
     (here 3 s)."""
-    q = Queue(postgres_url, poll_interval_seconds=3.0)
+    q = Queue(postgres_database_url, poll_interval_seconds=3.0)
     q.set_limits("carol", max_running=1)
     first = q.submit("simulate", {"duration": 0.4}, user_id="carol", queue="a")
     with q.worker(1, queues=["a"]):
@@ -275,10 +277,10 @@ def test_an_idle_postgres_worker_takes_a_job_freed_by_a_quota_without_waiting_a_
     q.close()
 
 
-def test_an_idle_postgres_worker_under_quotas_does_not_poll_a_paused_queue(postgres_url: str) -> None:
+def test_an_idle_postgres_worker_under_quotas_does_not_poll_a_paused_queue(postgres_database_url: str) -> None:
     """A due job in a paused queue is not held back by a quota: it once counted as such, so
     every idle worker claimed four times a second for as long as the queue stayed paused."""
-    q = Queue(postgres_url, poll_interval_seconds=5.0)
+    q = Queue(postgres_database_url, poll_interval_seconds=5.0)
     q.set_limits("*", max_running=5)
     q.submit("simulate", user_id="a", queue="p")
     q.pause("p")
