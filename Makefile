@@ -52,7 +52,7 @@ soak: $(STAMP)  ## 30 minutes of mixed load on the API and 2 worker processes (n
 browser:
 	@command -v chromium >/dev/null 2>&1 || { 		echo "installing Debian's chromium for the browser tests"; 		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); 		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium 		|| echo "could not install chromium: the browser tests will be skipped"; }
 
-check: lint  ## lint, format check and types
+check: $(STAMP) lint  ## lint, format check and types (mypy strict on the package and the tests)
 	$(PY) -m mypy
 
 lint: $(STAMP)
