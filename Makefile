@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 export QUEUELAB_TEST_POSTGRES_URL ?= postgresql+psycopg://postgres@127.0.0.1:5432/test
 
-.PHONY: setup run demo test check lint format clean browser lab figures bench chaos fuzz soak sql
+.PHONY: setup run demo test test-fast check lint format clean browser lab figures bench chaos fuzz soak sql
 
 setup: $(STAMP)
 
@@ -23,6 +23,16 @@ demo: $(STAMP)  ## a worker pool working off a demo load on SQLite, in the termi
 
 test: $(STAMP) browser  ## the whole suite; PostgreSQL/Redis/browser tests skip (with the reason) if absent
 	$(PY) -m pytest
+
+# The fast tier, for the edit loop (about a minute here): SQLite only, nothing marked slow, and
+# none of the files that start worker processes, pools, experiments, the CLI or the fuzzers.
+# `make test` (what CI runs) still runs everything.
+FAST_IGNORE := test_prefetch.py test_lab.py test_widgets.py test_cli.py test_schemathesis.py test_nasties.py \
+	test_notebooks.py test_dashboard_browser.py test_chaos.py test_soak.py test_bench.py test_processes.py \
+	test_api_server.py test_api_crash.py test_postgres_faults.py test_sqlite_faults.py test_state_machine.py
+
+test-fast: $(STAMP)  ## the fast tier: SQLite only, no slow or process-heavy test, 60 s per test
+	$(PY) -m pytest -q -m "not slow and not postgres" --timeout 60 $(addprefix --ignore=tests/,$(FAST_IGNORE))
 
 bench: $(STAMP)  ## the benchmark suite on SQLite and PostgreSQL (QUEUELAB_TEST_POSTGRES_URL); results in benchmarks/results/
 	$(PY) -m queuelab.bench
@@ -52,7 +62,7 @@ soak: $(STAMP)  ## 30 minutes of mixed load on the API and 2 worker processes (n
 browser:
 	@command -v chromium >/dev/null 2>&1 || { 		echo "installing Debian's chromium for the browser tests"; 		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); 		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium 		|| echo "could not install chromium: the browser tests will be skipped"; }
 
-check: lint  ## lint, format check and types
+check: $(STAMP) lint  ## lint, format check and types (mypy strict on the package and the tests)
 	$(PY) -m mypy
 
 lint: $(STAMP)

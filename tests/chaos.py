@@ -64,11 +64,6 @@ def run_worker_chaos(
     rng = random.Random(seed)
     records = work / "records.txt"
     q = recorder_queue(url)
-    env = {
-        "QUEUELAB_LEASE_SECONDS": str(LEASE_SECONDS),
-        "QUEUELAB_SHUTDOWN_GRACE_SECONDS": "1",
-        "QUEUELAB_PREFETCH": str(prefetch),  # a killed worker's prefetched jobs are rescued too
-    }
     try:
         for start in range(0, jobs_total, 2000):
             q.submit_many(
@@ -80,7 +75,7 @@ def run_worker_chaos(
                 )
                 for _ in range(min(2000, jobs_total - start))
             )
-        pool = [_start(url, work, i, concurrency, env) for i in range(workers)]
+        pool = [_start(url, work, i, concurrency, prefetch) for i in range(workers)]
         started, kills, spawned = time.monotonic(), 0, workers
         next_kill = started + kill_every
         while _open_jobs(q) and time.monotonic() - started < timeout:
@@ -89,7 +84,7 @@ def run_worker_chaos(
                 victim.signal(signal.SIGKILL)
                 victim.wait()
                 kills += 1
-                pool.append(_start(url, work, spawned, concurrency, env))
+                pool.append(_start(url, work, spawned, concurrency, prefetch))
                 spawned += 1
                 next_kill += kill_every
             time.sleep(0.05)
@@ -103,8 +98,15 @@ def run_worker_chaos(
         q.close()
 
 
-def _start(url: str, work: Path, i: int, concurrency: int, env: dict[str, str]) -> WorkerProcess:
-    return WorkerProcess(url, work / f"worker-{i}.log", concurrency=concurrency, **env)
+def _start(url: str, work: Path, i: int, concurrency: int, prefetch: int) -> WorkerProcess:
+    return WorkerProcess(
+        url,
+        work / f"worker-{i}.log",
+        concurrency=concurrency,
+        QUEUELAB_LEASE_SECONDS=str(LEASE_SECONDS),
+        QUEUELAB_SHUTDOWN_GRACE_SECONDS="1",
+        QUEUELAB_PREFETCH=str(prefetch),  # a killed worker's prefetched jobs are rescued too
+    )
 
 
 def _open_jobs(q: Queue) -> int:
@@ -114,8 +116,10 @@ def _open_jobs(q: Queue) -> int:
 
 def _report(q: Queue, url: str, records: Path, total: int, workers: int, kills: int, elapsed: float) -> ChaosReport:
     with q.runtime.db.read() as conn:
-        statuses = Counter(dict(conn.execute(sa.select(jobs.c.status, sa.func.count()).group_by(jobs.c.status)).all()))
-        lost_attempts = Counter(
+        statuses: Counter[str] = Counter(
+            dict(conn.execute(sa.select(jobs.c.status, sa.func.count()).group_by(jobs.c.status)).all())
+        )
+        lost_attempts: Counter[str] = Counter(
             dict(
                 conn.execute(
                     sa.select(attempts.c.job_id, sa.func.count())

@@ -98,7 +98,23 @@ def postgres_url() -> Iterator[str]:
     admin.dispose()
 
 
-@pytest.fixture(params=["sqlite", "postgres"])
+@pytest.fixture
+def postgres_database_url() -> Iterator[str]:
+    """A PostgreSQL database of the test's own, for tests that count a worker's wake-ups:
+    NOTIFY reaches every listener in the database whatever its schema, so in a shared one
+    another test's or another run's submits wake the worker too."""
+    require_postgres()
+    name = f"t_{uuid.uuid4().hex[:12]}"
+    admin = sa.create_engine(postgres_base_url(), poolclass=sa.pool.NullPool, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
+    yield sa.make_url(postgres_base_url()).set(database=name).render_as_string(hide_password=False)
+    with admin.connect() as conn:
+        conn.execute(sa.text(f'DROP DATABASE "{name}" WITH (FORCE)'))
+    admin.dispose()
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
 def db_url(request: pytest.FixtureRequest) -> str:
     """A fresh, empty database of each kind."""
     name = "sqlite_url" if request.param == "sqlite" else "postgres_url"
@@ -136,5 +152,10 @@ def url_quote(text: str) -> str:
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Tests that restart PostgreSQL run last, so nothing else sees the server go away."""
+    """Every test that uses PostgreSQL is marked ``postgres`` (the PostgreSQL half of ``db_url``
+    by its param), so ``-m "not postgres"`` leaves them all out. Tests that restart PostgreSQL
+    run last, so nothing else sees the server go away."""
+    for item in items:
+        if {"postgres_url", "postgres_database_url"} & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.postgres)
     items.sort(key=lambda item: item.get_closest_marker("restarts_postgres") is not None)

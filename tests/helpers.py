@@ -18,11 +18,11 @@ ROOT = Path(__file__).resolve().parent.parent
 APP = "tests.apps.recorder:q"
 
 
-def recorder_queue(url: str, **options: object) -> Queue:
+def recorder_queue(url: str) -> Queue:
     """A queue on ``url`` that knows the recorder tasks (to submit them)."""
     from tests.apps import recorder
 
-    q = Queue(url, **options)  # type: ignore[arg-type]
+    q = Queue(url)
     for task in recorder.q.tasks:
         q.runtime.tasks.add(task)
     return q

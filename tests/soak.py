@@ -73,7 +73,7 @@ def _load(base: str, rate: float, stop: threading.Event, counts: dict[str, int])
             due += rng.expovariate(rate)
             time.sleep(max(0.0, due - time.monotonic()))
             payload = {"duration": rng.choice([0, 0, 0.005, 0.02]), "fail_rate": rng.choice([0, 0, 0, 0.2])}
-            body = {"user_id": f"user{rng.randrange(20)}", "payload": payload}
+            body: dict[str, object] = {"user_id": f"user{rng.randrange(20)}", "payload": payload}
             if rng.random() < 0.1:
                 body["delay_seconds"] = rng.choice([1, 5])
             try:
@@ -92,7 +92,7 @@ def soak(url: str, minutes: float, sample: float, rate: float, workers: int, log
     rows: list[dict[str, float]] = []
     with log.open("wb") as out:
         server = subprocess.Popen(command, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
-    stop, counts = threading.Event(), {}
+    stop, counts = threading.Event(), dict[str, int]()
     loader = threading.Thread(target=_load, args=(base, rate, stop, counts), daemon=True)
     try:
         wait_until(lambda: _up(base), timeout=60, what="the API server")

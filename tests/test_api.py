@@ -342,8 +342,9 @@ def test_token_files_are_checked(tmp_path: Any) -> None:
         TokenBook.load(str(path), env="")
     path.write_text(f"{ALICE} alice user\n{ROOT_TOKEN} root admin\n")
     book = TokenBook.load(str(path), env="")
-    assert book.lookup(ALICE) is not None
-    assert book.lookup(ALICE).user_id == "alice"  # type: ignore[union-attr]
+    alice = book.lookup(ALICE)
+    assert alice is not None
+    assert alice.user_id == "alice"
     assert book.lookup("nope") is None
 
 
@@ -372,4 +373,3 @@ def test_make_client(make_queue: Callable[..., Queue]) -> None:
     with TestClient(create_app(a)) as one, TestClient(create_app(b)) as two:
         job_id = one.post("/api/submit/", json={"user_id": "x"}).json()["job_id"]
         assert two.get(f"/api/status/{job_id}/").json()["job_id"] == job_id
-    assert Complete  # imported for fail helpers

@@ -13,11 +13,11 @@ WORKER = "test-worker"
 POLICY = RetryPolicy(base_seconds=0.5, factor=2.0, max_seconds=300.0, jitter=0.0)
 
 
-def claim(q: Queue, limit: int = 10, queues: list[str] | None = None, worker: str = WORKER):
+def claim(q: Queue, limit: int = 10, queues: list[str] | None = None, worker: str = WORKER) -> list[Lease]:
     return q.runtime.leases.claim(worker, queues, limit, q.runtime.clock.now())
 
 
-def fail_decision(q: Queue, lease, message: str = "boom") -> Decision:
+def fail_decision(q: Queue, lease: Lease, message: str = "boom") -> Decision:
     error = Errored(AttemptOutcome.FAILED, "RuntimeError", message)
     return decide(
         error,

@@ -11,13 +11,14 @@ import pytest
 from queuelab import FakeClock, JobStatus, Queue, QuotaExceeded, RateLimited
 from queuelab.errors import ConfigError, InvalidArgument
 from queuelab.limits import RateLimit, retry_after
+from queuelab.models import Lease
 from queuelab.policy import Complete
 from queuelab.submission import Submission
 
 WORKER = "test-worker"
 
 
-def claim(q: Queue, limit: int = 10) -> list:
+def claim(q: Queue, limit: int = 10) -> list[Lease]:
     return q.runtime.leases.claim(WORKER, None, limit, q.runtime.clock.now())
 
 
@@ -82,7 +83,7 @@ def test_the_active_cap_counts_pending_and_running(queue: Queue) -> None:
     queue.submit("simulate", user_id="alice")  # one finished: room again
 
 
-def test_limits_fall_back_from_user_to_defaults_to_settings(make_queue, clock: FakeClock) -> None:  # type: ignore[no-untyped-def]
+def test_limits_fall_back_from_user_to_defaults_to_settings(make_queue: Callable[..., Queue], clock: FakeClock) -> None:
     q = make_queue(clock=clock, rate_limit="100/minute", max_running_per_user=5)
     assert q.limits("anyone").rate_limit == RateLimit(100, 60.0)
     assert q.limits("anyone").max_running == 5

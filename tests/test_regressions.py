@@ -1,4 +1,5 @@
-"""Regression tests for bugs found in review; each names the finding it guards."""
+"""Regression tests: each guards against a bug that was once there, and is named after the
+behaviour it protects. (Each belongs beside its feature; they move there with the test tiers.)"""
 
 from __future__ import annotations
 
@@ -22,7 +23,7 @@ from queuelab.models import AttemptOutcome
 from tests.helpers import APP, ROOT, WorkerProcess, read_records, recorder_queue, wait_for_status, wait_until
 
 
-def test_f1_a_task_raising_a_base_exception_or_an_unprintable_error_does_not_kill_its_slot(
+def test_a_task_raising_a_base_exception_or_an_unprintable_error_does_not_kill_its_slot(
     db_url: str, tmp_path: Path
 ) -> None:
     record = tmp_path / "executions.log"
@@ -40,7 +41,7 @@ def test_f1_a_task_raising_a_base_exception_or_an_unprintable_error_does_not_kil
 
 
 @pytest.mark.slow
-def test_f2_a_process_exiting_after_a_timeout_claims_no_innocent_job(db_url: str, tmp_path: Path) -> None:
+def test_a_process_exiting_after_a_timeout_claims_no_innocent_job(db_url: str, tmp_path: Path) -> None:
     record = tmp_path / "executions.log"
     q = recorder_queue(db_url)
     stuck = q.submit("stuck", {"path": str(record)}, priority=9)  # timeout 1 s, no retries
@@ -60,7 +61,7 @@ def test_f2_a_process_exiting_after_a_timeout_claims_no_innocent_job(db_url: str
 
 
 @pytest.mark.slow
-def test_f5_one_ctrl_c_to_a_process_pool_keeps_the_grace_period(sqlite_url: str, tmp_path: Path) -> None:
+def test_one_ctrl_c_to_a_process_pool_keeps_the_grace_period(sqlite_url: str, tmp_path: Path) -> None:
     record = tmp_path / "executions.log"
     q = recorder_queue(sqlite_url)
     job = q.submit("record", {"path": str(record), "seconds": 1.5})
@@ -95,13 +96,13 @@ def test_f5_one_ctrl_c_to_a_process_pool_keeps_the_grace_period(sqlite_url: str,
     q.close()
 
 
-def test_f10_prune_refuses_nan(queue: Queue) -> None:
+def test_prune_refuses_nan(queue: Queue) -> None:
     with pytest.raises(InvalidArgument, match="older_than must be a number of seconds >= 0, got nan"):
         queue.prune(float("nan"))
 
 
-def test_f11_app_settings_survive_a_db_override(tmp_path: Path) -> None:
-    from queuelab.cli import load_queue
+def test_an_apps_settings_and_tasks_survive_a_db_override(tmp_path: Path) -> None:
+    from queuelab.queue import load_queue
     from tests.apps import recorder
 
     rebased = load_queue(f"sqlite:///{tmp_path}/other.db", APP)
@@ -121,18 +122,20 @@ def test_f11_app_settings_survive_a_db_override(tmp_path: Path) -> None:
         (lambda q: q.submit("simulate", idempotency_key="k\ud800"), "idempotency_key must be a string"),
     ],
 )
-def test_f12_bad_arguments_are_refused(queue: Queue, call: Callable[[Queue], object], message: str) -> None:
+def test_bad_worker_task_and_submit_arguments_are_refused_and_store_nothing(
+    queue: Queue, call: Callable[[Queue], object], message: str
+) -> None:
     with pytest.raises(InvalidArgument, match=message):
         call(queue)
     assert sum(queue.stats().by_status.values()) == 0
 
 
-def test_f12_a_valid_retry_policy_is_used(queue: Queue) -> None:
+def test_a_task_keeps_the_retry_policy_it_was_given(queue: Queue) -> None:
     task = queue.task(name="patient", retry=RetryPolicy(base_seconds=2.0, jitter=0.0))(lambda: None)
     assert task.retry == RetryPolicy(base_seconds=2.0, jitter=0.0)
 
 
-def test_f3_prune_works_in_bounded_batches(queue: Queue) -> None:
+def test_prune_works_in_bounded_batches(queue: Queue) -> None:
     from queuelab.policy import Complete
 
     for _ in range(5):
@@ -145,7 +148,7 @@ def test_f3_prune_works_in_bounded_batches(queue: Queue) -> None:
 
 
 @pytest.mark.postgres
-def test_r1_the_first_call_after_postgresql_closed_a_pooled_connection_succeeds(postgres_url: str) -> None:
+def test_the_first_call_after_postgresql_closed_a_pooled_connection_succeeds(postgres_url: str) -> None:
     """Found by the PostgreSQL restart test: after a restart, the first statement on each
     pooled connection failed with 'terminating connection due to administrator command'.
     Here the server closes the queue's one pooled connection, as a restart would."""
@@ -162,7 +165,7 @@ def test_r1_the_first_call_after_postgresql_closed_a_pooled_connection_succeeds(
 
 
 @pytest.mark.slow
-def test_r2_stopping_a_pool_while_a_slot_waits_to_restart_logs_no_false_kill(
+def test_stopping_a_pool_while_a_slot_waits_to_restart_logs_no_false_kill(
     sqlite_url: str, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Found by the crash benchmark: a pool stopped while a killed child's slot waited out
@@ -183,10 +186,10 @@ def test_r2_stopping_a_pool_while_a_slot_waits_to_restart_logs_no_false_kill(
 
 
 @pytest.mark.postgres
-def test_r3_a_process_holding_over_1024_descriptors_still_uses_its_pool(postgres_url: str) -> None:
-    """Found in review of r1's fix: it watched the pooled socket with select(), which raises
-    for a descriptor above 1023, so a busy process's every checkout failed. poll() has no
-    such limit."""
+def test_a_process_holding_over_1024_descriptors_still_uses_its_pool(postgres_url: str) -> None:
+    """The checkout check for a closed pooled connection (above) once watched the socket with
+    select(), which raises for a descriptor above 1023, so a busy process's every checkout
+    failed. poll() has no such limit."""
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if hard != resource.RLIM_INFINITY and hard < 2048:
         pytest.skip(f"cannot raise the open-file limit to 2048 here (hard limit {hard})")
@@ -203,9 +206,9 @@ def test_r3_a_process_holding_over_1024_descriptors_still_uses_its_pool(postgres
         resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
 
 
-def test_r4_a_postgres_user_new_to_the_quota_claim_is_not_passed_over(postgres_url: str) -> None:
-    """Review of the one-statement quota claim: a user without a lock row was passed over
-    and got one only when a claim took nothing, so while anyone else had work the new
+def test_a_postgres_user_new_to_the_quota_claim_is_not_passed_over(postgres_url: str) -> None:
+    """The one-statement quota claim once passed over a user without a lock row, who got one
+    only when a claim took nothing, so while anyone else had work the new
     user's jobs (even at priority 9) were never taken."""
     q = Queue(postgres_url)
     q.set_limits("*", max_running=1000)
@@ -218,11 +221,11 @@ def test_r4_a_postgres_user_new_to_the_quota_claim_is_not_passed_over(postgres_u
     q.close()
 
 
-def test_r5_a_limit_set_here_is_not_hidden_by_a_read_that_began_before_it(
+def test_a_limit_set_here_is_not_hidden_by_a_read_that_began_before_it(
     sqlite_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Review: a snapshot of the limits read by another thread before set_limits committed
-    was cached after set_limits invalidated the cache, hiding the change for 0.5 s."""
+    """A snapshot of the limits read by another thread before set_limits committed must not
+    be cached after set_limits invalidated the cache (it once was, hiding the change for 0.5 s)."""
     from queuelab.store import limits as limits_store
 
     q = Queue(sqlite_url)
@@ -253,10 +256,13 @@ def test_r5_a_limit_set_here_is_not_hidden_by_a_read_that_began_before_it(
     q.close()
 
 
-def test_r6_an_idle_postgres_worker_takes_a_job_freed_by_a_quota_without_waiting_a_poll(postgres_url: str) -> None:
-    """Review: nothing NOTIFYs when an ack frees a user's quota slot, so an idle worker
-    whose claim found the user's job held back slept the whole poll interval (here 3 s)."""
-    q = Queue(postgres_url, poll_interval_seconds=3.0)
+def test_an_idle_postgres_worker_takes_a_job_freed_by_a_quota_without_waiting_a_poll(
+    postgres_database_url: str,
+) -> None:
+    """An ack that frees a user's quota slot must wake an idle worker whose claim found that
+    user's job held back; with nothing to NOTIFY it, it once slept the whole poll interval
+    (here 3 s)."""
+    q = Queue(postgres_database_url, poll_interval_seconds=3.0)
     q.set_limits("carol", max_running=1)
     first = q.submit("simulate", {"duration": 0.4}, user_id="carol", queue="a")
     with q.worker(1, queues=["a"]):
@@ -271,10 +277,10 @@ def test_r6_an_idle_postgres_worker_takes_a_job_freed_by_a_quota_without_waiting
     q.close()
 
 
-def test_r7_an_idle_postgres_worker_under_quotas_does_not_poll_a_paused_queue(postgres_url: str) -> None:
-    """Review: a due job in a paused queue counted as held back by a quota, so every idle
-    worker claimed four times a second for as long as the queue stayed paused."""
-    q = Queue(postgres_url, poll_interval_seconds=5.0)
+def test_an_idle_postgres_worker_under_quotas_does_not_poll_a_paused_queue(postgres_database_url: str) -> None:
+    """A due job in a paused queue is not held back by a quota: it once counted as such, so
+    every idle worker claimed four times a second for as long as the queue stayed paused."""
+    q = Queue(postgres_database_url, poll_interval_seconds=5.0)
     q.set_limits("*", max_running=5)
     q.submit("simulate", user_id="a", queue="p")
     q.pause("p")

@@ -124,7 +124,7 @@ def test_sqlite_files_show_by_name_the_binds_the_driver_gets_by_position() -> No
         assert re.sub(r":\w+", "?", str(entry.compiled(name))) == positional, entry.name
 
 
-@pytest.mark.parametrize("kind", ["sqlite", "postgres"])
+@pytest.mark.parametrize("kind", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
 def test_the_files_are_compiled_as_a_connected_store_compiles(kind: str, request: pytest.FixtureRequest) -> None:
     """The files use a dialect that has never connected; the store's has met its server
     (its version, its settings). Both must compile every statement alike."""

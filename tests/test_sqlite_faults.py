@@ -8,7 +8,7 @@ import sqlite3
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -114,7 +114,8 @@ def test_a_read_only_file_system_is_a_clear_error_and_loses_nothing(small_disk: 
         job = q.submit("simulate", {"duration": 0})
     subprocess.run(["mount", "-o", "remount,ro", str(small_disk)], check=True)
     with Queue(f"sqlite:///{path}") as q:
-        for action in (lambda: q.submit("simulate"), lambda: q.get(job.id)):
+        actions: list[Callable[[], object]] = [lambda: q.submit("simulate"), lambda: q.get(job.id)]
+        for action in actions:
             with pytest.raises(StoreError, match="not writable: SQLite in WAL mode writes the -wal and -shm"):
                 action()
     subprocess.run(["mount", "-o", "remount,rw", str(small_disk)], check=True)

@@ -141,7 +141,7 @@ class LeaseMachine(RuleBasedStateMachine):
 
     def _holds(self, lease: Lease) -> bool:
         row = self.before[lease.job_id]
-        return row["status"] == "RUNNING" and row["lease_token"] == lease.token
+        return bool(row["status"] == "RUNNING" and row["lease_token"] == lease.token)
 
     def _finish(self, lease: Lease, decision: Any, worker: str, expected: str) -> None:
         if self._holds(lease):

@@ -32,7 +32,7 @@ PERCENTILES = (0.5, 0.95, 0.99)
 
 
 def _runtime(source: Queue | Runtime) -> Runtime:
-    return source.runtime if hasattr(source, "runtime") else source  # type: ignore[return-value]
+    return source if isinstance(source, Runtime) else source.runtime
 
 
 def timeline(

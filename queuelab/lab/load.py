@@ -217,7 +217,7 @@ def tenants_of(load: Load) -> list[Tenant]:
     if isinstance(load, Tenant):
         return [load]
     if hasattr(load, "arrivals"):
-        return [Tenant(user_id="user", shape=load)]  # type: ignore[arg-type]
+        return [Tenant(user_id="user", shape=load)]
     if isinstance(load, Sequence) and load and all(isinstance(t, Tenant) for t in load):
         return list(load)
     raise InvalidArgument(

@@ -186,5 +186,5 @@ _ROW_TYPES: dict[tuple[str, ...], Any] = {}
 def _row_type(names: tuple[str, ...]) -> Any:
     found = _ROW_TYPES.get(names)
     if found is None:
-        found = _ROW_TYPES[names] = namedtuple("Row", names, rename=True)  # type: ignore[misc]
+        found = _ROW_TYPES[names] = namedtuple("Row", names, rename=True)
     return found
