@@ -40,9 +40,9 @@ def fail_to_dlq(q: Queue, job_id: str) -> None:
         (lease,) = q.runtime.leases.claim("w", None, 1, q.runtime.clock.now())
         if lease.job_id == job_id:
             break
-        q.runtime.leases.finish(lease, Complete(None), "w", q.runtime.clock.now())
+        q.runtime.leases.ack(lease, Complete(None), "w", q.runtime.clock.now())
     error = Errored(AttemptOutcome.FAILED, "SimulatedFailure", "boom")
-    q.runtime.leases.finish(lease, DeadLetter(error, "test"), "w", q.runtime.clock.now())
+    q.runtime.leases.ack(lease, DeadLetter(error, "test"), "w", q.runtime.clock.now())
 
 
 def test_the_prototype_flow(client: TestClient, queue: Queue) -> None:

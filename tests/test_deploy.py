@@ -136,8 +136,8 @@ def test_the_keda_query_counts_what_the_policy_counts(postgres_url: str) -> None
     jobs.submit("retry", 2, queue="retries")
     first, second = jobs.run("retries", 2)
     error = Errored(AttemptOutcome.FAILED, "Boom", "boom")
-    q.runtime.leases.finish(first, Retry(now + 600, error), "test-worker", now)  # backing off
-    q.runtime.leases.finish(second, Complete(None), "test-worker", now)  # done
+    q.runtime.leases.ack(first, Retry(now + 600, error), "test-worker", now)  # backing off
+    q.runtime.leases.ack(second, Complete(None), "test-worker", now)  # done
     q.set_limits("capped", max_running=1)
     jobs.submit("capped", 3, queue="capped")
     jobs.run("capped", 1)  # capped is at its quota: its 2 pending jobs cannot start

@@ -21,7 +21,7 @@ def drain_order(q: Queue, worker: str = "w") -> list[str]:
     while leases := q.runtime.leases.claim(worker, None, 1, q.runtime.clock.now()):
         (lease,) = leases
         users.append(lease.user_id)
-        q.runtime.leases.finish(lease, Complete(None), worker, q.runtime.clock.now())
+        q.runtime.leases.ack(lease, Complete(None), worker, q.runtime.clock.now())
     return users
 
 
@@ -42,7 +42,7 @@ def test_a_light_user_is_not_starved_by_a_heavy_backlog(queue: Queue, clock: Fak
 def test_a_user_who_was_idle_starts_at_the_head_of_the_line(queue: Queue, clock: FakeClock) -> None:
     queue.submit_many(Submission(task="simulate", user_id="heavy") for _ in range(100))
     for lease in queue.runtime.leases.claim("w", None, 50, clock.now()):
-        queue.runtime.leases.finish(lease, Complete(None), "w", clock.now())
+        queue.runtime.leases.ack(lease, Complete(None), "w", clock.now())
     queue.submit("simulate", user_id="light")
     assert "light" in drain_order(queue)[:3]  # at the head, beside the heavy head job
 
@@ -80,7 +80,7 @@ def test_two_claimers_on_two_connections_never_both_take_the_last_slot(make_queu
             began = time.monotonic()  # after the claim committed ...
             time.sleep(0.002)
             ended = time.monotonic()  # ... and before the ack commits
-            q.runtime.leases.finish(leases[0], Complete(None), name, q.runtime.clock.now())
+            q.runtime.leases.ack(leases[0], Complete(None), name, q.runtime.clock.now())
             with lock:
                 intervals.append((began, ended))
 
@@ -125,7 +125,7 @@ def test_postgres_quota_lock_rows_of_idle_users_are_forgotten(postgres_url: str)
     q.set_limits("*", max_running=2)
     q.submit_many(Submission(task="simulate", user_id=user) for user in ("done", "waiting", "waiting"))
     for lease in q.runtime.leases.claim("w", None, 1, q.runtime.clock.now()):  # "done" ranks first
-        q.runtime.leases.finish(lease, Complete(None), "w", q.runtime.clock.now())
+        q.runtime.leases.ack(lease, Complete(None), "w", q.runtime.clock.now())
     q.runtime.leases.claim("w", None, 5, q.runtime.clock.now())  # adds "waiting"'s row, takes one job
     rows = sa.select(user_locks.c.user_id).order_by(user_locks.c.user_id)
     with q.runtime.db.read() as conn:

@@ -108,9 +108,9 @@ def test_expired_lease_is_rescued_as_a_lost_attempt_and_the_late_ack_is_refused(
     assert new.attempt == 2
     assert new.token != old.token
     with pytest.raises(LeaseLost, match="no longer held"):
-        queue.runtime.leases.finish(old, Complete({"late": True}), "dead-worker", clock.now())
+        queue.runtime.leases.ack(old, Complete({"late": True}), "dead-worker", clock.now())
     assert queue.runtime.leases.heartbeat([old], clock.now()) == [old]
-    queue.runtime.leases.finish(new, Complete({"ok": True}), "live-worker", clock.now())
+    queue.runtime.leases.ack(new, Complete({"ok": True}), "live-worker", clock.now())
     done = queue.get(job.id)
     assert done.status == JobStatus.COMPLETED
     assert done.result == {"ok": True}
@@ -123,7 +123,7 @@ def test_failing_job_runs_four_times_with_backoff_then_lands_in_the_dlq(queue: Q
     for attempt in range(1, 5):
         (lease,) = claim(queue)
         assert lease.attempt == attempt
-        queue.runtime.leases.finish(lease, fail_decision(queue, lease, f"failure {attempt}"), WORKER, clock.now())
+        queue.runtime.leases.ack(lease, fail_decision(queue, lease, f"failure {attempt}"), WORKER, clock.now())
         stored = queue.get(job.id)
         if attempt < 4:
             assert stored.status == JobStatus.PENDING
@@ -144,10 +144,10 @@ def test_failing_job_runs_four_times_with_backoff_then_lands_in_the_dlq(queue: Q
     assert len(again.errors) == 4  # the history is kept
     (lease,) = claim(queue)
     assert lease.attempt == 1
-    queue.runtime.leases.finish(lease, fail_decision(queue, lease), WORKER, clock.now())
+    queue.runtime.leases.ack(lease, fail_decision(queue, lease), WORKER, clock.now())
     clock.advance(5)
     (lease,) = claim(queue)
-    queue.runtime.leases.finish(lease, Complete(None), WORKER, clock.now())
+    queue.runtime.leases.ack(lease, Complete(None), WORKER, clock.now())
 
     forced = queue.force_success(job.id, {"by": "admin"})
     assert forced.status == JobStatus.COMPLETED
@@ -160,7 +160,7 @@ def test_force_success_moves_a_dead_letter_to_completed(queue: Queue, clock: Fak
     (lease,) = claim(queue)
     decision = fail_decision(queue, lease)
     assert isinstance(decision, DeadLetter)
-    queue.runtime.leases.finish(lease, decision, WORKER, clock.now())
+    queue.runtime.leases.ack(lease, decision, WORKER, clock.now())
     assert queue.get(job.id).status == JobStatus.FAILED
     forced = queue.force_success(job.id)
     assert (forced.status, forced.forced) == (JobStatus.COMPLETED, True)
@@ -181,7 +181,7 @@ def test_requeue_many_requeues_the_dlq_by_filter(queue: Queue, clock: FakeClock)
     for name in ("a", "b", "c"):
         job = queue.submit("simulate", max_retries=0, queue=name)
         (lease,) = claim(queue)
-        queue.runtime.leases.finish(lease, fail_decision(queue, lease), WORKER, clock.now())
+        queue.runtime.leases.ack(lease, fail_decision(queue, lease), WORKER, clock.now())
         ids[name] = job.id
     assert queue.requeue_many(queue="a") == 1
     assert queue.get(ids["a"]).status == JobStatus.PENDING
@@ -215,13 +215,13 @@ def test_rescue_dead_letters_a_job_whose_budget_is_spent(queue: Queue, clock: Fa
 def test_prune_deletes_old_finished_jobs_and_their_history_only(queue: Queue, clock: FakeClock) -> None:
     old = queue.submit("simulate")
     (lease,) = claim(queue)
-    queue.runtime.leases.finish(lease, Complete(1), WORKER, clock.now())
+    queue.runtime.leases.ack(lease, Complete(1), WORKER, clock.now())
     pending = queue.submit("simulate")
     clock.advance(100)
     recent = queue.submit("simulate", priority=9)
     (lease,) = claim(queue, limit=1)
     assert lease.job_id == recent.id
-    queue.runtime.leases.finish(lease, Complete(2), WORKER, clock.now())
+    queue.runtime.leases.ack(lease, Complete(2), WORKER, clock.now())
     assert queue.prune(older_than=50) == 1
     remaining = {j.id for j in queue.jobs()}
     assert remaining == {pending.id, recent.id}
@@ -255,7 +255,7 @@ def test_a_batch_of_completions_writes_each_or_reports_the_lost_one(
         assert queue.runtime.leases.release(leases[lost_index], WORKER, clock.now())
     clock.advance(2)
     finished = [Finished(lease, Complete({"n": i}), clock.now()) for i, lease in enumerate(leases)]
-    lost, claimed = queue.runtime.leases.settle(finished, ClaimFilter(WORKER), 0, clock.now)
+    lost, claimed = queue.runtime.leases.ack_and_claim(finished, ClaimFilter(WORKER), 0, clock.now)
     assert claimed == []
     assert lost == ([] if lost_index is None else [leases[lost_index]])
     for i, job in enumerate(jobs):

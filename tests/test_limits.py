@@ -79,7 +79,7 @@ def test_the_active_cap_counts_pending_and_running(queue: Queue) -> None:
         queue.submit("simulate", user_id="alice")
     assert job_count(queue) == 2
     (lease,) = claim(queue, 1)
-    queue.runtime.leases.finish(lease, Complete(None), WORKER, queue.runtime.clock.now())
+    queue.runtime.leases.ack(lease, Complete(None), WORKER, queue.runtime.clock.now())
     queue.submit("simulate", user_id="alice")  # one finished: room again
 
 
@@ -142,7 +142,7 @@ def test_a_running_quota_holds_jobs_back_without_spending_attempts(queue: Queue)
     explanation = queue.explain(held[0].id)
     assert explanation.reason == "user_at_running_quota"
     assert "(2 of 2 running)" in explanation.message
-    queue.runtime.leases.finish(first[0], Complete(None), WORKER, queue.runtime.clock.now())
+    queue.runtime.leases.ack(first[0], Complete(None), WORKER, queue.runtime.clock.now())
     assert [lease.user_id for lease in claim(queue, 10)] == ["alice"]
     assert bob.id in {lease.job_id for lease in first}
 
@@ -175,7 +175,7 @@ def test_explain_gives_each_reason(queue: Queue, clock: FakeClock) -> None:
     from queuelab.policy import Errored, Retry
 
     retry = Retry(clock.now() + 5, Errored(AttemptOutcome.FAILED, "SimulatedFailure", "boom"))
-    queue.runtime.leases.finish(lease, retry, WORKER, clock.now())
+    queue.runtime.leases.ack(lease, retry, WORKER, clock.now())
     backoff = queue.explain(failing.id)
     assert (backoff.reason, backoff.details["attempts"]) == ("retry_backoff", 1)
     assert "SimulatedFailure" in backoff.message

@@ -165,7 +165,7 @@ def test_a_stop_during_a_slots_own_turn_starts_nothing_it_claims(
         time.sleep(duration)
 
     worker = Worker(q.runtime, concurrency=1)
-    real_settle = q.runtime.leases.settle
+    real_settle = q.runtime.leases.ack_and_claim
     in_settle, go = threading.Event(), threading.Event()
 
     def settle(finished: Any, which: Any, limit: int, now: Any) -> Any:
@@ -174,7 +174,7 @@ def test_a_stop_during_a_slots_own_turn_starts_nothing_it_claims(
             go.wait(10)  # a slow round trip: the stop arrives meanwhile
         return real_settle(finished, which, limit, now)
 
-    q.runtime.leases.settle = settle  # type: ignore[method-assign]
+    q.runtime.leases.ack_and_claim = settle  # type: ignore[method-assign]
     q.submit("tagged", {"tag": "first", "duration": 0.2})
     thread = threading.Thread(target=worker.run)
     thread.start()

@@ -71,7 +71,7 @@ def test_sigkilled_worker_job_is_rescued_and_its_late_ack_refused(db_url: str, t
             started_at=0.0,
         )
         with pytest.raises(LeaseLost):
-            q.runtime.leases.finish(late, Complete({"late": True}), running.lease_owner, q.runtime.clock.now())
+            q.runtime.leases.ack(late, Complete({"late": True}), running.lease_owner, q.runtime.clock.now())
         assert q.get(job.id).result == done.result
         assert q.get(job.id).status == JobStatus.COMPLETED
 

@@ -141,7 +141,7 @@ def test_prune_works_in_bounded_batches(queue: Queue) -> None:
     for _ in range(5):
         queue.submit("simulate")
     for lease in queue.runtime.leases.claim("w", None, 5, queue.runtime.clock.now()):
-        queue.runtime.leases.finish(lease, Complete(None), "w", queue.runtime.clock.now())
+        queue.runtime.leases.ack(lease, Complete(None), "w", queue.runtime.clock.now())
     later = queue.runtime.clock.now() + 10
     assert queue.runtime.jobs.prune(later, batch=2, max_batches=1) == 2
     assert queue.runtime.jobs.prune(later, batch=2) == 3
@@ -285,14 +285,14 @@ def test_an_idle_postgres_worker_under_quotas_does_not_poll_a_paused_queue(postg
     q.submit("simulate", user_id="a", queue="p")
     q.pause("p")
     claims = 0
-    settle = q.runtime.leases.settle
+    settle = q.runtime.leases.ack_and_claim
 
     def counting(*args: Any, **kwargs: Any) -> Any:
         nonlocal claims
         claims += 1
         return settle(*args, **kwargs)
 
-    q.runtime.leases.settle = counting  # type: ignore[method-assign]
+    q.runtime.leases.ack_and_claim = counting  # type: ignore[method-assign]
     with q.worker(1):
         time.sleep(2.0)
     assert claims <= 2  # the first claim, perhaps one after the worker's start-up wake

@@ -145,11 +145,11 @@ class LeaseMachine(RuleBasedStateMachine):
 
     def _finish(self, lease: Lease, decision: Any, worker: str, expected: str) -> None:
         if self._holds(lease):
-            self.q.runtime.leases.finish(lease, decision, worker, self.clock.now())
+            self.q.runtime.leases.ack(lease, decision, worker, self.clock.now())
             assert rows(self.q)[lease.job_id]["status"] == expected
         else:
             with pytest.raises(LeaseLost):
-                self.q.runtime.leases.finish(lease, decision, worker, self.clock.now())
+                self.q.runtime.leases.ack(lease, decision, worker, self.clock.now())
             assert rows(self.q)[lease.job_id] == self.before[lease.job_id], "a stale ack changed the row"
 
     def _admin(self, job_id: str, action: Any, allowed: set[str], expected: str) -> None:

@@ -194,7 +194,7 @@ class Worker:
         holds the turn lock."""
         which = ClaimFilter(self.id, self.queues, self._tasks)
         try:
-            lost, claimed = self.runtime.leases.settle(finished, which, claim, self.runtime.clock.now)
+            lost, claimed = self.runtime.leases.ack_and_claim(finished, which, claim, self.runtime.clock.now)
         except StoreError as exc:
             log.error("could not write acks or claim (will retry): %s", exc)
             self.stop_event.wait(STORE_RETRY_SECONDS)
@@ -384,7 +384,7 @@ class Worker:
 
     def _ack_now(self, lease: Lease, decision: Decision) -> None:
         try:
-            self.runtime.leases.finish(lease, decision, self.id, self.runtime.clock.now())
+            self.runtime.leases.ack(lease, decision, self.id, self.runtime.clock.now())
         except LeaseLost as exc:
             log.warning("%s", exc)
         except StoreError as exc:

@@ -1,4 +1,4 @@
-"""The lease life cycle: claim → heartbeat → finish (complete / retry / dead-letter),
+"""The lease life cycle: claim → heartbeat → ack (complete / retry / dead-letter),
 plus release on shutdown and rescue of leases whose worker vanished.
 
 Every claim writes a fresh lease token. Heartbeat, finish and release match on the job id
@@ -60,9 +60,9 @@ class LeaseStore:
         """Take up to ``limit`` runnable jobs, highest priority first, then lowest ``fair_rank``.
         ``tasks``: only jobs of these tasks (those the worker can run)."""
         which = ClaimFilter(worker_id, tuple(queues) if queues else None, tuple(tasks) if tasks is not None else None)
-        return self.settle([], which, limit, now)[1]
+        return self.ack_and_claim([], which, limit, now)[1]
 
-    def settle(
+    def ack_and_claim(
         self, finished: Sequence[Finished], which: ClaimFilter, limit: int, now: Now
     ) -> tuple[list[Lease], list[Lease]]:
         """Write finished attempts and claim up to ``limit`` new jobs in ONE transaction.
@@ -83,7 +83,7 @@ class LeaseStore:
             extend = [direct.execute(conn, self.db, st.EXTEND, {**_held(lease), "p_now": at}) for lease in leases]
             return [lease for lease, done in zip(leases, extend, strict=True) if done.rowcount != 1]
 
-    def finish(self, lease: Lease, decision: Decision, worker_id: str, now: float) -> None:
+    def ack(self, lease: Lease, decision: Decision, worker_id: str, now: float) -> None:
         """Apply the decision for one attempt; :class:`LeaseLost` if the lease is gone."""
         with self.db.write() as conn:
             if not _apply(conn, self.db, Finished(lease, decision, now), worker_id):
