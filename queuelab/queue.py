@@ -6,39 +6,29 @@ import importlib
 import sys
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, overload
 
-from queuelab import bounds
+from queuelab import arguments, bounds
+from queuelab.arguments import UNSET, Unset
 from queuelab.clock import Clock
 from queuelab.config import Settings
-from queuelab.errors import InvalidArgument, JobNotFound
+from queuelab.errors import InvalidArgument
 from queuelab.explain import Explanation, explain_job
-from queuelab.limits import OFF_RATE, RateLimit, UserLimits, check_quota, check_weight, rate_enabled
+from queuelab.limits import RateLimit, UserLimits, check_quota, check_weight, rate_enabled
 from queuelab.models import Job, JobStatus, RetryPolicy
 from queuelab.runtime import Runtime
 from queuelab.runtime.pool import Mode, Pool, ProcessPool, ThreadPool, check_pool_args
 from queuelab.stats import QueueStats, jobs_frame, read_stats
-from queuelab.store import JobFilter
 from queuelab.store.limits import DEFAULTS
 from queuelab.store.scaling import ScaleEvent, ScaleLog
-from queuelab.submission import Submission, build_row, check_queue, check_user_id
+from queuelab.submission import Submission, build_row, check_queue, check_user_id, pending_job, without_check
 from queuelab.tasks import PayloadCheck, Task
 
 if TYPE_CHECKING:
     import pandas as pd
 
     from queuelab.store.redis_limiter import Admission
-
-
-class Unset:
-    """The type of :data:`UNSET`: "leave this field as it is"."""
-
-    def __repr__(self) -> str:
-        return "UNSET"
-
-
-UNSET = Unset()
 
 
 class Queue:
@@ -119,7 +109,7 @@ class Queue:
                 check=check,
             )
             # Check the defaults now, not at the first submit.
-            build_row(Submission(task=task.name), _unchecked(task), self.settings, 0.0)
+            build_row(Submission(task=task.name), without_check(task), self.settings, 0.0)
             return self.runtime.tasks.add(task)
 
         return register if fn is None else register(fn)
@@ -177,7 +167,7 @@ class Queue:
             key = row["idempotency_key"]
             job = existing.get(key) or first_by_key.get(key) if key is not None else None
             if job is None:
-                job = _pending_job(row, dict(sub.payload or {}))
+                job = pending_job(row, dict(sub.payload or {}))
                 if key is not None:
                     first_by_key[key] = job
             result.append(job)
@@ -218,7 +208,7 @@ class Queue:
         user = check_user_id(user_id) if user_id != DEFAULTS else DEFAULTS
         stored = self.runtime.limits.stored().get(user, UserLimits())
         changed = UserLimits(
-            rate_limit=stored.rate_limit if isinstance(rate_limit, Unset) else _rate(rate_limit),
+            rate_limit=stored.rate_limit if isinstance(rate_limit, Unset) else arguments.rate(rate_limit),
             max_active=stored.max_active if isinstance(max_active, Unset) else check_quota("max_active", max_active),
             max_running=stored.max_running
             if isinstance(max_running, Unset)
@@ -241,13 +231,13 @@ class Queue:
 
     def explain(self, job_id: str) -> Explanation:
         """Why a job has not started yet (or what it is doing), in words and as data."""
-        return explain_job(self.runtime, _job_id(job_id))
+        return explain_job(self.runtime, arguments.job_id(job_id))
 
     # -- read -------------------------------------------------------------------------
 
     def get(self, job_id: str) -> Job:
         """The job with its attempt history; :class:`JobNotFound` if there is none."""
-        return self.runtime.jobs.get(_job_id(job_id))
+        return self.runtime.jobs.get(arguments.job_id(job_id))
 
     def jobs(
         self,
@@ -259,7 +249,7 @@ class Queue:
         limit: int = 100,
     ) -> list[Job]:
         """Jobs matching every filter given, newest first."""
-        return self.runtime.jobs.list(_filter(status, user_id, queue, task), limit=_limit(limit))
+        return self.runtime.jobs.list(arguments.job_filter(status, user_id, queue, task), limit=arguments.limit(limit))
 
     def dlq(self, *, queue: str | None = None, task: str | None = None, limit: int = 100) -> list[Job]:
         """The dead-letter queue: jobs that are ``FAILED``, newest first."""
@@ -270,12 +260,12 @@ class Queue:
 
     def jobs_frame(self, *, limit: int = 100_000) -> pd.DataFrame:
         """A pandas DataFrame of jobs (newest first), one row per job."""
-        return jobs_frame(self.runtime, limit=_limit(limit, bounds.MAX_FRAME_ROWS))
+        return jobs_frame(self.runtime, limit=arguments.limit(limit, bounds.MAX_FRAME_ROWS))
 
     def scale_events(self, limit: int = 50) -> list[ScaleEvent]:
         """The autoscalers' decision log, newest first: when each pool changed size, from
         how many workers to how many, the runnable backlog and running jobs it saw, and why."""
-        return ScaleLog(self.runtime.db).recent(_limit(limit))
+        return ScaleLog(self.runtime.db).recent(arguments.limit(limit))
 
     def scale_events_frame(self, *, limit: int = 10_000) -> pd.DataFrame:
         """:meth:`scale_events` as a pandas DataFrame, oldest first (to plot as a step line)."""
@@ -293,7 +283,7 @@ class Queue:
 
     def requeue(self, job_id: str) -> Job:
         """Run a FAILED, COMPLETED or CANCELLED job again with a fresh retry budget."""
-        return self.runtime.jobs.requeue(_job_id(job_id), self.runtime.clock.now())
+        return self.runtime.jobs.requeue(arguments.job_id(job_id), self.runtime.clock.now())
 
     def requeue_many(
         self,
@@ -304,15 +294,16 @@ class Queue:
         task: str | None = None,
     ) -> int:
         """Requeue every job matching the filter (by default the whole DLQ); return the count."""
-        return self.runtime.jobs.requeue_many(_filter(status, user_id, queue, task), self.runtime.clock.now())
+        where = arguments.job_filter(status, user_id, queue, task)
+        return self.runtime.jobs.requeue_many(where, self.runtime.clock.now())
 
     def force_success(self, job_id: str, result: Any = None) -> Job:
         """Mark a FAILED (or COMPLETED) job COMPLETED, recording that it was forced."""
-        return self.runtime.jobs.force_success(_job_id(job_id), self.runtime.clock.now(), result)
+        return self.runtime.jobs.force_success(arguments.job_id(job_id), self.runtime.clock.now(), result)
 
     def cancel(self, job_id: str) -> Job:
         """Cancel a PENDING job."""
-        return self.runtime.jobs.cancel(_job_id(job_id), self.runtime.clock.now())
+        return self.runtime.jobs.cancel(arguments.job_id(job_id), self.runtime.clock.now())
 
     def prune(self, older_than: timedelta | float | None = None) -> int:
         """Delete COMPLETED and CANCELLED jobs finished longer ago than ``older_than``
@@ -356,81 +347,6 @@ class Queue:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-
-def _unchecked(task: Task) -> Task:
-    """The task without its payload check (the default payload {} may not satisfy it)."""
-    return Task(
-        name=task.name,
-        fn=lambda **_: None,
-        queue=task.queue,
-        priority=task.priority,
-        max_retries=task.max_retries,
-        lease_seconds=task.lease_seconds,
-        timeout_seconds=task.timeout_seconds,
-    )
-
-
-def _pending_job(row: dict[str, Any], payload: dict[str, Any]) -> Job:
-    """The Job just stored, built from its row without reading it back."""
-    return Job(
-        id=row["id"],
-        queue=row["queue"],
-        task=row["task"],
-        payload=payload,
-        user_id=row["user_id"],
-        status=JobStatus.PENDING,
-        priority=row["priority"],
-        run_at=_utc(row["run_at"]),
-        attempts=0,
-        max_retries=row["max_retries"],
-        lease_seconds=row["lease_seconds"],
-        timeout_seconds=row["timeout_seconds"],
-        lease_token=None,
-        lease_owner=None,
-        lease_expires_at=None,
-        result=None,
-        forced=False,
-        created_at=_utc(row["created_at"]),
-        started_at=None,
-        finished_at=None,
-        idempotency_key=row["idempotency_key"],
-    )
-
-
-def _utc(epoch: float) -> datetime:
-    return datetime.fromtimestamp(epoch, UTC)
-
-
-def _job_id(job_id: Any) -> str:
-    import uuid
-
-    try:
-        return str(uuid.UUID(str(job_id)))
-    except ValueError:
-        raise JobNotFound(f"no job with id {job_id!r} (job ids are UUIDs)") from None
-
-
-def _filter(status: Any, user_id: str | None, queue: str | None, task: str | None) -> JobFilter:
-    if status is not None:
-        try:
-            status = JobStatus(str(status).upper())
-        except ValueError:
-            allowed = ", ".join(s.value for s in JobStatus)
-            raise InvalidArgument(f"status must be one of {allowed}, got {status!r}") from None
-    return JobFilter(status, user_id, queue, task)
-
-
-def _limit(limit: Any, hi: int = bounds.MAX_LIST_LIMIT) -> int:
-    return bounds.whole("limit", limit, 1, hi)
-
-
-def _rate(value: RateLimit | str | None) -> RateLimit | None:
-    if value is None or isinstance(value, RateLimit):
-        return value
-    if not isinstance(value, str):
-        raise InvalidArgument(f"rate_limit must be a string such as '60/minute', 'none' or None, got {value!r}")
-    return RateLimit.parse(value) or OFF_RATE
 
 
 def load_queue(db: str | None, app: str | None, **changes: Any) -> Queue:

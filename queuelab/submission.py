@@ -6,13 +6,13 @@ from __future__ import annotations
 import json
 import uuid
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from queuelab import bounds
 from queuelab.config import Settings
 from queuelab.errors import InvalidArgument, PayloadTooLarge
-from queuelab.models import JobStatus
+from queuelab.models import Job, JobStatus
 from queuelab.tasks import Task
 
 
@@ -132,3 +132,47 @@ def _idempotency_key(key: Any) -> str | None:
     if not isinstance(key, str) or not 0 < len(key) <= most or not _encodable(key):
         raise InvalidArgument(f"idempotency_key must be a string of 1 to {most} characters without NUL, got {key!r}")
     return key
+
+
+def without_check(task: Task) -> Task:
+    """The task without its payload check (the default payload {} may not satisfy it)."""
+    return Task(
+        name=task.name,
+        fn=lambda **_: None,
+        queue=task.queue,
+        priority=task.priority,
+        max_retries=task.max_retries,
+        lease_seconds=task.lease_seconds,
+        timeout_seconds=task.timeout_seconds,
+    )
+
+
+def pending_job(row: dict[str, Any], payload: dict[str, Any]) -> Job:
+    """The Job just stored, built from its row (:func:`build_row`) without reading it back."""
+    return Job(
+        id=row["id"],
+        queue=row["queue"],
+        task=row["task"],
+        payload=payload,
+        user_id=row["user_id"],
+        status=JobStatus.PENDING,
+        priority=row["priority"],
+        run_at=_utc(row["run_at"]),
+        attempts=0,
+        max_retries=row["max_retries"],
+        lease_seconds=row["lease_seconds"],
+        timeout_seconds=row["timeout_seconds"],
+        lease_token=None,
+        lease_owner=None,
+        lease_expires_at=None,
+        result=None,
+        forced=False,
+        created_at=_utc(row["created_at"]),
+        started_at=None,
+        finished_at=None,
+        idempotency_key=row["idempotency_key"],
+    )
+
+
+def _utc(epoch: float) -> datetime:
+    return datetime.fromtimestamp(epoch, UTC)
