@@ -50,6 +50,7 @@ MAX_PAGE = 500  # jobs or scale events in one API page
 MAX_CURSOR_LENGTH = 200  # the API's next_cursor, as it comes back
 MAX_LIST_LIMIT = 10_000  # jobs in one Queue.jobs() list
 MAX_FRAME_ROWS = 10_000_000  # rows in one Queue.jobs_frame()
+MAX_SERIES_SECONDS = 3600  # seconds in one Queue.completed_series()
 
 # -- settings -------------------------------------------------------------------------
 MAX_RETRY_DELAY_SECONDS = 30 * DAY_SECONDS  # retry_max_seconds

@@ -6,8 +6,9 @@ import importlib
 import sys
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any, overload
+from typing import TYPE_CHECKING, Any, Literal, overload
 
 from queuelab import arguments, bounds
 from queuelab.arguments import UNSET, Unset
@@ -18,10 +19,15 @@ from queuelab.explain import Explanation, explain_job
 from queuelab.limits import RateLimit, UserLimits, check_quota, check_weight, rate_enabled
 from queuelab.models import Job, JobStatus, RetryPolicy
 from queuelab.runtime import Runtime
+from queuelab.runtime.autoscale import Autoscaler, Resizable, ScalePolicy
 from queuelab.runtime.pool import Mode, Pool, ProcessPool, ThreadPool, check_pool_args
+from queuelab.runtime.worker import Worker
 from queuelab.stats import QueueStats, jobs_frame, read_stats
+from queuelab.store import Database, WorkerInfo
 from queuelab.store.limits import DEFAULTS
+from queuelab.store.reports import completed_series, runnable_backlog
 from queuelab.store.scaling import ScaleEvent, ScaleLog
+from queuelab.store.timeline import TimelineRows, attempt_rows, dlq_errors, job_rows, status_counts
 from queuelab.submission import Submission, build_row, check_queue, check_user_id, pending_job, without_check
 from queuelab.tasks import PayloadCheck, Task
 
@@ -29,6 +35,16 @@ if TYPE_CHECKING:
     import pandas as pd
 
     from queuelab.store.redis_limiter import Admission
+
+PageMark = tuple[float, str]  # (created_at as epoch seconds, id) of a page's last job
+
+
+@dataclass(frozen=True, slots=True)
+class Page:
+    """One page of a job listing (:meth:`Queue.jobs_page`), newest first."""
+
+    jobs: list[Job]
+    next_before: PageMark | None  # pass as ``before=`` for the next page; None: this was the last
 
 
 class Queue:
@@ -52,8 +68,37 @@ class Queue:
     def settings(self) -> Settings:
         return self.runtime.settings
 
+    @property
+    def clock(self) -> Clock:
+        """The clock this queue stamps jobs with (a :class:`~queuelab.clock.FakeClock` in tests)."""
+        return self.runtime.clock
+
     def __repr__(self) -> str:
         return f"Queue({self.settings.database_url!r})"
+
+    # -- the database -----------------------------------------------------------------
+
+    def open(self) -> None:
+        """Open the database now, creating the schema if it is new: a bad URL or a server
+        that cannot be reached fails here, not at the first submit."""
+        _ = self.runtime.db
+
+    def describe(self) -> str:
+        """The database as a URL with the password hidden, for log lines (opens it)."""
+        return self.runtime.db.describe()
+
+    @property
+    def dialect(self) -> Literal["sqlite", "postgresql"]:
+        """The kind of database: ``"sqlite"`` or ``"postgresql"`` (opens it)."""
+        return "sqlite" if self.runtime.db.is_sqlite else "postgresql"
+
+    @property
+    def database(self) -> Database:
+        """The store's :class:`~queuelab.store.Database`, opened: the one door for tools that
+        measure the store itself (:mod:`queuelab.bench`: raw-SQL floors, row counts, table
+        sizes). Its API is internal and may change; applications, the API and the lab use
+        the methods of this class, and tests use :func:`queuelab.testing.internals`."""
+        return self.runtime.db
 
     # -- tasks ------------------------------------------------------------------------
 
@@ -239,6 +284,10 @@ class Queue:
         """The job with its attempt history; :class:`JobNotFound` if there is none."""
         return self.runtime.jobs.get(arguments.job_id(job_id))
 
+    def find_by_idempotency_key(self, key: str) -> Job | None:
+        """The job submitted with ``idempotency_key=key``, or None if there is none."""
+        return self.runtime.jobs.find_by_idempotency_key(key)
+
     def jobs(
         self,
         *,
@@ -251,6 +300,26 @@ class Queue:
         """Jobs matching every filter given, newest first."""
         return self.runtime.jobs.list(arguments.job_filter(status, user_id, queue, task), limit=arguments.limit(limit))
 
+    def jobs_page(
+        self,
+        *,
+        status: JobStatus | str | None = None,
+        user_id: str | None = None,
+        queue: str | None = None,
+        task: str | None = None,
+        limit: int = 100,
+        before: PageMark | None = None,
+        history: bool = False,
+    ) -> Page:
+        """One page of :meth:`jobs`: at most ``limit`` jobs matching every filter, newest
+        first, all older than ``before`` (the previous page's ``next_before``; None: from
+        the newest). ``history``: with each job's attempts (one more query for the page)."""
+        where = arguments.job_filter(status, user_id, queue, task)
+        found = self.runtime.jobs.list(where, limit=arguments.limit(limit) + 1, before=before, history=history)
+        page = found[:limit]
+        last = page[-1] if len(found) > limit else None
+        return Page(page, None if last is None else (last.created_at.timestamp(), last.id))
+
     def dlq(self, *, queue: str | None = None, task: str | None = None, limit: int = 100) -> list[Job]:
         """The dead-letter queue: jobs that are ``FAILED``, newest first."""
         return self.jobs(status=JobStatus.FAILED, queue=queue, task=task, limit=limit)
@@ -261,6 +330,38 @@ class Queue:
     def jobs_frame(self, *, limit: int = 100_000) -> pd.DataFrame:
         """A pandas DataFrame of jobs (newest first), one row per job."""
         return jobs_frame(self.runtime, limit=arguments.limit(limit, bounds.MAX_FRAME_ROWS))
+
+    def completed_series(self, seconds: int = 60) -> list[int]:
+        """Jobs completed in each of the last ``seconds`` whole seconds, oldest first (the
+        dashboard's and the control panel's throughput plot)."""
+        seconds = bounds.whole("seconds", seconds, 1, bounds.MAX_SERIES_SECONDS)
+        return completed_series(self.runtime.db, self.runtime.clock.now(), seconds)
+
+    def runnable_backlog(self) -> dict[str, int]:
+        """{queue: PENDING jobs a free worker could start now}: due, in a queue that is not
+        paused, of a user under their running quota (the demand more workers can serve)."""
+        return runnable_backlog(self.runtime.db, self.runtime.clock.now())
+
+    def status_counts(self, queue: str) -> dict[str, int]:
+        """{status: jobs} in one queue (statuses with no job are left out)."""
+        return status_counts(self.runtime.db, check_queue(queue))
+
+    def live_workers(self) -> list[WorkerInfo]:
+        """The workers heartbeating within the ``worker_ttl_seconds`` setting, oldest first."""
+        return self.runtime.workers.live(self.runtime.clock.now(), self.settings.worker_ttl_seconds)
+
+    def timeline_rows(self, *, queue: str | None = None, since: float | None = None) -> TimelineRows:
+        """The rows behind :func:`queuelab.lab.frames.timeline`: every job (of ``queue``,
+        created at or after ``since``, epoch seconds), oldest first, and their finished attempts."""
+        return TimelineRows(
+            job_rows(self.runtime.db, queue=queue, since=since),
+            attempt_rows(self.runtime.db, queue=queue, since=since),
+        )
+
+    def dlq_errors(self, *, queue: str | None = None) -> list[tuple[Any, ...]]:
+        """The dead-letter queue by the error of each job's last attempt, most jobs first:
+        (error_type, jobs, first and last failure in epoch seconds, example message, reason)."""
+        return dlq_errors(self.runtime.db, queue=queue)
 
     def scale_events(self, limit: int = 50) -> list[ScaleEvent]:
         """The autoscalers' decision log, newest first: when each pool changed size, from
@@ -318,6 +419,37 @@ class Queue:
 
     # -- workers ----------------------------------------------------------------------
 
+    @overload
+    def worker(
+        self,
+        concurrency: int = 4,
+        mode: Literal["thread"] = "thread",
+        *,
+        queues: Sequence[str] | None = None,
+        start_method: str | None = None,
+        prefetch: int | None = None,
+    ) -> ThreadPool: ...
+    @overload
+    def worker(
+        self,
+        concurrency: int,
+        mode: Literal["process"],
+        *,
+        queues: Sequence[str] | None = None,
+        start_method: str | None = None,
+        prefetch: int | None = None,
+    ) -> ProcessPool: ...
+    @overload
+    def worker(
+        self,
+        concurrency: int = 4,
+        mode: Mode = "thread",
+        *,
+        queues: Sequence[str] | None = None,
+        start_method: str | None = None,
+        prefetch: int | None = None,
+    ) -> Pool: ...
+
     def worker(
         self,
         concurrency: int = 4,
@@ -338,6 +470,20 @@ class Queue:
         if mode == "thread":
             return ThreadPool(self.runtime, concurrency, names, prefetch)
         return ProcessPool(self.runtime, concurrency, names, start_method, prefetch)
+
+    def foreground_worker(self, concurrency: int = 1, *, queues: Sequence[str] | None = None) -> Worker:
+        """A worker to run in this thread (``queuelab worker --mode thread``): ``run()``
+        works until ``stop()`` (from a signal handler, say), then hands back the jobs it has
+        not finished. For a pool in the background, use :meth:`worker`."""
+        names = check_pool_args(concurrency, "thread", queues)
+        return Worker(self.runtime, concurrency=concurrency, queues=names, mode="thread")
+
+    def autoscaler(self, pool: Resizable, policy: ScalePolicy, *, tick_seconds: float = 2.0) -> Autoscaler:
+        """An autoscaler, not yet started, that resizes ``pool`` (from :meth:`worker` or
+        :meth:`foreground_worker`) by ``policy`` every ``tick_seconds`` and logs each change
+        to :meth:`scale_events`: ``scaler = q.autoscaler(pool, ScalePolicy(max_workers=8)).start()``,
+        then ``scaler.stop()`` before the pool stops."""
+        return Autoscaler(self.runtime, pool, policy, tick_seconds=tick_seconds)
 
     def close(self) -> None:
         self.runtime.close()

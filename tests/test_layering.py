@@ -30,7 +30,7 @@ VALUES = (
     "submission",
     "looper",
 )
-FACADE = ("queue", "arguments", "stats", "explain")
+FACADE = ("queue", "arguments", "stats", "explain", "testing")
 # Rank of each layer; a module may import ranks <= its own.
 RANKS = {"values": 0, "store": 1, "runtime": 2, "facade": 3, "edge": 4}
 # Edges are independent of each other, except these (a tool that serves or measures another).

@@ -3,7 +3,7 @@ dead-letter queue grouped by the error that put each job there."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, NamedTuple
 
 import sqlalchemy as sa
 
@@ -24,6 +24,13 @@ JOB_COLUMNS = (
     "finished_at",
 )
 ATTEMPT_COLUMNS = ("job_id", "number", "worker_id", "outcome", "started_at", "finished_at", "error_type")
+
+
+class TimelineRows(NamedTuple):
+    """What the lab's timeline is built from."""
+
+    jobs: list[tuple[Any, ...]]  # one per job (JOB_COLUMNS), oldest first: job_rows()
+    attempts: list[tuple[Any, ...]]  # one per finished attempt of those jobs (ATTEMPT_COLUMNS): attempt_rows()
 
 
 def _job_filter(queue: str | None, since: float | None) -> list[sa.ColumnElement[bool]]:
