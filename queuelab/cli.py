@@ -12,9 +12,8 @@ from typing import Any
 
 from queuelab.errors import InvalidArgument, QueuelabError
 from queuelab.queue import Queue, load_queue
-from queuelab.runtime.autoscale import Autoscaler, Resizable, ScalePolicy
-from queuelab.runtime.pool import MODES, ProcessPool, check_pool_args, on_signals
-from queuelab.runtime.worker import Worker
+from queuelab.runtime.autoscale import Resizable, ScalePolicy
+from queuelab.runtime.pool import MODES, check_pool_args, on_signals
 
 log = logging.getLogger("queuelab.cli")
 
@@ -112,15 +111,16 @@ def _worker(args: argparse.Namespace) -> int:
     check_pool_args(args.concurrency, args.mode)
     policy = _scale_policy(args.autoscale) if args.autoscale else None
     q = load_queue(args.db, args.app, prefetch=args.prefetch)
-    queues = [name.strip() for name in args.queues.split(",") if name.strip()] if args.queues else None
+    names = [name.strip() for name in args.queues.split(",") if name.strip()] if args.queues else []
+    queues = names or None  # none named: all queues
     size = policy.min_workers if policy is not None else args.concurrency
     if args.mode == "thread":
-        worker = Worker(q.runtime, concurrency=size, queues=queues, mode="thread")
+        worker = q.foreground_worker(size, queues=queues)
         with _autoscaling(q, worker, policy):
             on_signals(worker.stop, signal.SIGTERM, signal.SIGINT)
             worker.run()
     else:
-        pool = ProcessPool(q.runtime, size, queues).start()
+        pool = q.worker(size, "process", queues=queues).start()
         with _autoscaling(q, pool, policy):
             on_signals(pool.request_stop, signal.SIGTERM, signal.SIGINT)
             pool.wait()
@@ -132,7 +132,7 @@ def _worker(args: argparse.Namespace) -> int:
 @contextmanager
 def _autoscaling(q: Queue, pool: Resizable, policy: ScalePolicy | None) -> Iterator[None]:
     """Run an autoscaler on ``pool`` meanwhile (none without a policy)."""
-    scaler = Autoscaler(q.runtime, pool, policy).start() if policy is not None else None
+    scaler = q.autoscaler(pool, policy).start() if policy is not None else None
     try:
         yield
     finally:

@@ -68,9 +68,7 @@ def serve(args: argparse.Namespace) -> int:
 
     app.router.lifespan_context = lifespan
     where = "loopback only, no tokens (development mode)" if not tokens.enabled else f"{len(tokens)} token(s)"
-    logging.getLogger("queuelab.api").info(
-        "serving %s on http://%s:%d (%s)", q.runtime.db.describe(), args.host, args.port, where
-    )
+    logging.getLogger("queuelab.api").info("serving %s on http://%s:%d (%s)", q.describe(), args.host, args.port, where)
     # uvicorn shuts down gracefully on SIGTERM/SIGINT, then raises the signal again with
     # the handler it found installed; a no-op one lets the process finish and exit 0.
     for sig in (signal.SIGTERM, signal.SIGINT):

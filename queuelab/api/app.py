@@ -42,9 +42,7 @@ from queuelab.api.schemas import (
 )
 from queuelab.limits import UserLimits
 from queuelab.models import Job, JobStatus
-from queuelab.queue import Queue
-from queuelab.store import JobFilter
-from queuelab.store.reports import completed_series
+from queuelab.queue import PageMark, Queue
 
 STATIC = Path(__file__).parent / "static"
 MAX_BODY_BYTES = 1024 * 1024
@@ -115,7 +113,7 @@ def _job_routes(app: FastAPI, queue: Queue, who: Who) -> None:
         user = _submitter(me, body.user_id)
         key = f"{user}:{idempotency_key}" if idempotency_key else None
         if key is not None:
-            earlier = queue.runtime.jobs.find_by_idempotency_key(key)
+            earlier = queue.find_by_idempotency_key(key)
             if earlier is not None:
                 response.status_code = 200
                 return SubmitResponse(job_id=earlier.id, status=earlier.status.value, created=False)
@@ -164,10 +162,14 @@ def _job_routes(app: FastAPI, queue: Queue, who: Who) -> None:
         cursor: Annotated[Cursor | None, Query()] = None,
     ) -> JobPage:
         owner = _reader(me, user_id)
-        where = JobFilter(status, owner, queue_name, task)
-        found = queue.runtime.jobs.list(where, limit=limit + 1, before=_decode_cursor(cursor), history=True)
-        page, more = found[:limit], len(found) > limit
-        return JobPage(jobs=[JobOut.of(j) for j in page], next_cursor=_encode_cursor(page[-1]) if more else None)
+        before = _decode_cursor(cursor)
+        page = queue.jobs_page(
+            status=status, user_id=owner, queue=queue_name, task=task, limit=limit, before=before, history=True
+        )
+        after = page.next_before
+        return JobPage(
+            jobs=[JobOut.of(j) for j in page.jobs], next_cursor=None if after is None else _encode_cursor(after)
+        )
 
     @_both(app, "GET", "/api/dlq/", response_model=JobPage)
     def dlq(
@@ -220,7 +222,7 @@ def _service_routes(app: FastAPI, queue: Queue, who: Who) -> None:
             )
             for w in found.live_workers
         ]
-        series = completed_series(queue.runtime.db, queue.runtime.clock.now())
+        series = queue.completed_series()
         return StatsOut(
             by_status=found.by_status,
             by_queue=found.by_queue,
@@ -287,11 +289,12 @@ def _visible(queue: Queue, me: Principal, job_id: str) -> Job:
 # -- shapes ---------------------------------------------------------------------------
 
 
-def _encode_cursor(job: Job) -> str:
-    return base64.urlsafe_b64encode(f"{job.created_at.timestamp()!r}|{job.id}".encode()).decode()
+def _encode_cursor(mark: PageMark) -> str:
+    when, job_id = mark
+    return base64.urlsafe_b64encode(f"{when!r}|{job_id}".encode()).decode()
 
 
-def _decode_cursor(cursor: str | None) -> tuple[float, str] | None:
+def _decode_cursor(cursor: str | None) -> PageMark | None:
     if cursor is None:
         return None
     try:

@@ -11,7 +11,6 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from queuelab.queue import Queue
-from queuelab.store.reports import runnable_backlog
 
 
 class QueueCollector(Collector):
@@ -31,7 +30,7 @@ class QueueCollector(Collector):
             "PENDING jobs a free worker could start now (due, queue not paused, user under quota)",
             labels=["queue"],
         )
-        for name, n in runnable_backlog(q.runtime.db, q.runtime.clock.now()).items():
+        for name, n in q.runnable_backlog().items():
             backlog.add_metric([name], n)
         yield backlog
         oldest = stats.oldest_pending_age_seconds

@@ -119,7 +119,7 @@ def api_figures(db_url: str, seconds: float = 5.0, rate: float = 200.0) -> dict[
 def api(ctx: Context, kind: str) -> list[Finding]:
     sizes = ctx.sizes
     with fresh_queue(kind, ctx.postgres_url) as q:
-        _ = q.runtime.db  # the schema exists before the server starts
+        q.open()  # the schema exists before the server starts
         found = api_figures(q.settings.database_url, sizes.api_seconds, sizes.api_rate)
     closed = f"POST /api/submit/, {CLIENTS} clients, 1 server process"
     fixed = f"POST /api/submit/ at {sizes.api_rate:g} requests/s"

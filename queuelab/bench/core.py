@@ -150,7 +150,7 @@ def _produce_process(url: str, n: int, barrier: Any, out: Any) -> None:
 
 
 def _expect_jobs(q: Queue, n: int) -> None:
-    with q.runtime.db.read() as conn:
+    with q.database.read() as conn:
         found = int(conn.execute(sa.select(sa.func.count()).select_from(jobs)).scalar_one())
     if found != n:
         raise BenchError(f"expected {n} stored jobs, found {found}")
@@ -239,7 +239,7 @@ def submit_to_start(q: Queue, mode: Mode, n: int, rate: float) -> list[float]:
             q.submit("simulate")
         wait_idle(q, drain_timeout(n))
     query = sa.select(jobs.c.started_at - jobs.c.created_at).where(jobs.c.id != warm.id)
-    with q.runtime.db.read() as conn:
+    with q.database.read() as conn:
         return [1000 * float(w) for w in conn.execute(query).scalars()]
 
 

@@ -84,7 +84,7 @@ def trial(q: Queue, kill: Callable[[int], None], pids: Callable[[], list[int]]) 
     if _owner_pid(second) == victim:
         raise BenchError(f"job {job.id} is running again on the killed worker {victim}")
     query = sa.select(attempts.c.finished_at, attempts.c.outcome)
-    with q.runtime.db.read() as conn:
+    with q.database.read() as conn:
         rescued, outcome = conn.execute(query.where(attempts.c.job_id == job.id, attempts.c.number == 1)).one()
     if outcome != "LOST":
         raise BenchError(f"job {job.id}: its first attempt ended {outcome}, not LOST: the kill came too late")
@@ -104,7 +104,7 @@ def _poll(q: Queue, job_id: str, ready: Callable[[Any], bool], what: str) -> Any
     deadline = time.monotonic() + WAIT_SECONDS
     query = sa.select(jobs).where(jobs.c.id == job_id)
     while True:
-        with q.runtime.db.read() as conn:
+        with q.database.read() as conn:
             row = conn.execute(query).one()
         if ready(row):
             return row
@@ -178,7 +178,7 @@ def _wait_registered(q: Queue, pids: Callable[[], list[int]], count: int) -> Non
     while True:
         alive = pids()
         query = sa.select(sa.func.count()).select_from(workers).where(workers.c.pid.in_(alive))
-        with q.runtime.db.read() as conn:
+        with q.database.read() as conn:
             if len(alive) >= count and conn.execute(query).scalar_one() >= count:
                 return
         if time.monotonic() > deadline:

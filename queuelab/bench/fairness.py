@@ -100,6 +100,6 @@ class RunningPeak:
         self.most = 0
 
     def __call__(self) -> None:
-        with self.q.runtime.db.read() as conn:
+        with self.q.database.read() as conn:
             counts = [int(n) for _, n in conn.execute(RUNNING_BY_USER)]
         self.most = max([self.most, *counts])

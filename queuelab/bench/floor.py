@@ -186,7 +186,7 @@ def _pyformat(sql: str) -> str:
 
 def open_floor(q: Queue) -> Floor:
     """A raw connection to the queue's own database (its schema already created)."""
-    db = q.runtime.db
+    db = q.database
     if db.is_sqlite:
         return SqliteFloor(db.sqlite_path, q.settings.sqlite_synchronous)
     return PostgresFloor(db.url.set(drivername="postgresql").render_as_string(hide_password=False))
@@ -305,7 +305,7 @@ def turn_rate(q: Queue, kind: str, n: int, key: str, case: str) -> Result:
 
 def floor_scenario(ctx: Context, kind: str) -> list[Finding]:
     with fresh_queue(kind, ctx.postgres_url) as q:
-        _ = q.runtime.db  # the schema, made by queuelab
+        q.open()  # the schema, made by queuelab
         floor = open_floor(q)
         try:
             return list(measure(floor, kind, ctx.sizes))

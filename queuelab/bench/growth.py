@@ -112,7 +112,7 @@ def fill_history(q: Queue, rows: int) -> None:
     """``rows`` COMPLETED jobs, each with its attempt row, finished over the last six days
     (so no worker prunes them meanwhile). PostgreSQL is then vacuumed and analysed, as its
     autovacuum would do after such a load; SQLite gets nothing (queuelab never runs ANALYZE)."""
-    db = q.runtime.db
+    db = q.database
     sql = sa.text(_SQLITE_HISTORY if db.is_sqlite else _POSTGRES_HISTORY)
     t0, step = time.time() - 6 * DAY, 5 * DAY / rows
     for lo in range(1, rows + 1, HISTORY_CHUNK):

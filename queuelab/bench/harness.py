@@ -60,7 +60,7 @@ def enqueue_noop(q: Queue, n: int, *, users: Sequence[str] = ("default",), batch
 
 def unfinished(q: Queue) -> int:
     """PENDING + RUNNING jobs, counted on the partial indexes."""
-    with q.runtime.db.read() as conn:
+    with q.database.read() as conn:
         return int(conn.execute(_UNFINISHED).scalar_one())
 
 
@@ -77,7 +77,7 @@ def wait_idle(q: Queue, timeout: float, on_tick: Callable[[], None] | None = Non
     partial indexes only, so polling stays cheap beside the workers."""
     deadline = time.monotonic() + timeout
     while True:
-        with q.runtime.db.read() as conn:
+        with q.database.read() as conn:
             busy = conn.execute(_BUSY).scalar()
         if not busy:
             return time.time()
@@ -94,7 +94,7 @@ def drain_timeout(n: int) -> float:
 
 
 def status_counts(q: Queue) -> dict[str, int]:
-    with q.runtime.db.read() as conn:
+    with q.database.read() as conn:
         rows = conn.execute(sa.select(jobs.c.status, sa.func.count()).group_by(jobs.c.status)).all()
     return {str(status): int(n) for status, n in rows}
 
@@ -109,7 +109,7 @@ def expect_completed(q: Queue, n: int) -> None:
 def first_start(q: Queue, since: float = 0.0) -> float:
     """When the first job (started at ``since`` or later) started."""
     query = sa.select(sa.func.min(jobs.c.started_at)).where(jobs.c.started_at >= since)
-    with q.runtime.db.read() as conn:
+    with q.database.read() as conn:
         started = conn.execute(query).scalar()
     if started is None:
         raise BenchError("no job has started")
@@ -119,7 +119,7 @@ def first_start(q: Queue, since: float = 0.0) -> float:
 def timeline(q: Queue) -> list[Any]:
     """One row per job: id, user_id, created_at, started_at, finished_at."""
     columns = (jobs.c.id, jobs.c.user_id, jobs.c.created_at, jobs.c.started_at, jobs.c.finished_at)
-    with q.runtime.db.read() as conn:
+    with q.database.read() as conn:
         return list(conn.execute(sa.select(*columns)).all())
 
 
@@ -152,7 +152,7 @@ def wait_started(q: Queue, timeout: float = 120.0) -> None:
     deadline = time.monotonic() + timeout
     query = sa.select(sa.exists(sa.select(jobs.c.id).where(jobs.c.started_at.is_not(None))))
     while True:
-        with q.runtime.db.read() as conn:
+        with q.database.read() as conn:
             if conn.execute(query).scalar():
                 return
         if time.monotonic() > deadline:
@@ -170,7 +170,7 @@ def running_pool(q: Queue, count: int, mode: Mode) -> Iterator[Pool]:
     with q.worker(count, mode) as pool:
         deadline = time.monotonic() + limit
         while True:
-            with q.runtime.db.read() as conn:
+            with q.database.read() as conn:
                 if int(conn.execute(query).scalar_one()) >= expected:
                     break
             if time.monotonic() > deadline:

@@ -33,7 +33,7 @@ def demo_load(jobs: int, seed: int = 7) -> list[Submission]:
 def run_demo(q: Queue, *, jobs: int, concurrency: int, mode: Mode) -> None:
     from tqdm import tqdm
 
-    print(f"queuelab demo on {q.runtime.db.describe()}: {jobs} jobs, {concurrency} {mode} worker(s)")
+    print(f"queuelab demo on {q.describe()}: {jobs} jobs, {concurrency} {mode} worker(s)")
     remaining = {job.id for job in q.submit_many(demo_load(jobs))}
     with q.worker(concurrency, mode), tqdm(total=len(remaining), unit="job") as bar:
         while remaining:

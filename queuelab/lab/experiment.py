@@ -26,9 +26,8 @@ from queuelab.lab.load import Load, plan
 from queuelab.looper import Looper
 from queuelab.models import Job
 from queuelab.queue import Queue
-from queuelab.runtime.autoscale import Autoscaler, ScalePolicy
+from queuelab.runtime.autoscale import ScalePolicy
 from queuelab.runtime.pool import Mode, Pool, check_pool_args
-from queuelab.store.timeline import status_counts
 from queuelab.submission import Submission
 
 if TYPE_CHECKING:
@@ -136,13 +135,13 @@ def _run(
 
     lab_queue = f"lab-{uuid.uuid4().hex[:8]}"
     name = name or lab_queue
-    _ = q.runtime.db  # open (and create) the database before the clock starts
+    q.open()  # open (and create) the database before the clock starts
     if scaling is not None:
         workers = scaling[0].min_workers
     pool = q.worker(workers, mode, queues=[lab_queue], prefetch=prefetch).start()
     _wait_ready(q, lab_queue, workers if mode == "process" else 1, time_limit)
-    scaler = None if scaling is None else Autoscaler(q.runtime, pool, scaling[0], tick_seconds=scaling[1]).start()
-    origin, started = q.runtime.clock.now(), time.monotonic()  # one instant: the plan's time zero
+    scaler = None if scaling is None else q.autoscaler(pool, scaling[0], tick_seconds=scaling[1]).start()
+    origin, started = q.clock.now(), time.monotonic()  # one instant: the plan's time zero
     sampler = Sampler(q, lab_queue, pool, sample_every, origin).start()
     bar = tqdm(total=len(arrivals), desc=name, unit="job", disable=not progress, leave=False)
     try:
@@ -161,7 +160,7 @@ def _run(
         sampler.stop()
     frame = frames.timeline(q, queue=lab_queue, origin=origin)
     frame = _with_plan(frame, feeder, arrivals)
-    params: dict[str, Any] = {"workers": workers, "mode": mode, "backend": q.runtime.db.dialect, "seed": seed}
+    params: dict[str, Any] = {"workers": workers, "mode": mode, "backend": q.dialect, "seed": seed}
     params["prefetch"] = prefetch
     params["queue"] = lab_queue
     if scaling is not None:
@@ -178,8 +177,7 @@ def _run(
 
 def live_workers(q: Queue, queue: str) -> int:
     """Live workers (rows in the store, heartbeating) serving ``queue``."""
-    live = q.runtime.workers.live(q.runtime.clock.now(), q.settings.worker_ttl_seconds)
-    return sum(1 for w in live if queue in w.queues.split(","))
+    return sum(1 for w in q.live_workers() if queue in w.queues.split(","))
 
 
 def _wait_ready(q: Queue, queue: str, expected: int, timeout: float) -> None:
@@ -242,7 +240,7 @@ class Feeder:
                 for k in ks:
                     self._submit(range(k, k + 1))
                 return
-            self.refused_at[ks[0]] = self.q.runtime.clock.now()
+            self.refused_at[ks[0]] = self.q.clock.now()
             return
         for k, job in zip(ks, jobs, strict=True):
             self.job_ids[k] = job.id
@@ -254,7 +252,7 @@ class Sampler(Looper):
     Times are seconds from ``origin`` (epoch seconds, the experiment's time zero)."""
 
     def __init__(self, q: Queue, queue: str, pool: Pool, every: float, origin: float) -> None:
-        super().__init__("queuelab-lab-sampler", every=every, clock=q.runtime.clock)
+        super().__init__("queuelab-lab-sampler", every=every, clock=q.clock)
         self.q, self.queue, self.pool, self.origin = q, queue, pool, origin
         self.rows: list[dict[str, float]] = []
         self.finished = 0
@@ -274,7 +272,7 @@ class Sampler(Looper):
 
     def tick(self, now: float, mono: float) -> None:
         """Append one sample, taken at ``now``."""
-        counts = status_counts(self.q.runtime.db, self.queue)
+        counts = self.q.status_counts(self.queue)
         row = {"time": now - self.origin, "workers": float(self.pool.size)}
         row.update({s.lower(): float(counts.get(s, 0)) for s in ("PENDING", "RUNNING", "COMPLETED", "FAILED")})
         self.rows.append(row)

@@ -5,8 +5,6 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from queuelab.runtime import Runtime
-
 if TYPE_CHECKING:
     import pandas as pd
 
@@ -31,12 +29,8 @@ TIMELINE_COLUMNS = (
 PERCENTILES = (0.5, 0.95, 0.99)
 
 
-def _runtime(source: Queue | Runtime) -> Runtime:
-    return source if isinstance(source, Runtime) else source.runtime
-
-
 def timeline(
-    source: Queue | Runtime, *, queue: str | None = None, since: float | None = None, origin: float | None = None
+    q: Queue, *, queue: str | None = None, since: float | None = None, origin: float | None = None
 ) -> pd.DataFrame:
     """One row per job: who submitted it, when it was submitted, first started and
     finished (seconds after ``origin``, by default the first submission; the epoch of
@@ -44,11 +38,11 @@ def timeline(
     ``wait`` is submit to first start; ``run`` is the last attempt's run time."""
     import pandas as pd
 
-    from queuelab.store.timeline import ATTEMPT_COLUMNS, JOB_COLUMNS, attempt_rows, job_rows
+    from queuelab.store.timeline import ATTEMPT_COLUMNS, JOB_COLUMNS
 
-    runtime = _runtime(source)
-    jobs = pd.DataFrame(job_rows(runtime.db, queue=queue, since=since), columns=list(JOB_COLUMNS))
-    tries = pd.DataFrame(attempt_rows(runtime.db, queue=queue, since=since), columns=list(ATTEMPT_COLUMNS))
+    rows = q.timeline_rows(queue=queue, since=since)
+    jobs = pd.DataFrame(rows.jobs, columns=list(JOB_COLUMNS))
+    tries = pd.DataFrame(rows.attempts, columns=list(ATTEMPT_COLUMNS))
     first_start = tries.groupby("job_id")["started_at"].min()
     last_worker = tries.groupby("job_id")["worker_id"].last()
     if origin is None:
@@ -148,15 +142,14 @@ def per_user(frame: pd.DataFrame) -> pd.DataFrame:
     return out.reset_index()
 
 
-def dlq_by_error(source: Queue | Runtime, *, queue: str | None = None) -> pd.DataFrame:
+def dlq_by_error(q: Queue, *, queue: str | None = None) -> pd.DataFrame:
     """The dead-letter queue grouped by the error type of each job's last attempt: jobs,
     first and last failure (UTC), one example message and one dead-letter reason."""
     import pandas as pd
 
-    from queuelab.store.timeline import dlq_errors
-
-    rows = dlq_errors(_runtime(source).db, queue=queue)
-    frame = pd.DataFrame(rows, columns=["error_type", "jobs", "first_failed", "last_failed", "example", "reason"])
+    frame = pd.DataFrame(
+        q.dlq_errors(queue=queue), columns=["error_type", "jobs", "first_failed", "last_failed", "example", "reason"]
+    )
     for column in ("first_failed", "last_failed"):
         frame[column] = pd.to_datetime(frame[column], unit="s", utc=True)
     return frame

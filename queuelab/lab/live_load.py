@@ -35,7 +35,7 @@ class LoadGenerator(Looper):
         queue: str = "default",
         seed: int | None = None,
     ) -> None:
-        super().__init__("queuelab-load", every=MAX_WAIT_SECONDS, clock=q.runtime.clock)
+        super().__init__("queuelab-load", every=MAX_WAIT_SECONDS, clock=q.clock)
         self.q, self.queue = q, queue
         self.rate, self.users, self.fail_rate, self.duration = rate, users, fail_rate, duration
         self.check()

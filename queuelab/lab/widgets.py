@@ -29,7 +29,6 @@ from queuelab.looper import Looper
 from queuelab.models import JobStatus
 from queuelab.queue import Queue
 from queuelab.runtime.pool import Pool
-from queuelab.store.reports import completed_series
 
 STATUSES = [s.value for s in JobStatus]
 DLQ_ROWS = 200
@@ -155,7 +154,7 @@ class ControlPanel:
 
     def switch_database(self, url: str) -> None:
         new = Queue(url)
-        _ = new.runtime.db  # open it now: a bad URL fails here, and the old queue stays
+        new.open()  # now: a bad URL fails here, and the old queue stays
         self.stop_generator()
         self.stop_workers()
         old, owned = self.q, self._owns_queue
@@ -255,7 +254,7 @@ class ControlPanel:
     def _refresh(self) -> None:
         q, pool, load = self.q, self.pool, self.load
         stats = q.stats()
-        series = completed_series(q.runtime.db, q.runtime.clock.now(), THROUGHPUT_SECONDS)
+        series = q.completed_series(THROUGHPUT_SECONDS)
         dead = q.dlq(limit=DLQ_ROWS)
         events = _scale_events(q)
         for status, label in self.counts.items():
