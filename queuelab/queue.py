@@ -62,16 +62,16 @@ class Queue:
             settings = Settings.load(database_url=url, **options)
         elif url is not None or options:
             settings = settings.with_changes(**({"database_url": url} if url else {}), **options)
-        self.runtime = Runtime(settings, clock)
+        self._runtime = Runtime(settings, clock)
 
     @property
     def settings(self) -> Settings:
-        return self.runtime.settings
+        return self._runtime.settings
 
     @property
     def clock(self) -> Clock:
         """The clock this queue stamps jobs with (a :class:`~queuelab.clock.FakeClock` in tests)."""
-        return self.runtime.clock
+        return self._runtime.clock
 
     def __repr__(self) -> str:
         return f"Queue({self.settings.database_url!r})"
@@ -81,16 +81,16 @@ class Queue:
     def open(self) -> None:
         """Open the database now, creating the schema if it is new: a bad URL or a server
         that cannot be reached fails here, not at the first submit."""
-        _ = self.runtime.db
+        _ = self._runtime.db
 
     def describe(self) -> str:
         """The database as a URL with the password hidden, for log lines (opens it)."""
-        return self.runtime.db.describe()
+        return self._runtime.db.describe()
 
     @property
     def dialect(self) -> Literal["sqlite", "postgresql"]:
         """The kind of database: ``"sqlite"`` or ``"postgresql"`` (opens it)."""
-        return "sqlite" if self.runtime.db.is_sqlite else "postgresql"
+        return "sqlite" if self._runtime.db.is_sqlite else "postgresql"
 
     @property
     def database(self) -> Database:
@@ -98,7 +98,7 @@ class Queue:
         measure the store itself (:mod:`queuelab.bench`: raw-SQL floors, row counts, table
         sizes). Its API is internal and may change; applications, the API and the lab use
         the methods of this class, and tests use :func:`queuelab.testing.internals`."""
-        return self.runtime.db
+        return self._runtime.db
 
     # -- tasks ------------------------------------------------------------------------
 
@@ -155,13 +155,13 @@ class Queue:
             )
             # Check the defaults now, not at the first submit.
             build_row(Submission(task=task.name), without_check(task), self.settings, 0.0)
-            return self.runtime.tasks.add(task)
+            return self._runtime.tasks.add(task)
 
         return register if fn is None else register(fn)
 
     @property
     def tasks(self) -> list[Task]:
-        return list(self.runtime.tasks)
+        return list(self._runtime.tasks)
 
     # -- submit -----------------------------------------------------------------------
 
@@ -200,9 +200,9 @@ class Queue:
 
     def submit_many(self, submissions: Iterable[Submission]) -> list[Job]:
         """Validate all, then store all in one transaction (all or nothing)."""
-        now = self.runtime.clock.now()
+        now = self._runtime.clock.now()
         subs = list(submissions)
-        rows = [build_row(s, self.runtime.tasks.get(s.task), self.settings, now) for s in subs]
+        rows = [build_row(s, self._runtime.tasks.get(s.task), self.settings, now) for s in subs]
         if not rows:
             return []
         existing = self._store(rows, now)
@@ -219,17 +219,17 @@ class Queue:
         return result
 
     def _store(self, rows: list[dict[str, Any]], now: float) -> dict[str, Job]:
-        limiter = self.runtime.rate_limiter
+        limiter = self._runtime.rate_limiter
         if limiter is None:
-            return self.runtime.jobs.insert(rows, now)
+            return self._runtime.jobs.insert(rows, now)
         wanted = Counter(row["user_id"] for row in rows)
         admissions: list[Admission] = []
         try:
-            for user, lim in self.runtime.limits.effective(sorted(wanted)).items():
+            for user, lim in self._runtime.limits.effective(sorted(wanted)).items():
                 rate = rate_enabled(lim.rate_limit)
                 if rate is not None:
                     admissions.append(limiter.admit(user, wanted[user], rate, now))
-            return self.runtime.jobs.insert(rows, now, rate_in_sql=False)
+            return self._runtime.jobs.insert(rows, now, rate_in_sql=False)
         except BaseException:
             for admission in admissions:
                 limiter.take_back(admission)
@@ -251,7 +251,7 @@ class Queue:
         (falls back to the defaults), ``0`` / ``"none"`` switches a limit off. Returns what
         now applies to that user."""
         user = check_user_id(user_id) if user_id != DEFAULTS else DEFAULTS
-        stored = self.runtime.limits.stored().get(user, UserLimits())
+        stored = self._runtime.limits.stored().get(user, UserLimits())
         changed = UserLimits(
             rate_limit=stored.rate_limit if isinstance(rate_limit, Unset) else arguments.rate(rate_limit),
             max_active=stored.max_active if isinstance(max_active, Unset) else check_quota("max_active", max_active),
@@ -260,33 +260,33 @@ class Queue:
             else check_quota("max_running", max_running),
             weight=stored.weight if isinstance(weight, Unset) else check_weight(weight),
         )
-        self.runtime.limits.set(user, changed, self.runtime.clock.now())
+        self._runtime.limits.set(user, changed, self._runtime.clock.now())
         return self.limits(user)
 
     def limits(self, user_id: str = "*") -> UserLimits:
         """The limits that apply to ``user_id`` (``"*"``: to a user with no overrides)."""
-        return self.runtime.limits.effective([user_id])[user_id]
+        return self._runtime.limits.effective([user_id])[user_id]
 
     def pause(self, queue: str) -> None:
         """Stop workers from starting jobs of ``queue`` (running ones finish)."""
-        self.runtime.limits.pause(check_queue(queue), True, self.runtime.clock.now())
+        self._runtime.limits.pause(check_queue(queue), True, self._runtime.clock.now())
 
     def resume(self, queue: str) -> None:
-        self.runtime.limits.pause(check_queue(queue), False, self.runtime.clock.now())
+        self._runtime.limits.pause(check_queue(queue), False, self._runtime.clock.now())
 
     def explain(self, job_id: str) -> Explanation:
         """Why a job has not started yet (or what it is doing), in words and as data."""
-        return explain_job(self.runtime, arguments.job_id(job_id))
+        return explain_job(self._runtime, arguments.job_id(job_id))
 
     # -- read -------------------------------------------------------------------------
 
     def get(self, job_id: str) -> Job:
         """The job with its attempt history; :class:`JobNotFound` if there is none."""
-        return self.runtime.jobs.get(arguments.job_id(job_id))
+        return self._runtime.jobs.get(arguments.job_id(job_id))
 
     def find_by_idempotency_key(self, key: str) -> Job | None:
         """The job submitted with ``idempotency_key=key``, or None if there is none."""
-        return self.runtime.jobs.find_by_idempotency_key(key)
+        return self._runtime.jobs.find_by_idempotency_key(key)
 
     def jobs(
         self,
@@ -298,7 +298,7 @@ class Queue:
         limit: int = 100,
     ) -> list[Job]:
         """Jobs matching every filter given, newest first."""
-        return self.runtime.jobs.list(arguments.job_filter(status, user_id, queue, task), limit=arguments.limit(limit))
+        return self._runtime.jobs.list(arguments.job_filter(status, user_id, queue, task), limit=arguments.limit(limit))
 
     def jobs_page(
         self,
@@ -315,7 +315,7 @@ class Queue:
         first, all older than ``before`` (the previous page's ``next_before``; None: from
         the newest). ``history``: with each job's attempts (one more query for the page)."""
         where = arguments.job_filter(status, user_id, queue, task)
-        found = self.runtime.jobs.list(where, limit=arguments.limit(limit) + 1, before=before, history=history)
+        found = self._runtime.jobs.list(where, limit=arguments.limit(limit) + 1, before=before, history=history)
         page = found[:limit]
         last = page[-1] if len(found) > limit else None
         return Page(page, None if last is None else (last.created_at.timestamp(), last.id))
@@ -325,48 +325,48 @@ class Queue:
         return self.jobs(status=JobStatus.FAILED, queue=queue, task=task, limit=limit)
 
     def stats(self) -> QueueStats:
-        return read_stats(self.runtime)
+        return read_stats(self._runtime)
 
     def jobs_frame(self, *, limit: int = 100_000) -> pd.DataFrame:
         """A pandas DataFrame of jobs (newest first), one row per job."""
-        return jobs_frame(self.runtime, limit=arguments.limit(limit, bounds.MAX_FRAME_ROWS))
+        return jobs_frame(self._runtime, limit=arguments.limit(limit, bounds.MAX_FRAME_ROWS))
 
     def completed_series(self, seconds: int = 60) -> list[int]:
         """Jobs completed in each of the last ``seconds`` whole seconds, oldest first (the
         dashboard's and the control panel's throughput plot)."""
         seconds = bounds.whole("seconds", seconds, 1, bounds.MAX_SERIES_SECONDS)
-        return completed_series(self.runtime.db, self.runtime.clock.now(), seconds)
+        return completed_series(self._runtime.db, self._runtime.clock.now(), seconds)
 
     def runnable_backlog(self) -> dict[str, int]:
         """{queue: PENDING jobs a free worker could start now}: due, in a queue that is not
         paused, of a user under their running quota (the demand more workers can serve)."""
-        return runnable_backlog(self.runtime.db, self.runtime.clock.now())
+        return runnable_backlog(self._runtime.db, self._runtime.clock.now())
 
     def status_counts(self, queue: str) -> dict[str, int]:
         """{status: jobs} in one queue (statuses with no job are left out)."""
-        return status_counts(self.runtime.db, check_queue(queue))
+        return status_counts(self._runtime.db, check_queue(queue))
 
     def live_workers(self) -> list[WorkerInfo]:
         """The workers heartbeating within the ``worker_ttl_seconds`` setting, oldest first."""
-        return self.runtime.workers.live(self.runtime.clock.now(), self.settings.worker_ttl_seconds)
+        return self._runtime.workers.live(self._runtime.clock.now(), self.settings.worker_ttl_seconds)
 
     def timeline_rows(self, *, queue: str | None = None, since: float | None = None) -> TimelineRows:
         """The rows behind :func:`queuelab.lab.frames.timeline`: every job (of ``queue``,
         created at or after ``since``, epoch seconds), oldest first, and their finished attempts."""
         return TimelineRows(
-            job_rows(self.runtime.db, queue=queue, since=since),
-            attempt_rows(self.runtime.db, queue=queue, since=since),
+            job_rows(self._runtime.db, queue=queue, since=since),
+            attempt_rows(self._runtime.db, queue=queue, since=since),
         )
 
     def dlq_errors(self, *, queue: str | None = None) -> list[tuple[Any, ...]]:
         """The dead-letter queue by the error of each job's last attempt, most jobs first:
         (error_type, jobs, first and last failure in epoch seconds, example message, reason)."""
-        return dlq_errors(self.runtime.db, queue=queue)
+        return dlq_errors(self._runtime.db, queue=queue)
 
     def scale_events(self, limit: int = 50) -> list[ScaleEvent]:
         """The autoscalers' decision log, newest first: when each pool changed size, from
         how many workers to how many, the runnable backlog and running jobs it saw, and why."""
-        return ScaleLog(self.runtime.db).recent(arguments.limit(limit))
+        return ScaleLog(self._runtime.db).recent(arguments.limit(limit))
 
     def scale_events_frame(self, *, limit: int = 10_000) -> pd.DataFrame:
         """:meth:`scale_events` as a pandas DataFrame, oldest first (to plot as a step line)."""
@@ -384,7 +384,7 @@ class Queue:
 
     def requeue(self, job_id: str) -> Job:
         """Run a FAILED, COMPLETED or CANCELLED job again with a fresh retry budget."""
-        return self.runtime.jobs.requeue(arguments.job_id(job_id), self.runtime.clock.now())
+        return self._runtime.jobs.requeue(arguments.job_id(job_id), self._runtime.clock.now())
 
     def requeue_many(
         self,
@@ -396,15 +396,15 @@ class Queue:
     ) -> int:
         """Requeue every job matching the filter (by default the whole DLQ); return the count."""
         where = arguments.job_filter(status, user_id, queue, task)
-        return self.runtime.jobs.requeue_many(where, self.runtime.clock.now())
+        return self._runtime.jobs.requeue_many(where, self._runtime.clock.now())
 
     def force_success(self, job_id: str, result: Any = None) -> Job:
         """Mark a FAILED (or COMPLETED) job COMPLETED, recording that it was forced."""
-        return self.runtime.jobs.force_success(arguments.job_id(job_id), self.runtime.clock.now(), result)
+        return self._runtime.jobs.force_success(arguments.job_id(job_id), self._runtime.clock.now(), result)
 
     def cancel(self, job_id: str) -> Job:
         """Cancel a PENDING job."""
-        return self.runtime.jobs.cancel(arguments.job_id(job_id), self.runtime.clock.now())
+        return self._runtime.jobs.cancel(arguments.job_id(job_id), self._runtime.clock.now())
 
     def prune(self, older_than: timedelta | float | None = None) -> int:
         """Delete COMPLETED and CANCELLED jobs finished longer ago than ``older_than``
@@ -415,7 +415,7 @@ class Queue:
                 return 0
         else:
             seconds = bounds.seconds("older_than", older_than, zero_ok=True)
-        return self.runtime.jobs.prune(self.runtime.clock.now() - seconds)
+        return self._runtime.jobs.prune(self._runtime.clock.now() - seconds)
 
     # -- workers ----------------------------------------------------------------------
 
@@ -468,25 +468,25 @@ class Queue:
         """
         names = check_pool_args(concurrency, mode, queues, start_method, prefetch)
         if mode == "thread":
-            return ThreadPool(self.runtime, concurrency, names, prefetch)
-        return ProcessPool(self.runtime, concurrency, names, start_method, prefetch)
+            return ThreadPool(self._runtime, concurrency, names, prefetch)
+        return ProcessPool(self._runtime, concurrency, names, start_method, prefetch)
 
     def foreground_worker(self, concurrency: int = 1, *, queues: Sequence[str] | None = None) -> Worker:
         """A worker to run in this thread (``queuelab worker --mode thread``): ``run()``
         works until ``stop()`` (from a signal handler, say), then hands back the jobs it has
         not finished. For a pool in the background, use :meth:`worker`."""
         names = check_pool_args(concurrency, "thread", queues)
-        return Worker(self.runtime, concurrency=concurrency, queues=names, mode="thread")
+        return Worker(self._runtime, concurrency=concurrency, queues=names, mode="thread")
 
     def autoscaler(self, pool: Resizable, policy: ScalePolicy, *, tick_seconds: float = 2.0) -> Autoscaler:
         """An autoscaler, not yet started, that resizes ``pool`` (from :meth:`worker` or
         :meth:`foreground_worker`) by ``policy`` every ``tick_seconds`` and logs each change
         to :meth:`scale_events`: ``scaler = q.autoscaler(pool, ScalePolicy(max_workers=8)).start()``,
         then ``scaler.stop()`` before the pool stops."""
-        return Autoscaler(self.runtime, pool, policy, tick_seconds=tick_seconds)
+        return Autoscaler(self._runtime, pool, policy, tick_seconds=tick_seconds)
 
     def close(self) -> None:
-        self.runtime.close()
+        self._runtime.close()
 
     def __enter__(self) -> Queue:
         return self
@@ -516,6 +516,6 @@ def load_queue(db: str | None, app: str | None, **changes: Any) -> Queue:
     if changes:
         rebased = Queue(settings=target.settings.with_changes(**changes))
         for task in target.tasks:
-            rebased.runtime.tasks.add(task)
+            rebased._runtime.tasks.add(task)
         return rebased
     return target

@@ -15,4 +15,4 @@ from queuelab.runtime import Runtime
 
 def internals(q: Queue) -> Runtime:
     """``q``'s runtime: its settings, clock, tasks and stores over one database."""
-    return q.runtime
+    return q._runtime

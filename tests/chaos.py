@@ -28,6 +28,7 @@ import sqlalchemy as sa
 
 from queuelab import Queue, Submission
 from queuelab.store.schema import attempts, jobs
+from queuelab.testing import internals
 from tests.helpers import WorkerProcess, read_records, recorder_queue
 
 LEASE_SECONDS = 1.0
@@ -115,7 +116,7 @@ def _open_jobs(q: Queue) -> int:
 
 
 def _report(q: Queue, url: str, records: Path, total: int, workers: int, kills: int, elapsed: float) -> ChaosReport:
-    with q.runtime.db.read() as conn:
+    with internals(q).db.read() as conn:
         statuses: Counter[str] = Counter(
             dict(conn.execute(sa.select(jobs.c.status, sa.func.count()).group_by(jobs.c.status)).all())
         )

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import IO
 
 from queuelab import JobStatus, Queue
+from queuelab.testing import internals
 
 ROOT = Path(__file__).resolve().parent.parent
 APP = "tests.apps.recorder:q"
@@ -24,7 +25,7 @@ def recorder_queue(url: str) -> Queue:
 
     q = Queue(url)
     for task in recorder.q.tasks:
-        q.runtime.tasks.add(task)
+        internals(q).tasks.add(task)
     return q
 
 

@@ -13,6 +13,7 @@ from queuelab import FakeClock, JobStatus, Queue, bounds
 from queuelab.api import TokenBook, create_app
 from queuelab.models import AttemptOutcome
 from queuelab.policy import Complete, DeadLetter, Errored
+from queuelab.testing import internals
 
 ALICE, BOB, ROOT_TOKEN = "alice-token-0123456789", "bob-token-0123456789", "root-token-0123456789"
 TOKENS = f"{ALICE}:alice:user,{BOB}:bob:user,{ROOT_TOKEN}:root:admin"
@@ -37,12 +38,12 @@ def as_(token: str) -> dict[str, str]:
 def fail_to_dlq(q: Queue, job_id: str) -> None:
     """Claim jobs one by one (completing the others) until ``job_id``, then dead-letter it."""
     while True:
-        (lease,) = q.runtime.leases.claim("w", None, 1, q.runtime.clock.now())
+        (lease,) = internals(q).leases.claim("w", None, 1, q.clock.now())
         if lease.job_id == job_id:
             break
-        q.runtime.leases.ack(lease, Complete(None), "w", q.runtime.clock.now())
+        internals(q).leases.ack(lease, Complete(None), "w", q.clock.now())
     error = Errored(AttemptOutcome.FAILED, "SimulatedFailure", "boom")
-    q.runtime.leases.ack(lease, DeadLetter(error, "test"), "w", q.runtime.clock.now())
+    internals(q).leases.ack(lease, DeadLetter(error, "test"), "w", q.clock.now())
 
 
 def test_the_prototype_flow(client: TestClient, queue: Queue) -> None:
@@ -197,7 +198,7 @@ def test_unknown_or_malformed_job_ids_are_404(client: TestClient, path: str) -> 
 
 def test_transitions_that_are_not_allowed_are_409(client: TestClient, queue: Queue) -> None:
     job_id = client.post("/api/submit/", json={"user_id": "a"}).json()["job_id"]
-    queue.runtime.leases.claim("w", None, 1, queue.runtime.clock.now())
+    internals(queue).leases.claim("w", None, 1, queue.clock.now())
     response = client.post(f"/api/requeue/{job_id}/", json={"action": "REQUEUE"})
     assert response.status_code == 409
     assert "RUNNING" in response.json()["message"]
@@ -283,8 +284,8 @@ def test_the_autoscaling_decision_log(client: TestClient, secured: TestClient, q
 
     assert client.get("/api/scale-events/").json() == {"events": []}
     for before, after in ((1, 3), (3, 2)):
-        ScaleLog(queue.runtime.db).record(
-            at=queue.runtime.clock.now(),
+        ScaleLog(internals(queue).db).record(
+            at=queue.clock.now(),
             pool_id="host:1:abcd",
             hostname="host",
             backlog=30,

@@ -11,6 +11,7 @@ import pytest
 from queuelab import FakeClock, InvalidArgument, Queue
 from queuelab.runtime.autoscale import Autoscaler, ScaleDecision, ScaleMetrics, ScalePolicy, decide_scale
 from queuelab.submission import Submission
+from queuelab.testing import internals
 
 PROTOTYPE = ScalePolicy()  # min 1, max 50, up above 10, down after 300 s idle, cooldown 30 s
 
@@ -62,7 +63,7 @@ def test_the_runnable_backlog_leaves_out_what_workers_cannot_serve(queue: object
     from queuelab.store.reports import runnable_backlog
 
     assert isinstance(queue, Queue)
-    now = queue.runtime.clock.now()
+    now = queue.clock.now()
     queue.submit("simulate", user_id="a")  # runnable
     queue.submit("simulate", user_id="a", delay=60)  # scheduled later
     queue.submit("simulate", user_id="a", queue="paused")
@@ -70,17 +71,16 @@ def test_the_runnable_backlog_leaves_out_what_workers_cannot_serve(queue: object
     queue.set_limits("busy", max_running=1)
     queue.submit("simulate", user_id="busy", priority=9)
     queue.submit("simulate", user_id="busy")
-    assert runnable_backlog(queue.runtime.db, now) == {"default": 3}
-    (lease,) = queue.runtime.leases.claim("w", None, 1, now)  # busy's first job: busy is now at quota
+    assert runnable_backlog(internals(queue).db, now) == {"default": 3}
+    (lease,) = internals(queue).leases.claim("w", None, 1, now)  # busy's first job: busy is now at quota
     assert lease.user_id == "busy"
-    assert runnable_backlog(queue.runtime.db, now) == {"default": 1}
+    assert runnable_backlog(internals(queue).db, now) == {"default": 1}
 
 
 @pytest.mark.slow
 def test_a_real_process_pool_scales_up_for_a_burst_and_back_down(sqlite_url: str, tmp_path: object) -> None:
     from pathlib import Path
 
-    from queuelab.runtime.autoscale import Autoscaler
     from queuelab.runtime.pool import ProcessPool
     from queuelab.submission import Submission
     from tests.helpers import recorder_queue, starts_per_job, wait_until
@@ -95,8 +95,8 @@ def test_a_real_process_pool_scales_up_for_a_burst_and_back_down(sqlite_url: str
         idle_seconds=1.5,
         cooldown_seconds=0.5,
     )
-    pool = ProcessPool(q.runtime, 1).start()
-    scaler = Autoscaler(q.runtime, pool, policy, tick_seconds=0.3).start()
+    pool = ProcessPool(internals(q), 1).start()
+    scaler = q.autoscaler(pool, policy, tick_seconds=0.3).start()
     try:
         burst_at = time.time()
         jobs = q.submit_many(
@@ -131,7 +131,7 @@ def tick(scaler: Autoscaler, mono: float) -> ScaleDecision:
 
 def test_the_autoscaler_logs_every_change_in_the_store(queue: Queue, clock: FakeClock) -> None:
     pool = queue.worker(1)  # not started: resizing it only sets its size
-    scaler = Autoscaler(queue.runtime, pool, ScalePolicy(max_workers=4, cooldown_seconds=0))
+    scaler = queue.autoscaler(pool, ScalePolicy(max_workers=4, cooldown_seconds=0))
     queue.submit_many(Submission(task="simulate") for _ in range(30))
     assert tick(scaler, 100.0).workers == 3
     assert tick(scaler, 101.0).workers == 4
@@ -157,7 +157,7 @@ def test_the_decision_log_is_pruned_by_age_and_by_count(
 ) -> None:
     from queuelab.store import scaling
 
-    log = scaling.ScaleLog(queue.runtime.db)
+    log = scaling.ScaleLog(internals(queue).db)
 
     def record(at: float, keep: float | None = None) -> None:
         log.record(
@@ -191,24 +191,24 @@ def test_an_older_database_gains_the_decision_log_table(db_url: str) -> None:
 
     q = Queue(db_url)
     q.stats()
-    with q.runtime.db.write() as conn:
+    with internals(q).db.write() as conn:
         scale_events.drop(conn)  # as a database written before the table existed
     q.close()
     again = Queue(db_url)
     assert again.scale_events() == []
-    assert "queuelab_scale_events" in sa.inspect(again.runtime.db.engine).get_table_names()
+    assert "queuelab_scale_events" in sa.inspect(internals(again).db.engine).get_table_names()
     assert again.stats().recent_scale_events == []
     again.close()
 
 
 def test_a_local_autoscaler_needs_at_least_one_worker(queue: Queue) -> None:
     with pytest.raises(InvalidArgument, match=r"min_workers must be at least 1 for a local pool.*got 0"):
-        Autoscaler(queue.runtime, queue.worker(1), ScalePolicy(min_workers=0))
+        queue.autoscaler(queue.worker(1), ScalePolicy(min_workers=0))
 
 
 def test_a_fresh_autoscaler_does_not_wait_out_a_cooldown(queue: Queue) -> None:
     pool = queue.worker(1)
-    scaler = Autoscaler(queue.runtime, pool, PROTOTYPE)  # cooldown 30 s
+    scaler = queue.autoscaler(pool, PROTOTYPE)  # cooldown 30 s
     queue.submit_many(Submission(task="simulate") for _ in range(30))
     assert tick(scaler, 100.0).workers == 3  # starting is not a change
     assert "cooling down (0s of 30s)" in tick(scaler, 100.0).reason
@@ -216,7 +216,7 @@ def test_a_fresh_autoscaler_does_not_wait_out_a_cooldown(queue: Queue) -> None:
 
 def test_the_cooldown_runs_on_the_monotonic_time_of_the_ticks(queue: Queue) -> None:
     pool = queue.worker(1)
-    scaler = Autoscaler(queue.runtime, pool, PROTOTYPE)  # cooldown 30 s, +2 at most per change
+    scaler = queue.autoscaler(pool, PROTOTYPE)  # cooldown 30 s, +2 at most per change
     queue.submit_many(Submission(task="simulate") for _ in range(30))
     assert tick(scaler, 1000.0).workers == 3
     decision = tick(scaler, 1029.9)
@@ -229,7 +229,7 @@ def test_the_cooldown_runs_on_the_monotonic_time_of_the_ticks(queue: Queue) -> N
 
 def test_an_idle_pool_shrinks_one_worker_per_idle_window_and_cooldown(queue: Queue) -> None:
     pool = queue.worker(3)
-    scaler = Autoscaler(queue.runtime, pool, PROTOTYPE)  # idle 300 s, cooldown 30 s
+    scaler = queue.autoscaler(pool, PROTOTYPE)  # idle 300 s, cooldown 30 s
     assert "steady" in tick(scaler, 1000.0).reason  # idle from here
     assert tick(scaler, 1299.0).workers == 3
     decision = tick(scaler, 1300.0)
@@ -242,7 +242,7 @@ def test_an_idle_pool_shrinks_one_worker_per_idle_window_and_cooldown(queue: Que
 
 def test_work_restarts_the_idle_window(queue: Queue) -> None:
     pool = queue.worker(2)
-    scaler = Autoscaler(queue.runtime, pool, PROTOTYPE)
+    scaler = queue.autoscaler(pool, PROTOTYPE)
     tick(scaler, 1000.0)  # idle from here
     job = queue.submit("simulate")
     assert "steady (runnable backlog 1" in tick(scaler, 1200.0).reason
@@ -254,7 +254,7 @@ def test_work_restarts_the_idle_window(queue: Queue) -> None:
 
 def test_a_real_tick_reads_the_clocks_itself(queue: Queue) -> None:
     pool = queue.worker(1)
-    scaler = Autoscaler(queue.runtime, pool, ScalePolicy(max_workers=4))
+    scaler = queue.autoscaler(pool, ScalePolicy(max_workers=4))
     queue.submit_many(Submission(task="simulate") for _ in range(30))
     scaler.run_tick()  # what the thread runs
     assert pool.size == 3

@@ -16,6 +16,7 @@ import httpx
 import pytest
 from playwright.sync_api import Browser, Dialog, Page, expect, sync_playwright
 
+from queuelab.testing import internals
 from tests.apiserver import api_server
 from tests.helpers import wait_until
 
@@ -171,7 +172,7 @@ def test_the_autoscaling_decisions_are_listed_as_text(page: Page, tmp_path: Path
 
     expect(page.locator("#scale-none")).to_be_visible()
     q = Queue(f"sqlite:///{tmp_path / 'dashboard.db'}")  # the server's database
-    ScaleLog(q.runtime.db).record(
+    ScaleLog(internals(q).db).record(
         at=time.time(),
         pool_id="host:1:abcd",
         hostname="host",

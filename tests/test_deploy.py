@@ -18,6 +18,7 @@ from queuelab.models import AttemptOutcome
 from queuelab.policy import Complete, Errored, Retry
 from queuelab.runtime.autoscale import ScalePolicy
 from queuelab.store.reports import runnable_backlog
+from queuelab.testing import internals
 
 ROOT = Path(__file__).resolve().parent.parent
 DEPLOY = ROOT / "deploy" / "kubernetes"
@@ -114,16 +115,16 @@ class Backlog:
 
     def run(self, queue: str, n: int) -> list[Any]:
         """Claim ``n`` jobs of ``queue``: they are RUNNING now."""
-        leases = self.q.runtime.leases.claim("test-worker", [queue], n, time.time())
+        leases = internals(self.q).leases.claim("test-worker", [queue], n, time.time())
         assert len(leases) == n
         return leases
 
     def by_sql(self) -> int:
-        with self.q.runtime.db.read() as conn:
+        with internals(self.q).db.read() as conn:
             return int(conn.execute(sa.text(trigger_query())).scalar_one())
 
     def by_python(self) -> int:
-        return sum(runnable_backlog(self.q.runtime.db, time.time()).values())
+        return sum(runnable_backlog(internals(self.q).db, time.time()).values())
 
 
 @pytest.mark.postgres
@@ -136,8 +137,8 @@ def test_the_keda_query_counts_what_the_policy_counts(postgres_url: str) -> None
     jobs.submit("retry", 2, queue="retries")
     first, second = jobs.run("retries", 2)
     error = Errored(AttemptOutcome.FAILED, "Boom", "boom")
-    q.runtime.leases.ack(first, Retry(now + 600, error), "test-worker", now)  # backing off
-    q.runtime.leases.ack(second, Complete(None), "test-worker", now)  # done
+    internals(q).leases.ack(first, Retry(now + 600, error), "test-worker", now)  # backing off
+    internals(q).leases.ack(second, Complete(None), "test-worker", now)  # done
     q.set_limits("capped", max_running=1)
     jobs.submit("capped", 3, queue="capped")
     jobs.run("capped", 1)  # capped is at its quota: its 2 pending jobs cannot start

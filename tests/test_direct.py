@@ -18,13 +18,14 @@ from queuelab.queue import Queue
 from queuelab.store import direct
 from queuelab.store import statements as st
 from queuelab.store.schema import jobs
+from queuelab.testing import internals
 
 
 def test_a_direct_claim_returns_the_rows_and_types_sqlalchemy_would(tmp_path: Path) -> None:
     with Queue(f"sqlite:///{tmp_path / 'q.db'}") as q:
         q.submit("simulate", {"duration": 0})
         q.submit("simulate", {"duration": 0})
-        db = q.runtime.db
+        db = internals(q).db
         params = {"p_now": 2e9, "p_limit": 1, "p_token": "t", "p_owner": "w", "p_tasks_0": "simulate"}
         with db.write() as conn:
             fast = direct.execute(conn, db, st.claim_statement(0, 1, 0), params)
@@ -41,8 +42,8 @@ def test_a_direct_claim_returns_the_rows_and_types_sqlalchemy_would(tmp_path: Pa
 def test_a_direct_ack_counts_only_a_held_lease(tmp_path: Path) -> None:
     with Queue(f"sqlite:///{tmp_path / 'q.db'}") as q:
         job = q.submit("simulate")
-        (lease,) = q.runtime.leases.claim("w", None, 1, 2e9)
-        db = q.runtime.db
+        (lease,) = internals(q).leases.claim("w", None, 1, 2e9)
+        db = internals(q).db
         ack = {"p_id": job.id, "p_now": 2e9 + 1, "p_started": 2e9, "p_result": "null"}
         with db.write() as conn:
             assert direct.execute(conn, db, st.COMPLETE, {**ack, "p_token": "not-mine"}).rowcount == 0
@@ -57,7 +58,7 @@ def test_a_statement_run_from_its_sql_returns_what_sqlalchemy_would(postgres_url
     with Queue(postgres_url) as q:
         q.submit("simulate", user_id="ann")
         q.submit("simulate", user_id="bob")
-        db = q.runtime.db
+        db = internals(q).db
         query = sa.select(jobs.c.user_id, jobs.c.attempts).where(
             jobs.c.status == JobStatus.PENDING, jobs.c.user_id != sa.bindparam("p_user")
         )
@@ -144,7 +145,7 @@ def test_the_fast_path_binds_what_sqlalchemy_would(tmp_path: Path) -> None:
     and a plain parameter: the fast path hands the driver the SQL and the values that
     SQLAlchemy's own execution does."""
     with Queue(f"sqlite:///{tmp_path / 'q.db'}") as q:
-        db = q.runtime.db
+        db = internals(q).db
         metadata = sa.MetaData()
         table = sa.Table(
             "probe", metadata, sa.Column("at", sa.DateTime), sa.Column("flag", sa.Boolean), sa.Column("n", sa.Integer)

@@ -1,5 +1,5 @@
 """The facade's reads and builders for the edges (API, lab, CLI, bench): each is the store or
-runtime call the edge used to make through ``q.runtime``, so these pin what they return."""
+runtime call the edge used to make around the facade, so these pin what they return."""
 
 from __future__ import annotations
 

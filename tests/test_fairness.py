@@ -13,15 +13,16 @@ from queuelab.policy import Complete
 from queuelab.store import quota_sql
 from queuelab.store.schema import user_locks
 from queuelab.submission import Submission
+from queuelab.testing import internals
 
 
 def drain_order(q: Queue, worker: str = "w") -> list[str]:
     """Claim one job at a time and finish it; return the users in start order."""
     users = []
-    while leases := q.runtime.leases.claim(worker, None, 1, q.runtime.clock.now()):
+    while leases := internals(q).leases.claim(worker, None, 1, q.clock.now()):
         (lease,) = leases
         users.append(lease.user_id)
-        q.runtime.leases.ack(lease, Complete(None), worker, q.runtime.clock.now())
+        internals(q).leases.ack(lease, Complete(None), worker, q.clock.now())
     return users
 
 
@@ -41,8 +42,8 @@ def test_a_light_user_is_not_starved_by_a_heavy_backlog(queue: Queue, clock: Fak
 
 def test_a_user_who_was_idle_starts_at_the_head_of_the_line(queue: Queue, clock: FakeClock) -> None:
     queue.submit_many(Submission(task="simulate", user_id="heavy") for _ in range(100))
-    for lease in queue.runtime.leases.claim("w", None, 50, clock.now()):
-        queue.runtime.leases.ack(lease, Complete(None), "w", clock.now())
+    for lease in internals(queue).leases.claim("w", None, 50, clock.now()):
+        internals(queue).leases.ack(lease, Complete(None), "w", clock.now())
     queue.submit("simulate", user_id="light")
     assert "light" in drain_order(queue)[:3]  # at the head, beside the heavy head job
 
@@ -71,7 +72,7 @@ def test_two_claimers_on_two_connections_never_both_take_the_last_slot(make_queu
     def claimer(name: str) -> None:
         q = make_queue()  # its own engine and connections
         while True:
-            leases = q.runtime.leases.claim(name, None, 2, q.runtime.clock.now())
+            leases = internals(q).leases.claim(name, None, 2, q.clock.now())
             if not leases:
                 if q.stats().by_status["PENDING"] == 0:
                     return
@@ -80,7 +81,7 @@ def test_two_claimers_on_two_connections_never_both_take_the_last_slot(make_queu
             began = time.monotonic()  # after the claim committed ...
             time.sleep(0.002)
             ended = time.monotonic()  # ... and before the ack commits
-            q.runtime.leases.ack(leases[0], Complete(None), name, q.runtime.clock.now())
+            internals(q).leases.ack(leases[0], Complete(None), name, q.clock.now())
             with lock:
                 intervals.append((began, ended))
 
@@ -105,13 +106,13 @@ def test_a_postgres_quota_claim_adds_the_users_lock_row_and_counts_its_claims(po
     q.set_limits("carol", max_running=2)
     q.submit_many(Submission(task="simulate", user_id="carol") for _ in range(3))
     query = sa.select(user_locks.c.claims).where(user_locks.c.user_id == "carol")
-    with q.runtime.db.read() as conn:
+    with internals(q).db.read() as conn:
         assert conn.execute(query).first() is None
-    first = q.runtime.leases.claim("w", None, 1, q.runtime.clock.now())
-    second = q.runtime.leases.claim("w", None, 5, q.runtime.clock.now())
-    third = q.runtime.leases.claim("w", None, 5, q.runtime.clock.now())
+    first = internals(q).leases.claim("w", None, 1, q.clock.now())
+    second = internals(q).leases.claim("w", None, 5, q.clock.now())
+    third = internals(q).leases.claim("w", None, 5, q.clock.now())
     assert (len(first), len(second), len(third)) == (1, 1, 0)  # the quota of 2 holds
-    with q.runtime.db.read() as conn:
+    with internals(q).db.read() as conn:
         assert conn.execute(query).scalar_one() == 2
     q.close()
 
@@ -124,17 +125,17 @@ def test_postgres_quota_lock_rows_of_idle_users_are_forgotten(postgres_url: str)
     q = Queue(postgres_url)
     q.set_limits("*", max_running=2)
     q.submit_many(Submission(task="simulate", user_id=user) for user in ("done", "waiting", "waiting"))
-    for lease in q.runtime.leases.claim("w", None, 1, q.runtime.clock.now()):  # "done" ranks first
-        q.runtime.leases.ack(lease, Complete(None), "w", q.runtime.clock.now())
-    q.runtime.leases.claim("w", None, 5, q.runtime.clock.now())  # adds "waiting"'s row, takes one job
+    for lease in internals(q).leases.claim("w", None, 1, q.clock.now()):  # "done" ranks first
+        internals(q).leases.ack(lease, Complete(None), "w", q.clock.now())
+    internals(q).leases.claim("w", None, 5, q.clock.now())  # adds "waiting"'s row, takes one job
     rows = sa.select(user_locks.c.user_id).order_by(user_locks.c.user_id)
-    with q.runtime.db.read() as conn:
+    with internals(q).db.read() as conn:
         assert list(conn.execute(rows).scalars()) == ["done", "waiting"]
-    assert forget_idle_users(q.runtime.db) == 1
-    with q.runtime.db.read() as conn:
+    assert forget_idle_users(internals(q).db) == 1
+    with internals(q).db.read() as conn:
         assert list(conn.execute(rows).scalars()) == ["waiting"]
     q.submit("simulate", user_id="done")  # back again
-    taken = [lease.user_id for _ in range(3) for lease in q.runtime.leases.claim("w", None, 1, q.runtime.clock.now())]
+    taken = [lease.user_id for _ in range(3) for lease in internals(q).leases.claim("w", None, 1, q.clock.now())]
     assert "done" in taken
     q.close()
 
@@ -147,10 +148,10 @@ def test_a_postgres_quota_claim_takes_its_jobs_by_row_address(postgres_url: str)
     q = Queue(postgres_url)
     q.set_limits(max_running=2)
     q.submit_many(Submission(task="simulate", user_id=f"u{i % 10}") for i in range(3000))
-    compiled = quota_sql.postgres_quota_claim(0, 0, 0, 4, 8).compile(dialect=q.runtime.db.engine.dialect)
+    compiled = quota_sql.postgres_quota_claim(0, 0, 0, 4, 8).compile(dialect=internals(q).db.engine.dialect)
     given = {"p_now": time.time(), "p_token": "t", "p_owner": "w", "p_default_quota": 2}
     params = {name: given.get(name, value) for name, value in compiled.params.items()}
-    with q.runtime.db.read() as conn:
+    with internals(q).db.read() as conn:
         rows = conn.exec_driver_sql("EXPLAIN " + compiled.string, direct_params(params)).all()
     plan = "\n".join(row[0] for row in rows)
     assert "Tid Scan on queuelab_jobs" in plan, plan

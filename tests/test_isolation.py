@@ -160,4 +160,4 @@ def test_tokens_never_reach_the_logs(sqlite_url: str, tmp_path: Path) -> None:
 
 
 def test_a_fake_clock_keeps_the_fixture_honest(queue: Queue, clock: FakeClock) -> None:
-    assert queue.runtime.clock is clock
+    assert queue.clock is clock

@@ -105,7 +105,7 @@ def test_a_sampler_tick_appends_one_sample_taken_at_the_given_time(queue: Queue)
 
 
 def test_a_sampler_samples_at_start_and_at_stop(queue: Queue) -> None:
-    sampler = experiment.Sampler(queue, "lab-t", queue.worker(1), every=3600.0, origin=queue.runtime.clock.now())
+    sampler = experiment.Sampler(queue, "lab-t", queue.worker(1), every=3600.0, origin=queue.clock.now())
     sampler.start()
     assert [row["time"] for row in sampler.rows] == [0.0]  # time zero, before the thread's first tick
     sampler.stop()

@@ -8,13 +8,14 @@ import sqlalchemy as sa
 from queuelab import FakeClock, InvalidTransition, JobStatus, LeaseLost, Queue
 from queuelab.models import AttemptOutcome, Lease, RetryPolicy
 from queuelab.policy import Complete, DeadLetter, Decision, Errored, Retry, Succeeded, decide, decide_for
+from queuelab.testing import internals
 
 WORKER = "test-worker"
 POLICY = RetryPolicy(base_seconds=0.5, factor=2.0, max_seconds=300.0, jitter=0.0)
 
 
 def claim(q: Queue, limit: int = 10, queues: list[str] | None = None, worker: str = WORKER) -> list[Lease]:
-    return q.runtime.leases.claim(worker, queues, limit, q.runtime.clock.now())
+    return internals(q).leases.claim(worker, queues, limit, q.clock.now())
 
 
 def fail_decision(q: Queue, lease: Lease, message: str = "boom") -> Decision:
@@ -24,18 +25,18 @@ def fail_decision(q: Queue, lease: Lease, message: str = "boom") -> Decision:
         attempt=lease.attempt,
         max_retries=lease.max_retries,
         policy=POLICY,
-        now=q.runtime.clock.now(),
+        now=q.clock.now(),
         unit_random=0.5,
     )
 
 
 def rescue(q: Queue) -> int:
-    now = q.runtime.clock.now()
+    now = q.clock.now()
 
     def decider(lease: Lease, error: Errored) -> Decision:
         return decide_for(lease, error, policy=POLICY, now=now, unit_random=0.5)
 
-    return q.runtime.leases.rescue(now, decider)
+    return internals(q).leases.rescue(now, decider)
 
 
 def test_claim_takes_priority_then_oldest_and_respects_the_limit(queue: Queue, clock: FakeClock) -> None:
@@ -65,7 +66,7 @@ def test_a_claim_writes_a_fresh_lease_and_spends_an_attempt(queue: Queue, clock:
 def test_delayed_job_is_not_claimed_before_its_time(queue: Queue, clock: FakeClock) -> None:
     job = queue.submit("simulate", delay=30)
     assert claim(queue) == []
-    assert queue.runtime.leases.next_run_at(None) == pytest.approx(clock.now() + 30)
+    assert internals(queue).leases.next_run_at(None) == pytest.approx(clock.now() + 30)
     clock.advance(29.9)
     assert claim(queue) == []
     clock.advance(0.2)
@@ -75,8 +76,8 @@ def test_delayed_job_is_not_claimed_before_its_time(queue: Queue, clock: FakeClo
 def test_claim_only_takes_the_named_queues_and_known_tasks(queue: Queue) -> None:
     mail = queue.submit("simulate", queue="mail")
     queue.submit("simulate", queue="reports")
-    now = queue.runtime.clock.now()
-    assert queue.runtime.leases.claim(WORKER, None, 10, now, tasks=["other"]) == []
+    now = queue.clock.now()
+    assert internals(queue).leases.claim(WORKER, None, 10, now, tasks=["other"]) == []
     assert [lease.job_id for lease in claim(queue, queues=["mail"])] == [mail.id]
 
 
@@ -84,7 +85,7 @@ def test_heartbeat_extends_the_lease_so_it_is_not_rescued(queue: Queue, clock: F
     job = queue.submit("simulate", lease_seconds=10)
     (lease,) = claim(queue)
     clock.advance(8)
-    assert queue.runtime.leases.heartbeat([lease], clock.now()) == []
+    assert internals(queue).leases.heartbeat([lease], clock.now()) == []
     clock.advance(8)  # 16 s after the claim, 8 s after the heartbeat
     assert rescue(queue) == 0
     assert queue.get(job.id).status == JobStatus.RUNNING
@@ -108,9 +109,9 @@ def test_expired_lease_is_rescued_as_a_lost_attempt_and_the_late_ack_is_refused(
     assert new.attempt == 2
     assert new.token != old.token
     with pytest.raises(LeaseLost, match="no longer held"):
-        queue.runtime.leases.ack(old, Complete({"late": True}), "dead-worker", clock.now())
-    assert queue.runtime.leases.heartbeat([old], clock.now()) == [old]
-    queue.runtime.leases.ack(new, Complete({"ok": True}), "live-worker", clock.now())
+        internals(queue).leases.ack(old, Complete({"late": True}), "dead-worker", clock.now())
+    assert internals(queue).leases.heartbeat([old], clock.now()) == [old]
+    internals(queue).leases.ack(new, Complete({"ok": True}), "live-worker", clock.now())
     done = queue.get(job.id)
     assert done.status == JobStatus.COMPLETED
     assert done.result == {"ok": True}
@@ -123,7 +124,7 @@ def test_failing_job_runs_four_times_with_backoff_then_lands_in_the_dlq(queue: Q
     for attempt in range(1, 5):
         (lease,) = claim(queue)
         assert lease.attempt == attempt
-        queue.runtime.leases.ack(lease, fail_decision(queue, lease, f"failure {attempt}"), WORKER, clock.now())
+        internals(queue).leases.ack(lease, fail_decision(queue, lease, f"failure {attempt}"), WORKER, clock.now())
         stored = queue.get(job.id)
         if attempt < 4:
             assert stored.status == JobStatus.PENDING
@@ -144,10 +145,10 @@ def test_failing_job_runs_four_times_with_backoff_then_lands_in_the_dlq(queue: Q
     assert len(again.errors) == 4  # the history is kept
     (lease,) = claim(queue)
     assert lease.attempt == 1
-    queue.runtime.leases.ack(lease, fail_decision(queue, lease), WORKER, clock.now())
+    internals(queue).leases.ack(lease, fail_decision(queue, lease), WORKER, clock.now())
     clock.advance(5)
     (lease,) = claim(queue)
-    queue.runtime.leases.ack(lease, Complete(None), WORKER, clock.now())
+    internals(queue).leases.ack(lease, Complete(None), WORKER, clock.now())
 
     forced = queue.force_success(job.id, {"by": "admin"})
     assert forced.status == JobStatus.COMPLETED
@@ -160,7 +161,7 @@ def test_force_success_moves_a_dead_letter_to_completed(queue: Queue, clock: Fak
     (lease,) = claim(queue)
     decision = fail_decision(queue, lease)
     assert isinstance(decision, DeadLetter)
-    queue.runtime.leases.ack(lease, decision, WORKER, clock.now())
+    internals(queue).leases.ack(lease, decision, WORKER, clock.now())
     assert queue.get(job.id).status == JobStatus.FAILED
     forced = queue.force_success(job.id)
     assert (forced.status, forced.forced) == (JobStatus.COMPLETED, True)
@@ -181,7 +182,7 @@ def test_requeue_many_requeues_the_dlq_by_filter(queue: Queue, clock: FakeClock)
     for name in ("a", "b", "c"):
         job = queue.submit("simulate", max_retries=0, queue=name)
         (lease,) = claim(queue)
-        queue.runtime.leases.ack(lease, fail_decision(queue, lease), WORKER, clock.now())
+        internals(queue).leases.ack(lease, fail_decision(queue, lease), WORKER, clock.now())
         ids[name] = job.id
     assert queue.requeue_many(queue="a") == 1
     assert queue.get(ids["a"]).status == JobStatus.PENDING
@@ -193,11 +194,11 @@ def test_requeue_many_requeues_the_dlq_by_filter(queue: Queue, clock: FakeClock)
 def test_release_hands_the_job_back_without_spending_an_attempt(queue: Queue, clock: FakeClock) -> None:
     job = queue.submit("simulate")
     (lease,) = claim(queue)
-    assert queue.runtime.leases.release(lease, WORKER, clock.now()) is True
+    assert internals(queue).leases.release(lease, WORKER, clock.now()) is True
     released = queue.get(job.id)
     assert (released.status, released.attempts, released.lease_token) == (JobStatus.PENDING, 0, None)
     assert released.history[-1].outcome == AttemptOutcome.RELEASED
-    assert queue.runtime.leases.release(lease, WORKER, clock.now()) is False  # the token is spent
+    assert internals(queue).leases.release(lease, WORKER, clock.now()) is False  # the token is spent
     (again,) = claim(queue)
     assert again.attempt == 1
 
@@ -215,19 +216,19 @@ def test_rescue_dead_letters_a_job_whose_budget_is_spent(queue: Queue, clock: Fa
 def test_prune_deletes_old_finished_jobs_and_their_history_only(queue: Queue, clock: FakeClock) -> None:
     old = queue.submit("simulate")
     (lease,) = claim(queue)
-    queue.runtime.leases.ack(lease, Complete(1), WORKER, clock.now())
+    internals(queue).leases.ack(lease, Complete(1), WORKER, clock.now())
     pending = queue.submit("simulate")
     clock.advance(100)
     recent = queue.submit("simulate", priority=9)
     (lease,) = claim(queue, limit=1)
     assert lease.job_id == recent.id
-    queue.runtime.leases.ack(lease, Complete(2), WORKER, clock.now())
+    internals(queue).leases.ack(lease, Complete(2), WORKER, clock.now())
     assert queue.prune(older_than=50) == 1
     remaining = {j.id for j in queue.jobs()}
     assert remaining == {pending.id, recent.id}
     from queuelab.store.schema import attempts
 
-    with queue.runtime.db.read() as conn:
+    with internals(queue).db.read() as conn:
         orphans = conn.execute(sa.select(sa.func.count()).where(attempts.c.job_id == old.id)).scalar()
     assert orphans == 0
 
@@ -252,10 +253,10 @@ def test_a_batch_of_completions_writes_each_or_reports_the_lost_one(
     leases = claim(queue)
     assert len(leases) == 4
     if lost_index is not None:  # its lease is gone: released, as at a stop
-        assert queue.runtime.leases.release(leases[lost_index], WORKER, clock.now())
+        assert internals(queue).leases.release(leases[lost_index], WORKER, clock.now())
     clock.advance(2)
     finished = [Finished(lease, Complete({"n": i}), clock.now()) for i, lease in enumerate(leases)]
-    lost, claimed = queue.runtime.leases.ack_and_claim(finished, ClaimFilter(WORKER), 0, clock.now)
+    lost, claimed = internals(queue).leases.ack_and_claim(finished, ClaimFilter(WORKER), 0, clock.now)
     assert claimed == []
     assert lost == ([] if lost_index is None else [leases[lost_index]])
     for i, job in enumerate(jobs):

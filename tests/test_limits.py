@@ -14,12 +14,13 @@ from queuelab.limits import RateLimit, retry_after
 from queuelab.models import Lease
 from queuelab.policy import Complete
 from queuelab.submission import Submission
+from queuelab.testing import internals
 
 WORKER = "test-worker"
 
 
 def claim(q: Queue, limit: int = 10) -> list[Lease]:
-    return q.runtime.leases.claim(WORKER, None, limit, q.runtime.clock.now())
+    return internals(q).leases.claim(WORKER, None, limit, q.clock.now())
 
 
 def job_count(q: Queue) -> int:
@@ -79,7 +80,7 @@ def test_the_active_cap_counts_pending_and_running(queue: Queue) -> None:
         queue.submit("simulate", user_id="alice")
     assert job_count(queue) == 2
     (lease,) = claim(queue, 1)
-    queue.runtime.leases.ack(lease, Complete(None), WORKER, queue.runtime.clock.now())
+    internals(queue).leases.ack(lease, Complete(None), WORKER, queue.clock.now())
     queue.submit("simulate", user_id="alice")  # one finished: room again
 
 
@@ -142,7 +143,7 @@ def test_a_running_quota_holds_jobs_back_without_spending_attempts(queue: Queue)
     explanation = queue.explain(held[0].id)
     assert explanation.reason == "user_at_running_quota"
     assert "(2 of 2 running)" in explanation.message
-    queue.runtime.leases.ack(first[0], Complete(None), WORKER, queue.runtime.clock.now())
+    internals(queue).leases.ack(first[0], Complete(None), WORKER, queue.clock.now())
     assert [lease.user_id for lease in claim(queue, 10)] == ["alice"]
     assert bob.id in {lease.job_id for lease in first}
 
@@ -175,7 +176,7 @@ def test_explain_gives_each_reason(queue: Queue, clock: FakeClock) -> None:
     from queuelab.policy import Errored, Retry
 
     retry = Retry(clock.now() + 5, Errored(AttemptOutcome.FAILED, "SimulatedFailure", "boom"))
-    queue.runtime.leases.ack(lease, retry, WORKER, clock.now())
+    internals(queue).leases.ack(lease, retry, WORKER, clock.now())
     backoff = queue.explain(failing.id)
     assert (backoff.reason, backoff.details["attempts"]) == ("retry_backoff", 1)
     assert "SimulatedFailure" in backoff.message
@@ -185,7 +186,7 @@ def test_explain_gives_each_reason(queue: Queue, clock: FakeClock) -> None:
     from queuelab.store import WorkerInfo
 
     now = clock.now()
-    queue.runtime.workers.register(WorkerInfo("w1", "host", 1, "mail,default", 1, "thread", now, now))
+    internals(queue).workers.register(WorkerInfo("w1", "host", 1, "mail,default", 1, "thread", now, now))
     ahead = queue.submit("simulate", queue="mail", priority=5)
     explained = queue.explain(waiting.id)
     assert (explained.reason, explained.details["ahead"]) == ("next_in_line", 1)

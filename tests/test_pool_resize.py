@@ -129,14 +129,14 @@ def test_a_pool_refuses_a_size_out_of_range(make_queue: Callable[..., Queue]) ->
 
 
 def test_the_autoscaler_drives_a_thread_pool_up_and_back_down(make_queue: Callable[..., Queue]) -> None:
-    from queuelab.runtime.autoscale import Autoscaler, ScalePolicy
+    from queuelab.runtime.autoscale import ScalePolicy
 
     meter, gate = Meter(), threading.Event()
     q = gated_queue(make_queue, meter, gate)
     policy = ScalePolicy(min_workers=1, max_workers=4, cooldown_seconds=0.2, idle_seconds=0.5)
     jobs = [q.submit("hold", {"name": f"j{i}"}) for i in range(40)]
     with q.worker(1) as pool:
-        scaler = Autoscaler(q.runtime, pool, policy, tick_seconds=0.1).start()
+        scaler = q.autoscaler(pool, policy, tick_seconds=0.1).start()
         try:
             wait_until(lambda: meter.now == 4, timeout=20, what="the pool to grow to 4 busy slots")
             gate.set()

@@ -21,6 +21,7 @@ from queuelab import JobStatus, Queue, current_job
 from queuelab.models import AttemptOutcome
 from queuelab.runtime.worker import Worker
 from queuelab.store.schema import jobs
+from queuelab.testing import internals
 from tests.helpers import (
     WorkerProcess,
     drain_each_once,
@@ -164,8 +165,8 @@ def test_a_stop_during_a_slots_own_turn_starts_nothing_it_claims(
         starts[tag] = time.monotonic()
         time.sleep(duration)
 
-    worker = Worker(q.runtime, concurrency=1)
-    real_settle = q.runtime.leases.ack_and_claim
+    worker = Worker(internals(q), concurrency=1)
+    real_settle = internals(q).leases.ack_and_claim
     in_settle, go = threading.Event(), threading.Event()
 
     def settle(finished: Any, which: Any, limit: int, now: Any) -> Any:
@@ -174,7 +175,7 @@ def test_a_stop_during_a_slots_own_turn_starts_nothing_it_claims(
             go.wait(10)  # a slow round trip: the stop arrives meanwhile
         return real_settle(finished, which, limit, now)
 
-    q.runtime.leases.ack_and_claim = settle  # type: ignore[method-assign]
+    internals(q).leases.ack_and_claim = settle  # type: ignore[method-assign]
     q.submit("tagged", {"tag": "first", "duration": 0.2})
     thread = threading.Thread(target=worker.run)
     thread.start()
@@ -208,7 +209,7 @@ def test_a_prefetched_job_whose_lease_was_lost_is_not_run_here(make_queue: Calla
     b = q.submit("tagged_run", {"tag": "B"}, lease_seconds=1.5)
     with q.worker(1):
         wait_until(lambda: q.get(b.id).status == JobStatus.RUNNING, timeout=10, what="B prefetched behind A")
-        with q.runtime.db.write() as conn:  # as if B had been rescued and claimed elsewhere
+        with internals(q).db.write() as conn:  # as if B had been rescued and claimed elsewhere
             conn.execute(jobs.update().where(jobs.c.id == b.id).values(lease_token="elsewhere", lease_owner="other"))
         wait_until(lambda: q.get(b.id).status == JobStatus.COMPLETED, timeout=30, what="B to be rescued and run")
     # B's first attempt (whose lease went elsewhere) never ran here; "elsewhere" never

@@ -12,6 +12,7 @@ from queuelab.errors import LeaseLost
 from queuelab.models import AttemptOutcome, Lease
 from queuelab.policy import Complete
 from queuelab.submission import Submission
+from queuelab.testing import internals
 from tests.helpers import (
     WorkerProcess,
     drain_each_once,
@@ -71,7 +72,7 @@ def test_sigkilled_worker_job_is_rescued_and_its_late_ack_refused(db_url: str, t
             started_at=0.0,
         )
         with pytest.raises(LeaseLost):
-            q.runtime.leases.ack(late, Complete({"late": True}), running.lease_owner, q.runtime.clock.now())
+            internals(q).leases.ack(late, Complete({"late": True}), running.lease_owner, q.clock.now())
         assert q.get(job.id).result == done.result
         assert q.get(job.id).status == JobStatus.COMPLETED
 

@@ -20,6 +20,7 @@ import sqlalchemy as sa
 
 from queuelab import InvalidArgument, JobStatus, Queue, RetryPolicy, Submission
 from queuelab.models import AttemptOutcome
+from queuelab.testing import internals
 from tests.helpers import APP, ROOT, WorkerProcess, read_records, recorder_queue, wait_for_status, wait_until
 
 
@@ -140,11 +141,11 @@ def test_prune_works_in_bounded_batches(queue: Queue) -> None:
 
     for _ in range(5):
         queue.submit("simulate")
-    for lease in queue.runtime.leases.claim("w", None, 5, queue.runtime.clock.now()):
-        queue.runtime.leases.ack(lease, Complete(None), "w", queue.runtime.clock.now())
-    later = queue.runtime.clock.now() + 10
-    assert queue.runtime.jobs.prune(later, batch=2, max_batches=1) == 2
-    assert queue.runtime.jobs.prune(later, batch=2) == 3
+    for lease in internals(queue).leases.claim("w", None, 5, queue.clock.now()):
+        internals(queue).leases.ack(lease, Complete(None), "w", queue.clock.now())
+    later = queue.clock.now() + 10
+    assert internals(queue).jobs.prune(later, batch=2, max_batches=1) == 2
+    assert internals(queue).jobs.prune(later, batch=2) == 3
 
 
 @pytest.mark.postgres
@@ -154,7 +155,7 @@ def test_the_first_call_after_postgresql_closed_a_pooled_connection_succeeds(pos
     Here the server closes the queue's one pooled connection, as a restart would."""
     q = Queue(postgres_url)
     q.submit("simulate", {"duration": 0})
-    with q.runtime.db.read() as conn:
+    with internals(q).db.read() as conn:
         pid = conn.execute(sa.text("SELECT pg_backend_pid()")).scalar_one()
     dsn = sa.make_url(postgres_url).set(drivername="postgresql")
     with psycopg.connect(dsn.render_as_string(hide_password=False), autocommit=True) as admin:
@@ -175,7 +176,7 @@ def test_stopping_a_pool_while_a_slot_waits_to_restart_logs_no_false_kill(
 
     monkeypatch.setattr(supervisor, "FIRST_RESTART_DELAY", 3600.0)  # the slot waits until the stop
     q = Queue(sqlite_url)
-    pool = ProcessPool(q.runtime, 1).start()
+    pool = ProcessPool(internals(q), 1).start()
     wait_until(lambda: len(q.stats().live_workers) == 1, timeout=60, what="the worker")
     os.kill(pool.pids()[0], signal.SIGKILL)  # dies young: its slot waits out the back-off
     wait_until(lambda: pool.supervisor.waiting() == 1, timeout=10, what="the back-off")
@@ -213,10 +214,10 @@ def test_a_postgres_user_new_to_the_quota_claim_is_not_passed_over(postgres_url:
     q = Queue(postgres_url)
     q.set_limits("*", max_running=1000)
     q.submit_many(Submission(task="simulate", user_id="alice") for _ in range(20))
-    (first,) = q.runtime.leases.claim("w", None, 1, q.runtime.clock.now())
+    (first,) = internals(q).leases.claim("w", None, 1, q.clock.now())
     assert first.user_id == "alice"
     q.submit("simulate", user_id="bob", priority=9)
-    taken = [lease.user_id for _ in range(2) for lease in q.runtime.leases.claim("w", None, 1, q.runtime.clock.now())]
+    taken = [lease.user_id for _ in range(2) for lease in internals(q).leases.claim("w", None, 1, q.clock.now())]
     assert "bob" in taken  # the first claim adds bob's row, the next takes his job
     q.close()
 
@@ -229,7 +230,7 @@ def test_a_limit_set_here_is_not_hidden_by_a_read_that_began_before_it(
     from queuelab.store import limits as limits_store
 
     q = Queue(sqlite_url)
-    cache = limits_store.cache_for(q.runtime.db)
+    cache = limits_store.cache_for(internals(q).db)
     cache.invalidate()
     real, read_done, go = limits_store.read_snapshot, threading.Event(), threading.Event()
 
@@ -243,7 +244,7 @@ def test_a_limit_set_here_is_not_hidden_by_a_read_that_began_before_it(
     monkeypatch.setattr(limits_store, "read_snapshot", slow_read)
 
     def reader() -> None:
-        with q.runtime.db.read() as conn:
+        with internals(q).db.read() as conn:
             cache.get(conn)
 
     thread = threading.Thread(target=reader, name="reader")
@@ -285,14 +286,14 @@ def test_an_idle_postgres_worker_under_quotas_does_not_poll_a_paused_queue(postg
     q.submit("simulate", user_id="a", queue="p")
     q.pause("p")
     claims = 0
-    settle = q.runtime.leases.ack_and_claim
+    settle = internals(q).leases.ack_and_claim
 
     def counting(*args: Any, **kwargs: Any) -> Any:
         nonlocal claims
         claims += 1
         return settle(*args, **kwargs)
 
-    q.runtime.leases.ack_and_claim = counting  # type: ignore[method-assign]
+    internals(q).leases.ack_and_claim = counting  # type: ignore[method-assign]
     with q.worker(1):
         time.sleep(2.0)
     assert claims <= 2  # the first claim, perhaps one after the worker's start-up wake

@@ -13,6 +13,7 @@ import pytest
 from queuelab import InvalidArgument, Queue, ScaleEvent
 from queuelab.lab.simulator import Exponential, Fixed, LogNormal, SimResult, Trace, burst, diurnal, simulate, steady
 from queuelab.runtime.autoscale import ScalePolicy
+from queuelab.testing import internals
 
 PROTOTYPE = ScalePolicy()
 
@@ -192,15 +193,14 @@ TICK_SECONDS = 0.3
 def shape_of_real_burst(sqlite_url: str, tmp_path: Path) -> dict[str, float]:
     """Run the burst through a real process pool under the real Autoscaler; return its shape,
     the measured job cycle time and worker start-up delay."""
-    from queuelab.runtime.autoscale import Autoscaler
     from queuelab.runtime.pool import ProcessPool
     from queuelab.submission import Submission
     from tests.helpers import recorder_queue, wait_until
 
     q = recorder_queue(sqlite_url)
-    pool = ProcessPool(q.runtime, 1).start()
+    pool = ProcessPool(internals(q), 1).start()
     wait_until(lambda: len(q.stats().live_workers) == 1, timeout=60, what="the first worker")
-    scaler = Autoscaler(q.runtime, pool, SHORT, tick_seconds=TICK_SECONDS).start()
+    scaler = q.autoscaler(pool, SHORT, tick_seconds=TICK_SECONDS).start()
     try:
         started = time.time()
         payload = {"path": str(tmp_path / "runs.log"), "seconds": JOB_SECONDS}
@@ -221,7 +221,7 @@ def measure(q: Queue, decisions: list[ScaleEvent], started: float) -> dict[str, 
     from queuelab.store.reports import Reports
     from queuelab.store.schema import workers
 
-    attempts = pd.DataFrame(Reports(q.runtime.db).attempt_rows(10 * BURST_JOBS))
+    attempts = pd.DataFrame(Reports(internals(q).db).attempt_rows(10 * BURST_JOBS))
     drain = attempts["finished_at"].max() - started
     # A worker's cycle: from one claim to its next (the run plus the ack and claim around it).
     cycles = attempts.sort_values("started_at").groupby("worker_id")["started_at"].diff().dropna()
@@ -229,7 +229,7 @@ def measure(q: Queue, decisions: list[ScaleEvent], started: float) -> dict[str, 
     peak = max(after for _, _, after in changes)
     # Start-up: from each +1 asked for to the next worker process registering in the store.
     asked = sorted(at for at, before, after in changes for _ in range(max(0, after - before)))
-    with q.runtime.db.read() as conn:
+    with internals(q).db.read() as conn:
         registered = sorted(conn.execute(workers.select().with_only_columns(workers.c.started_at)).scalars())[1:]
     delays = [r - (started + a) for a, r in zip(asked, registered, strict=False)]
     return {

@@ -22,6 +22,7 @@ from queuelab.models import Lease
 from queuelab.policy import Decision, Errored, Retry
 from queuelab.store.sql import catalogue, generate
 from queuelab.store.sql.layout import format_sql
+from queuelab.testing import internals
 
 ROOT = Path(__file__).resolve().parent.parent
 EXPECTED = catalogue.expected()
@@ -131,7 +132,7 @@ def test_the_files_are_compiled_as_a_connected_store_compiles(kind: str, request
     url = str(request.getfixturevalue("sqlite_url" if kind == "sqlite" else "postgres_url"))
     name = catalogue.SQLITE if kind == "sqlite" else catalogue.POSTGRESQL
     with Queue(url) as q:
-        engine = q.runtime.db.engine
+        engine = internals(q).db.engine
         with engine.connect():
             pass
         for entry in (entry for entry, dialect in ENTRIES if dialect == name):
@@ -148,7 +149,7 @@ def test_the_rescue_copy_is_what_lease_store_rescue_runs(queue: Queue, clock: Fa
     """store/leases.py builds the rescue's queries inline; the catalogue holds a copy to
     compile. Run a real rescue and compare the SQL it sent with the copy's."""
     queue.submit("simulate", lease_seconds=1)
-    assert len(queue.runtime.leases.claim("w", None, 1, clock.now())) == 1
+    assert len(internals(queue).leases.claim("w", None, 1, clock.now())) == 1
     clock.advance(10)
     now = clock.now()
     sent: list[str] = []
@@ -159,10 +160,10 @@ def test_the_rescue_copy_is_what_lease_store_rescue_runs(queue: Queue, clock: Fa
     def retry(lease: Lease, error: Errored) -> Decision:
         return Retry(now + 60, error)
 
-    engine = queue.runtime.db.engine
+    engine = internals(queue).db.engine
     sa.event.listen(engine, "before_cursor_execute", record)
     try:
-        assert queue.runtime.leases.rescue(now, retry) == 1
+        assert internals(queue).leases.rescue(now, retry) == 1
     finally:
         sa.event.remove(engine, "before_cursor_execute", record)
     for name, copy in {"rescue_probe": catalogue.rescue_probe(now), "rescue": catalogue.rescue_expired(now)}.items():

@@ -25,6 +25,7 @@ from queuelab import FakeClock, InvalidTransition, JobStatus, LeaseLost, Queue
 from queuelab.models import AttemptOutcome, Lease, RetryPolicy
 from queuelab.policy import Complete, Errored, decide, decide_for
 from queuelab.store.schema import jobs
+from queuelab.testing import internals
 
 POLICY = RetryPolicy(base_seconds=1.0, factor=2.0, max_seconds=8.0, jitter=0.0)
 TERMINAL = {JobStatus.COMPLETED.value, JobStatus.FAILED.value, JobStatus.CANCELLED.value}
@@ -43,7 +44,7 @@ def rows(q: Queue) -> dict[str, dict[str, Any]]:
         jobs.c.lease_expires_at,
         jobs.c.run_at,
     )
-    with q.runtime.db.read() as conn:
+    with internals(q).db.read() as conn:
         return {r["id"]: dict(r) for r in conn.execute(query).mappings()}
 
 
@@ -56,7 +57,7 @@ class LeaseMachine(RuleBasedStateMachine):
 
     def __init__(self) -> None:
         super().__init__()
-        with self.q.runtime.db.write() as conn:  # every example starts from an empty store
+        with internals(self.q).db.write() as conn:  # every example starts from an empty store
             conn.execute(sa.text("DELETE FROM queuelab_attempts"))
             conn.execute(jobs.delete())
         self.before = rows(self.q)
@@ -71,7 +72,7 @@ class LeaseMachine(RuleBasedStateMachine):
     @rule(target=leases, worker=st.sampled_from(WORKERS), limit=st.integers(1, 3))
     def claim(self, worker: str, limit: int) -> Any:
         now = self.clock.now()
-        taken = self.q.runtime.leases.claim(worker, None, limit, now)
+        taken = internals(self.q).leases.claim(worker, None, limit, now)
         after = rows(self.q)
         for lease in taken:
             was, row = self.before[lease.job_id], after[lease.job_id]
@@ -85,7 +86,7 @@ class LeaseMachine(RuleBasedStateMachine):
     @rule(lease=leases)
     def heartbeat(self, lease: Lease) -> None:
         current = self._holds(lease)
-        lost = self.q.runtime.leases.heartbeat([lease], self.clock.now())
+        lost = internals(self.q).leases.heartbeat([lease], self.clock.now())
         row = rows(self.q)[lease.job_id]
         if current:
             assert lost == []
@@ -119,7 +120,7 @@ class LeaseMachine(RuleBasedStateMachine):
         def decider(lease: Lease, error: Errored) -> Any:
             return decide_for(lease, error, policy=POLICY, now=now, unit_random=0.5)
 
-        self.q.runtime.leases.rescue(now, decider, limit=1000)
+        internals(self.q).leases.rescue(now, decider, limit=1000)
         for row in rows(self.q).values():
             if row["status"] == "RUNNING":
                 assert row["lease_expires_at"] >= now, "an expired lease survived a rescue"
@@ -145,11 +146,11 @@ class LeaseMachine(RuleBasedStateMachine):
 
     def _finish(self, lease: Lease, decision: Any, worker: str, expected: str) -> None:
         if self._holds(lease):
-            self.q.runtime.leases.ack(lease, decision, worker, self.clock.now())
+            internals(self.q).leases.ack(lease, decision, worker, self.clock.now())
             assert rows(self.q)[lease.job_id]["status"] == expected
         else:
             with pytest.raises(LeaseLost):
-                self.q.runtime.leases.ack(lease, decision, worker, self.clock.now())
+                internals(self.q).leases.ack(lease, decision, worker, self.clock.now())
             assert rows(self.q)[lease.job_id] == self.before[lease.job_id], "a stale ack changed the row"
 
     def _admin(self, job_id: str, action: Any, allowed: set[str], expected: str) -> None:

@@ -24,6 +24,7 @@ from queuelab import (
     Submission,
     UnknownTask,
 )
+from queuelab.testing import internals
 
 
 def assert_nothing_stored(q: Queue) -> None:
@@ -361,7 +362,7 @@ def test_a_single_postgres_submit_is_one_statement_in_its_own_transaction(postgr
     q.submit("simulate")  # the schema and the limits cache are ready
     inserts: list[bool] = []  # was the connection in autocommit when the insert ran?
 
-    @sa.event.listens_for(q.runtime.db.engine, "before_cursor_execute")
+    @sa.event.listens_for(internals(q).db.engine, "before_cursor_execute")
     def record(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
         if "INSERT INTO queuelab_jobs" in statement:
             inserts.append(conn.connection.driver_connection.autocommit)
@@ -383,13 +384,13 @@ def test_a_postgres_bulk_insert_that_breaks_a_unique_key_raises_integrity_error(
 
     q = Queue(postgres_url)
     q.submit("simulate", idempotency_key="raced")
-    task, now = q.runtime.tasks.get("simulate"), q.runtime.clock.now()
+    task, now = internals(q).tasks.get("simulate"), q.clock.now()
     rows = [
         build_row(Submission(task="simulate", idempotency_key=key), task, q.settings, now) for key in ("a", "raced")
     ]
     for row in rows:
         row["fair_rank"] = 0.0
-    with pytest.raises(sa.exc.IntegrityError), q.runtime.db.engine.begin() as conn:
+    with pytest.raises(sa.exc.IntegrityError), internals(q).db.engine.begin() as conn:
         _copy_rows(conn, rows)
     assert [job.idempotency_key for job in q.jobs(limit=10)] == ["raced"]  # nothing else stored
     q.close()

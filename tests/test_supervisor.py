@@ -11,6 +11,7 @@ import pytest
 
 from queuelab import Queue
 from queuelab.runtime.supervisor import MAX_RESTART_DELAY, Child, Supervisor, restart_delay
+from queuelab.testing import internals
 
 NOW = 1_800_000_000.0  # the supervisor does not use the wall clock
 
@@ -167,7 +168,7 @@ def test_a_process_pool_resized_before_start_starts_with_that_size(sqlite_url: s
     from queuelab.runtime.pool import ProcessPool
 
     q = Queue(sqlite_url)
-    pool = ProcessPool(q.runtime, 2)
+    pool = ProcessPool(internals(q), 2)
     pool.resize(3)
     assert pool.size == 3
     assert pool.pids() == []  # nothing started before start()

@@ -153,7 +153,7 @@ def test_bad_input_shows_in_the_panel_and_changes_nothing(panel: ControlPanel, t
 
 
 def test_the_autoscaler_log_shows_in_the_panel(panel: ControlPanel) -> None:
-    from queuelab.runtime.autoscale import Autoscaler, ScalePolicy
+    from queuelab.runtime.autoscale import ScalePolicy
 
     assert "no scaling decisions yet" in panel.scale_log.value
     panel.pool_mode.value = "thread"
@@ -162,7 +162,7 @@ def test_the_autoscaler_log_shows_in_the_panel(panel: ControlPanel) -> None:
     for _ in range(30):
         panel.q.submit("simulate", {"duration": 0.2}, user_id="<b>bold</b>")
     policy = ScalePolicy(min_workers=1, max_workers=4, scale_up_backlog=5, cooldown_seconds=0)
-    scaler = Autoscaler(panel.q.runtime, panel.pool, policy)
+    scaler = panel.q.autoscaler(panel.pool, policy)
     scaler.run_tick()
     assert scaler.errors == 0
     panel.refresh()

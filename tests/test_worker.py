@@ -13,6 +13,7 @@ from queuelab import JobStatus, Queue, SchemaVersionError, current_job
 from queuelab.models import AttemptOutcome
 from queuelab.store import quota_sql
 from queuelab.store.schema import SCHEMA_REVISION, meta
+from queuelab.testing import internals
 from tests.helpers import wait_for_status, wait_until
 
 
@@ -105,7 +106,7 @@ def test_a_result_that_is_not_json_fails_the_attempt(make_queue: Callable[..., Q
 def test_a_database_from_a_newer_schema_is_refused(db_url: str) -> None:
     q = Queue(db_url)
     q.stats()
-    with q.runtime.db.write() as conn:
+    with internals(q).db.write() as conn:
         conn.execute(meta.update().where(meta.c.key == "schema_version").values(value="99"))
     q.close()
     with pytest.raises(SchemaVersionError, match=r"schema version 99.*only knows versions up to 1"):
@@ -114,7 +115,7 @@ def test_a_database_from_a_newer_schema_is_refused(db_url: str) -> None:
 
 def test_sqlite_runs_in_wal_mode_with_the_configured_durability(sqlite_url: str) -> None:
     q = Queue(sqlite_url, sqlite_synchronous="FULL")
-    with q.runtime.db.engine.connect() as conn:
+    with internals(q).db.engine.connect() as conn:
         assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
         assert conn.exec_driver_sql("PRAGMA synchronous").scalar() == 2  # FULL
     q.close()
@@ -122,7 +123,7 @@ def test_sqlite_runs_in_wal_mode_with_the_configured_durability(sqlite_url: str)
 
 def sqlite_plan(q: Queue, sql: str, params: tuple[object, ...] = ()) -> str:
     """SQLite's plan for ``sql``, its steps joined into one string."""
-    with q.runtime.db.engine.connect() as conn:
+    with internals(q).db.engine.connect() as conn:
         return " ".join(str(row[-1]) for row in conn.exec_driver_sql("EXPLAIN QUERY PLAN " + sql, params).all())
 
 
@@ -137,24 +138,24 @@ def test_the_claim_reads_the_partial_index_in_order(sqlite_url: str) -> None:
     )
     assert "queuelab_jobs_claim" in details
     assert "TEMP B-TREE" not in details
-    assert sa.inspect(q.runtime.db.engine).get_indexes("queuelab_jobs")
+    assert sa.inspect(internals(q).db.engine).get_indexes("queuelab_jobs")
     q.close()
 
 
 def test_opening_an_older_database_adds_the_indexes_and_tables_it_lacks(db_url: str) -> None:
     q = Queue(db_url)
     q.stats()
-    with q.runtime.db.write() as conn:  # as revision 1 left it
+    with internals(q).db.write() as conn:  # as revision 1 left it
         conn.execute(meta.delete().where(meta.c.key == "schema_revision"))
         conn.exec_driver_sql("DROP INDEX queuelab_jobs_running_user")
         conn.exec_driver_sql("DROP TABLE queuelab_user_locks")
     q.close()
     q = Queue(db_url)
     q.stats()
-    inspector = sa.inspect(q.runtime.db.engine)
+    inspector = sa.inspect(internals(q).db.engine)
     assert "queuelab_jobs_running_user" in {index["name"] for index in inspector.get_indexes("queuelab_jobs")}
     assert inspector.has_table("queuelab_user_locks")
-    with q.runtime.db.read() as conn:
+    with internals(q).db.read() as conn:
         found = conn.execute(sa.select(meta.c.value).where(meta.c.key == "schema_revision")).scalar_one()
     assert int(found) == SCHEMA_REVISION
     q.close()
@@ -165,7 +166,7 @@ def test_the_quota_claim_counts_running_jobs_without_reading_the_history(sqlite_
     a scan of every job the table holds (O(history) per claim)."""
     q = Queue(sqlite_url)
     q.submit("simulate")
-    statement = quota_sql.sqlite_quota_claim(0, 0, 0).compile(dialect=q.runtime.db.engine.dialect)
+    statement = quota_sql.sqlite_quota_claim(0, 0, 0).compile(dialect=internals(q).db.engine.dialect)
     details = sqlite_plan(q, statement.string, tuple(0 for _ in statement.positiontup or ()))
     assert "queuelab_jobs_running_user" in details, details
     assert "SCAN queuelab_jobs USING COVERING INDEX queuelab_jobs_user" not in details, details

@@ -18,6 +18,7 @@ from queuelab.policy import Succeeded
 from queuelab.runtime.held import EntryState
 from queuelab.runtime.maintenance import Maintenance
 from queuelab.runtime.worker import Worker
+from queuelab.testing import internals
 
 PATIENT = RetryPolicy(base_seconds=100.0, factor=2.0, jitter=0.0)
 
@@ -40,7 +41,7 @@ def test_a_step_claims_and_runs_and_the_next_step_acks(q: Queue) -> None:
         return n * 10
 
     jobs = [q.submit("note", {"n": n}) for n in range(3)]
-    worker = Worker(q.runtime, concurrency=2)
+    worker = Worker(internals(q), concurrency=2)
     assert len(worker.step(now=0.0)) == 2  # one job per slot, run on this thread
     assert statuses(q) == {"RUNNING": 2, "PENDING": 1}  # run, not acked yet
     assert len(worker.step(now=0.0)) == 1  # acks both and claims the last, in one turn
@@ -56,7 +57,7 @@ def test_a_prefetching_worker_claims_beyond_its_slots_and_runs_them_in_claim_ord
     q.task(name="note")(lambda n: ran.append(n))
     for n in range(8):
         q.submit("note", {"n": n}, priority=n % 3)
-    worker = Worker(q.runtime, concurrency=1, prefetch=4)
+    worker = Worker(internals(q), concurrency=1, prefetch=4)
     assert len(worker.step(now=0.0)) == 5
     worker.step(now=1.0)
     worker.flush()
@@ -69,7 +70,7 @@ def test_a_stopped_worker_acks_what_finished_and_claims_nothing(q: Queue) -> Non
     q.task(name="noop")(lambda: None)
     for _ in range(3):
         q.submit("noop")
-    worker = Worker(q.runtime, concurrency=1)
+    worker = Worker(internals(q), concurrency=1)
     worker.step(now=0.0)
     worker.stop()
     assert worker.step(now=0.0) == []
@@ -84,7 +85,7 @@ def test_a_failing_job_retries_with_its_tasks_policy_then_is_dead_lettered_with_
         raise ValueError("no good")
 
     job = q.submit("broken")
-    worker = Worker(q.runtime)
+    worker = Worker(internals(q))
     worker.step(now=0.0)
     worker.flush()
     backing_off = q.get(job.id)
@@ -105,7 +106,7 @@ def test_the_dead_letter_reason_is_shown_by_the_status_api_and_explain_and_clear
         raise KeyError("gone")
 
     job = q.submit("broken")
-    worker = Worker(q.runtime)
+    worker = Worker(internals(q))
     worker.step(now=0.0)
     worker.flush()
     reason = "KeyError after 1 run (max_retries=0)"
@@ -123,10 +124,10 @@ def test_a_rescued_job_is_retried_with_its_tasks_policy(q: Queue, clock: FakeClo
     policy (here 100 s), not the settings' (0.5 s)."""
     q.task(name="careful", retry=PATIENT)(lambda: None)
     job = q.submit("careful", lease_seconds=10.0)
-    assert q.runtime.leases.claim("dead-worker", None, 1, clock.now())  # then it was SIGKILLed
+    assert internals(q).leases.claim("dead-worker", None, 1, clock.now())  # then it was SIGKILLed
     clock.advance(11.0)
-    survivor = Worker(q.runtime)
-    assert Maintenance(q.runtime, survivor.held, survivor.info()).rescue(clock.now()) == 1
+    survivor = Worker(internals(q))
+    assert Maintenance(internals(q), survivor.held, survivor.info()).rescue(clock.now()) == 1
     rescued = q.get(job.id)
     assert rescued.status == JobStatus.PENDING
     assert rescued.run_at.timestamp() == pytest.approx(clock.now() + 100.0)
@@ -136,8 +137,8 @@ def test_a_rescued_job_is_retried_with_its_tasks_policy(q: Queue, clock: FakeClo
 def test_a_job_past_its_timeout_is_failed_by_its_worker_with_its_tasks_policy(q: Queue, clock: FakeClock) -> None:
     q.task(name="slow", timeout_seconds=5.0, retry=PATIENT)(lambda: None)
     job = q.submit("slow")
-    worker = Worker(q.runtime)
-    (entry,) = worker.held.add(q.runtime.leases.claim(worker.id, None, 1, clock.now()), now=0.0)
+    worker = Worker(internals(q))
+    (entry,) = worker.held.add(internals(q).leases.claim(worker.id, None, 1, clock.now()), now=0.0)
     assert worker.held.start(entry, now=50.0)  # as a slot thread does
     worker.enforce_timeouts(55.0)
     assert q.get(job.id).status == JobStatus.RUNNING  # exactly at the limit: not yet
@@ -157,11 +158,11 @@ def test_a_lease_found_lost_drops_a_waiting_job_and_warns_only_for_a_running_one
     q.task(name="noop")(lambda: None)
     for _ in range(3):
         q.submit("noop")
-    worker = Worker(q.runtime, concurrency=3)
-    waiting, running, finished = worker.held.add(q.runtime.leases.claim(worker.id, None, 3, clock.now()), now=0.0)
+    worker = Worker(internals(q), concurrency=3)
+    waiting, running, finished = worker.held.add(internals(q).leases.claim(worker.id, None, 3, clock.now()), now=0.0)
     worker.held.start(running, now=0.0)
     worker.held.start(finished, now=0.0)
-    worker.held.finish(finished, q.runtime.decide(finished.lease, Succeeded(None)), clock.now(), now=0.0)
+    worker.held.finish(finished, internals(q).decide(finished.lease, Succeeded(None)), clock.now(), now=0.0)
     with caplog.at_level(logging.WARNING, logger="queuelab.runtime.worker"):
         worker.held.leases_lost([waiting.lease, running.lease, finished.lease])
     assert waiting.state is EntryState.DROPPED
@@ -175,9 +176,9 @@ def test_a_lease_found_lost_drops_a_waiting_job_and_warns_only_for_a_running_one
 def test_a_maintenance_tick_heartbeats_the_leases_that_used_a_third_of_their_time(q: Queue, clock: FakeClock) -> None:
     q.task(name="noop")(lambda: None)
     job = q.submit("noop", lease_seconds=30.0)
-    worker = Worker(q.runtime)
-    worker.held.add(q.runtime.leases.claim(worker.id, None, 1, clock.now()), now=0.0)
-    maintenance = Maintenance(q.runtime, worker.held, worker.info())
+    worker = Worker(internals(q))
+    worker.held.add(internals(q).leases.claim(worker.id, None, 1, clock.now()), now=0.0)
+    maintenance = Maintenance(internals(q), worker.held, worker.info())
     expires = q.get(job.id).lease_expires_at
     clock.advance(5.0)
     maintenance.tick(clock.now(), 5.0)  # a sixth of the lease used: no heartbeat
