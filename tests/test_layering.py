@@ -177,3 +177,63 @@ def test_a_hidden_cycle_is_seen() -> None:
         "def f():\n    from queuelab.lab import plots\n"
     )
     assert imports_in(source, "queuelab.store") == {"queuelab.runtime.worker", "queuelab.lab.plots"}
+
+
+# -- the facade is the only door ---------------------------------------------------------------
+#
+# The edges call Queue, never what is behind it. The checks are by attribute name (ast has no
+# types), which is enough: no edge has another reason to read an attribute called `runtime`.
+
+EDGES = ("api", "lab", "bench", "cli", "main")
+PAST_THE_FACADE = ("runtime", "_runtime")  # Queue._runtime (was Queue.runtime)
+STORE_DOOR = ("bench",)  # the edges that measure the store itself, through Queue.database
+EDGE_MODULES = sorted(m for m in GRAPH if layer_of(m)[0] == "edge" and layer_of(m)[1] in EDGES)
+
+
+def source_of(module: str) -> str:
+    path = PACKAGE.parent.joinpath(*module.split("."))
+    return (path / "__init__.py" if path.is_dir() else path.with_suffix(".py")).read_text()
+
+
+def reaches_past_the_facade(source: str, *, store_door: bool = False) -> list[str]:
+    """Each ``x.runtime`` / ``x._runtime`` read in the source (``queuelab.runtime`` as a
+    module path aside) and, unless ``store_door``, each ``x.database`` where x is not self."""
+    found: list[tuple[int, str]] = []
+    for node in ast.walk(ast.parse(source)):
+        if not isinstance(node, ast.Attribute):
+            continue
+        owner = ast.unparse(node.value)
+        if node.attr in PAST_THE_FACADE and owner != "queuelab":
+            found.append((node.lineno, f"{owner}.{node.attr}"))
+        elif node.attr == "database" and not store_door and owner != "self":
+            found.append((node.lineno, f"{owner}.database (the bench's door to the store)"))
+    return [f"line {line}: {what}" for line, what in sorted(found)]
+
+
+def test_the_edges_were_found() -> None:
+    assert {"queuelab.api.app", "queuelab.lab.frames", "queuelab.bench.floor", "queuelab.cli"} <= set(EDGE_MODULES)
+
+
+@pytest.mark.parametrize("module", EDGE_MODULES)
+def test_the_edges_go_through_the_facade(module: str) -> None:
+    """The API, lab, bench and CLI call Queue: not its runtime, and not queuelab.testing
+    (the tests' door); only the bench reads Queue.database."""
+    store_door = layer_of(module)[1] in STORE_DOOR
+    assert reaches_past_the_facade(source_of(module), store_door=store_door) == []
+    assert "queuelab.testing" not in GRAPH[module]
+
+
+def test_a_reach_past_the_facade_is_seen() -> None:
+    """The checker itself."""
+    source = (
+        "import queuelab.runtime.pool\n"
+        "q.runtime.db\nqueue._runtime.clock.now()\nself.q.runtime\n"
+        "queuelab.runtime.pool.Pool\nself.database.value\nq.database.read()\n"
+    )
+    assert reaches_past_the_facade(source) == [
+        "line 2: q.runtime",
+        "line 3: queue._runtime",
+        "line 4: self.q.runtime",
+        "line 7: q.database (the bench's door to the store)",
+    ]
+    assert reaches_past_the_facade("q.database.read()\n", store_door=True) == []
