@@ -315,10 +315,8 @@ class Queue:
         first, all older than ``before`` (the previous page's ``next_before``; None: from
         the newest). ``history``: with each job's attempts (one more query for the page)."""
         where = arguments.job_filter(status, user_id, queue, task)
-        found = self._runtime.jobs.list(where, limit=arguments.limit(limit) + 1, before=before, history=history)
-        page = found[:limit]
-        last = page[-1] if len(found) > limit else None
-        return Page(page, None if last is None else (last.created_at.timestamp(), last.id))
+        found, mark = self._runtime.jobs.page(where, limit=arguments.limit(limit), before=before, history=history)
+        return Page(found, mark)
 
     def dlq(self, *, queue: str | None = None, task: str | None = None, limit: int = 100) -> list[Job]:
         """The dead-letter queue: jobs that are ``FAILED``, newest first."""

@@ -248,6 +248,23 @@ def test_cursor_pagination_walks_every_job_once(client: TestClient, clock: FakeC
     assert client.get("/api/jobs/", params={"status": "SLEEPING"}).status_code == 400
 
 
+def test_cursor_pagination_with_times_past_the_microsecond(client: TestClient, clock: FakeClock) -> None:
+    """Real clocks give such times; a cursor rounded to a datetime's microsecond repeated a job."""
+    clock.set(1_800_000_000.1234567)
+    made = []
+    for _ in range(6):
+        made.append(client.post("/api/submit/", json={"user_id": "u"}).json()["job_id"])
+        clock.advance(0.3333333)
+    seen, cursor = [], None
+    while True:
+        page = client.get("/api/jobs/", params={"limit": 2, **({"cursor": cursor} if cursor else {})}).json()
+        seen += [j["job_id"] for j in page["jobs"]]
+        cursor = page["next_cursor"]
+        if cursor is None:
+            break
+    assert seen == made[::-1]
+
+
 def test_stats_explain_metrics_and_health(client: TestClient, queue: Queue) -> None:
     job_id = client.post("/api/submit/", json={"user_id": "a"}).json()["job_id"]
     stats = client.get("/api/stats/").json()

@@ -3,6 +3,8 @@ runtime call the edge used to make around the facade, so these pin what they ret
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import pytest
 
 from queuelab import FakeClock, InvalidArgument, JobStatus, Queue, Submission
@@ -38,6 +40,27 @@ def test_jobs_page_walks_every_job_once_newest_first(queue: Queue, clock: FakeCl
             break
         before = page.next_before
     assert pages == [ids[:2:-1], ids[2:0:-1], ids[:1]]
+
+
+def test_jobs_page_marks_carry_the_stored_time_so_no_job_shows_on_two_pages(
+    make_queue: Callable[..., Queue],
+) -> None:
+    """A real clock's times have digits past the microsecond, which a Job's datetime rounds
+    away: a mark made from it can sort after its own job, which then opens the next page too."""
+    clock = FakeClock(start=1_800_000_000.1234567)
+    queue = make_queue(clock=clock)
+    ids = []
+    for _ in range(6):
+        ids.append(queue.submit("simulate").id)
+        clock.advance(0.3333333)
+    seen, before = [], None
+    while True:
+        page = queue.jobs_page(limit=2, before=before)
+        seen += [job.id for job in page.jobs]
+        if page.next_before is None:
+            break
+        before = page.next_before
+    assert seen == ids[::-1]
 
 
 def test_jobs_page_filters_and_brings_the_history_when_asked(queue: Queue) -> None:

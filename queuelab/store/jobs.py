@@ -12,7 +12,7 @@ from typing import Any
 
 import psycopg
 import sqlalchemy as sa
-from sqlalchemy.engine import Connection
+from sqlalchemy.engine import Connection, RowMapping
 
 from queuelab.errors import InvalidArgument, InvalidTransition, JobNotFound, StoreError
 from queuelab.models import Job, JobStatus
@@ -122,11 +122,21 @@ class JobStore:
         with self.db.read() as conn:
             return _read_job(conn, job_id)
 
-    def list(
+    def page(
         self, where: JobFilter, *, limit: int, before: tuple[float, str] | None = None, history: bool = False
-    ) -> list[Job]:
-        """Newest first; ``before`` is the (created_at, id) of the last job of the previous page.
-        ``history``: with every job's attempts (one more query for the whole page)."""
+    ) -> tuple[list[Job], tuple[float, str] | None]:
+        """:meth:`list`, and the ``before`` of the next page (None: no more jobs). The mark
+        is the stored created_at, not the Job's: a datetime keeps microseconds, and a mark
+        rounded up past its own job would put that job on the next page as well."""
+        found, rows = self._read(where, limit + 1, before, history)
+        if len(found) <= limit:
+            return found, None
+        last = rows[limit - 1]
+        return found[:limit], (float(last["created_at"]), str(last["id"]))
+
+    def _read(
+        self, where: JobFilter, limit: int, before: tuple[float, str] | None, history: bool
+    ) -> tuple[list[Job], list[RowMapping]]:
         query = sa.select(jobs).where(*where.clauses())
         if before is not None:
             query = query.where(sa.tuple_(jobs.c.created_at, jobs.c.id) < sa.tuple_(*before))
@@ -134,13 +144,20 @@ class JobStore:
         with self.db.read() as conn:
             rows = list(conn.execute(query).mappings())
             if not history or not rows:
-                return [job_from_row(row) for row in rows]
+                return [job_from_row(row) for row in rows], rows
             ids = [row["id"] for row in rows]
             found = conn.execute(sa.select(attempts).where(attempts.c.job_id.in_(ids)).order_by(attempts.c.id))
             by_job: dict[str, list[Any]] = {}
             for attempt in found.mappings():
                 by_job.setdefault(attempt["job_id"], []).append(attempt)
-            return [job_from_row(row, by_job.get(row["id"], [])) for row in rows]
+            return [job_from_row(row, by_job.get(row["id"], [])) for row in rows], rows
+
+    def list(
+        self, where: JobFilter, *, limit: int, before: tuple[float, str] | None = None, history: bool = False
+    ) -> list[Job]:
+        """Newest first; ``before`` is the (created_at, id) of the last job of the previous page.
+        ``history``: with every job's attempts (one more query for the whole page)."""
+        return self._read(where, limit, before, history)[0]
 
     def requeue(self, job_id: str, now: float) -> Job:
         """Back to PENDING with a fresh retry budget; the attempt history is kept."""
