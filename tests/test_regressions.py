@@ -179,7 +179,7 @@ def test_stopping_a_pool_while_a_slot_waits_to_restart_logs_no_false_kill(
     wait_until(lambda: len(q.stats().live_workers) == 1, timeout=60, what="the worker")
     os.kill(pool.pids()[0], signal.SIGKILL)  # dies young: its slot waits out the back-off
     wait_until(lambda: pool.supervisor.waiting() == 1, timeout=10, what="the back-off")
-    with caplog.at_level("WARNING", logger="queuelab.runtime.pool"):
+    with caplog.at_level("WARNING", logger="queuelab.pool"):
         pool.stop()
     assert "did not stop in time" not in caplog.text
     q.close()

@@ -103,7 +103,7 @@ def test_the_back_off_is_one_for_the_pool(caplog: pytest.LogCaptureFixture) -> N
     sup.resize(2, mono=0.0)
     for child in spawn.started:
         child.die(code=3)  # both die at once, as with a database that is down
-    with caplog.at_level(logging.WARNING, logger="queuelab.runtime.pool"):
+    with caplog.at_level(logging.WARNING, logger="queuelab.pool"):
         sup.tick(NOW, 1.0)  # the first: 0.5 s
         sup.tick(NOW, 1.2)  # the second is not even counted during the first's back-off
         assert sup.restarts == 1
@@ -152,7 +152,7 @@ def test_real_short_lived_children_are_restarted_after_the_back_off(caplog: pyte
     (first,) = sup.children()
     first.join(60)  # it has exited: what the tick sees is settled
     assert first.exitcode == 3
-    with caplog.at_level(logging.WARNING, logger="queuelab.runtime.pool"):
+    with caplog.at_level(logging.WARNING, logger="queuelab.pool"):
         sup.tick(NOW, 1.0)
     assert f"worker process {first.pid} exited with code 3 after 1.0s; starting another in 0.5s" in caplog.text
     assert sup.children() == []

@@ -162,7 +162,7 @@ def test_a_lease_found_lost_drops_a_waiting_job_and_warns_only_for_a_running_one
     worker.held.start(running, now=0.0)
     worker.held.start(finished, now=0.0)
     worker.held.finish(finished, q.runtime.decide(finished.lease, Succeeded(None)), clock.now(), now=0.0)
-    with caplog.at_level(logging.WARNING, logger="queuelab.runtime.worker"):
+    with caplog.at_level(logging.WARNING, logger="queuelab.worker"):
         worker.held.leases_lost([waiting.lease, running.lease, finished.lease])
     assert waiting.state is EntryState.DROPPED
     assert (running.state, finished.state) == (EntryState.RUNNING, EntryState.FINISHED)
