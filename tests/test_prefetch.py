@@ -186,7 +186,8 @@ def test_a_stop_during_a_slots_own_turn_starts_nothing_it_claims(
     go.set()
     thread.join(30)
     assert not thread.is_alive()
-    time.sleep(0.7)  # a slot thread that outlived run() would start a job by now
+    # A slot thread that outlived run() could still start a job: every one must have ended.
+    wait_until(lambda: worker.slots.alive() == 0, timeout=30, what="every slot thread to end")
     assert [tag for tag, at in starts.items() if at > stopped_at] == []
     for job in later:
         after = q.get(job.id)

@@ -142,3 +142,10 @@ def test_a_due_job_that_is_not_ours_on_sqlite_waits_the_poll_for_a_commit() -> N
         poll_seconds=1.0,
     )
     assert (wait.seconds, wait.next_held_wait) == (1.0, HELD_WAIT_SECONDS)
+
+
+def test_after_a_shrink_nothing_is_claimed_until_fewer_jobs_run_than_slots() -> None:
+    """A pool shrunk from 4 slots to 1 while 4 jobs run: no turn claims until 0 run."""
+    assert plan_turn(snapshot(concurrency=1, running=4), NOW) == TurnPlan(False, 0, 1.0)
+    assert plan_turn(snapshot(concurrency=1, running=3, finished=1, oldest_unacked=NOW), NOW) == TurnPlan(True, 0, 0.0)
+    assert plan_turn(snapshot(concurrency=1, running=0, finished=1, oldest_unacked=NOW), NOW).claim == 1

@@ -9,8 +9,9 @@ from collections.abc import Callable
 import pytest
 import sqlalchemy as sa
 
-from queuelab import JobStatus, Queue, SchemaVersionError, current_job
+from queuelab import FakeClock, JobStatus, Queue, SchemaVersionError, current_job
 from queuelab.models import AttemptOutcome
+from queuelab.runtime import Worker
 from queuelab.store import quota_sql
 from queuelab.store.schema import SCHEMA_REVISION, meta
 from tests.helpers import wait_for_status, wait_until
@@ -34,10 +35,15 @@ def test_a_thread_pool_runs_jobs_and_shows_in_stats(make_queue: Callable[..., Qu
 
 
 def test_the_prototype_failing_job_lands_in_the_dlq_with_four_errors(make_queue: Callable[..., Queue]) -> None:
-    q = make_queue()  # default retry settings: the prototype's 3 retries
-    job = q.submit("simulate", {"fail_simulation": True, "duration": 0.1}, user_id="bob")
-    with q.worker(2):
-        wait_for_status(q, job.id, JobStatus.FAILED, timeout=30)
+    clock = FakeClock()
+    q = make_queue(clock=clock)  # default retry settings: the prototype's 3 retries
+    job = q.submit("simulate", {"fail_simulation": True, "duration": 0.01}, user_id="bob")
+    worker = Worker(q.runtime, concurrency=2)
+    for _ in range(4):  # each attempt, then its backoff (at most retry_max_seconds)
+        assert len(worker.step()) == 1
+        worker.flush()
+        clock.advance(q.settings.retry_max_seconds)
+    assert worker.step() == []
     dead = q.get(job.id)
     assert dead.attempts == 4
     assert [e.error_type for e in dead.errors] == ["SimulatedFailure"] * 4
