@@ -24,15 +24,14 @@ demo: $(STAMP)  ## a worker pool working off a demo load on SQLite, in the termi
 test: $(STAMP) browser  ## the whole suite; PostgreSQL/Redis/browser tests skip (with the reason) if absent
 	$(PY) -m pytest
 
-# The fast tier, for the edit loop (about a minute here): SQLite only, nothing marked slow, and
-# none of the files that start worker processes, pools, experiments, the CLI or the fuzzers.
-# `make test` (what CI runs) still runs everything.
-FAST_IGNORE := test_prefetch.py test_lab.py test_widgets.py test_cli.py test_schemathesis.py test_nasties.py \
-	test_notebooks.py test_dashboard_browser.py test_chaos.py test_soak.py test_bench.py test_processes.py \
-	test_api_server.py test_api_crash.py test_postgres_faults.py test_sqlite_faults.py test_state_machine.py
+# The fast tier, for the edit loop (about 80 s here): the tests/unit, tests/store and tests/api
+# folders, nothing marked slow, on SQLite and PostgreSQL (whose half skips, with the reason, where
+# no server answers). The other tiers (tests/runtime, tests/lab, tests/acceptance) start threads,
+# worker processes, experiments, the CLI and a browser. `make test` (what CI runs) runs every tier.
+FAST_TIERS := unit store api
 
-test-fast: $(STAMP)  ## the fast tier: SQLite only, no slow or process-heavy test, 60 s per test
-	$(PY) -m pytest -q -m "not slow and not postgres" --timeout 60 $(addprefix --ignore=tests/,$(FAST_IGNORE))
+test-fast: $(STAMP)  ## the fast tier: the unit, store and API tests, none marked slow, 60 s per test
+	$(PY) -m pytest -q -m "not slow" --timeout 60 $(addprefix tests/,$(FAST_TIERS))
 
 bench: $(STAMP)  ## the benchmark suite on SQLite and PostgreSQL (QUEUELAB_TEST_POSTGRES_URL); results in benchmarks/results/
 	$(PY) -m queuelab.bench
@@ -47,16 +46,16 @@ figures: $(STAMP)
 # The full reliability runs behind RELIABILITY.md (the test suite runs quick versions of each)
 chaos: $(STAMP)  ## 20,000 jobs, 4 workers, one SIGKILLed every 0.5 s: on SQLite, then PostgreSQL
 	rm -f lab-runs/chaos.db*; mkdir -p lab-runs
-	$(PY) -m tests.chaos --db sqlite:///lab-runs/chaos.db --jobs 20000 --workers 4
-	$(PY) -m tests.chaos --db "$(QUEUELAB_TEST_POSTGRES_URL)" --jobs 20000 --workers 4 --fresh-schema
-	QUEUELAB_TEST_PG_RESTART=1 $(PY) -m pytest -q tests/test_postgres_faults.py tests/test_api_crash.py tests/test_sqlite_faults.py
+	$(PY) -m tests.support.chaos --db sqlite:///lab-runs/chaos.db --jobs 20000 --workers 4
+	$(PY) -m tests.support.chaos --db "$(QUEUELAB_TEST_POSTGRES_URL)" --jobs 20000 --workers 4 --fresh-schema
+	QUEUELAB_TEST_PG_RESTART=1 $(PY) -m pytest -q tests/acceptance/test_postgres_faults.py tests/acceptance/test_api_crash.py tests/acceptance/test_sqlite_faults.py
 
 fuzz: $(STAMP)  ## schemathesis with a few thousand examples, the hand-made nasties, the state machine
-	QUEUELAB_FUZZ_EXAMPLES=300 $(PY) -m pytest -q tests/test_schemathesis.py tests/test_nasties.py tests/test_state_machine.py tests/test_isolation.py
+	QUEUELAB_FUZZ_EXAMPLES=300 $(PY) -m pytest -q tests/api/test_schemathesis.py tests/api/test_nasties.py tests/store/test_state_machine.py tests/api/test_isolation.py
 
 soak: $(STAMP)  ## 30 minutes of mixed load on the API and 2 worker processes (not in CI)
 	rm -f lab-runs/soak.db*; mkdir -p lab-runs
-	$(PY) -m tests.soak --db sqlite:///lab-runs/soak.db --minutes 30 --log lab-runs/soak-api.log
+	$(PY) -m tests.support.soak --db sqlite:///lab-runs/soak.db --minutes 30 --log lab-runs/soak-api.log
 
 # The dashboard tests drive Debian's chromium (Playwright cannot download its own browser here).
 browser:

@@ -28,7 +28,7 @@ from queuelab.store.scaling import ScaleEvent, ScaleLog
 if TYPE_CHECKING:
     from queuelab.runtime.context import Runtime
 
-log = logging.getLogger("queuelab.runtime.autoscale")
+log = logging.getLogger("queuelab.autoscale")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -31,7 +31,7 @@ from queuelab.models import Lease
 from queuelab.policy import Decision
 from queuelab.store.leases import Finished
 
-log = logging.getLogger("queuelab.runtime.worker")
+log = logging.getLogger("queuelab.worker")
 
 
 class EntryState(StrEnum):

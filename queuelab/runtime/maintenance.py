@@ -22,7 +22,7 @@ from queuelab.store import WorkerInfo
 from queuelab.store.claims import forget_idle_users
 from queuelab.store.statistics import refresh_if_stale
 
-log = logging.getLogger("queuelab.runtime.maintenance")
+log = logging.getLogger("queuelab.maintenance")
 
 MAX_TICK_SECONDS = 1.0
 WORKER_BEAT_SECONDS = 2.0

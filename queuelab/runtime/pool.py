@@ -30,7 +30,7 @@ from queuelab.runtime.supervisor import Supervisor, terminate
 from queuelab.runtime.worker import Worker
 from queuelab.tasks import Task
 
-log = logging.getLogger("queuelab.runtime.pool")
+log = logging.getLogger("queuelab.pool")
 
 Mode = Literal["thread", "process"]
 MODES = ("thread", "process")

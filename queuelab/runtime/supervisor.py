@@ -19,7 +19,7 @@ from typing import Protocol
 
 from queuelab.looper import Looper
 
-log = logging.getLogger("queuelab.runtime.pool")
+log = logging.getLogger("queuelab.pool")
 
 QUICK_DEATH_SECONDS = 5.0  # a child that dies sooner than this after its start counts toward the back-off
 FIRST_RESTART_DELAY = 0.5  # after the first quick death; doubled for each further one in a row

@@ -1,25 +1,24 @@
 """One worker: claim → run → ack, on ``concurrency`` slot threads.
 
-A *turn* writes the job path: in ONE transaction it acks every attempt that finished
-since the last turn and claims as many new jobs as :func:`~queuelab.runtime.turns.plan_turn` says,
-so a busy worker spends one write per batch, not two per job. One turn runs at a time
-(``_turn_lock``). The dispatcher (the thread that calls :meth:`Worker.run`) takes turns
-while the worker is idle, gathers the acks of short jobs that finish together, enforces
-job timeouts, and sleeps on a :mod:`wakeup <queuelab.store.wakeup>` signal, not a fixed
-poll, when nothing is runnable. A slot thread whose job ends while no other slot is busy
-takes the turn itself and runs the first job it claims: a steady stream through one slot
-then costs no hand-off between threads per job. :meth:`Worker.step` runs one turn on the
-calling thread, for tests and tools. The jobs held and their states are
-:class:`~queuelab.runtime.held.HeldJobs`; :mod:`queuelab.runtime.maintenance` keeps their leases alive.
+A *turn* acks every attempt that finished since the last turn and claims what
+:func:`~queuelab.runtime.turns.plan_turn` says, in ONE transaction, so a busy worker spends
+one write per batch, not two per job. One turn runs at a time (``_turn_lock``). The
+dispatcher (the thread in :meth:`Worker.run`) takes turns while the worker is idle,
+gathers the acks of short jobs that finish together, enforces timeouts, and sleeps on a
+:mod:`wakeup <queuelab.store.wakeup>` signal when nothing is runnable. A slot thread whose
+job ends while no other slot is busy takes the turn itself and runs the first job it
+claims: a steady stream through one slot costs no hand-off between threads per job.
+:meth:`Worker.step` runs one turn on the calling thread, for tests and tools.
 
-**Prefetch** (``Settings.prefetch``, 0 by default): a worker may claim up to that many jobs
-beyond its free slots. They wait in the worker, their leases kept alive, and the slots run
-them without a turn each. The price, which is why it is off by default: a worker that dies
-holding prefetched jobs spends an attempt of each (they are rescued as LOST like the
-running one), and a long job delays the jobs prefetched behind it while other workers may
-be idle. A worker stopped gracefully hands its unstarted jobs back at once, without
-spending their attempt. No job is prefetched while a running quota is set: a prefetched
-job holds one of its user's running slots without running.
+The parts: the jobs held and their states (:mod:`.held`), the slot threads (:mod:`.slots`),
+the turn rules (:mod:`.turns`), the store writes and what their failures mean
+(:mod:`.writes`), the leases kept alive (:mod:`.maintenance`).
+
+**Prefetch** (``Settings.prefetch``, 0 by default): claim up to that many jobs beyond the
+free slots and run them without a turn each. Off by default because a worker that dies
+holding them spends an attempt of each, and a long job delays those queued behind it. A
+stop hands them back unspent. Nothing is prefetched while a running quota is set (a
+prefetched job would hold one of its user's running slots without running).
 """
 
 from __future__ import annotations
@@ -32,21 +31,21 @@ import time
 import uuid
 from collections.abc import Sequence
 
-from queuelab.errors import LeaseLost, StoreError
+from queuelab.errors import StoreError
 from queuelab.models import Lease
-from queuelab.policy import Decision
 from queuelab.runtime import turns
 from queuelab.runtime.context import Runtime
 from queuelab.runtime.execution import attempt, timed_out
 from queuelab.runtime.held import Entry, EntryState, HeldJobs
 from queuelab.runtime.maintenance import Maintenance
 from queuelab.runtime.slots import Ran, Slots
+from queuelab.runtime.writes import WorkerWrites
 from queuelab.store import WorkerInfo
 from queuelab.store.claims import ClaimFilter
 from queuelab.store.leases import Finished
 from queuelab.store.wakeup import Wakeup, wakeup_for
 
-log = logging.getLogger("queuelab.runtime.worker")
+log = logging.getLogger("queuelab.worker")
 
 STORE_RETRY_SECONDS = 0.5
 ACK_GRACE_SECONDS = 5.0
@@ -84,6 +83,7 @@ class Worker:
         self.stop_event = threading.Event()
         self.hurry_event = threading.Event()  # a second signal: skip the grace period
         self.held = HeldJobs()
+        self.writes = WorkerWrites(runtime, self.id)
         self.slots = Slots(self._run_in_slot, self._own_turn, self._poke)
         self._claiming = True  # False once a timed-out process is about to exit
         self._turn_lock = threading.Lock()  # one turn (ack + claim + dispatch) at a time
@@ -189,23 +189,13 @@ class Worker:
             return 0
 
     def _turn(self, finished: list[Finished], claim: int) -> list[Lease]:
-        """Ack ``finished`` and claim up to ``claim`` jobs in one transaction; return the
-        new leases. On a database error the acks are kept for the next turn. The caller
-        holds the turn lock."""
-        which = ClaimFilter(self.id, self.queues, self._tasks)
-        try:
-            lost, claimed = self.runtime.leases.ack_and_claim(finished, which, claim, self.runtime.clock.now)
-        except StoreError as exc:
-            log.error("could not write acks or claim (will retry): %s", exc)
+        """Ack ``finished`` and claim up to ``claim`` jobs in one transaction (the caller
+        holds the turn lock); the new leases. On a database error the acks are kept for
+        the next turn, after a pause."""
+        claimed = self.writes.turn(finished, ClaimFilter(self.id, self.queues, self._tasks), claim)
+        if claimed is None:
             self.stop_event.wait(STORE_RETRY_SECONDS)
             return []
-        for lease in lost:
-            log.warning(
-                "job %s: the lease of attempt %d was lost (it expired and was rescued, or was "
-                "released); its outcome was discarded",
-                lease.job_id,
-                lease.attempt,
-            )
         self.held.forget(finished)
         return claimed
 
@@ -360,7 +350,7 @@ class Worker:
                 self._claiming = False  # this process is about to exit: take no new job
             if not self.held.abandon(entry):
                 continue  # it finished meanwhile
-            self._ack_now(entry.lease, timed_out(self.runtime, entry.lease, limit))
+            self.writes.ack_now(entry.lease, timed_out(self.runtime, entry.lease, limit))
             if self.exit_on_timeout:
                 log.error(
                     "job %s timed out after %gs; stopping this worker process to kill it", entry.lease.job_id, limit
@@ -382,18 +372,6 @@ class Worker:
             log.warning("worker %s: its supervisor is gone; stopping", self.id)
             self.stop()
 
-    def _ack_now(self, lease: Lease, decision: Decision) -> None:
-        try:
-            self.runtime.leases.ack(lease, decision, self.id, self.runtime.clock.now())
-        except LeaseLost as exc:
-            log.warning("%s", exc)
-        except StoreError as exc:
-            log.error(
-                "could not record the outcome of job %s; it will be rescued when its lease expires: %s",
-                lease.job_id,
-                exc,
-            )
-
     # -- shutdown ---------------------------------------------------------------------
 
     def _drain(self) -> None:
@@ -412,7 +390,7 @@ class Worker:
             if not self.held.abandon(entry):
                 continue
             if self.release_on_stop or never_started:  # (a job that never started can always go back)
-                self._release(entry.lease, grace)
+                self.writes.release(entry.lease, grace)
             else:
                 log.warning(
                     "job %s is still running after the %gs grace period; its thread cannot be stopped, "
@@ -433,30 +411,8 @@ class Worker:
         way, so that what it claims is handed back too."""
         with self._turn_lock:
             waiting = self.held.abandon_waiting()
-        if not waiting:
-            return
-        try:
-            leases = [entry.lease for entry in waiting]
-            released = self.runtime.leases.release_many(leases, self.id, self.runtime.clock.now(), started=False)
-        except StoreError as exc:
-            log.error("could not hand back %d job(s) not started; they will be rescued: %s", len(waiting), exc)
-            return
-        if released:
-            log.info("worker %s handed back %d job(s) it had not started", self.id, released)
-
-    def _release(self, lease: Lease, grace: float) -> None:
-        try:
-            released = self.runtime.leases.release(lease, self.id, self.runtime.clock.now())
-        except StoreError as exc:
-            log.error("could not release job %s; it will be rescued when its lease expires: %s", lease.job_id, exc)
-            return
-        if released:
-            log.warning(
-                "worker %s released job %s unfinished after the %gs grace period; no attempt spent",
-                self.id,
-                lease.job_id,
-                grace,
-            )
+        if waiting:
+            self.writes.hand_back([entry.lease for entry in waiting])
 
     def info(self) -> WorkerInfo:
         now = self.runtime.clock.now()

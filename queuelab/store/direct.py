@@ -13,7 +13,7 @@ exception, :func:`execute_sql`, keeps that handling too.
 
 Both read SQLAlchemy's compiled form beyond its public API (``positiontup``,
 ``_bind_processors``, ``binds``, ``bind_names``): pyproject.toml pins SQLAlchemy to the
-minor they were tested on, and tests/test_direct.py fails, naming what changed, if the
+minor they were tested on, and tests/store/test_direct.py fails, naming what changed, if the
 installed SQLAlchemy no longer has them in that shape.
 """
 

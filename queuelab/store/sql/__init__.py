@@ -6,5 +6,5 @@ with their bind names; each file's opening comment says what the statement does,
 builds and runs it, and the values of the binds the statement holds itself. They are here to
 be read, and to show every change to a statement in review; nothing runs them. ``catalogue.py``
 lists them; ``python -m queuelab.store.sql`` rewrites them, ``--check`` lists the stale ones;
-tests/test_sql_golden.py fails while any is stale.
+tests/store/test_sql_golden.py fails while any is stale.
 """

@@ -46,7 +46,7 @@ def dialect(name: str) -> Dialect:
 
 def rescue_expired(now: float = 0.0, limit: int = 100) -> sa.Select[Any]:
     """A copy of the query ``LeaseStore.rescue`` builds inline (store/leases.py), which this
-    package cannot import; tests/test_sql_golden.py checks the copy against what rescue runs."""
+    package cannot import; tests/store/test_sql_golden.py checks the copy against what rescue runs."""
     columns = (jobs.c.lease_expires_at, jobs.c.lease_owner, *st.CLAIMED_COLUMNS, jobs.c.lease_token, jobs.c.started_at)
     return (
         sa.select(*columns)

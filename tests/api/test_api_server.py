@@ -1,0 +1,67 @@
+"""The prototype README's curl flows, verbatim, against a real API server process and real
+worker processes, on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import signal
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.support.apiserver import api_server
+from tests.support.helpers import WorkerProcess, wait_until
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture
+def server(db_url: str, tmp_path: Path) -> Iterator[str]:
+    with api_server(db_url, tmp_path / "api.log") as base:
+        yield base
+
+
+def curl(method: str, url: str, body: str | None = None) -> httpx.Response:
+    """As the prototype's README does it: JSON text with a Content-Type header."""
+    headers = {"Content-Type": "application/json"} if body is not None else {}
+    return httpx.request(method, url, content=body, headers=headers, timeout=10)
+
+
+def status_of(base: str, job_id: str) -> dict[str, object]:
+    response = curl("GET", f"{base}/api/status/{job_id}/")
+    assert response.status_code == 200
+    return dict(response.json())
+
+
+def test_the_prototype_readme_flows(server: str, db_url: str, tmp_path: Path) -> None:
+    worker = WorkerProcess(db_url, tmp_path / "worker.log", mode="process", concurrency=2)
+    try:
+        ok = curl("POST", f"{server}/api/submit/", '{"user_id": "alice", "payload": {"duration": 5}}')
+        failing = curl(
+            "POST", f"{server}/api/submit/", '{"user_id": "bob", "payload": {"fail_simulation": true, "duration": 1}}'
+        )
+        assert (ok.status_code, failing.status_code) == (201, 201)
+        ok_id, failing_id = ok.json()["job_id"], failing.json()["job_id"]
+
+        wait_until(lambda: status_of(server, ok_id)["status"] == "COMPLETED", timeout=60, what="the 5 s job")
+        assert status_of(server, ok_id)["result"] == {"slept": 5}
+        wait_until(lambda: status_of(server, failing_id)["status"] == "FAILED", timeout=60, what="the DLQ")
+        dead = status_of(server, failing_id)
+        assert dead["attempts"] == 4
+        assert isinstance(dead["errors"], list)
+        assert len(dead["errors"]) == 4
+
+        requeued = curl("POST", f"{server}/api/requeue/{failing_id}/", '{"action": "REQUEUE"}')
+        assert (requeued.status_code, requeued.json()["status"]) == (200, "PENDING")
+        wait_until(lambda: status_of(server, failing_id)["status"] == "FAILED", timeout=60, what="the DLQ again")
+        errors = status_of(server, failing_id)["errors"]
+        assert isinstance(errors, list)
+        assert len(errors) == 8
+
+        forced = curl("POST", f"{server}/api/requeue/{failing_id}/", '{"action": "FORCE_SUCCESS"}')
+        assert (forced.status_code, forced.json()["status"], forced.json()["forced"]) == (200, "COMPLETED", True)
+        worker.signal(signal.SIGTERM)
+        assert worker.wait() == 0, worker.output()
+    finally:
+        worker.stop()

@@ -1,0 +1,170 @@
+"""The control panel, driven from Python the way a user drives it in Jupyter: clicks and
+slider moves on the real widgets, over a real queue, real worker pools and a real store."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from queuelab import JobStatus, Queue
+from queuelab.lab.widgets import ControlPanel, control_panel
+from queuelab.limits import RateLimit
+from tests.support.helpers import wait_until
+
+
+@pytest.fixture
+def panel(db_url: str) -> Iterator[ControlPanel]:
+    q = Queue(db_url, retry_base_seconds=0.01)
+    made = control_panel(q, refresh_seconds=0.2)
+    yield made
+    made.close()
+    q.close()
+
+
+def _live(panel: ControlPanel) -> int:
+    return len(panel.q.stats().live_workers)
+
+
+def test_start_resize_and_stop_a_process_pool(panel: ControlPanel) -> None:
+    panel.pool_mode.value = "process"
+    panel.pool_size.value = 1
+    panel.start_pool.click()
+    wait_until(lambda: _live(panel) == 1, timeout=30, what="one live worker in the store")
+    assert panel.start_pool.disabled
+    assert not panel.stop_pool.disabled
+    panel.pool_size.value = 3
+    wait_until(lambda: _live(panel) == 3, timeout=30, what="three live workers after the slider moved")
+    assert panel.pool is not None
+    assert panel.pool.size == 3
+    assert "3 process worker(s)" in panel.pool_info.value  # the slider's action refreshed the panel
+    panel.stop_pool.click()
+    assert panel.pool is None
+    wait_until(lambda: _live(panel) == 0, timeout=30, what="workers gone from the store")
+
+
+def test_a_pool_started_from_the_panel_prefetches_as_set(panel: ControlPanel) -> None:
+    q = panel.q
+    # Long enough that the six stay RUNNING together for a while, even on a loaded machine
+    # (the panel redraws its plot meanwhile); the stop lets the first one finish.
+    jobs = [q.submit("simulate", {"duration": 2.0}) for _ in range(6)]
+    panel.pool_size.value = 1
+    panel.pool_prefetch.value = 5
+    panel.start_pool.click()
+    assert panel.pool_prefetch.disabled  # fixed while the pool runs
+    wait_until(lambda: q.stats().by_status["RUNNING"] == 6, timeout=30, what="one running, five prefetched")
+    panel.stop_pool.click()
+    assert not panel.pool_prefetch.disabled
+    done = [q.get(job.id).status for job in jobs]
+    assert done.count(JobStatus.COMPLETED) == 1
+    assert done.count(JobStatus.PENDING) == 5  # handed back at the stop
+
+
+def test_the_slider_follows_a_resize_made_elsewhere(panel: ControlPanel) -> None:
+    panel.pool_size.value = 1
+    panel.start_pool.click()
+    assert panel.pool is not None
+    panel.pool.resize(2)  # as an Autoscaler over this pool would
+    panel.refresh()  # the refresher's tick
+    assert panel.pool_size.value == 2
+    assert panel.pool.size == 2
+    panel.stop_pool.click()
+
+
+def test_a_refresh_shows_the_counters_and_the_throughput(panel: ControlPanel) -> None:
+    q = panel.q
+    for _ in range(20):
+        q.submit("simulate", {"duration": 0})
+    panel.refresh()  # the refresher's tick
+    assert "<b>20</b>" in panel.counts["PENDING"].value
+    first_plot = bytes(panel.throughput_plot.value)
+    assert first_plot.startswith(b"\x89PNG")
+    panel.start_pool.click()
+    wait_until(lambda: q.stats().by_status["COMPLETED"] == 20, timeout=30, what="the jobs to complete")
+    panel.refresh()
+    assert "<b>20</b>" in panel.counts["COMPLETED"].value
+    assert "<b>0</b>" in panel.counts["PENDING"].value
+    assert bytes(panel.throughput_plot.value) != first_plot  # 20 completions in the last minute
+
+
+def test_the_panel_refreshes_by_itself(panel: ControlPanel) -> None:
+    assert panel.refresher.alive
+    before = panel.refreshes
+    wait_until(lambda: panel.refreshes >= before + 2, timeout=30, what="refreshes every refresh period")
+    panel.close()
+    assert not panel.refresher.alive
+
+
+def test_dlq_buttons_requeue_and_force_success(panel: ControlPanel) -> None:
+    q = panel.q
+    jobs = [q.submit("simulate", {"fail_simulation": True}, max_retries=0) for _ in range(3)]
+    panel.start_pool.click()
+    wait_until(lambda: len(q.dlq()) == 3, timeout=30, what="three jobs in the DLQ")
+    panel.stop_pool.click()
+    assert len(panel.dlq.options) == 3  # the click refreshed the panel
+    panel.dlq.value = (jobs[0].id,)
+    panel.requeue.click()
+    requeued = q.get(jobs[0].id)
+    assert requeued.status == JobStatus.PENDING
+    assert requeued.attempts == 0
+    panel.dlq.value = (jobs[1].id,)
+    panel.force_success.click()
+    forced = q.get(jobs[1].id)
+    assert forced.status == JobStatus.COMPLETED
+    assert forced.forced
+    assert [value for _, value in panel.dlq.options] == [jobs[2].id]
+    panel.requeue_all.click()
+    assert q.get(jobs[2].id).status == JobStatus.PENDING
+    assert "1 job(s) requeued" in panel.dlq_info.value
+
+
+def test_the_load_generator_submits_and_limits_refuse(panel: ControlPanel) -> None:
+    q = panel.q
+    panel.rate_limit.value = "4/minute"
+    panel.apply_limits.click()
+    assert q.limits("*").rate_limit == RateLimit(4, 60.0)
+    assert "applied" in panel.limits_info.value
+    panel.load_users.value = 1
+    panel.load_rate.value = 100
+    panel.start_load.click()
+    wait_until(lambda: panel.load is not None and panel.load.refused > 0, timeout=10, what="refused submissions")
+    panel.stop_load.click()
+    assert panel.load is None
+    assert q.stats().by_status["PENDING"] == 4  # the user's 4 per minute, and not one more
+    assert panel.load_info.value == "no load"  # the click refreshed the panel
+
+
+def test_bad_input_shows_in_the_panel_and_changes_nothing(panel: ControlPanel, tmp_path: Path) -> None:
+    panel.rate_limit.value = "lots"
+    panel.apply_limits.click()
+    assert "rate_limit must be" in panel.limits_info.value
+    assert panel.q.limits("*").rate_limit is None
+    old = panel.q
+    panel.database.value = "nosuchdb://x"
+    panel.open_database.click()
+    assert panel.q is old
+    assert "color:#b00" in panel.database_info.value
+    other = f"sqlite:///{tmp_path / 'other.db'}"
+    panel.database.value = other
+    panel.open_database.click()
+    assert panel.q is not old
+    assert panel.q.settings.database_url == other
+
+
+def test_the_autoscaler_log_shows_in_the_panel(panel: ControlPanel) -> None:
+    from queuelab.runtime.autoscale import ScalePolicy
+
+    assert "no scaling decisions yet" in panel.scale_log.value
+    panel.pool_mode.value = "thread"
+    panel.start_pool.click()
+    assert panel.pool is not None
+    for _ in range(30):
+        panel.q.submit("simulate", {"duration": 0.2}, user_id="<b>bold</b>")
+    policy = ScalePolicy(min_workers=1, max_workers=4, scale_up_backlog=5, cooldown_seconds=0)
+    scaler = panel.q.autoscaler(panel.pool, policy)
+    scaler.run_tick()
+    assert scaler.errors == 0
+    panel.refresh()
+    assert "→" in panel.scale_log.value
+    assert "runnable backlog" in panel.scale_log.value

@@ -1,0 +1,1 @@
+"""Harnesses the tests share (not tests): worker and API processes, the recorder app, chaos and soak."""
