@@ -80,15 +80,21 @@ class HeldJobs:
         self._entries: dict[tuple[str, str], Entry] = {}
         self.oldest_unacked: float | None = None  # read unlocked by the slots' fast path
         self.run_seconds = 1.0  # moving average of how long a job ran (see turns.gathers_acks)
+        # Entries in the table per state, kept by _move, add and forget: a turn is planned
+        # per job, and counting a prefetching worker's hundred entries each time cost more.
+        self._in_state = dict.fromkeys(EntryState, 0)
 
     def _move(self, entry: Entry, to: EntryState) -> bool:
         """The one place an entry changes state (the caller holds the lock). False, and
         nothing changed, where the state machine has no such step."""
         if to not in _NEXT[entry.state]:
             return False
+        self._in_state[entry.state] -= 1
         entry.state = to
         if to in _GONE:
             self._entries.pop(entry.key, None)
+        else:
+            self._in_state[to] += 1
         return True
 
     def add(self, leases: Iterable[Lease], now: float) -> list[Entry]:
@@ -96,6 +102,7 @@ class HeldJobs:
         with self._lock:
             for entry in entries:
                 self._entries[entry.key] = entry
+            self._in_state[EntryState.WAITING] += len(entries)
         return entries
 
     def start(self, entry: Entry, now: float, started_at: float | None = None) -> bool:
@@ -174,19 +181,20 @@ class HeldJobs:
                 entry = self._entries.get((done.lease.job_id, done.lease.token))
                 if entry is not None and entry.finished is done:
                     del self._entries[entry.key]
+                    self._in_state[EntryState.FINISHED] -= 1
             self.oldest_unacked = min(
                 (e.finished_at for e in self._entries.values() if e.finished_at is not None), default=None
             )
 
     def counts(self) -> Counts:
         with self._lock:
-            states = [e.state for e in self._entries.values()]
-        return Counts(
-            waiting=states.count(EntryState.WAITING),
-            running=states.count(EntryState.RUNNING),
-            finished=states.count(EntryState.FINISHED),
-            oldest_unacked=self.oldest_unacked,
-        )
+            in_state = self._in_state
+            return Counts(
+                waiting=in_state[EntryState.WAITING],
+                running=in_state[EntryState.RUNNING],
+                finished=in_state[EntryState.FINISHED],
+                oldest_unacked=self.oldest_unacked,
+            )
 
     def entries(self) -> list[Entry]:
         """Every entry holding a lease here: waiting, running, or finished and not acked."""

@@ -90,3 +90,21 @@ def test_a_lease_is_due_for_a_heartbeat_after_a_third_of_it() -> None:
     assert held.heartbeat_due(10.0) == [entry.lease]
     assert held.heartbeat_due(19.9) == []  # counted from the last heartbeat
     assert held.heartbeat_due(20.0) == [entry.lease]
+
+
+def test_the_counts_follow_every_step() -> None:
+    held = HeldJobs()
+    a, b, c, d = held.add([lease(1), lease(2), lease(3), lease(4)], now=0.0)
+    held.start(a, now=0.0)
+    held.start(b, now=0.0)
+    held.finish(b, Complete(None), finished_at=1.0, now=1.0)
+    held.drop([c.lease])
+    counts = held.counts()
+    assert (counts.waiting, counts.running, counts.finished) == (1, 1, 1)
+    held.forget(held.finished())
+    held.abandon(a)
+    held.abandon_waiting()
+    counts = held.counts()
+    assert (counts.waiting, counts.running, counts.finished) == (0, 0, 0)
+    assert held.entries() == []
+    assert d.state is A
