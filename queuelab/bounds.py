@@ -44,6 +44,7 @@ MAX_WINDOW_SECONDS = 366 * DAY_SECONDS  # a rate limit's window
 # -- workers --------------------------------------------------------------------------
 MAX_CONCURRENCY = 1024  # slots of a thread pool, processes of a process pool
 MAX_PREFETCH = 10_000  # jobs a worker may claim beyond its free slots
+AUTO_PREFETCH = 100  # the most a worker claims ahead when the prefetch is "auto" (the default)
 
 # -- reading --------------------------------------------------------------------------
 MAX_PAGE = 500  # jobs or scale events in one API page

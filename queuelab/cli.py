@@ -44,7 +44,7 @@ def _parser() -> argparse.ArgumentParser:
         "--prefetch",
         default=None,
         metavar="N",
-        help="jobs each worker claims beyond its free slots (default: QUEUELAB_PREFETCH, else 0)",
+        help="jobs each worker claims beyond its free slots: auto or a number (default: QUEUELAB_PREFETCH, else auto)",
     )
     worker.add_argument(
         "--autoscale",

@@ -35,9 +35,10 @@ class Settings:
     sqlite_synchronous: str = "NORMAL"
     sqlite_busy_timeout_seconds: float = 30.0
     poll_interval_seconds: float = 1.0
-    # Jobs a worker claims beyond its free slots, to run them without a transaction each
-    # (see queuelab.runtime.worker). 0: claim only for free slots; at most bounds.MAX_PREFETCH.
-    prefetch: int = 0
+    # Jobs a worker claims ahead, beyond its free slots, to run them without a transaction
+    # each (see queuelab.runtime.worker). None ("auto"): as many as its jobs' measured run time
+    # justifies, up to bounds.AUTO_PREFETCH; a number: that many (0: claim only for free slots).
+    prefetch: int | None = None
     shutdown_grace_seconds: float = 10.0
     retention_seconds: float | None = 7 * 24 * 3600.0
     worker_ttl_seconds: float = 15.0
@@ -174,6 +175,16 @@ def _optional_count(name: str, value: Any) -> int | None:
     return _integer(0, bounds.MAX_COUNT)(name, value) or None
 
 
+def _prefetch(name: str, value: Any) -> int | None:
+    if value is None or str(value).strip().lower() == "auto":
+        return None
+    try:
+        return _integer(0, bounds.MAX_PREFETCH)(name, value)
+    except ConfigError:
+        form = bounds.whole_form(0, bounds.MAX_PREFETCH)
+        raise ConfigError(f"{name} must be auto or {form}, got {value!r}") from None
+
+
 def _redis_url(name: str, value: Any) -> str | None:
     text = str(value).strip() if value is not None else ""
     if not text or text.lower() == "none":
@@ -193,7 +204,7 @@ _PARSERS: dict[str, Callable[[str, Any], Any]] = {
     "sqlite_synchronous": _synchronous,
     "sqlite_busy_timeout_seconds": _seconds(bounds.MAX_WAIT_SECONDS),
     "poll_interval_seconds": _seconds(bounds.MAX_WAIT_SECONDS),
-    "prefetch": _integer(0, bounds.MAX_PREFETCH),
+    "prefetch": _prefetch,
     "shutdown_grace_seconds": _seconds(bounds.DAY_SECONDS, zero_ok=True),
     "retention_seconds": _optional_seconds,
     "worker_ttl_seconds": _seconds(bounds.DAY_SECONDS),

@@ -160,11 +160,14 @@ def _expect_jobs(q: Queue, n: int) -> None:
 
 
 def drain(ctx: Context, kind: str) -> list[Finding]:
-    runs: list[tuple[Mode, int, int]] = [(mode, workers, 0) for mode in MODES for workers in ctx.sizes.workers]
+    runs: list[tuple[Mode, int, int | None]] = [
+        (mode, workers, None) for mode in MODES for workers in ctx.sizes.workers
+    ]
     runs += [("process", workers, DRAIN_PREFETCH) for workers in ctx.sizes.workers if workers <= 2]
     found: list[Finding] = []
     for mode, workers, prefetch in runs:
-        with fresh_queue(kind, ctx.postgres_url, prefetch=prefetch) as q:
+        options = {} if prefetch is None else {"prefetch": prefetch}
+        with fresh_queue(kind, ctx.postgres_url, **options) as q:
             rate = drain_rate(q, ctx.sizes.jobs, workers, mode)
         found.append(
             Result(
@@ -177,7 +180,7 @@ def drain(ctx: Context, kind: str) -> list[Finding]:
                 mode=mode,
                 workers=workers,
                 jobs=ctx.sizes.jobs,
-                floor_key="turn/batch" if prefetch else drain_floor(workers, mode),
+                floor_key="turn/batch" if prefetch is None else drain_floor(workers, mode),
             )
         )
     return found

@@ -20,6 +20,7 @@ _MEANING = {
     "crash_trials": "SIGKILLs per crash-recovery run",
     "api_seconds": "seconds per API measurement",
     "api_rate": "API requests per second in the latency measurement",
+    "peer_jobs": "jobs per enqueue and drain in the peer comparison",
 }
 
 
@@ -38,6 +39,7 @@ class Sizes:
     crash_trials: int = 3
     api_seconds: float = 5.0
     api_rate: float = 100.0  # well under one server process's capacity here: latency, not a backlog
+    peer_jobs: int = 5000
 
     @classmethod
     def full(cls, jobs: int | None = None) -> Sizes:
@@ -59,6 +61,7 @@ class Sizes:
             crash_trials=1,
             api_seconds=1.0,
             api_rate=50.0,
+            peer_jobs=300,
         )
 
     def as_dict(self) -> dict[str, Any]:

@@ -30,8 +30,8 @@ def _databases(rows: Sequence[Row]) -> list[str]:
 
 
 def drain_vs_workers(rows: Sequence[Row]) -> Figure:
-    """Jobs per second against workers, slot threads and worker processes, one panel per
-    database, with the floors they are compared with."""
+    """Jobs per second against workers, slot threads and worker processes (on the defaults,
+    and processes with prefetch 0), one panel per database, with the raw floors."""
     drains = [r for r in rows if r.result.scenario == "drain"]
     databases = _databases(drains)
     fig, axes = _figure(len(databases), (5.2 * len(databases), 3.8))
@@ -40,11 +40,6 @@ def drain_vs_workers(rows: Sequence[Row]) -> Figure:
         for mode, label in (("thread", "slot threads, 1 process"), ("process", "worker processes")):
             points = sorted((r.result.workers, r.result.value) for r in mine if r.result.mode == mode)
             ax.plot(*zip(*points, strict=True), marker="o", color=COLORS[mode], label=f"queuelab, {label}")
-            floor = sorted((r.result.workers, r.floor.value) for r in mine if r.result.mode == mode and r.floor)
-            if floor and mode == "thread":
-                ax.plot(
-                    *zip(*floor, strict=True), ls="--", color=COLORS[mode], alpha=0.6, label="raw floor, k jobs/txn"
-                )
         ahead = [r for r in drains if r.result.database == database and "prefetch" in r.result.case]
         if ahead:
             points = sorted((r.result.workers, r.result.value) for r in ahead)

@@ -50,7 +50,11 @@ class Row:
 
     @property
     def met(self) -> bool | None:
-        return None if self.target is None else self.target.met(self.result.value)
+        if self.target is None:
+            return None
+        if self.target.of_floor:
+            return None if self.ratio is None else self.target.met(self.ratio)
+        return self.target.met(self.result.value)
 
     def as_dict(self) -> dict[str, Any]:
         r, f, t = self.result, self.floor, self.target

@@ -58,13 +58,13 @@ GROWTH_RATIO = "drain rate over its floor: with history / empty"
 LONG_RUN_RSS = "worker RSS change over a long run"
 
 
-# The drain also runs with worker processes that prefetch this many jobs (one or two
-# processes, as the targets name), against the floor of as many jobs per transaction.
-DRAIN_PREFETCH = 100
+# The drain runs on the defaults (the prefetch on auto) and again with one or two worker
+# processes that claim only for a free slot (prefetch 0): what the defaults buy.
+DRAIN_PREFETCH = 0
 
 
-def drain_case(workers: int, mode: str, prefetch: int = 0) -> str:
-    extra = f", prefetch {prefetch}" if prefetch else ""
+def drain_case(workers: int, mode: str, prefetch: int | None = None) -> str:
+    extra = "" if prefetch is None else f", prefetch {prefetch}"
     if mode == "process":
         return f"{workers} worker process{'es' if workers > 1 else ''}{extra}"
     return f"{workers} slot thread{'s' if workers > 1 else ''} in 1 process{extra}"

@@ -7,6 +7,7 @@ from collections.abc import Callable
 
 from queuelab.bench import api, core, crash, fairness, growth
 from queuelab.bench.floor import floor_scenario
+from queuelab.bench.peers.scenario import peers
 from queuelab.bench.plan import Context
 from queuelab.bench.results import Finding
 from queuelab.errors import InvalidArgument
@@ -23,11 +24,13 @@ SCENARIOS: dict[str, tuple[Scenario, str]] = {
     "crash": (crash.crash, "SIGKILL a worker mid-job: time until the job runs again"),
     "api": (api.api, "POST /api/submit/: submissions per second, p50/p99 at a fixed rate"),
     "limits": (core.limits, "the cost of a submission under the SQL (and Redis) rate limiter"),
+    "peers": (peers, "huey (SQLite) and pgqueuer (PostgreSQL) beside queuelab, same job body, each's defaults"),
 }
 SUITES: dict[str, tuple[str, ...]] = {
     "core": ("enqueue", "drain", "latency"),
     "limits": ("fairness", "limits"),
     "api": ("api",),
+    "peers": ("peers",),
     "all": tuple(SCENARIOS),
 }
 

@@ -1,20 +1,19 @@
-"""The targets of issue #7 and the peers' figures measured on this machine, matched to
-the rows that measure them."""
+"""The targets of issue #15 (speed on the defaults), matched to the rows that measure
+them: ratios to the peers measured in the same run (scenario "peers"), a fraction of the
+raw floor, latencies, and the growth targets of issue #7."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+from queuelab.bench.peers.scenario import QUEUELAB_DRAINS
 from queuelab.bench.results import (
-    DRAIN_PREFETCH,
-    ENQUEUE_BULK,
     ENQUEUE_ONE,
     GROWTH_RATIO,
     LONG_RUN_RSS,
     POSTGRES,
     SQLITE,
     Result,
-    drain_case,
     latency_case,
 )
 
@@ -29,6 +28,7 @@ class Target:
     at_least: bool  # True: the value must be >= bound; False: <= bound
     unit: str
     peers: str = ""
+    of_floor: bool = False  # the bound is on the value's fraction of its raw floor
 
     def text(self) -> str:
         bound = f"{self.bound:,.0f}" if self.bound >= 100 else f"{self.bound:g}"
@@ -36,10 +36,6 @@ class Target:
 
     def met(self, value: float) -> bool:
         return value >= self.bound if self.at_least else value <= self.bound
-
-
-HUEY_LATENCY = "huey p50 58 ms (it polls)"
-PG_DRAIN_PEERS = "pgqueuer 2,650/s, oban-py 750/s, procrastinate 210/s; raw batched claims 18,000/s"
 
 
 def _latency(database: str, metric: str, bound: float, peers: str) -> tuple[Target, ...]:
@@ -56,49 +52,24 @@ def _growth(database: str) -> tuple[Target, ...]:
     )
 
 
+def _peer(database: str, peer: str, case: str, bound: float, note: str) -> Target:
+    return Target(database, "peers", f"queuelab / {peer}: {case}", "ratio", bound, True, "x", note)
+
+
+DEFAULT_DRAIN = QUEUELAB_DRAINS[0][0]
+HUEY = "huey's default consumer, same run"
+PGQUEUER = "pgqueuer's default worker, same run"
+
 TARGETS: tuple[Target, ...] = (
-    Target(SQLITE, "enqueue", ENQUEUE_ONE, "throughput", 8000, True, "jobs/s", "huey SqliteHuey 2,700/s"),
-    *(
-        Target(
-            SQLITE,
-            "drain",
-            drain_case(1, "process", prefetch),
-            "throughput",
-            10_000,
-            True,
-            "jobs/s",
-            "huey 1,800/s; raw sqlite3 1 job/txn 6,800/s, 100/txn 53,000/s",
-        )
-        for prefetch in (0, DRAIN_PREFETCH)
-    ),
-    *_latency(SQLITE, "p50", 3, HUEY_LATENCY),
+    _peer(SQLITE, "huey", DEFAULT_DRAIN, 5, HUEY + " (1 worker thread)"),
+    _peer(SQLITE, "huey", "enqueue, one call per job", 3, HUEY),
+    *_latency(SQLITE, "p50", 2, "huey polls: p50 54 ms"),
     *_latency(SQLITE, "p99", 15, ""),
-    Target(
-        POSTGRES,
-        "enqueue",
-        ENQUEUE_ONE,
-        "throughput",
-        2000,
-        True,
-        "jobs/s",
-        "pgqueuer 1,160/s, oban-py 720/s, procrastinate 310/s",
-    ),
-    Target(POSTGRES, "enqueue", ENQUEUE_BULK, "throughput", 40_000, True, "jobs/s", "pgqueuer 24,000/s"),
-    *(
-        Target(
-            POSTGRES,
-            "drain",
-            drain_case(workers, "process", prefetch),
-            "throughput",
-            6000,
-            True,
-            "jobs/s",
-            PG_DRAIN_PEERS,
-        )
-        for prefetch in (0, DRAIN_PREFETCH)
-        for workers in (1, 2)
-    ),
-    *_latency(POSTGRES, "p50", 3, "LISTEN/NOTIFY peers: a few ms"),
+    _peer(POSTGRES, "pgqueuer", DEFAULT_DRAIN, 2, PGQUEUER + " (1 process)"),
+    _peer(POSTGRES, "pgqueuer", "drain, 2 worker processes", 2, PGQUEUER),
+    _peer(POSTGRES, "pgqueuer", "enqueue, bulk of 1,000", 2, PGQUEUER),
+    Target(POSTGRES, "enqueue", ENQUEUE_ONE, "throughput", 0.8, True, "x floor", "commit-bound", of_floor=True),
+    *_latency(POSTGRES, "p50", 2, "pgqueuer p50 2.8 ms"),
     *_growth(SQLITE),
     *_growth(POSTGRES),
 )

@@ -129,7 +129,7 @@ def _run(
     progress: bool,
     seed: int,
     scaling: tuple[ScalePolicy, float] | None = None,
-    prefetch: int = 0,
+    prefetch: int | None = None,
 ) -> ExperimentResult:
     from tqdm.auto import tqdm
 
@@ -161,7 +161,7 @@ def _run(
     frame = frames.timeline(q, queue=lab_queue, origin=origin)
     frame = _with_plan(frame, feeder, arrivals)
     params: dict[str, Any] = {"workers": workers, "mode": mode, "backend": q.dialect, "seed": seed}
-    params["prefetch"] = prefetch
+    params["prefetch"] = "auto" if prefetch is None else prefetch
     params["queue"] = lab_queue
     if scaling is not None:
         params["autoscale"] = f"{scaling[0].min_workers}:{scaling[0].max_workers}"

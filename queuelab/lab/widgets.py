@@ -21,6 +21,7 @@ from typing import Any
 
 import ipywidgets as w
 
+from queuelab import bounds
 from queuelab.config import MAX_PREFETCH
 from queuelab.errors import QueuelabError
 from queuelab.lab.live_load import LoadGenerator
@@ -59,12 +60,13 @@ class ControlPanel:
 
         self.pool_mode = w.ToggleButtons(options=["thread", "process"], value="thread")
         self.pool_size = w.IntSlider(value=2, min=1, max=max_workers, description="workers")
-        self.pool_prefetch = w.BoundedIntText(
-            value=q.settings.prefetch,
-            min=0,
-            max=MAX_PREFETCH,
+        prefetch = q.settings.prefetch
+        self.pool_prefetch = w.Combobox(
+            value="auto" if prefetch is None else str(prefetch),
+            options=["auto", "0", "10", "100"],
+            ensure_option=False,
             description="prefetch",
-            tooltip="jobs each worker claims beyond its free slots (0: none); set before starting",
+            tooltip=f"jobs each worker claims beyond its free slots: auto, or 0 to {MAX_PREFETCH}; set before starting",
         )
         self.start_pool = w.Button(description="Start workers", button_style="success")
         self.stop_pool = w.Button(description="Stop workers", disabled=True)
@@ -165,7 +167,7 @@ class ControlPanel:
 
     def start_workers(self) -> None:
         if self.pool is None:
-            prefetch = self.pool_prefetch.value
+            prefetch = _prefetch(self.pool_prefetch.value)
             self.pool = self.q.worker(self.pool_size.value, self.pool_mode.value, prefetch=prefetch).start()
         self.start_pool.disabled, self.stop_pool.disabled = True, False
         self.pool_mode.disabled = self.pool_prefetch.disabled = True
@@ -374,3 +376,12 @@ def _scale_events(q: Queue) -> str:
         for e in events
     )
     return f"<table><tr>{head}</tr>{rows}</table>"
+
+
+def _prefetch(text: str) -> int | None:
+    """The prefetch box: "auto" (None), or a whole number of jobs."""
+    value = text.strip().lower()
+    if value == "auto":
+        return None
+    number: object = int(value) if value.isdigit() else text
+    return bounds.whole("prefetch", number, 0, MAX_PREFETCH)

@@ -80,6 +80,7 @@ class HeldJobs:
         self._entries: dict[tuple[str, str], Entry] = {}
         self.oldest_unacked: float | None = None  # read unlocked by the slots' fast path
         self.run_seconds = 1.0  # moving average of how long a job ran (see turns.gathers_acks)
+        self.runs = 0  # jobs run to an outcome here: the average is the first job's own time until then
         # Entries in the table per state, kept by _move, add and forget: a turn is planned
         # per job, and counting a prefetching worker's hundred entries each time cost more.
         self._in_state = dict.fromkeys(EntryState, 0)
@@ -125,7 +126,9 @@ class HeldJobs:
             entry.finished_at = now
             if self.oldest_unacked is None:
                 self.oldest_unacked = now
-            self.run_seconds += 0.2 * (now - (entry.started_at or now) - self.run_seconds)
+            ran = now - (entry.started_at or now)
+            self.run_seconds = ran if not self.runs else self.run_seconds + 0.2 * (ran - self.run_seconds)
+            self.runs += 1
             return True
 
     def abandon(self, entry: Entry) -> bool:
@@ -201,14 +204,15 @@ class HeldJobs:
         with self._lock:
             return list(self._entries.values())
 
-    def heartbeat_due(self, now: float) -> list[Lease]:
+    def heartbeat_due(self, now: float) -> list[tuple[Lease, bool]]:
         """Leases that have used a third of their time since the claim or the last
-        heartbeat; they count as heartbeaten at ``now`` (the caller writes it)."""
+        heartbeat, each with whether its job has started (the heartbeat records the start
+        of a job claimed ahead); they count as heartbeaten at ``now`` (the caller writes it)."""
         with self._lock:
             due = [e for e in self._entries.values() if now - e.heartbeat_at >= e.lease.lease_seconds / 3]
             for entry in due:
                 entry.heartbeat_at = now
-            return [e.lease for e in due]
+            return [(e.lease, e.state is not EntryState.WAITING) for e in due]
 
     def timed_out(self, now: float) -> list[Entry]:
         """RUNNING entries past their job's timeout at ``now``."""

@@ -34,8 +34,8 @@ STATISTICS_EVERY_SECONDS = 5.0
 class LeaseHolder(Protocol):
     """What maintenance needs of a worker's jobs (:class:`queuelab.runtime.held.HeldJobs`)."""
 
-    def heartbeat_due(self, now: float) -> list[Lease]:
-        """Leases to extend at ``now`` (monotonic)."""
+    def heartbeat_due(self, now: float) -> list[tuple[Lease, bool]]:
+        """Leases to extend at ``now`` (monotonic), each with whether its job has started."""
         ...
 
     def leases_lost(self, leases: Sequence[Lease]) -> None:
@@ -100,7 +100,8 @@ class Maintenance(Looper):
         """Extend the leases that have used a third of their time."""
         due = self.holder.heartbeat_due(mono)
         if due:
-            lost = self.runtime.leases.heartbeat(due, self.runtime.clock.now)
+            started = {lease.job_id for lease, began in due if began}
+            lost = self.runtime.leases.heartbeat([lease for lease, _ in due], self.runtime.clock.now, started)
             if lost:
                 self.holder.leases_lost(lost)
 

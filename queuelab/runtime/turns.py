@@ -3,14 +3,18 @@ functions of a snapshot and a time, so the rules are tested with plain asserts.
 
 A *turn* acks every attempt that finished since the last one and claims new jobs, in one
 transaction (see :mod:`queuelab.runtime.worker`). Without prefetch a turn is due for any ack or free
-slot. With prefetch (jobs claimed beyond the free slots, run without a turn each) a turn is
-due when half the prefetch is used up, or when an ack has waited ``ACK_DELAY_SECONDS``.
+slot. With prefetch (jobs claimed ahead, beyond the free slots, run without a turn each) a
+turn is due when half the prefetch is used up, or when an ack has waited ``ACK_DELAY_SECONDS``.
+How far ahead to claim follows the jobs' measured run time (:func:`claim_ahead`): short jobs
+come in batches, long ones one per free slot.
 Times here are :func:`time.monotonic` seconds, except where a name says "wall".
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+
+from queuelab.bounds import AUTO_PREFETCH
 
 # Jobs that run shorter than this (on a moving average) finish in bursts: the dispatcher
 # then waits up to this long for the other busy slots to finish, so that one transaction
@@ -21,6 +25,12 @@ ACK_GATHER_SECONDS = 0.001
 ACK_DELAY_SECONDS = 0.02
 # Waits for a job held back by a running quota on PostgreSQL (see idle_wait): the first,
 # doubled each time nothing came free, up to the last.
+# With the prefetch on "auto" (the default), a worker claims ahead about this much work (by
+# the moving average of its jobs' run time), at most bounds.AUTO_PREFETCH jobs: short jobs
+# then cost one transaction per batch, while a
+# job claimed ahead waits behind at most about this long of its worker's work. Jobs this
+# long or longer are claimed only for a free slot.
+AHEAD_SECONDS = 0.05
 HELD_WAIT_SECONDS = 0.01
 HELD_WAIT_MAX_SECONDS = 0.25
 
@@ -44,18 +54,33 @@ class TurnPlan:
     due: bool  # take a turn now
     claim: int  # jobs to claim in it: enough to fill the free slots and the prefetch
     wait_seconds: float  # not due: the longest to wait (for a slot's poke) before planning again
+    start: int = 0  # of ``claim``, those for free slots, started at once; the rest are claimed ahead
 
 
 def plan_turn(s: TurnSnapshot, now: float) -> TurnPlan:
     claim = 0 if s.stopping else max(0, s.concurrency + s.prefetch - s.waiting - s.running)
+    start = min(claim, max(0, s.concurrency - s.waiting - s.running))
     low = s.prefetch // 2
     ack_waited = s.oldest_unacked is None or now - s.oldest_unacked >= ACK_DELAY_SECONDS
     if s.finished and (not s.prefetch or s.waiting <= low or ack_waited):
-        return TurnPlan(True, claim, 0.0)
+        return TurnPlan(True, claim, 0.0, start)
     wait = s.poll_seconds
     if s.finished and s.prefetch and s.oldest_unacked is not None:
         wait = min(wait, max(0.0, s.oldest_unacked + ACK_DELAY_SECONDS - now))
-    return TurnPlan(claim > low, claim, 0.0 if claim > low else wait)
+    return TurnPlan(claim > low, claim, 0.0 if claim > low else wait, start)
+
+
+def claim_ahead(prefetch: int | None, concurrency: int, run_seconds: float | None) -> int:
+    """How many jobs to claim ahead: ``prefetch`` if set; if None ("auto"), as many as
+    ``AHEAD_SECONDS`` of work for the ``concurrency`` slots at ``run_seconds`` a job (their
+    moving average; None: no job measured yet, so none), at most ``bounds.AUTO_PREFETCH``."""
+    if prefetch is not None:
+        return prefetch
+    if run_seconds is None:
+        return 0
+    if run_seconds <= 0:
+        return AUTO_PREFETCH
+    return min(AUTO_PREFETCH, int(AHEAD_SECONDS * concurrency / run_seconds))
 
 
 def skip_turn(*, prefetch: int, queued: int, oldest_unacked: float | None, now: float, stopping: bool) -> bool:

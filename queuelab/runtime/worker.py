@@ -14,11 +14,15 @@ The parts: the jobs held and their states (:mod:`.held`), the slot threads (:mod
 the turn rules (:mod:`.turns`), the store writes and what their failures mean
 (:mod:`.writes`), the leases kept alive (:mod:`.maintenance`).
 
-**Prefetch** (``Settings.prefetch``, 0 by default): claim up to that many jobs beyond the
-free slots and run them without a turn each. Off by default because a worker that dies
-holding them spends an attempt of each, and a long job delays those queued behind it. A
-stop hands them back unspent. Nothing is prefetched while a running quota is set (a
-prefetched job would hold one of its user's running slots without running).
+**Claiming ahead** (prefetch): a worker claims jobs beyond its free slots and runs them
+without a turn each. With ``Settings.prefetch`` on "auto" (None, the default) it claims as
+many as ``turns.AHEAD_SECONDS`` of work at its jobs' measured run time, at most
+``bounds.AUTO_PREFETCH``: short jobs come in batches, one transaction per batch, and long
+ones one per free slot. A number claims that many (0: only for free slots). A job claimed
+ahead has no recorded start until it starts and a heartbeat records it: a worker that dies
+holding it spends no attempt of it (see ``LeaseStore.rescue``), and a stop hands it back.
+Nothing is claimed ahead while a running quota is set (such a job would hold one of its
+user's running slots without running).
 """
 
 from __future__ import annotations
@@ -67,7 +71,8 @@ class Worker:
     ) -> None:
         self.runtime = runtime
         self.concurrency = concurrency
-        self.prefetch = runtime.settings.prefetch if prefetch is None else prefetch
+        self.prefetch = runtime.settings.prefetch if prefetch is None else prefetch  # None: auto
+        self._ahead = 0  # claimed ahead now: follows the jobs' run time (see _prefetch_now)
         self.queues = tuple(queues) if queues else None
         self.mode = mode
         # Process mode: a timed-out job cannot be stopped from another thread, so the
@@ -101,7 +106,7 @@ class Worker:
             "worker %s started: %d slot(s)%s, queues %s, %s",
             self.id,
             self.concurrency,
-            f", prefetch {self.prefetch}" if self.prefetch else "",
+            f", prefetch {'auto' if self.prefetch is None else self.prefetch}" if self.prefetch != 0 else "",
             ",".join(self.queues or ["*"]),
             self.runtime.db.describe(),
         )
@@ -154,7 +159,7 @@ class Worker:
             finished = self.held.finished()
             plan = self._plan(len(finished), mono)
             if plan.due:
-                self.held.add(self._turn(finished, plan.claim), mono)
+                self.held.add(self._turn(finished, plan), mono)
         waiting = [e for e in self.held.entries() if e.state is EntryState.WAITING]
         return [e.lease for e in waiting if self._run(e, mono)]
 
@@ -163,13 +168,14 @@ class Worker:
         with self._turn_lock:
             finished = self.held.finished()
             if finished:
-                self._turn(finished, 0)
+                self._turn(finished, None)
 
     def _plan(self, finished: int, now: float) -> turns.TurnPlan:
         counts = self.held.counts()
+        self._ahead = self._prefetch_now()
         snapshot = turns.TurnSnapshot(
             concurrency=self.concurrency,
-            prefetch=self._prefetch_now(),
+            prefetch=self._ahead,
             waiting=counts.waiting,
             running=counts.running,
             finished=finished,
@@ -180,19 +186,23 @@ class Worker:
         return turns.plan_turn(snapshot, now)
 
     def _prefetch_now(self) -> int:
-        """Jobs to hold beyond the slots: ``prefetch``, or none while a running quota is set."""
-        if not self.prefetch:
+        """Jobs to hold beyond the slots: ``prefetch``, or on auto as many as the jobs' run
+        time justifies; none while a running quota is set."""
+        runs = self.held.run_seconds if self.held.runs else None
+        ahead = turns.claim_ahead(self.prefetch, self.concurrency, runs)
+        if not ahead:
             return 0
         try:
-            return 0 if self.runtime.leases.running_quota_set() else self.prefetch
+            return 0 if self.runtime.leases.running_quota_set() else ahead
         except StoreError:
             return 0
 
-    def _turn(self, finished: list[Finished], claim: int) -> list[Lease]:
-        """Ack ``finished`` and claim up to ``claim`` jobs in one transaction (the caller
-        holds the turn lock); the new leases. On a database error the acks are kept for
-        the next turn, after a pause."""
-        claimed = self.writes.turn(finished, ClaimFilter(self.id, self.queues, self._tasks), claim)
+    def _turn(self, finished: list[Finished], plan: turns.TurnPlan | None) -> list[Lease]:
+        """Ack ``finished`` and claim what ``plan`` says (None: nothing) in one transaction
+        (the caller holds the turn lock); the new leases. On a database error the acks are
+        kept for the next turn, after a pause."""
+        start, ahead = (plan.start, plan.claim - plan.start) if plan is not None else (0, 0)
+        claimed = self.writes.turn(finished, ClaimFilter(self.id, self.queues, self._tasks), start, ahead)
         if claimed is None:
             self.stop_event.wait(STORE_RETRY_SECONDS)
             return []
@@ -208,7 +218,7 @@ class Worker:
             self.enforce_timeouts(time.monotonic())
             with self._turn_lock:
                 finished = self.held.finished()
-                if finished and turns.gathers_acks(self.held.run_seconds) and not self.prefetch:
+                if finished and turns.gathers_acks(self.held.run_seconds) and not self._ahead:
                     finished = self._gather(wake)
                 plan = self._plan(len(finished), time.monotonic())
                 claimed_at = self.runtime.clock.now()
@@ -216,7 +226,7 @@ class Worker:
                 if plan.due:
                     if not finished:
                         wake.watch()  # this claim may come back empty and end in the wait below
-                    claimed = self._dispatch(self._turn(finished, plan.claim))
+                    claimed = self._dispatch(self._turn(finished, plan))
                     if claimed:
                         self._held_wait = turns.HELD_WAIT_SECONDS
             if not plan.due:  # busy: a slot finishing (a poke) or an ack waiting too long ends this wait
@@ -236,7 +246,7 @@ class Worker:
         """Whether a slot runs a job, or is about to: a job dispatched without prefetch
         goes to a free slot at once. Prefetched jobs waiting do not count."""
         counts = self.held.counts()
-        return bool(counts.running or (counts.waiting and not self.prefetch))
+        return bool(counts.running or (counts.waiting and not self._ahead))
 
     def _idle_wait(self, claimed_at: float) -> float:
         try:
@@ -291,7 +301,7 @@ class Worker:
         """Run one held job and record its decision for the next turn. False if it was not
         run to a recorded outcome: dropped or abandoned, or the worker is stopping (a job
         not started yet is handed back instead). ``now``: a fixed monotonic time (step)."""
-        started_at = self.runtime.clock.now() if self.prefetch else None  # it may have waited since its claim
+        started_at = self.runtime.clock.now() if self.prefetch != 0 else None  # it may have waited since its claim
         if self._stopping() or not self.held.start(entry, _mono(now), started_at):
             return False
         decision = attempt(self.runtime, entry.lease)
@@ -305,7 +315,7 @@ class Worker:
         mono = time.monotonic()
         first_ack = self.held.oldest_unacked == done.finished_at  # the dispatcher times its delay
         skip = turns.skip_turn(
-            prefetch=self.prefetch,
+            prefetch=self._ahead,
             queued=self.slots.queued(),
             oldest_unacked=self.held.oldest_unacked,
             now=mono,
@@ -326,7 +336,7 @@ class Worker:
                     self._poke()
                 return None
             keep = self.slots.queued() == 0  # jobs prefetched earlier run first
-            mine = self._dispatch(self._turn(finished, plan.claim), keep=keep)
+            mine = self._dispatch(self._turn(finished, plan), keep=keep)
             if not mine:
                 self._poke()
             return mine[0] if mine and keep else None  # (the inbox has the rest)

@@ -25,11 +25,13 @@ class WorkerWrites:
         self.runtime = runtime
         self.worker_id = worker_id
 
-    def turn(self, finished: Sequence[Finished], which: ClaimFilter, claim: int) -> list[Lease] | None:
-        """Ack ``finished`` and claim up to ``claim`` jobs in one transaction; the new
-        leases, or None if the database failed (the acks are then still to be written)."""
+    def turn(self, finished: Sequence[Finished], which: ClaimFilter, start: int, ahead: int = 0) -> list[Lease] | None:
+        """Ack ``finished`` and claim up to ``start`` jobs to start at once and ``ahead`` to
+        start later, in one transaction; the new leases, or None if the database failed
+        (the acks are then still to be written)."""
         try:
-            lost, claimed = self.runtime.leases.ack_and_claim(finished, which, claim, self.runtime.clock.now)
+            now = self.runtime.clock.now
+            lost, claimed = self.runtime.leases.ack_and_claim(finished, which, start, now, ahead)
         except StoreError as exc:
             log.error("could not write acks or claim (will retry): %s", exc)
             return None

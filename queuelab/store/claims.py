@@ -42,7 +42,11 @@ class ClaimFilter:
     tasks: tuple[str, ...] | None = None
 
 
-def claim(conn: Connection, db: Database, which: ClaimFilter, limit: int, now: float) -> list[Lease]:
+def claim(conn: Connection, db: Database, which: ClaimFilter, limit: int, now: float, ahead: int = 0) -> list[Lease]:
+    """Take up to ``limit`` jobs to start at once, then up to ``ahead`` more to start later
+    (claimed ahead: their start is not recorded, so a rescue hands them back unspent). With
+    a running quota nothing is claimed ahead: such a job would hold one of its user's slots
+    without running."""
     if which.tasks == () or which.queues == ():  # an empty list allows nothing
         return []
     token = str(uuid.uuid4())
@@ -51,6 +55,7 @@ def claim(conn: Connection, db: Database, which: ClaimFilter, limit: int, now: f
     paused = snapshot.paused
     params: dict[str, Any] = {
         "p_now": now,
+        "p_started": now,
         "p_limit": limit,
         "p_token": token,
         "p_owner": which.worker_id,
@@ -59,13 +64,21 @@ def claim(conn: Connection, db: Database, which: ClaimFilter, limit: int, now: f
         **st.in_list_params("p_skip_queues", paused),
     }
     shape = (len(queues), len(tasks), len(paused))
-    if running_quotas(snapshot, db.settings) is None:
-        rows = direct.execute(conn, db, st.claim_statement(*shape), params).rows
-    else:  # the quotas themselves are read in the statement, from the limits table
-        rows = _claim_within_quotas(conn, db, shape, params, limit)
-    if len(rows) > 1:  # RETURNING comes in no set order: a prefetching worker runs them in this
-        rows = sorted(rows, key=lambda row: (-row.priority, row.fair_rank))
+    if running_quotas(snapshot, db.settings) is not None:  # the quotas are read in the statement
+        rows = list(_claim_within_quotas(conn, db, shape, params, limit)) if limit > 0 else []
+    else:
+        statement = st.claim_statement(*shape)
+        rows = list(direct.execute(conn, db, statement, params).rows) if limit > 0 else []
+        if ahead > 0 and (len(rows) == limit):  # (fewer than asked for: nothing is left to take)
+            more = {**params, "p_started": None, "p_limit": ahead}
+            rows += sorted(direct.execute(conn, db, statement, more).rows, key=_claim_order)
+    if limit > 1:  # RETURNING comes in no set order: the worker runs them in this
+        rows[:limit] = sorted(rows[:limit], key=_claim_order)
     return [lease_from_row(row, token, now) for row in rows]
+
+
+def _claim_order(row: Any) -> tuple[int, float]:
+    return (-row.priority, row.fair_rank)
 
 
 def _claim_within_quotas(

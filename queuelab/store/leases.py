@@ -9,7 +9,7 @@ its late ack matches nothing and raises :class:`LeaseLost` (or is reported as lo
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Container, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -27,6 +27,11 @@ from queuelab.store.database import Database
 from queuelab.store.limits import cache_for, running_quotas
 from queuelab.store.schema import IS_PENDING, IS_RUNNING, jobs
 
+# A rescue hands a job back without spending its attempt when its worker had claimed it
+# ahead and not recorded its start; this many times at most. The start of a job claimed
+# ahead is recorded by the next heartbeat after it starts, so a job that kills its worker
+# sooner looks unstarted: after this many such rescues it is failed like any other.
+UNSTARTED_RESCUES = 3
 RescueDecider = Callable[[Lease, Errored], Decision]  # (the expired lease, its LOST outcome) -> decision
 Now = float | Callable[[], float]
 
@@ -63,9 +68,11 @@ class LeaseStore:
         return self.ack_and_claim([], which, limit, now)[1]
 
     def ack_and_claim(
-        self, finished: Sequence[Finished], which: ClaimFilter, limit: int, now: Now
+        self, finished: Sequence[Finished], which: ClaimFilter, limit: int, now: Now, ahead: int = 0
     ) -> tuple[list[Lease], list[Lease]]:
-        """Write finished attempts and claim up to ``limit`` new jobs in ONE transaction.
+        """Write finished attempts and claim up to ``limit`` new jobs to start at once, and
+        ``ahead`` more to start later (see :func:`~queuelab.store.claims.claim`), in ONE
+        transaction.
 
         A busy worker thus spends one write transaction per batch of jobs, not two per job.
         Returns (leases found lost while writing, new leases). ``now`` may be a clock,
@@ -73,14 +80,18 @@ class LeaseStore:
         """
         with self.db.write() as conn:
             lost = _apply_all(conn, self.db, finished, which.worker_id)
-            claimed = claim(conn, self.db, which, limit, _read(now)) if limit > 0 else []
+            claimed = claim(conn, self.db, which, limit, _read(now), ahead) if limit + ahead > 0 else []
         return lost, claimed
 
-    def heartbeat(self, leases: Sequence[Lease], now: Now) -> list[Lease]:
-        """Extend the leases; return those that are no longer ours."""
+    def heartbeat(self, leases: Sequence[Lease], now: Now, started: Container[str] = ()) -> list[Lease]:
+        """Extend the leases; return those that are no longer ours. ``started``: the ids of
+        the jobs among them that have started, whose start (``lease.started_at``) is then
+        recorded if it was not (a job claimed ahead)."""
         with self.db.write() as conn:
             at = _read(now)
-            extend = [direct.execute(conn, self.db, st.EXTEND, {**_held(lease), "p_now": at}) for lease in leases]
+            extend = [
+                direct.execute(conn, self.db, st.EXTEND, _beat(lease, at, lease.job_id in started)) for lease in leases
+            ]
             return [lease for lease, done in zip(leases, extend, strict=True) if done.rowcount != 1]
 
     def ack(self, lease: Lease, decision: Decision, worker_id: str, now: float) -> None:
@@ -117,10 +128,19 @@ class LeaseStore:
 
     def rescue(self, now: float, decide: RescueDecider, limit: int = 100) -> int:
         """Fail the attempts whose lease expired (their worker stopped heartbeating): each
-        becomes a retry or a dead letter like any other failure."""
+        becomes a retry or a dead letter like any other failure. A job its worker claimed
+        ahead and never recorded as started goes back to PENDING with its attempt unspent,
+        the first UNSTARTED_RESCUES times: after that it is failed like the others, so a
+        job that kills its worker before a heartbeat can record its start still ends in
+        the dead-letter queue."""
         expired = (
             sa.select(
-                jobs.c.lease_expires_at, jobs.c.lease_owner, *st.CLAIMED_COLUMNS, jobs.c.lease_token, jobs.c.started_at
+                jobs.c.lease_expires_at,
+                jobs.c.lease_owner,
+                *st.CLAIMED_COLUMNS,
+                jobs.c.lease_token,
+                jobs.c.started_at,
+                jobs.c.unstarted_rescues,
             )
             .where(IS_RUNNING, jobs.c.lease_expires_at < now)
             .order_by(jobs.c.lease_expires_at)
@@ -136,6 +156,9 @@ class LeaseStore:
                 lease = lease_from_row(row, row.lease_token, row.started_at)
                 when = datetime.fromtimestamp(row.lease_expires_at, UTC).isoformat(timespec="milliseconds")
                 message = f"worker {row.lease_owner} stopped heartbeating; its lease expired at {when}"
+                if row.started_at is None and (row.unstarted_rescues or 0) < UNSTARTED_RESCUES:
+                    rescued += _hand_back_unstarted(conn, self.db, row, message, now)
+                    continue
                 error = Errored(AttemptOutcome.LOST, WorkerLost.__name__, message)
                 decision = decide(lease, error)
                 rescued += _apply(conn, self.db, Finished(lease, decision, now), row.lease_owner)
@@ -168,6 +191,27 @@ class LeaseStore:
 
 def _held(lease: Lease) -> dict[str, Any]:
     return {"p_id": lease.job_id, "p_token": lease.token}
+
+
+def _beat(lease: Lease, now: float, started: bool) -> dict[str, Any]:
+    return {**_held(lease), "p_now": now, "p_started": lease.started_at if started else None}
+
+
+def _hand_back_unstarted(conn: Connection, db: Database, row: Any, lost: str, now: float) -> bool:
+    """A rescued job its worker claimed ahead and never started (as far as the store
+    knows): back to PENDING in its place in line, its attempt unspent; the history row
+    says so."""
+    if conn.execute(st.HAND_BACK_UNSTARTED, {"p_id": row.id, "p_token": row.lease_token}).rowcount != 1:
+        return False
+    count = (row.unstarted_rescues or 0) + 1
+    message = (
+        f"{lost}; it had claimed this job ahead and not started it, so the job was handed back "
+        f"without spending an attempt ({count} of {UNSTARTED_RESCUES} such rescues)"
+    )
+    error = Errored(AttemptOutcome.LOST, WorkerLost.__name__, message)
+    conn.execute(st.RECORD_ATTEMPT, _attempt_row(row.id, row.attempts, row.lease_owner, error.kind, None, now, error))
+    db.notify(conn, row.queue)
+    return True
 
 
 def _ended(lease: Lease, now: float) -> dict[str, Any]:

@@ -15,7 +15,7 @@ import sqlalchemy as sa
 SCHEMA_VERSION = 1
 # Bumped with each such addition, so that opening an older database (whose revision is
 # lower or unset) adds it; a database at this revision is opened with one catalog read.
-SCHEMA_REVISION = 3
+SCHEMA_REVISION = 4
 NOTIFY_CHANNEL = "queuelab_jobs"
 
 metadata = sa.MetaData()
@@ -54,6 +54,10 @@ jobs = sa.Table(
     # Why a FAILED job is in the dead-letter queue ("TimeoutError after 4 runs
     # (max_retries=3)"); cleared when it leaves it. Revision 3: added to older tables.
     sa.Column("dead_letter_reason", sa.Text),
+    # How many times the job was rescued from a worker that had claimed it ahead and stopped
+    # heartbeating before its start was recorded: such a rescue spends no attempt, up to
+    # leases.UNSTARTED_RESCUES of them (NULL: none yet). Revision 4.
+    sa.Column("unstarted_rescues", sa.Integer),
     sa.Column("idempotency_key", sa.String(200)),
     sa.Column("created_at", sa.Double, nullable=False),
     sa.Column("started_at", sa.Double),

@@ -17,6 +17,8 @@ from queuelab.models import JobStatus
 from queuelab.store.schema import IS_PENDING, IS_RUNNING, attempts, jobs
 
 NOW = sa.bindparam("p_now", type_=sa.Double)
+# When the attempt started, as its worker saw it; NULL for a job claimed ahead of a free slot.
+STARTED = sa.bindparam("p_started", type_=sa.Double)
 _NO_LEASE = {"lease_token": None, "lease_owner": None, "lease_expires_at": None}
 _HELD = (
     jobs.c.id == sa.bindparam("p_id"),
@@ -85,7 +87,9 @@ _TAKE = {
     "lease_token": sa.bindparam("p_token"),
     "lease_owner": sa.bindparam("p_owner"),
     "lease_expires_at": NOW + jobs.c.lease_seconds,
-    "started_at": NOW,
+    # p_now for the jobs a worker starts at once; NULL for those it claims ahead (a rescue
+    # then hands them back without spending their attempt, see leases.LeaseStore.rescue).
+    "started_at": STARTED,
 }
 
 
@@ -99,8 +103,8 @@ def claim_statement(queues: int, tasks: int, skip_queues: int) -> Update:
 RUNNING_BY_USER = sa.select(jobs.c.user_id, sa.func.count()).where(IS_RUNNING).group_by(jobs.c.user_id)
 
 
-# An ack also writes when the attempt started: a prefetched job starts after its claim.
-_ENDED = {**_NO_LEASE, "started_at": sa.bindparam("p_started", type_=sa.Double)}
+# An ack also writes when the attempt started: a job claimed ahead starts after its claim.
+_ENDED = {**_NO_LEASE, "started_at": STARTED}
 COMPLETE = (
     jobs.update()
     .where(*_HELD)
@@ -113,7 +117,24 @@ DEAD_LETTER = (
     .values(status=JobStatus.FAILED, finished_at=NOW, dead_letter_reason=sa.bindparam("p_reason"), **_ENDED)
 )
 RELEASE = jobs.update().where(*_HELD).values(status=JobStatus.PENDING, attempts=jobs.c.attempts - 1, **_NO_LEASE)
-EXTEND = jobs.update().where(*_HELD).values(lease_expires_at=NOW + jobs.c.lease_seconds)
+# A heartbeat also records the start of a job claimed ahead (p_started NULL: not started yet).
+EXTEND = (
+    jobs.update()
+    .where(*_HELD)
+    .values(lease_expires_at=NOW + jobs.c.lease_seconds, started_at=sa.func.coalesce(jobs.c.started_at, STARTED))
+)
+# A rescue of a job claimed ahead whose start was never recorded: back to PENDING, its
+# attempt unspent, the rescue counted (leases.UNSTARTED_RESCUES bounds how often).
+HAND_BACK_UNSTARTED = (
+    jobs.update()
+    .where(*_HELD, jobs.c.started_at.is_(None))
+    .values(
+        status=JobStatus.PENDING,
+        attempts=jobs.c.attempts - 1,
+        unstarted_rescues=sa.func.coalesce(jobs.c.unstarted_rescues, 0) + 1,
+        **_NO_LEASE,
+    )
+)
 RECORD_ATTEMPT = attempts.insert()
 
 # The attempt row's values, bound as a_<column> where one statement also acks (below).

@@ -50,7 +50,7 @@ def test_a_pool_started_from_the_panel_prefetches_as_set(panel: ControlPanel) ->
     # (the panel redraws its plot meanwhile); the stop lets the first one finish.
     jobs = [q.submit("simulate", {"duration": 2.0}) for _ in range(6)]
     panel.pool_size.value = 1
-    panel.pool_prefetch.value = 5
+    panel.pool_prefetch.value = "5"
     panel.start_pool.click()
     assert panel.pool_prefetch.disabled  # fixed while the pool runs
     wait_until(lambda: q.stats().by_status["RUNNING"] == 6, timeout=30, what="one running, five prefetched")

@@ -1,8 +1,8 @@
 """Prefetch (``QUEUELAB_PREFETCH``): a worker claims jobs beyond its free slots and runs
 them without a transaction each. On each database: every job still runs once, each
 attempt's start is when it really started, a stop hands unstarted jobs back without
-spending an attempt, a crash spends one (the documented price), and no job is prefetched
-while a running quota is set."""
+spending an attempt, a crash spends one only of the jobs that had started (the others are
+rescued unspent), and no job is prefetched while a running quota is set."""
 
 from __future__ import annotations
 
@@ -78,7 +78,9 @@ def test_a_stopped_worker_hands_back_its_prefetched_jobs_unspent(make_queue: Cal
     assert all(q.get(job.id).attempts == 1 for job in waiting)
 
 
-def test_a_killed_prefetching_worker_spends_an_attempt_of_each_job_it_held(db_url: str, tmp_path: Path) -> None:
+def test_a_killed_prefetching_worker_spends_an_attempt_only_of_the_job_it_had_started(
+    db_url: str, tmp_path: Path
+) -> None:
     record = tmp_path / "executions.log"
     q = recorder_queue(db_url)
     first = q.submit("record", {"path": str(record), "first_seconds": 60}, lease_seconds=2)
@@ -97,10 +99,15 @@ def test_a_killed_prefetching_worker_spends_an_attempt_of_each_job_it_held(db_ur
     for job in [first, *held]:
         after = q.get(job.id)
         assert [a.outcome for a in after.history] == [AttemptOutcome.LOST, AttemptOutcome.COMPLETED]
-        assert after.attempts == 2
+    assert q.get(first.id).attempts == 2  # it had started: the crash spent an attempt
+    for job in held:  # claimed ahead, never started: handed back unspent
+        after = q.get(job.id)
+        assert after.attempts == 1
+        assert after.history[0].started_at is None
+        assert "without spending an attempt" in (after.history[0].error_message or "")
     starts = starts_per_job(record)
     assert starts[first.id] == 2
-    assert all(starts[job.id] == 1 for job in held)  # the lost attempt never ran: the price of prefetch
+    assert all(starts[job.id] == 1 for job in held)
     q.close()
 
 
@@ -169,11 +176,11 @@ def test_a_stop_during_a_slots_own_turn_starts_nothing_it_claims(
     real_settle = internals(q).leases.ack_and_claim
     in_settle, go = threading.Event(), threading.Event()
 
-    def settle(finished: Any, which: Any, limit: int, now: Any) -> Any:
+    def settle(finished: Any, which: Any, limit: int, now: Any, ahead: int = 0) -> Any:
         if threading.current_thread().name.startswith("queuelab-slot") and finished and not in_settle.is_set():
             in_settle.set()
             go.wait(10)  # a slow round trip: the stop arrives meanwhile
-        return real_settle(finished, which, limit, now)
+        return real_settle(finished, which, limit, now, ahead)
 
     internals(q).leases.ack_and_claim = settle  # type: ignore[method-assign]
     q.submit("tagged", {"tag": "first", "duration": 0.2})
@@ -210,8 +217,9 @@ def test_a_prefetched_job_whose_lease_was_lost_is_not_run_here(make_queue: Calla
     b = q.submit("tagged_run", {"tag": "B"}, lease_seconds=1.5)
     with q.worker(1):
         wait_until(lambda: q.get(b.id).status == JobStatus.RUNNING, timeout=10, what="B prefetched behind A")
-        with internals(q).db.write() as conn:  # as if B had been rescued and claimed elsewhere
-            conn.execute(jobs.update().where(jobs.c.id == b.id).values(lease_token="elsewhere", lease_owner="other"))
+        with internals(q).db.write() as conn:  # as if B had been rescued, claimed and started elsewhere
+            elsewhere = {"lease_token": "elsewhere", "lease_owner": "other", "started_at": time.time()}
+            conn.execute(jobs.update().where(jobs.c.id == b.id).values(**elsewhere))
         wait_until(lambda: q.get(b.id).status == JobStatus.COMPLETED, timeout=30, what="B to be rescued and run")
     # B's first attempt (whose lease went elsewhere) never ran here; "elsewhere" never
     # acked, so B was rescued as LOST and this worker ran its second attempt.

@@ -52,6 +52,24 @@ def test_a_step_claims_and_runs_and_the_next_step_acks(q: Queue) -> None:
     assert worker.held.entries() == []
 
 
+def test_on_auto_a_worker_claims_ahead_once_it_has_measured_its_jobs(q: Queue) -> None:
+    """The default prefetch: the first turn claims for the free slot only; once jobs are
+    seen to be short, a turn claims a batch ahead, whose starts are not recorded yet (a
+    worker that died now would hand them back unspent)."""
+    q.task(name="note")(lambda n: n)
+    jobs = [q.submit("note", {"n": n}) for n in range(10)]
+    worker = Worker(internals(q), concurrency=1)
+    assert worker.prefetch is None
+    assert [lease.job_id for lease in worker.step(now=0.0)] == [jobs[0].id]
+    ran = worker.step(now=0.0)  # a job measured at 0 s: the rest, one to start and eight ahead
+    assert [lease.job_id for lease in ran] == [job.id for job in jobs[1:]]
+    recorded = [q.get(job.id).started_at is not None for job in jobs[1:]]
+    assert recorded == [True] + [False] * 8
+    worker.step(now=0.0)
+    assert statuses(q) == {"COMPLETED": 10}
+    assert all(q.get(job.id).started_at is not None for job in jobs)  # the acks wrote every start
+
+
 def test_a_prefetching_worker_claims_beyond_its_slots_and_runs_them_in_claim_order(q: Queue) -> None:
     ran: list[int] = []
     q.task(name="note")(lambda n: ran.append(n))

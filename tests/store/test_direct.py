@@ -26,7 +26,7 @@ def test_a_direct_claim_returns_the_rows_and_types_sqlalchemy_would(tmp_path: Pa
         q.submit("simulate", {"duration": 0})
         q.submit("simulate", {"duration": 0})
         db = internals(q).db
-        params = {"p_now": 2e9, "p_limit": 1, "p_token": "t", "p_owner": "w", "p_tasks_0": "simulate"}
+        params = {"p_now": 2e9, "p_started": 2e9, "p_limit": 1, "p_token": "t", "p_owner": "w", "p_tasks_0": "simulate"}
         with db.write() as conn:
             fast = direct.execute(conn, db, st.claim_statement(0, 1, 0), params)
             slow = conn.execute(st.claim_statement(0, 1, 0), {**params, "p_token": "u"}).all()

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 import sqlalchemy as sa
 
 from queuelab import FakeClock, InvalidTransition, JobStatus, LeaseLost, Queue
 from queuelab.models import AttemptOutcome, Lease, RetryPolicy
 from queuelab.policy import Complete, DeadLetter, Decision, Errored, Retry, Succeeded, decide, decide_for
+from queuelab.store.claims import ClaimFilter
+from queuelab.store.leases import UNSTARTED_RESCUES
 from queuelab.testing import internals
 
 WORKER = "test-worker"
@@ -268,3 +272,68 @@ def test_a_batch_of_completions_writes_each_or_reports_the_lost_one(
         assert (after.status, after.result, after.attempts) == (JobStatus.COMPLETED, {"n": i}, 1)
         assert [a.outcome for a in after.history] == [AttemptOutcome.COMPLETED]
         assert after.history[0].finished_at == after.finished_at
+
+
+# -- claimed ahead: a job a worker holds but has not started ------------------------------
+
+
+def claim_ahead(q: Queue, start: int, ahead: int, worker: str = "dead-worker") -> list[Lease]:
+    which = ClaimFilter(worker)
+    return internals(q).leases.ack_and_claim([], which, start, q.clock.now(), ahead)[1]
+
+
+def test_jobs_claimed_ahead_have_no_recorded_start_until_a_heartbeat_records_it(queue: Queue, clock: FakeClock) -> None:
+    jobs = [queue.submit("simulate") for _ in range(3)]
+    first, *ahead = claim_ahead(queue, start=1, ahead=5)
+    assert [lease.job_id for lease in (first, *ahead)] == [job.id for job in jobs]  # claim order kept
+    assert queue.get(first.job_id).started_at is not None  # started at once
+    assert [queue.get(lease.job_id).started_at for lease in ahead] == [None, None]
+    assert all(queue.get(job.id).status == JobStatus.RUNNING for job in jobs)
+    clock.advance(2)
+    began = replace(ahead[0], started_at=clock.now() - 1)
+    assert internals(queue).leases.heartbeat([first, began, ahead[1]], clock.now(), {first.job_id, began.job_id}) == []
+    started = queue.get(began.job_id).started_at
+    assert started is not None
+    assert started.timestamp() == pytest.approx(clock.now() - 1)
+    assert queue.get(ahead[1].job_id).started_at is None
+    assert queue.get(first.job_id).started_at == queue.get(jobs[0].id).started_at  # the first start is kept
+
+
+def test_a_rescue_hands_back_a_job_claimed_ahead_and_never_started_without_spending_its_attempt(
+    queue: Queue, clock: FakeClock
+) -> None:
+    started, waiting = (queue.submit("simulate", lease_seconds=10) for _ in range(2))
+    claim_ahead(queue, start=1, ahead=1)
+    clock.advance(11)
+    assert rescue(queue) == 2
+    lost = queue.get(started.id)  # it had started: a lost attempt, retried after the backoff
+    assert (lost.status, lost.attempts, lost.history[-1].outcome) == (JobStatus.PENDING, 1, AttemptOutcome.LOST)
+    assert lost.run_at.timestamp() == pytest.approx(clock.now() + 0.5)
+    back = queue.get(waiting.id)  # it had not: back in line at once, its attempt unspent
+    assert (back.status, back.attempts, back.lease_token) == (JobStatus.PENDING, 0, None)
+    assert back.run_at.timestamp() < clock.now()
+    (note,) = back.history
+    assert (note.outcome, note.error_type, note.started_at) == (AttemptOutcome.LOST, "WorkerLost", None)
+    assert "without spending an attempt (1 of 3" in (note.error_message or "")
+    (again,) = claim(queue, limit=1, worker="live-worker")
+    assert (again.job_id, again.attempt) == (waiting.id, 1)  # (the other waits for its backoff)
+
+
+def test_a_job_that_is_never_seen_to_start_is_failed_after_the_unstarted_rescues_are_used_up(
+    queue: Queue, clock: FakeClock
+) -> None:
+    """A job that kills its worker before a heartbeat records its start looks unstarted each
+    time: after UNSTARTED_RESCUES free rescues it spends attempts like any lost job, and so
+    still ends in the dead-letter queue."""
+    job = queue.submit("simulate", max_retries=1, lease_seconds=10)
+    outcomes = []
+    for _ in range(UNSTARTED_RESCUES + 2):
+        assert len(claim_ahead(queue, start=0, ahead=1)) == 1
+        clock.advance(11)
+        assert rescue(queue) == 1
+        after = queue.get(job.id)
+        outcomes.append((after.status, after.attempts))
+        clock.advance(1000)  # past any backoff
+    free = [(JobStatus.PENDING, 0)] * UNSTARTED_RESCUES
+    assert outcomes == [*free, (JobStatus.PENDING, 1), (JobStatus.FAILED, 2)]
+    assert "WorkerLost after 2 runs" in (queue.get(job.id).dead_letter_reason or "")

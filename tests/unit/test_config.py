@@ -157,7 +157,7 @@ def test_a_sqlite_file_in_a_missing_folder_is_refused_naming_the_folder(tmp_path
 # (keyword, bad value, the form the message must state): the review's examples
 CONSTRUCTED_BADLY = [
     ("lease_seconds", -1, "a number of seconds > 0 and <= 86400"),
-    ("prefetch", -5, "a whole number between 0 and 10000"),
+    ("prefetch", -5, "auto or a whole number between 0 and 10000"),
     ("database_url", "mysql://x", "an SQLAlchemy URL for SQLite (sqlite:///path.db) or PostgreSQL"),
     ("poll_interval_seconds", 0, "a number of seconds > 0 and <= 3600"),
     ("max_retries", 10**9, "a whole number between 0 and 100"),

@@ -87,9 +87,10 @@ def test_a_lease_is_due_for_a_heartbeat_after_a_third_of_it() -> None:
     held = HeldJobs()
     (entry,) = held.add([lease(lease_seconds=30.0)], now=0.0)
     assert held.heartbeat_due(9.9) == []
-    assert held.heartbeat_due(10.0) == [entry.lease]
+    assert held.heartbeat_due(10.0) == [(entry.lease, False)]  # not started yet
     assert held.heartbeat_due(19.9) == []  # counted from the last heartbeat
-    assert held.heartbeat_due(20.0) == [entry.lease]
+    held.start(entry, now=19.95)
+    assert held.heartbeat_due(20.0) == [(entry.lease, True)]  # the heartbeat records its start
 
 
 def test_the_counts_follow_every_step() -> None:

@@ -5,12 +5,15 @@ from __future__ import annotations
 
 import pytest
 
+from queuelab.bounds import AUTO_PREFETCH
 from queuelab.runtime.turns import (
     ACK_DELAY_SECONDS,
+    AHEAD_SECONDS,
     HELD_WAIT_MAX_SECONDS,
     HELD_WAIT_SECONDS,
     TurnPlan,
     TurnSnapshot,
+    claim_ahead,
     gathers_acks,
     idle_wait,
     plan_turn,
@@ -36,7 +39,7 @@ def snapshot(**changes: object) -> TurnSnapshot:
 
 
 def test_an_idle_worker_claims_one_job_per_free_slot() -> None:
-    assert plan_turn(snapshot(), NOW) == TurnPlan(due=True, claim=2, wait_seconds=0.0)
+    assert plan_turn(snapshot(), NOW) == TurnPlan(due=True, claim=2, wait_seconds=0.0, start=2)
 
 
 def test_a_full_worker_without_acks_waits_for_a_slot_to_finish() -> None:
@@ -56,7 +59,40 @@ def test_a_stopping_worker_acks_but_claims_nothing() -> None:
 
 
 def test_prefetch_claims_beyond_the_free_slots() -> None:
-    assert plan_turn(snapshot(concurrency=1, prefetch=10), NOW) == TurnPlan(True, 11, 0.0)
+    """One job for the free slot, started at once; ten more claimed ahead."""
+    assert plan_turn(snapshot(concurrency=1, prefetch=10), NOW) == TurnPlan(True, 11, 0.0, start=1)
+
+
+def test_jobs_waiting_for_a_slot_take_the_free_slots_before_a_new_claim() -> None:
+    """Two slots free, one job already waiting: one new job starts at once, the rest wait."""
+    plan = plan_turn(snapshot(concurrency=3, prefetch=4, running=1, waiting=1, finished=1, oldest_unacked=NOW), NOW)
+    assert (plan.due, plan.claim, plan.start) == (True, 5, 1)
+
+
+@pytest.mark.parametrize(
+    ("run_seconds", "concurrency", "ahead"),
+    [
+        (None, 1, 0),  # no job measured yet: claim only for free slots
+        (0.0, 1, AUTO_PREFETCH),  # too short to measure
+        (0.0001, 1, AUTO_PREFETCH),  # 0.05 s of work would be 500 jobs: capped
+        (0.001, 1, 50),
+        (0.001, 4, AUTO_PREFETCH),  # four slots work through 200 in 0.05 s
+        (0.01, 2, 10),
+        (AHEAD_SECONDS, 1, 1),
+        (0.2, 4, 1),
+        (0.5, 4, 0),  # long jobs: one per free slot
+    ],
+)
+def test_on_auto_a_worker_claims_ahead_as_much_work_as_its_jobs_run_time_justifies(
+    run_seconds: float | None, concurrency: int, ahead: int
+) -> None:
+    assert claim_ahead(None, concurrency, run_seconds) == ahead
+
+
+def test_a_prefetch_that_is_set_is_taken_as_it_is() -> None:
+    assert claim_ahead(0, 4, 0.0001) == 0
+    assert claim_ahead(7, 1, 10.0) == 7
+    assert claim_ahead(7, 1, None) == 7
 
 
 def test_with_prefetch_no_turn_is_due_while_more_than_half_of_it_waits() -> None:

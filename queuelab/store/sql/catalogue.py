@@ -47,7 +47,14 @@ def dialect(name: str) -> Dialect:
 def rescue_expired(now: float = 0.0, limit: int = 100) -> sa.Select[Any]:
     """A copy of the query ``LeaseStore.rescue`` builds inline (store/leases.py), which this
     package cannot import; tests/store/test_sql_golden.py checks the copy against what rescue runs."""
-    columns = (jobs.c.lease_expires_at, jobs.c.lease_owner, *st.CLAIMED_COLUMNS, jobs.c.lease_token, jobs.c.started_at)
+    columns = (
+        jobs.c.lease_expires_at,
+        jobs.c.lease_owner,
+        *st.CLAIMED_COLUMNS,
+        jobs.c.lease_token,
+        jobs.c.started_at,
+        jobs.c.unstarted_rescues,
+    )
     return (
         sa.select(*columns)
         .where(IS_RUNNING, jobs.c.lease_expires_at < now)
@@ -94,7 +101,9 @@ ENTRIES = (
         BOTH,
         "The claim when no running quota is set: up to p_limit runnable jobs, in claim order "
         "(priority, then fair_rank), picked and leased in one statement. PostgreSQL skips rows other "
-        "claimers hold; SQLite runs it under BEGIN IMMEDIATE (no row locks there).",
+        "claimers hold; SQLite runs it under BEGIN IMMEDIATE (no row locks there). Run once with "
+        "p_started = p_now for the jobs a worker starts at once, then (if it claims ahead) with "
+        "p_started NULL for the rest: their start is recorded by a heartbeat once they start.",
         f"statements.claim_statement({QUEUES}, {TASKS}, {PAUSED})",
         "claims.claim",
         lambda: st.claim_statement(QUEUES, TASKS, PAUSED),
@@ -195,7 +204,8 @@ ENTRIES = (
     Entry(
         "heartbeat",
         BOTH,
-        f"Extend a running job's lease to p_now plus its lease_seconds. {_FENCED}",
+        "Extend a running job's lease to p_now plus its lease_seconds, and record its start "
+        f"(p_started) if it was claimed ahead and has started since. {_FENCED}",
         "statements.EXTEND",
         "leases.LeaseStore.heartbeat",
         lambda: st.EXTEND,
@@ -207,6 +217,15 @@ ENTRIES = (
         "statements.RELEASE",
         "leases.LeaseStore.release_many (then attempt_insert)",
         lambda: st.RELEASE,
+    ),
+    Entry(
+        "rescue_unstarted",
+        BOTH,
+        "A rescued job its worker claimed ahead and never recorded as started (started_at NULL): "
+        f"back to PENDING with its attempt unspent, the rescue counted. {_FENCED}",
+        "statements.HAND_BACK_UNSTARTED",
+        "leases._hand_back_unstarted, from leases.LeaseStore.rescue (then attempt_insert)",
+        lambda: st.HAND_BACK_UNSTARTED,
     ),
     Entry(
         "rescue_probe",
@@ -221,7 +240,8 @@ ENTRIES = (
         "rescue",
         BOTH,
         "The RUNNING jobs whose lease expired, oldest first, up to the limit, locked (PostgreSQL: "
-        "skipping rows another rescuer holds); each is then acked as a retry or a dead letter.",
+        "skipping rows another rescuer holds); each is then acked as a retry or a dead letter, or "
+        "handed back unspent (rescue_unstarted).",
         "sql.catalogue.rescue_expired, a copy of the query leases.LeaseStore.rescue builds inline",
         "leases.LeaseStore.rescue",
         rescue_expired,

@@ -1,6 +1,8 @@
 -- claim, PostgreSQL (psycopg). The claim when no running quota is set: up to p_limit runnable jobs,
 -- in claim order (priority, then fair_rank), picked and leased in one statement. PostgreSQL skips
--- rows other claimers hold; SQLite runs it under BEGIN IMMEDIATE (no row locks there).
+-- rows other claimers hold; SQLite runs it under BEGIN IMMEDIATE (no row locks there). Run once
+-- with p_started = p_now for the jobs a worker starts at once, then (if it claims ahead) with
+-- p_started NULL for the rest: their start is recorded by a heartbeat once they start.
 -- Python (modules of queuelab.store): built by statements.claim_statement(1, 2, 1); run by
 -- claims.claim.
 -- Constants bound by the statement: attempts_1 = 1, status = 'RUNNING'.
@@ -13,7 +15,7 @@ SET
     lease_token=%(p_token)s::VARCHAR,
     lease_owner=%(p_owner)s::VARCHAR,
     lease_expires_at=(%(p_now)s + queuelab_jobs.lease_seconds),
-    started_at=%(p_now)s
+    started_at=%(p_started)s
 WHERE queuelab_jobs.id IN (
     SELECT queuelab_jobs.id
     FROM queuelab_jobs

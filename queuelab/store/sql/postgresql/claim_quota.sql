@@ -72,7 +72,7 @@ taken AS (
         lease_token=%(p_token)s::VARCHAR,
         lease_owner=%(p_owner)s::VARCHAR,
         lease_expires_at=(%(p_now)s + queuelab_jobs.lease_seconds),
-        started_at=%(p_now)s
+        started_at=%(p_started)s
     WHERE ctid = ANY (array((
         SELECT ranked.tid
         FROM (

@@ -1,6 +1,6 @@
 -- rescue, PostgreSQL (psycopg). The RUNNING jobs whose lease expired, oldest first, up to the
 -- limit, locked (PostgreSQL: skipping rows another rescuer holds); each is then acked as a retry or
--- a dead letter.
+-- a dead letter, or handed back unspent (rescue_unstarted).
 -- Python (modules of queuelab.store): built by sql.catalogue.rescue_expired, a copy of the query
 -- leases.LeaseStore.rescue builds inline; run by leases.LeaseStore.rescue.
 -- Bound per call: lease_expires_at_1 = now, param_1 = limit.
@@ -21,7 +21,8 @@ SELECT
     queuelab_jobs.priority,
     queuelab_jobs.fair_rank,
     queuelab_jobs.lease_token,
-    queuelab_jobs.started_at
+    queuelab_jobs.started_at,
+    queuelab_jobs.unstarted_rescues
 FROM queuelab_jobs
 WHERE queuelab_jobs.status = 'RUNNING'
     AND queuelab_jobs.lease_expires_at < %(lease_expires_at_1)s

@@ -1,7 +1,9 @@
 -- claim, SQLite (binds shown by name; the driver gets ? in the same order). The claim when no
 -- running quota is set: up to p_limit runnable jobs, in claim order (priority, then fair_rank),
 -- picked and leased in one statement. PostgreSQL skips rows other claimers hold; SQLite runs it
--- under BEGIN IMMEDIATE (no row locks there).
+-- under BEGIN IMMEDIATE (no row locks there). Run once with p_started = p_now for the jobs a worker
+-- starts at once, then (if it claims ahead) with p_started NULL for the rest: their start is
+-- recorded by a heartbeat once they start.
 -- Python (modules of queuelab.store): built by statements.claim_statement(1, 2, 1); run by
 -- claims.claim.
 -- Constants bound by the statement: attempts_1 = 1, param_1 = 0, status = 'RUNNING'.
@@ -14,7 +16,7 @@ SET
     lease_token=:p_token,
     lease_owner=:p_owner,
     lease_expires_at=(:p_now + queuelab_jobs.lease_seconds),
-    started_at=:p_now
+    started_at=:p_started
 WHERE queuelab_jobs.id IN (
     SELECT queuelab_jobs.id
     FROM queuelab_jobs

@@ -15,7 +15,7 @@ SET
     lease_token=:p_token,
     lease_owner=:p_owner,
     lease_expires_at=(:p_now + queuelab_jobs.lease_seconds),
-    started_at=:p_now
+    started_at=:p_started
 WHERE queuelab_jobs.id IN (
     SELECT ranked.id
     FROM (

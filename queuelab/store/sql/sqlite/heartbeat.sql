@@ -1,13 +1,16 @@
 -- heartbeat, SQLite (binds shown by name; the driver gets ? in the same order). Extend a running
--- job's lease to p_now plus its lease_seconds. Fenced: it matches only while this attempt holds the
--- lease (id, token, RUNNING).
+-- job's lease to p_now plus its lease_seconds, and record its start (p_started) if it was claimed
+-- ahead and has started since. Fenced: it matches only while this attempt holds the lease (id,
+-- token, RUNNING).
 -- Python (modules of queuelab.store): built by statements.EXTEND; run by
 -- leases.LeaseStore.heartbeat.
 -- Constants bound by the statement: status_1 = 'RUNNING'.
 -- Generated, do not edit: regenerate with `python -m queuelab.store.sql`.
 
 UPDATE queuelab_jobs
-SET lease_expires_at=(:p_now + queuelab_jobs.lease_seconds)
+SET
+    lease_expires_at=(:p_now + queuelab_jobs.lease_seconds),
+    started_at=coalesce(queuelab_jobs.started_at, :p_started)
 WHERE queuelab_jobs.id = :p_id
     AND queuelab_jobs.lease_token = :p_token
     AND queuelab_jobs.status = :status_1
