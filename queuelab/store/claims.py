@@ -68,13 +68,22 @@ def claim(conn: Connection, db: Database, which: ClaimFilter, limit: int, now: f
         rows = list(_claim_within_quotas(conn, db, shape, params, limit)) if limit > 0 else []
     else:
         statement = st.claim_statement(*shape)
-        rows = list(direct.execute(conn, db, statement, params).rows) if limit > 0 else []
+        rows = _take(conn, db, statement, params) if limit > 0 else []
         if ahead > 0 and (len(rows) == limit):  # (fewer than asked for: nothing is left to take)
             more = {**params, "p_started": None, "p_limit": ahead}
-            rows += sorted(direct.execute(conn, db, statement, more).rows, key=_claim_order)
+            rows += sorted(_take(conn, db, statement, more), key=_claim_order)
     if limit > 1:  # RETURNING comes in no set order: the worker runs them in this
         rows[:limit] = sorted(rows[:limit], key=_claim_order)
     return [lease_from_row(row, token, now) for row in rows]
+
+
+def _take(conn: Connection, db: Database, statement: Any, params: dict[str, Any]) -> list[Any]:
+    """Run a claim: on SQLite's own cursor; on PostgreSQL as SQL text compiled once (the
+    round trip is the cost there, and SQLAlchemy's work around a compiled statement adds a
+    tenth of a millisecond to each)."""
+    if db.is_sqlite:
+        return list(direct.execute(conn, db, statement, params).rows)
+    return list(direct.execute_sql(conn, db, statement, params))
 
 
 def _claim_order(row: Any) -> tuple[int, float]:

@@ -229,6 +229,8 @@ def _apply_all(conn: Connection, db: Database, finished: Sequence[Finished], wor
     if len(completed) < 2:
         return [f.lease for f in finished if not _apply(conn, db, f, worker_id)]
     lost = [f.lease for f in finished if not isinstance(f.decision, Complete) and not _apply(conn, db, f, worker_id)]
+    if not db.is_sqlite:
+        return lost + _complete_batch(conn, db, completed, worker_id)
     acks = [{**_ended(f.lease, f.finished_at), "p_result": json.dumps(done.result)} for f, done in completed]
     with direct.Savepoint(conn, db) as batch:
         if direct.execute_many(conn, db, st.COMPLETE, acks) == len(acks):
@@ -241,6 +243,24 @@ def _apply_all(conn: Connection, db: Database, finished: Sequence[Finished], wor
             return lost
         batch.rollback()
     return lost + [f.lease for f, _ in completed if not _apply(conn, db, f, worker_id)]
+
+
+def _complete_batch(
+    conn: Connection, db: Database, completed: Sequence[tuple[Finished, Complete]], worker_id: str
+) -> list[Lease]:
+    """PostgreSQL: every completion of a batch in one statement (statements.COMPLETE_BATCH);
+    returns the leases found lost."""
+    params = {
+        "p_ids": [f.lease.job_id for f, _ in completed],
+        "p_tokens": [f.lease.token for f, _ in completed],
+        "p_numbers": [f.lease.attempt for f, _ in completed],
+        "p_started": [f.lease.started_at for f, _ in completed],
+        "p_finished": [f.finished_at for f, _ in completed],
+        "p_results": [json.dumps(done.result) for _, done in completed],
+        "p_worker": worker_id,
+    }
+    acked = {(row.job_id, row.number) for row in direct.execute_sql(conn, db, st.COMPLETE_BATCH, params)}
+    return [f.lease for f, _ in completed if (f.lease.job_id, f.lease.attempt) not in acked]
 
 
 def _apply(conn: Connection, db: Database, done: Finished, worker_id: str | None) -> bool:

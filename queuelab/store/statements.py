@@ -155,6 +155,33 @@ def _and_record(ack: Update) -> Insert:
     return attempts.insert().from_select(["job_id", *ATTEMPT_COLUMNS, "finished_at"], row).returning(attempts.c.id)
 
 
+# PostgreSQL: a batch of completions in one statement, one round trip: the batch comes as
+# arrays, unnested to rows; each ack is guarded by its lease token as the one-by-one ack is;
+# the history row is inserted for each ack that matched, and RETURNING names those (job id
+# and attempt number): the others found their lease gone. Replaces, for a busy worker's
+# batches, a savepoint, one UPDATE per job and the attempts' INSERT.
+COMPLETE_BATCH = sa.text(
+    """
+WITH batch AS (
+    SELECT *
+    FROM unnest(
+        CAST(:p_ids AS VARCHAR[]), CAST(:p_tokens AS VARCHAR[]), CAST(:p_numbers AS INTEGER[]),
+        CAST(:p_started AS DOUBLE PRECISION[]), CAST(:p_finished AS DOUBLE PRECISION[]), CAST(:p_results AS TEXT[])
+    ) AS b (id, token, number, started_at, finished_at, result)
+),
+done AS (
+    UPDATE queuelab_jobs AS j
+    SET status = 'COMPLETED', result = b.result, finished_at = b.finished_at, started_at = b.started_at,
+        lease_token = NULL, lease_owner = NULL, lease_expires_at = NULL
+    FROM batch AS b
+    WHERE j.id = b.id AND j.lease_token = b.token AND j.status = 'RUNNING'
+    RETURNING j.id, b.number, b.started_at, b.finished_at
+)
+INSERT INTO queuelab_attempts (job_id, number, worker_id, outcome, started_at, finished_at)
+SELECT id, number, CAST(:p_worker AS VARCHAR), 'COMPLETED', started_at, finished_at FROM done
+RETURNING job_id, number
+"""
+)
 COMPLETE_AND_RECORD = _and_record(COMPLETE)
 RETRY_AND_RECORD = _and_record(RETRY)
 DEAD_LETTER_AND_RECORD = _and_record(DEAD_LETTER)

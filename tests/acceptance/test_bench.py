@@ -24,7 +24,8 @@ from tests.support.helpers import ROOT
 pytestmark = [pytest.mark.slow, pytest.mark.postgres]
 
 DATABASES = ["sqlite", "postgresql"]
-SCENARIOS = {"floor", "enqueue", "drain", "latency", "growth", "fairness", "crash", "api", "limits"}
+SCENARIOS = {"floor", "enqueue", "drain", "latency", "growth", "fairness", "crash", "api", "limits", "peers"}
+PEERS = {"sqlite": "huey", "postgresql": "pgqueuer"}  # installed by the bench extra (make setup)
 RATIO_BOUND = 20.0  # many workers may beat one connection's floor; 20x would be a broken floor
 SIGNED_METRICS = {"rss_change"}  # a change may be negative
 
@@ -62,6 +63,7 @@ def test_quick_run_writes_every_scenario_on_both_databases(tmp_path: Path, postg
     check_values(rows)
     check_floors(rows)
     check_scenarios(rows)
+    check_peers(rows)
     for name in document["files"]:
         assert (out / name).stat().st_size > 0
     pngs = [name for name in document["files"] if name.endswith(".png")]
@@ -80,9 +82,10 @@ def check_values(rows: list[dict[str, str]]) -> None:
 
 
 def check_floors(rows: list[dict[str, str]]) -> None:
-    """Every throughput outside the floor names a floor, found in the same run."""
+    """Every throughput outside the floor and the peer comparison names a floor, found in
+    the same run."""
     for row in rows:
-        if row["metric"] == "throughput" and not row["key"]:
+        if row["metric"] == "throughput" and not row["key"] and row["scenario"] != "peers":
             assert row["floor_key"], row
         if row["floor_key"]:
             floor, ratio = float(row["floor_value"]), float(row["ratio"])
@@ -108,3 +111,16 @@ def check_scenarios(rows: list[dict[str, str]]) -> None:
         growth = {case: f for (db, s, case), f in by.items() if db == database and s == "growth"}
         assert growth["drain rate over its floor: with history / empty"]["ratio"] > 0
         assert "worker RSS change over a long run" in growth
+
+
+def check_peers(rows: list[dict[str, str]]) -> None:
+    """Each database's peer ran beside queuelab, and each ratio is queuelab's figure over
+    the peer's for that case (a drain with the default pool over the peer's one process)."""
+    for database, peer in PEERS.items():
+        found = {r["case"]: float(r["value"]) for r in rows if r["database"] == database and r["scenario"] == "peers"}
+        ratios = {case: value for case, value in found.items() if case.startswith(f"queuelab / {peer}: ")}
+        assert len(ratios) >= 3, found
+        for case, ratio in ratios.items():
+            what = case.removeprefix(f"queuelab / {peer}: ")
+            against = "drain, 1 worker process" if what.startswith("drain, default worker") else what
+            assert ratio == pytest.approx(found[f"queuelab: {what}"] / found[f"{peer}: {against}"]), case

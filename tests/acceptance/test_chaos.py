@@ -13,8 +13,8 @@ pytestmark = pytest.mark.slow
 
 
 @pytest.mark.timeout(300)
-@pytest.mark.parametrize("prefetch", [0, 20])
-def test_killing_workers_at_random_loses_nothing(db_url: str, tmp_path: Path, prefetch: int) -> None:
+@pytest.mark.parametrize("prefetch", ["auto", "0", "20"])  # the default, then none, then a fixed 20
+def test_killing_workers_at_random_loses_nothing(db_url: str, tmp_path: Path, prefetch: str) -> None:
     report = run_worker_chaos(
         db_url, tmp_path, jobs_total=1000, workers=3, kill_every=0.4, timeout=180, prefetch=prefetch
     )

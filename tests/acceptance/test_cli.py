@@ -35,8 +35,11 @@ def cli(*args: str) -> subprocess.CompletedProcess[str]:
         (["explain", "not-a-job"], "no job with id 'not-a-job'"),
         (["worker", "--mode", "process", "--autoscale", "5:2"], "--autoscale must be MIN:MAX"),
         (["worker", "--autoscale", "4"], "--autoscale must be MIN:MAX"),
-        (["worker", "--prefetch", "-1"], "prefetch must be a whole number between 0 and 10000, got '-1'"),
-        (["worker", "--app", "tests.support.apps.recorder:q", "--prefetch", "lots"], "prefetch must be a whole number"),
+        (["worker", "--prefetch", "-1"], "prefetch must be auto or a whole number between 0 and 10000, got '-1'"),
+        (
+            ["worker", "--app", "tests.support.apps.recorder:q", "--prefetch", "lots"],
+            "prefetch must be auto or a whole number",
+        ),
     ],
 )
 def test_bad_arguments_get_a_clear_error(args: list[str], message: str, tmp_path: object) -> None:

@@ -177,6 +177,16 @@ ENTRIES = (
         lambda: st.COMPLETE_AND_RECORD,
     ),
     Entry(
+        "ack_complete_batch",
+        (POSTGRESQL,),
+        "A worker's batch of completions in one statement, one round trip: the batch as arrays "
+        "(p_ids, p_tokens, ...), each ack fenced by its lease token, a history row for each that "
+        "matched; RETURNING names those, the rest found their lease lost.",
+        "statements.COMPLETE_BATCH",
+        "leases._complete_batch, from leases._apply_all (a batch of 2 or more completions)",
+        lambda: st.COMPLETE_BATCH,
+    ),
+    Entry(
         "ack_retry_and_record",
         (POSTGRESQL,),
         f"Ack a failed attempt to be retried at p_run_at (PENDING again) {_AND_RECORD}",
