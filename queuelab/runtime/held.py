@@ -33,6 +33,8 @@ from queuelab.store.leases import Finished
 
 log = logging.getLogger("queuelab.worker")
 
+RATIO_CAP = 8.0  # the most one job's wall/CPU ratio counts for (see HeldJobs.solo_wait_ratio)
+
 
 class EntryState(StrEnum):
     WAITING = "waiting"
@@ -58,6 +60,7 @@ class Entry:
     heartbeat_at: float  # monotonic: the claim, then the last heartbeat
     state: EntryState = EntryState.WAITING
     started_at: float | None = None  # monotonic, once RUNNING
+    solo: bool = False  # no other job of this worker was running when it started
     finished: Finished | None = None  # once FINISHED: the outcome the next turn acks
     finished_at: float | None = None  # monotonic
 
@@ -81,6 +84,13 @@ class HeldJobs:
         self.oldest_unacked: float | None = None  # read unlocked by the slots' fast path
         self.run_seconds = 1.0  # moving average of how long a job ran (see turns.gathers_acks)
         self.runs = 0  # jobs run to an outcome here: the average is the first job's own time until then
+        # Jobs that ran alone (no other job of this worker running meanwhile): moving averages
+        # of their run (wall) time and of its ratio to their thread's CPU time, uninflated by
+        # waits for Python's lock on other slots (see turns.lanes). Each ratio is capped
+        # (at RATIO_CAP), so that one job stalled by a pause moves the average little.
+        self.solo_runs = 0
+        self.solo_run_seconds = 0.0
+        self.solo_wait_ratio = 1.0
         # Entries in the table per state, kept by _move, add and forget: a turn is planned
         # per job, and counting a prefetching worker's hundred entries each time cost more.
         self._in_state = dict.fromkeys(EntryState, 0)
@@ -113,13 +123,16 @@ class HeldJobs:
             if not self._move(entry, EntryState.RUNNING):
                 return False
             entry.started_at = now
+            entry.solo = self._in_state[EntryState.RUNNING] == 1
             if started_at is not None:
                 entry.lease = replace(entry.lease, started_at=started_at)
             return True
 
-    def finish(self, entry: Entry, decision: Decision, finished_at: float, now: float) -> bool:
-        """RUNNING → FINISHED with the attempt's decision. False if it was abandoned meanwhile."""
+    def finish(self, entry: Entry, decision: Decision, finished_at: float, now: float, cpu: float = 0.0) -> bool:
+        """RUNNING → FINISHED with the attempt's decision (``cpu``: the CPU seconds its
+        thread spent on it). False if it was abandoned meanwhile."""
         with self._lock:
+            solo = entry.solo and self._in_state[EntryState.RUNNING] == 1
             if not self._move(entry, EntryState.FINISHED):
                 return False
             entry.finished = Finished(entry.lease, decision, finished_at)
@@ -129,6 +142,12 @@ class HeldJobs:
             ran = now - (entry.started_at or now)
             self.run_seconds = ran if not self.runs else self.run_seconds + 0.2 * (ran - self.run_seconds)
             self.runs += 1
+            if solo:
+                first = not self.solo_runs
+                ratio = min(RATIO_CAP, ran / cpu) if cpu > 0 else RATIO_CAP
+                self.solo_run_seconds = ran if first else self.solo_run_seconds + 0.2 * (ran - self.solo_run_seconds)
+                self.solo_wait_ratio = ratio if first else self.solo_wait_ratio + 0.2 * (ratio - self.solo_wait_ratio)
+                self.solo_runs += 1
             return True
 
     def abandon(self, entry: Entry) -> bool:

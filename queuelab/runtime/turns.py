@@ -12,6 +12,7 @@ Times here are :func:`time.monotonic` seconds, except where a name says "wall".
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 from queuelab.bounds import AUTO_PREFETCH
@@ -90,6 +91,28 @@ def skip_turn(*, prefetch: int, queued: int, oldest_unacked: float | None, now: 
     if not prefetch or oldest_unacked is None or queued <= prefetch // 2 or stopping:
         return False
     return now - oldest_unacked < ACK_DELAY_SECONDS
+
+
+# Jobs shorter than this may run in fewer slot threads than the worker has (see lanes):
+# beside a longer job a thread switch costs nothing worth saving.
+LANE_JOB_SECONDS = 0.005
+
+
+def lanes(concurrency: int, run_seconds: float | None, wait_ratio: float | None) -> int:
+    """How many slot threads take jobs at once, from the moving averages of a job's run
+    (wall) time and of its ratio to its thread's CPU time, over jobs that ran alone (with
+    others running, a job's wall time includes its waits for Python's lock). Python runs one
+    thread at a time: short jobs that keep the CPU busy go fastest through one thread, since
+    several would take turns on the
+    lock, a thread switch per job; jobs that wait (network, disk) overlap, about run/cpu of
+    them at once. Long jobs get every slot. Jobs not measured yet get one lane, so that some
+    run alone to be measured. (The inbox lets any idle thread take a job that has waited a
+    few milliseconds, so one lane never holds long jobs back.)"""
+    if run_seconds is None or wait_ratio is None:
+        return 1
+    if run_seconds >= LANE_JOB_SECONDS:
+        return concurrency
+    return max(1, min(concurrency, math.floor(wait_ratio)))
 
 
 def gathers_acks(run_seconds: float) -> bool:

@@ -173,6 +173,11 @@ class Worker:
     def _plan(self, finished: int, now: float) -> turns.TurnPlan:
         counts = self.held.counts()
         self._ahead = self._prefetch_now()
+        held = self.held
+        if held.solo_runs:
+            self.slots.set_lanes(turns.lanes(self.concurrency, held.solo_run_seconds, held.solo_wait_ratio))
+        else:
+            self.slots.set_lanes(turns.lanes(self.concurrency, None, None))
         snapshot = turns.TurnSnapshot(
             concurrency=self.concurrency,
             prefetch=self._ahead,
@@ -304,8 +309,10 @@ class Worker:
         started_at = self.runtime.clock.now() if self.prefetch != 0 else None  # it may have waited since its claim
         if self._stopping() or not self.held.start(entry, _mono(now), started_at):
             return False
+        cpu = time.thread_time()
         decision = attempt(self.runtime, entry.lease)
-        return self.held.finish(entry, decision, self.runtime.clock.now(), _mono(now))
+        cpu = time.thread_time() - cpu
+        return self.held.finish(entry, decision, self.runtime.clock.now(), _mono(now), cpu)
 
     def _own_turn(self, done: Entry) -> Entry | None:
         """After a job: ack it and claim the next one from this thread, when no other slot
@@ -326,8 +333,9 @@ class Worker:
                 self._poke()
             return None
         try:
-            if self.stop_event.is_set() or (turns.gathers_acks(self.held.run_seconds) and self._running_now()):
-                self._poke()  # short jobs: the dispatcher gathers the acks of the busy slots
+            gather = not self._ahead and turns.gathers_acks(self.held.run_seconds) and self._running_now()
+            if self.stop_event.is_set() or gather:
+                self._poke()  # short jobs, none claimed ahead: the dispatcher gathers the acks of the busy slots
                 return None
             finished = self.held.finished()
             plan = self._plan(len(finished), mono)

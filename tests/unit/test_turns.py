@@ -16,6 +16,7 @@ from queuelab.runtime.turns import (
     claim_ahead,
     gathers_acks,
     idle_wait,
+    lanes,
     plan_turn,
     skip_turn,
 )
@@ -185,3 +186,19 @@ def test_after_a_shrink_nothing_is_claimed_until_fewer_jobs_run_than_slots() -> 
     assert plan_turn(snapshot(concurrency=1, running=4), NOW) == TurnPlan(False, 0, 1.0)
     assert plan_turn(snapshot(concurrency=1, running=3, finished=1, oldest_unacked=NOW), NOW) == TurnPlan(True, 0, 0.0)
     assert plan_turn(snapshot(concurrency=1, running=0, finished=1, oldest_unacked=NOW), NOW).claim == 1
+
+
+@pytest.mark.parametrize(
+    ("run_seconds", "wait_ratio", "expected"),
+    [
+        (None, None, 1),  # nothing measured yet: one lane, so that jobs run alone to be measured
+        (0.00004, 1.1, 1),  # short and busy on the CPU: one thread, no switches
+        (0.001, 3.4, 3),  # short, mostly waiting: about run/cpu of them overlap
+        (0.001, 8.0, 4),  # at most the slots
+        (0.01, 1.0, 4),  # long jobs: every slot
+    ],
+)
+def test_lanes_follow_how_much_of_a_short_jobs_run_it_waits(
+    run_seconds: float | None, wait_ratio: float | None, expected: int
+) -> None:
+    assert lanes(4, run_seconds, wait_ratio) == expected
