@@ -221,7 +221,7 @@ class Queue:
     def _store(self, rows: list[dict[str, Any]], now: float) -> dict[str, Job]:
         limiter = self._runtime.rate_limiter
         if limiter is None:
-            return self._runtime.jobs.insert(rows, now)
+            return self._runtime.jobs.insert_shared(rows, now)
         wanted = Counter(row["user_id"] for row in rows)
         admissions: list[Admission] = []
         try:

@@ -189,7 +189,7 @@ def long_run(ctx: Context, kind: str) -> list[Finding]:
         rate = per_second(done, ended - first_start(q))
     early = next(rss for jobs, rss in points if jobs >= 0.1 * done)
     end = points[-1][1]
-    what = f"1 worker process, {n:,} queued, {done:,} done"
+    what = f"1 worker process, {seconds:g} s, {n:,} jobs queued at a time, {done:,} done"
     return [
         replace(_result(kind, f"long run, {what}", "throughput", rate, "jobs/s", done), floor_key="turn/1"),
         _result(kind, f"worker RSS 10% into the long run, {what}", "rss", early, "MB", done),
@@ -200,19 +200,24 @@ def long_run(ctx: Context, kind: str) -> list[Finding]:
 
 
 def _sample_long_run(q: Queue, n: int, seconds: float) -> tuple[list[tuple[float, float]], float]:
-    """(jobs done, worker RSS) every SAMPLE_SECONDS until the queue is empty or time is up."""
+    """(jobs done, worker RSS) every SAMPLE_SECONDS for ``seconds``: a queue drained before
+    then gets ``n`` more jobs, so the run lasts however fast the worker is."""
     pool = _process_pool(q)
     sampler = RssSampler(pool)
     points: list[tuple[float, float]] = []
+    queued = n
     with pool:
         deadline = time.monotonic() + seconds
         while True:
             time.sleep(SAMPLE_SECONDS)
-            done, rss, now = n - unfinished(q), sampler.read(), time.time()
+            done, rss, now = queued - unfinished(q), sampler.read(), time.time()
             if rss is not None and done > 0:
                 points.append((float(done), rss))
-            if done >= n or time.monotonic() > deadline:
+            if time.monotonic() > deadline:
                 break
+            if done >= queued:
+                enqueue_noop(q, n)
+                queued += n
     if len(points) < 2:
         raise BenchError(f"the long run gave {len(points)} memory samples; it needs at least 2")
     return points, now

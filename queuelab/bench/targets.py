@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from queuelab.bench.api import CLIENTS
 from queuelab.bench.peers.scenario import QUEUELAB_DRAINS
 from queuelab.bench.results import (
     ENQUEUE_ONE,
@@ -57,6 +58,7 @@ def _peer(database: str, peer: str, case: str, bound: float, note: str) -> Targe
 
 
 DEFAULT_DRAIN = QUEUELAB_DRAINS[0][0]
+API = f"POST /api/submit/, {CLIENTS} clients (wrk), 1 server process"
 HUEY = "huey's default consumer, same run"
 PGQUEUER = "pgqueuer's default worker, same run"
 
@@ -70,6 +72,9 @@ TARGETS: tuple[Target, ...] = (
     _peer(POSTGRES, "pgqueuer", "enqueue, bulk of 1,000", 2, PGQUEUER),
     Target(POSTGRES, "enqueue", ENQUEUE_ONE, "throughput", 0.8, True, "x floor", "commit-bound", of_floor=True),
     *_latency(POSTGRES, "p50", 2, "pgqueuer p50 2.8 ms"),
+    Target(SQLITE, "api", API, "throughput", 3000, True, "jobs/s", "a bare FastAPI endpoint: 7,060/s"),
+    Target(POSTGRES, "api", API, "throughput", 2500, True, "jobs/s", "a bare FastAPI endpoint: 7,060/s"),
+    *(Target(db, "api", API, "p99", 15, False, "ms") for db in (SQLITE, POSTGRES)),
     *_growth(SQLITE),
     *_growth(POSTGRES),
 )

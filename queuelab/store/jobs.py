@@ -19,6 +19,7 @@ from queuelab.models import Job, JobStatus
 from queuelab.store import direct
 from queuelab.store.admission import RANK_STEP, admit, ranked_insert, unchecked_rank_step
 from queuelab.store.database import Database
+from queuelab.store.group_commit import GroupCommit
 from queuelab.store.rows import job_from_row
 from queuelab.store.schema import attempts, jobs
 
@@ -48,6 +49,17 @@ class JobFilter:
 class JobStore:
     def __init__(self, db: Database) -> None:
         self.db = db
+        self.group = GroupCommit(self.insert)
+
+    def insert_shared(self, rows: Sequence[dict[str, Any]], now: float) -> dict[str, Job]:
+        """:meth:`insert`; on SQLite sharing one transaction with the submits of other
+        threads that write at the same time (see :mod:`queuelab.store.group_commit`), since
+        its writers queue for one lock. PostgreSQL commits concurrent connections side by
+        side, and one submit alone is one statement there (measured: sharing made 4
+        producer threads slower, 1,023 against 1,193 jobs/s for one)."""
+        if not self.db.is_sqlite:
+            return self.insert(rows, now)
+        return self.group.write(list(rows), now)
 
     def insert(self, rows: Sequence[dict[str, Any]], now: float, *, rate_in_sql: bool = True) -> dict[str, Job]:
         """Store new jobs in one transaction (all or nothing) and wake their workers.

@@ -183,7 +183,8 @@ def _database(ctx: Context) -> Iterator[str]:
     with admin.connect() as conn:
         conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
     try:
-        yield url.set(drivername="postgresql", database=name).render_as_string(hide_password=False)
+        # (without the URL's query: a search_path there names a schema of the other database)
+        yield url.set(drivername="postgresql", database=name, query={}).render_as_string(hide_password=False)
     finally:
         with admin.connect() as conn:
             conn.execute(sa.text(f'DROP DATABASE "{name}" WITH (FORCE)'))

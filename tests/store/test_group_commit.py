@@ -1,0 +1,161 @@
+"""Group commit: threads that submit at the same time share one transaction, each returns
+its own result, and a refused row fails only its own caller. First the combiner with a
+write whose timing the test holds; then the real store on SQLite under real threads."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from queuelab import Queue, QuotaExceeded
+from queuelab.models import Job
+from queuelab.store.group_commit import GroupCommit
+
+Rows = list[dict[str, Any]]
+
+
+def rows(*users: str, key: str | None = None) -> Rows:
+    return [{"user_id": user, "idempotency_key": key} for user in users]
+
+
+class HeldWrite:
+    """A write that records each batch, refuses rows of user "bad", and (while ``hold`` is
+    clear) blocks the first write until the test lets it go."""
+
+    def __init__(self) -> None:
+        self.batches: list[list[str]] = []
+        self.hold = threading.Event()
+        self.entered = threading.Event()
+
+    def __call__(self, batch: Rows, now: float) -> dict[str, Job]:
+        self.entered.set()
+        self.hold.wait(10)
+        if any(row["user_id"] == "bad" for row in batch):
+            raise ValueError("refused")
+        self.batches.append([row["user_id"] for row in batch])
+        return {}
+
+
+def in_threads(group: GroupCommit, calls: list[Rows]) -> tuple[list[threading.Thread], list[object]]:
+    results: list[object] = [None] * len(calls)
+
+    def run(i: int) -> None:
+        try:
+            results[i] = group.write(calls[i], 0.0)
+        except ValueError as exc:
+            results[i] = exc
+
+    threads = [threading.Thread(target=run, args=(i,), daemon=True) for i in range(len(calls))]
+    for thread in threads:
+        thread.start()
+    return threads, results
+
+
+def wait_queued(group: GroupCommit, n: int) -> None:
+    deadline = time.monotonic() + 10
+    while len(group._queued) < n:
+        assert time.monotonic() < deadline, "the callers never queued"
+        time.sleep(0.001)
+
+
+def test_a_lone_caller_writes_at_once_and_callers_who_come_meanwhile_share_the_next_write() -> None:
+    write = HeldWrite()
+    group = GroupCommit(write)
+    (first,), _ = in_threads(group, [rows("a")])
+    assert write.entered.wait(10)  # the first caller leads at once, alone
+    others, results = in_threads(group, [rows("b"), rows("c", "d"), rows("e")])
+    wait_queued(group, 3)
+    write.hold.set()
+    for thread in [first, *others]:
+        thread.join(10)
+    assert write.batches[0] == ["a"]
+    assert sorted(write.batches[1]) == ["b", "c", "d", "e"]  # one write for the three callers
+    assert results == [{}, {}, {}]
+    assert group.shared_writes == 1
+
+
+def test_a_refused_row_fails_only_its_own_caller() -> None:
+    write = HeldWrite()
+    group = GroupCommit(write)
+    (first,), _ = in_threads(group, [rows("a")])
+    assert write.entered.wait(10)
+    others, results = in_threads(group, [rows("b"), rows("bad"), rows("c")])
+    wait_queued(group, 3)
+    write.hold.set()
+    for thread in [first, *others]:
+        thread.join(10)
+    assert [isinstance(r, ValueError) for r in results] == [False, True, False]
+    assert sorted(map(tuple, write.batches)) == [("a",), ("b",), ("c",)]  # the shared write failed: each alone
+    assert group.shared_writes == 0
+
+
+def test_rows_with_an_idempotency_key_are_never_shared() -> None:
+    write = HeldWrite()
+    write.hold.set()
+    group = GroupCommit(write)
+    assert group.write(rows("a", key="k"), 0.0) == {}
+    assert write.batches == [["a"]]
+    assert not group._busy
+
+
+# -- the real store ---------------------------------------------------------------------------
+
+
+def submit_in_threads(q: Queue, users: list[str]) -> list[Job | Exception]:
+    start = threading.Barrier(len(users))
+    results: list[Job | Exception] = [QuotaExceeded("not run")] * len(users)
+
+    def run(i: int) -> None:
+        start.wait(10)
+        try:
+            results[i] = q.submit("simulate", user_id=users[i])
+        except QuotaExceeded as exc:
+            results[i] = exc
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(len(users))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    return results
+
+
+@pytest.fixture
+def sqlite_queue(tmp_path: Path) -> Iterator[Callable[..., Queue]]:
+    made: list[Queue] = []
+
+    def make(**options: Any) -> Queue:
+        q = Queue(f"sqlite:///{tmp_path / 'q.db'}", **options)
+        made.append(q)
+        return q
+
+    yield make
+    for q in made:
+        q.close()
+
+
+def test_concurrent_submits_each_get_their_own_stored_job(sqlite_queue: Callable[..., Queue]) -> None:
+    q = sqlite_queue()
+    results = [job for _ in range(5) for job in submit_in_threads(q, [f"u{i}" for i in range(8)])]
+    assert all(isinstance(job, Job) for job in results)
+    stored = {job.id: job.user_id for job in q.jobs(limit=100)}
+    assert {job.id: job.user_id for job in results if isinstance(job, Job)} == stored
+    assert len(stored) == 40
+
+
+def test_a_quota_refusal_among_concurrent_submits_fails_only_the_refused(sqlite_queue: Callable[..., Queue]) -> None:
+    q = sqlite_queue()
+    q.set_limits("capped", max_active=3)
+    users = ["capped"] * 6 + ["free"] * 6
+    results = submit_in_threads(q, users)
+    capped = [r for r, user in zip(results, users, strict=True) if user == "capped"]
+    free = [r for r, user in zip(results, users, strict=True) if user == "free"]
+    assert sum(isinstance(r, Job) for r in capped) == 3
+    assert sum(isinstance(r, QuotaExceeded) for r in capped) == 3
+    assert all(isinstance(r, Job) for r in free)
+    assert q.stats().by_status["PENDING"] == 9
