@@ -59,9 +59,12 @@ class TurnPlan:
 
 
 def plan_turn(s: TurnSnapshot, now: float) -> TurnPlan:
-    claim = 0 if s.stopping else max(0, s.concurrency + s.prefetch - s.waiting - s.running)
+    # An idle worker claims for its free slots only: the job that woke it starts after one
+    # statement, not two. Claiming ahead starts with the next turn, once it is busy.
+    prefetch = s.prefetch if s.waiting or s.running or s.finished else 0
+    claim = 0 if s.stopping else max(0, s.concurrency + prefetch - s.waiting - s.running)
     start = min(claim, max(0, s.concurrency - s.waiting - s.running))
-    low = s.prefetch // 2
+    low = prefetch // 2
     ack_waited = s.oldest_unacked is None or now - s.oldest_unacked >= ACK_DELAY_SECONDS
     if s.finished and (not s.prefetch or s.waiting <= low or ack_waited):
         return TurnPlan(True, claim, 0.0, start)

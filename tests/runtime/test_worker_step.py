@@ -76,8 +76,9 @@ def test_a_prefetching_worker_claims_beyond_its_slots_and_runs_them_in_claim_ord
     for n in range(8):
         q.submit("note", {"n": n}, priority=n % 3)
     worker = Worker(internals(q), concurrency=1, prefetch=4)
-    assert len(worker.step(now=0.0)) == 5
-    worker.step(now=1.0)
+    assert len(worker.step(now=0.0)) == 1  # idle: for the free slot only
+    assert len(worker.step(now=1.0)) == 5  # busy (an ack to write): one for the slot, four ahead
+    assert len(worker.step(now=2.0)) == 2
     worker.flush()
     assert statuses(q) == {"COMPLETED": 8}
     by_priority = sorted(range(8), key=lambda n: -(n % 3))

@@ -61,7 +61,14 @@ def test_a_stopping_worker_acks_but_claims_nothing() -> None:
 
 def test_prefetch_claims_beyond_the_free_slots() -> None:
     """One job for the free slot, started at once; ten more claimed ahead."""
-    assert plan_turn(snapshot(concurrency=1, prefetch=10), NOW) == TurnPlan(True, 11, 0.0, start=1)
+    busy = snapshot(concurrency=1, prefetch=10, finished=1, oldest_unacked=NOW)
+    assert plan_turn(busy, NOW) == TurnPlan(True, 11, 0.0, start=1)
+
+
+def test_an_idle_worker_claims_for_its_free_slots_only_and_ahead_once_busy() -> None:
+    """The job that wakes an idle worker starts after one claim statement, not two."""
+    assert plan_turn(snapshot(concurrency=2, prefetch=10), NOW) == TurnPlan(True, 2, 0.0, start=2)
+    assert plan_turn(snapshot(concurrency=2, prefetch=10, running=2), NOW) == TurnPlan(True, 10, 0.0, start=0)
 
 
 def test_jobs_waiting_for_a_slot_take_the_free_slots_before_a_new_claim() -> None:
