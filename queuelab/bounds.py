@@ -14,7 +14,7 @@ import math
 import re
 from collections.abc import Collection
 from datetime import timedelta
-from typing import TypeGuard, TypeVar
+from typing import Literal, TypeAlias, TypeGuard, TypeVar
 
 from queuelab.errors import InvalidArgument
 
@@ -45,6 +45,9 @@ MAX_WINDOW_SECONDS = 366 * DAY_SECONDS  # a rate limit's window
 MAX_CONCURRENCY = 1024  # slots of a thread pool, processes of a process pool
 MAX_PREFETCH = 10_000  # jobs a worker may claim beyond its free slots
 AUTO_PREFETCH = 100  # the most a worker claims ahead when the prefetch is "auto" (the default)
+AUTO: Literal["auto"] = "auto"  # a pool's prefetch: claim ahead by the jobs' run time, whatever the setting
+# A pool's prefetch argument: jobs, "auto", or None (the setting).
+Prefetch: TypeAlias = int | Literal["auto"] | None
 
 # -- reading --------------------------------------------------------------------------
 MAX_PAGE = 500  # jobs or scale events in one API page
@@ -126,3 +129,21 @@ def one_of(name: str, value: object, allowed: Collection[T]) -> T:
         if value == choice and isinstance(value, bool) == isinstance(choice, bool):
             return choice
     raise InvalidArgument(f"{name} must be one of {', '.join(map(str, allowed))}, got {value!r}")
+
+
+def prefetch_or_none(value: object) -> Prefetch:
+    """A pool's ``prefetch``: None (the setting), ``"auto"``, or 0 to MAX_PREFETCH jobs."""
+    if value is None or value == AUTO:
+        return None if value is None else AUTO
+    if not is_whole(value, 0, MAX_PREFETCH):
+        raise InvalidArgument(f'prefetch must be "auto", {whole_form(0, MAX_PREFETCH)} or None, got {value!r}')
+    assert isinstance(value, int)
+    return value
+
+
+def resolve_prefetch(given: Prefetch, setting: int | None) -> int | None:
+    """A worker's prefetch from a pool's argument: None takes the setting, ``"auto"`` is
+    auto (None), a number is itself."""
+    if given is None:
+        return setting
+    return None if given == AUTO else int(given)

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any, Literal, overload
 
 from queuelab import arguments, bounds
 from queuelab.arguments import UNSET, Unset
+from queuelab.bounds import Prefetch
 from queuelab.clock import Clock
 from queuelab.config import Settings
 from queuelab.errors import InvalidArgument
@@ -425,7 +426,7 @@ class Queue:
         *,
         queues: Sequence[str] | None = None,
         start_method: str | None = None,
-        prefetch: int | None = None,
+        prefetch: Prefetch = None,
     ) -> ThreadPool: ...
     @overload
     def worker(
@@ -435,7 +436,7 @@ class Queue:
         *,
         queues: Sequence[str] | None = None,
         start_method: str | None = None,
-        prefetch: int | None = None,
+        prefetch: Prefetch = None,
     ) -> ProcessPool: ...
     @overload
     def worker(
@@ -445,7 +446,7 @@ class Queue:
         *,
         queues: Sequence[str] | None = None,
         start_method: str | None = None,
-        prefetch: int | None = None,
+        prefetch: Prefetch = None,
     ) -> Pool: ...
 
     def worker(
@@ -455,14 +456,14 @@ class Queue:
         *,
         queues: Sequence[str] | None = None,
         start_method: str | None = None,
-        prefetch: int | None = None,
+        prefetch: Prefetch = None,
     ) -> Pool:
         """A worker pool running in the background: ``with q.worker(4, "process"): ...``.
 
         Thread mode runs ``concurrency`` slots in this process. Process mode runs
         ``concurrency`` worker processes, and can kill a job that passes its timeout.
-        ``prefetch``: jobs each worker claims beyond its free slots (default: the
-        ``prefetch`` setting; see the README for what it buys and costs).
+        ``prefetch``: jobs each worker claims beyond its free slots: a number, or ``"auto"``
+        (by its jobs' run time); None: the ``prefetch`` setting (see the README).
         """
         names = check_pool_args(concurrency, mode, queues, start_method, prefetch)
         if mode == "thread":

@@ -20,6 +20,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Self
 
+from queuelab.bounds import AUTO, Prefetch, resolve_prefetch
 from queuelab.errors import InvalidArgument, QuotaExceeded, RateLimited
 from queuelab.lab import frames
 from queuelab.lab.load import Load, plan
@@ -78,7 +79,7 @@ def run_experiment(
     progress: bool = True,
     autoscale: ScalePolicy | None = None,
     tick_seconds: float = 1.0,
-    prefetch: int | None = None,
+    prefetch: Prefetch = None,
 ) -> ExperimentResult:
     """Run ``load`` (see :mod:`queuelab.lab.load`) on ``workers`` workers of ``mode`` against ``db``
     (a Queue, or a database URL to open and close), until every job has finished or
@@ -97,7 +98,7 @@ def run_experiment(
     queue = db if isinstance(db, Queue) else Queue(db)
     try:
         scaling = (autoscale, tick_seconds) if autoscale is not None else None
-        prefetch = queue.settings.prefetch if prefetch is None else prefetch
+        prefetch = resolve_prefetch(prefetch, queue.settings.prefetch)
         return _run(
             queue,
             arrivals,
@@ -129,7 +130,7 @@ def _run(
     progress: bool,
     seed: int,
     scaling: tuple[ScalePolicy, float] | None = None,
-    prefetch: int | None = None,
+    prefetch: int | None = None,  # resolved: None is auto
 ) -> ExperimentResult:
     from tqdm.auto import tqdm
 
@@ -138,7 +139,7 @@ def _run(
     q.open()  # open (and create) the database before the clock starts
     if scaling is not None:
         workers = scaling[0].min_workers
-    pool = q.worker(workers, mode, queues=[lab_queue], prefetch=prefetch).start()
+    pool = q.worker(workers, mode, queues=[lab_queue], prefetch=AUTO if prefetch is None else prefetch).start()
     _wait_ready(q, lab_queue, workers if mode == "process" else 1, time_limit)
     scaler = None if scaling is None else q.autoscaler(pool, scaling[0], tick_seconds=scaling[1]).start()
     origin, started = q.clock.now(), time.monotonic()  # one instant: the plan's time zero

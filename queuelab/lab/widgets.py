@@ -22,6 +22,7 @@ from typing import Any
 import ipywidgets as w
 
 from queuelab import bounds
+from queuelab.bounds import AUTO, Prefetch
 from queuelab.config import MAX_PREFETCH
 from queuelab.errors import QueuelabError
 from queuelab.lab.live_load import LoadGenerator
@@ -378,10 +379,10 @@ def _scale_events(q: Queue) -> str:
     return f"<table><tr>{head}</tr>{rows}</table>"
 
 
-def _prefetch(text: str) -> int | None:
-    """The prefetch box: "auto" (None), or a whole number of jobs."""
+def _prefetch(text: str) -> Prefetch:
+    """The prefetch box: "auto", or a whole number of jobs."""
     value = text.strip().lower()
-    if value == "auto":
-        return None
+    if value == AUTO:
+        return AUTO
     number: object = int(value) if value.isdigit() else text
     return bounds.whole("prefetch", number, 0, MAX_PREFETCH)

@@ -23,6 +23,7 @@ from types import TracebackType
 from typing import Any, Literal
 
 from queuelab import bounds
+from queuelab.bounds import Prefetch
 from queuelab.config import Settings
 from queuelab.errors import InvalidArgument
 from queuelab.runtime.context import Runtime
@@ -51,7 +52,7 @@ def check_pool_args(
 ) -> tuple[str, ...] | None:
     """Check a pool's arguments; return the queue names as a tuple (None: all queues)."""
     bounds.whole("concurrency", concurrency, 1, bounds.MAX_CONCURRENCY)
-    bounds.whole_or_none("prefetch", prefetch, 0, bounds.MAX_PREFETCH)
+    bounds.prefetch_or_none(prefetch)
     bounds.one_of("mode", mode, MODES)
     if start_method is not None:
         bounds.one_of("start_method", start_method, mp.get_all_start_methods())
@@ -96,7 +97,7 @@ class ThreadPool(Pool):
     """One worker with ``concurrency`` slot threads, run in the background of this process."""
 
     def __init__(
-        self, runtime: Runtime, concurrency: int, queues: Sequence[str] | None = None, prefetch: int | None = None
+        self, runtime: Runtime, concurrency: int, queues: Sequence[str] | None = None, prefetch: Prefetch = None
     ) -> None:
         # This process lives on after stop(): a job still running past the grace period is
         # not released (its thread would run on beside a new attempt); its lease expires.
@@ -134,7 +135,7 @@ class ProcessPool(Pool):
         processes: int,
         queues: Sequence[str] | None = None,
         start_method: str | None = None,
-        prefetch: int | None = None,
+        prefetch: Prefetch = None,
     ) -> None:
         self.runtime = runtime
         # What each child runs with: the runtime's settings, with this pool's prefetch.

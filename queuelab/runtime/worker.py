@@ -35,6 +35,7 @@ import time
 import uuid
 from collections.abc import Sequence
 
+from queuelab.bounds import Prefetch, resolve_prefetch
 from queuelab.errors import StoreError
 from queuelab.models import Lease
 from queuelab.runtime import turns
@@ -67,11 +68,11 @@ class Worker:
         exit_on_timeout: bool = False,
         release_on_stop: bool = True,
         parent_pid: int | None = None,
-        prefetch: int | None = None,
+        prefetch: Prefetch = None,
     ) -> None:
         self.runtime = runtime
         self.concurrency = concurrency
-        self.prefetch = runtime.settings.prefetch if prefetch is None else prefetch  # None: auto
+        self.prefetch = resolve_prefetch(prefetch, runtime.settings.prefetch)  # None: auto
         self._ahead = 0  # claimed ahead now: follows the jobs' run time (see _prefetch_now)
         self.queues = tuple(queues) if queues else None
         self.mode = mode

@@ -101,3 +101,15 @@ def test_bounds_sits_at_the_bottom_it_imports_only_the_errors() -> None:
         elif isinstance(node, ast.Import):
             imported.update(alias.name for alias in node.names)
     assert {name for name in imported if name.split(".")[0] == "queuelab"} == {"queuelab.errors"}
+
+
+def test_a_pools_prefetch_is_auto_a_number_or_none_and_resolves_against_the_setting() -> None:
+    assert bounds.prefetch_or_none(None) is None
+    assert bounds.prefetch_or_none("auto") == "auto"
+    assert bounds.prefetch_or_none(7) == 7
+    for bad in (-1, "lots", 1.5, True):
+        with pytest.raises(InvalidArgument, match=r'^prefetch must be "auto", a whole number between 0 and 10000'):
+            bounds.prefetch_or_none(bad)
+    assert bounds.resolve_prefetch(None, 5) == 5  # the setting
+    assert bounds.resolve_prefetch("auto", 5) is None  # auto, whatever the setting
+    assert bounds.resolve_prefetch(0, None) == 0
