@@ -319,5 +319,5 @@ def test_an_experiment_can_prefetch(sqlite_url: str) -> None:
         peaks[prefetch] = result.samples["running"].max()
     assert peaks[0] <= 2  # one job per worker process
     assert peaks[10] > 2  # each process holds up to 1 + 10: prefetched jobs are RUNNING
-    with pytest.raises(InvalidArgument, match="prefetch must be \"auto\", a whole number"):
+    with pytest.raises(InvalidArgument, match='prefetch must be "auto", a whole number'):
         lab.run_experiment(sqlite_url, load.Burst(5), prefetch=-1)
