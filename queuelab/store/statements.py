@@ -125,15 +125,9 @@ EXTEND = (
 )
 # A rescue of a job claimed ahead whose start was never recorded: back to PENDING, its
 # attempt unspent, the rescue counted (leases.UNSTARTED_RESCUES bounds how often).
-HAND_BACK_UNSTARTED = (
-    jobs.update()
-    .where(*_HELD, jobs.c.started_at.is_(None))
-    .values(
-        status=JobStatus.PENDING,
-        attempts=jobs.c.attempts - 1,
-        unstarted_rescues=sa.func.coalesce(jobs.c.unstarted_rescues, 0) + 1,
-        **_NO_LEASE,
-    )
+# A release, for a job with no recorded start, that also counts the rescue.
+HAND_BACK_UNSTARTED = RELEASE.where(jobs.c.started_at.is_(None)).values(
+    unstarted_rescues=sa.func.coalesce(jobs.c.unstarted_rescues, 0) + 1
 )
 RECORD_ATTEMPT = attempts.insert()
 
