@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import importlib
 import sys
 from collections import Counter
@@ -201,23 +202,61 @@ class Queue:
 
     def submit_many(self, submissions: Iterable[Submission]) -> list[Job]:
         """Validate all, then store all in one transaction (all or nothing)."""
-        now = self._runtime.clock.now()
-        subs = list(submissions)
-        rows = [build_row(s, self._runtime.tasks.get(s.task), self.settings, now) for s in subs]
+        now, subs, rows = self._rows(submissions)
         if not rows:
             return []
-        existing = self._store(rows, now)
-        first_by_key: dict[str, Job] = {}
-        result = []
-        for sub, row in zip(subs, rows, strict=True):
-            key = row["idempotency_key"]
-            job = existing.get(key) or first_by_key.get(key) if key is not None else None
-            if job is None:
-                job = pending_job(row, dict(sub.payload or {}))
-                if key is not None:
-                    first_by_key[key] = job
-            result.append(job)
-        return result
+        return _jobs_of(subs, rows, self._store(rows, now))
+
+    async def asubmit(
+        self,
+        task: str | Task,
+        payload: dict[str, Any] | None = None,
+        *,
+        user_id: str = "default",
+        queue: str | None = None,
+        priority: int | None = None,
+        delay: float | timedelta | None = None,
+        run_at: datetime | None = None,
+        max_retries: int | None = None,
+        lease_seconds: float | None = None,
+        timeout_seconds: float | None = None,
+        idempotency_key: str | None = None,
+    ) -> Job:
+        """:meth:`submit` for async code: the calling event loop runs on while the job is
+        stored. Submits from coroutines and threads that arrive together share one
+        transaction; each returns once its own job is committed."""
+        name = task.name if isinstance(task, Task) else task
+        sub = Submission(
+            task=name,
+            payload=payload,
+            user_id=user_id,
+            queue=queue,
+            priority=priority,
+            delay=delay,
+            run_at=run_at,
+            max_retries=max_retries,
+            lease_seconds=lease_seconds,
+            timeout_seconds=timeout_seconds,
+            idempotency_key=idempotency_key,
+        )
+        return (await self.asubmit_many([sub]))[0]
+
+    async def asubmit_many(self, submissions: Iterable[Submission]) -> list[Job]:
+        """:meth:`submit_many` for async code (all or nothing, the event loop runs on)."""
+        now, subs, rows = self._rows(submissions)
+        if not rows:
+            return []
+        if self._runtime.rate_limiter is not None:  # Redis admits first: a thread does both
+            existing = await asyncio.to_thread(self._store, rows, now)
+        else:
+            existing = await self._runtime.jobs.ainsert_shared(rows, now)
+        return _jobs_of(subs, rows, existing)
+
+    def _rows(self, submissions: Iterable[Submission]) -> tuple[float, list[Submission], list[dict[str, Any]]]:
+        """The rows to store for ``submissions``, checked (raises before anything is stored)."""
+        now = self._runtime.clock.now()
+        subs = list(submissions)
+        return now, subs, [build_row(s, self._runtime.tasks.get(s.task), self.settings, now) for s in subs]
 
     def _store(self, rows: list[dict[str, Any]], now: float) -> dict[str, Job]:
         limiter = self._runtime.rate_limiter
@@ -492,6 +531,22 @@ class Queue:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _jobs_of(subs: list[Submission], rows: list[dict[str, Any]], existing: dict[str, Job]) -> list[Job]:
+    """The job each submission stands for: the one stored now, or the one stored earlier
+    under its idempotency key (also when an earlier submission of this batch had that key)."""
+    first_by_key: dict[str, Job] = {}
+    result = []
+    for sub, row in zip(subs, rows, strict=True):
+        key = row["idempotency_key"]
+        job = existing.get(key) or first_by_key.get(key) if key is not None else None
+        if job is None:
+            job = pending_job(row, dict(sub.payload or {}))
+            if key is not None:
+                first_by_key[key] = job
+        result.append(job)
+    return result
 
 
 def load_queue(db: str | None, app: str | None, **changes: Any) -> Queue:

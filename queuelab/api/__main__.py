@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import gc
 import logging
 import signal
 import sys
@@ -62,6 +63,11 @@ def serve(args: argparse.Namespace) -> int:
     async def lifespan(_: object) -> AsyncIterator[None]:
         if pool is not None:
             pool.start()
+        # What exists now (modules, the app, its routes and schemas) lives as long as the
+        # server: out of the collector's sight, a full collection no longer walks it. Those
+        # walks were the slowest requests (p99 57 ms against 15 ms, 16 clients on SQLite).
+        gc.collect()
+        gc.freeze()
         yield
         if pool is not None:
             pool.stop()

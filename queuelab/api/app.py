@@ -1,6 +1,7 @@
 """``create_app(queue)``: the HTTP API and the dashboard. Routes are thin: they check who
 is asking, call the :class:`~queuelab.Queue`, and shape the answer."""
 
+import asyncio
 import base64
 import binascii
 from collections.abc import Awaitable, Callable
@@ -103,8 +104,11 @@ def _job_routes(app: FastAPI, queue: Queue, who: Who) -> None:
 
     replay = {200: {"model": SubmitResponse, "description": "the job submitted earlier with this Idempotency-Key"}}
 
+    # A coroutine: the job is stored by the queue's group commit (one write for the requests
+    # that arrive together) while the event loop serves other requests; a sync route would
+    # take a thread-pool hop per request, which alone caps this route near 2,000/s here.
     @_both(app, "POST", "/api/submit/", status_code=201, response_model=SubmitResponse, responses=replay)
-    def submit(
+    async def submit(
         body: SubmitRequest,
         me: Me,
         response: Response,
@@ -113,11 +117,11 @@ def _job_routes(app: FastAPI, queue: Queue, who: Who) -> None:
         user = _submitter(me, body.user_id)
         key = f"{user}:{idempotency_key}" if idempotency_key else None
         if key is not None:
-            earlier = queue.find_by_idempotency_key(key)
+            earlier = await asyncio.to_thread(queue.find_by_idempotency_key, key)
             if earlier is not None:
                 response.status_code = 200
                 return SubmitResponse(job_id=earlier.id, status=earlier.status.value, created=False)
-        job = queue.submit(
+        job = await queue.asubmit(
             body.task,
             body.payload,
             user_id=user,

@@ -80,6 +80,9 @@ class Runtime:
         return decide_for(lease, outcome, policy=policy, now=self.clock.now(), unit_random=random.random())
 
     def close(self) -> None:
+        jobs = self.__dict__.get("jobs")
+        if jobs is not None:
+            jobs.group.close()
         if self._db is not None:
             self._db.dispose()
         limiter = self.__dict__.get("rate_limiter")

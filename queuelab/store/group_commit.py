@@ -8,14 +8,22 @@ a shared write fails (a row refused by a rate limit or a quota, a database error
 leader writes each caller's rows alone, so a refusal fails only its own caller. Rows with
 an idempotency key are never shared: two callers with one key must see each other's job.
 
-One ``GroupCommit`` serves one process (threads); processes each have their own.
+Coroutines join the same queue with :meth:`GroupCommit.awrite` but never lead: a writer
+thread of the group's own leads for them, so an event loop waits on a future, not on the
+database (one hop to that thread per shared write, not one per caller). The writer keeps
+leading while the next caller in line is a coroutine and hands over to a thread that is.
+
+One ``GroupCommit`` serves one process (threads and event loops); processes each have their own.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import threading
 from collections import deque
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -31,6 +39,7 @@ class _Call:
     rows: Rows
     now: float
     ready: threading.Event = field(default_factory=threading.Event)  # result set, or made leader
+    future: asyncio.Future[None] | None = None  # a coroutine's call: resolved on its loop
     lead: bool = False
     result: dict[str, Job] | None = None
     error: BaseException | None = None
@@ -42,6 +51,27 @@ class _Call:
         return self.result
 
 
+def _settle(futures: list[asyncio.Future[None]]) -> None:
+    """On the futures' loop: wake their coroutines (a cancelled one has gone)."""
+    for future in futures:
+        if not future.done():
+            future.set_result(None)
+
+
+def _wake(batch: list[_Call]) -> None:
+    """Tell each caller of ``batch`` its result is set: a thread by its event, coroutines
+    by one call into each loop."""
+    by_loop: dict[asyncio.AbstractEventLoop, list[asyncio.Future[None]]] = {}
+    for call in batch:
+        if call.future is None:
+            call.ready.set()
+        else:
+            by_loop.setdefault(call.future.get_loop(), []).append(call.future)
+    for loop, futures in by_loop.items():
+        with contextlib.suppress(RuntimeError):  # the loop closed while its callers waited: nobody to tell
+            loop.call_soon_threadsafe(_settle, futures)
+
+
 class GroupCommit:
     def __init__(self, write: Write) -> None:
         """``write`` stores rows in one transaction (all or nothing) and returns the jobs
@@ -51,6 +81,7 @@ class GroupCommit:
         self._lock = threading.Lock()
         self._queued: deque[_Call] = deque()
         self._busy = False  # a leader is writing, or about to
+        self._writer: ThreadPoolExecutor | None = None  # leads for coroutines; made on first use
         self.shared_writes = 0  # writes that carried more than one caller's rows
 
     def write(self, rows: Rows, now: float) -> dict[str, Job]:
@@ -66,28 +97,71 @@ class GroupCommit:
             if call.result is not None or call.error is not None:
                 return call.outcome()
             call.ready.clear()  # made leader: lead the next write
-        self._lead()
+        if self._lead():
+            self._start_writer()
         return call.outcome()
 
-    def _lead(self) -> None:
+    async def awrite(self, rows: Rows, now: float) -> dict[str, Job]:
+        """:meth:`write` for a coroutine: its event loop runs on while the rows are
+        written. Rows with an idempotency key are written alone, in the writer thread."""
+        loop = asyncio.get_running_loop()
+        if any(row["idempotency_key"] is not None for row in rows):
+            return await loop.run_in_executor(self._executor(), self._write, rows, now)
+        call = _Call(rows, now, future=loop.create_future())
+        with self._lock:
+            self._queued.append(call)
+            start = not self._busy
+            self._busy = True
+        if start:
+            self._start_writer()
+        assert call.future is not None
+        # Shielded: a cancelled caller stops waiting, its rows are written all the same
+        # (they may be in a shared write already), as a thread's would be.
+        await asyncio.shield(call.future)
+        return call.outcome()
+
+    def close(self) -> None:
+        """Stop the writer thread once it has written what is queued."""
+        if self._writer is not None:
+            self._writer.shutdown(wait=True)
+
+    def _executor(self) -> ThreadPoolExecutor:
+        with self._lock:
+            if self._writer is None:
+                self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="queuelab-group-commit")
+            return self._writer
+
+    def _start_writer(self) -> None:
+        self._executor().submit(self._writer_leads)
+
+    def _writer_leads(self) -> None:
+        while self._lead():
+            pass
+
+    def _lead(self) -> bool:
+        """Write the next batch; True if the caller now first in line is a coroutine, for
+        the writer thread to lead (a thread first in line is made leader here)."""
         with self._lock:
             batch = [self._queued.popleft()]
             rows = len(batch[0].rows)
             while self._queued and rows + len(self._queued[0].rows) <= MAX_ROWS:
                 rows += len(self._queued[0].rows)
                 batch.append(self._queued.popleft())
+        writer_next = False
         try:
             self._run(batch)
         finally:
             with self._lock:
-                if self._queued:
+                if not self._queued:
+                    self._busy = False
+                elif self._queued[0].future is not None:
+                    writer_next = True
+                else:
                     successor = self._queued[0]
                     successor.lead = True
                     successor.ready.set()
-                else:
-                    self._busy = False
-            for call in batch:
-                call.ready.set()
+            _wake(batch)
+        return writer_next
 
     def _run(self, batch: list[_Call]) -> None:
         if len(batch) > 1:

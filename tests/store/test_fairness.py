@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from queuelab import FakeClock, Queue
 from queuelab.policy import Complete
 from queuelab.store import quota_sql
-from queuelab.store.schema import user_locks
+from queuelab.store.schema import jobs, user_locks
 from queuelab.submission import Submission
 from queuelab.testing import internals
 
@@ -162,3 +162,20 @@ def test_a_postgres_quota_claim_takes_its_jobs_by_row_address(postgres_url: str)
 def direct_params(params: dict[str, object]) -> dict[str, object]:
     """Bound values as the driver takes them (a status enum as its text)."""
     return {name: getattr(value, "value", value) for name, value in params.items()}
+
+
+def test_one_batch_of_several_users_and_priorities_is_ranked_as_if_submitted_one_by_one(queue: Queue) -> None:
+    """A batch is ranked in one statement on PostgreSQL (INSERT_BATCH) and row by row on
+    SQLite; both follow the rule: after the user's last pending job at that priority, else
+    at the head of that priority's line, in steps of 1/weight."""
+    queue.set_limits("b", weight=2)
+    first = queue.submit("simulate", user_id="a")  # alone at priority 0: rank 0 + 1
+    made = queue.submit_many(
+        Submission(task="simulate", user_id=user, priority=priority)
+        for user, priority in [("a", 0), ("b", 0), ("a", 0), ("b", 5), ("b", 0), ("a", 5)]
+    )
+    with internals(queue).db.engine.connect() as conn:
+        ranks = dict(conn.execute(sa.select(jobs.c.id, jobs.c.fair_rank)).all())
+    assert ranks[first.id] == 1.0
+    # a at 0 continues after 1.0; b at 0 starts at the head (1.0) in halves; at 5 nobody waits
+    assert [ranks[job.id] for job in made] == [2.0, 1.5, 3.0, 0.5, 2.0, 1.0]

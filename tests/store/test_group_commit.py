@@ -1,9 +1,12 @@
-"""Group commit: threads that submit at the same time share one transaction, each returns
-its own result, and a refused row fails only its own caller. First the combiner with a
-write whose timing the test holds; then the real store on SQLite under real threads."""
+"""Group commit: threads and coroutines that submit at the same time share one transaction,
+each returns its own result, and a refused row fails only its own caller. First the
+combiner with a write whose timing the test holds; then the real store under real threads
+and event loops (``asubmit``, on both databases)."""
 
 from __future__ import annotations
 
+import asyncio
+import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -12,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from queuelab import Queue, QuotaExceeded
+from queuelab import Queue, QuotaExceeded, UnknownTask
 from queuelab.models import Job
 from queuelab.store.group_commit import GroupCommit
 
@@ -159,3 +162,138 @@ def test_a_quota_refusal_among_concurrent_submits_fails_only_the_refused(sqlite_
     assert sum(isinstance(r, QuotaExceeded) for r in capped) == 3
     assert all(isinstance(r, Job) for r in free)
     assert q.stats().by_status["PENDING"] == 9
+
+
+# -- coroutines: the writer thread leads for them ----------------------------------------------
+
+
+def test_coroutines_share_a_write_led_by_the_writer_thread_and_each_gets_its_own_outcome() -> None:
+    write = HeldWrite()
+    group = GroupCommit(write)
+
+    async def main() -> list[object]:
+        first = asyncio.ensure_future(group.awrite(rows("a"), 0.0))
+        await asyncio.to_thread(write.entered.wait, 10)  # the writer thread leads at once
+        later = [asyncio.ensure_future(group.awrite(r, 0.0)) for r in (rows("b"), rows("bad"), rows("c", "d"))]
+        await asyncio.sleep(0)  # each queues its call
+        assert len(group._queued) == 3
+        write.hold.set()
+        return await asyncio.gather(first, *later, return_exceptions=True)
+
+    results = asyncio.run(main())
+    assert [isinstance(r, ValueError) for r in results] == [False, False, True, False]
+    # the shared write of b, bad, c+d failed on "bad": each was written alone
+    assert sorted(map(tuple, write.batches)) == [("a",), ("b",), ("c", "d")]
+    group.close()
+
+
+def test_a_thread_queued_behind_coroutines_is_made_leader_and_a_coroutine_behind_a_thread_is_led() -> None:
+    write = HeldWrite()
+    group = GroupCommit(write)
+    (leader,), _ = in_threads(group, [rows("t1")])
+    assert write.entered.wait(10)  # a thread leads the first write
+
+    async def main() -> dict[str, Job]:
+        waiting = asyncio.ensure_future(group.awrite(rows("c1"), 0.0))
+        await asyncio.sleep(0)
+        assert len(group._queued) == 1
+        (thread,), results = in_threads(group, [rows("t2")])
+        await asyncio.to_thread(wait_queued, group, 2)
+        write.hold.set()  # t1's write ends; c1 is next: the writer thread leads c1 and t2
+        found = await waiting
+        await asyncio.to_thread(thread.join, 10)
+        assert results == [{}]
+        return found
+
+    assert asyncio.run(main()) == {}
+    leader.join(10)
+    assert write.batches[0] == ["t1"]
+    assert sorted(write.batches[1]) == ["c1", "t2"]
+    assert not group._busy
+    group.close()
+
+
+def test_a_cancelled_coroutine_stops_waiting_but_its_rows_are_written() -> None:
+    write = HeldWrite()
+    group = GroupCommit(write)
+
+    async def main() -> None:
+        task = asyncio.ensure_future(group.awrite(rows("a"), 0.0))
+        await asyncio.to_thread(write.entered.wait, 10)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        write.hold.set()
+
+    asyncio.run(main())
+    group.close()  # waits for the writer thread
+    assert write.batches == [["a"]]
+    assert not group._busy
+
+
+# -- asubmit on both databases ------------------------------------------------------------------
+
+
+def test_concurrent_asubmits_each_get_their_own_stored_job(queue: Queue) -> None:
+    async def main() -> list[Job]:
+        return await asyncio.gather(*(queue.asubmit("simulate", {"n": i}, user_id=f"u{i % 3}") for i in range(40)))
+
+    made = asyncio.run(main())
+    stored = {job.id: (job.user_id, job.payload) for job in queue.jobs(limit=100)}
+    assert {job.id: (job.user_id, job.payload) for job in made} == stored
+    assert sorted(job.payload["n"] for job in made) == list(range(40))
+
+
+def test_a_quota_refusal_among_concurrent_asubmits_fails_only_the_refused(queue: Queue) -> None:
+    queue.set_limits("capped", max_active=3)
+    users = ["capped"] * 6 + ["free"] * 6
+
+    async def main() -> list[Job | BaseException]:
+        return await asyncio.gather(*(queue.asubmit("simulate", user_id=u) for u in users), return_exceptions=True)
+
+    results = asyncio.run(main())
+    capped = [r for r, user in zip(results, users, strict=True) if user == "capped"]
+    assert sum(isinstance(r, Job) for r in capped) == 3
+    assert sum(isinstance(r, QuotaExceeded) for r in capped) == 3
+    assert all(isinstance(r, Job) for r, user in zip(results, users, strict=True) if user == "free")
+    assert queue.stats().by_status["PENDING"] == 9
+
+
+def test_asubmit_with_an_idempotency_key_returns_the_first_job(queue: Queue) -> None:
+    async def main() -> list[Job]:
+        first = await queue.asubmit("simulate", {"n": 1}, idempotency_key="k")
+        again = await queue.asubmit("simulate", {"n": 2}, idempotency_key="k")
+        return [first, again]
+
+    first, again = asyncio.run(main())
+    assert again.id == first.id
+    assert again.payload == {"n": 1}
+    assert len(queue.jobs(limit=10)) == 1
+
+
+def test_bad_input_to_asubmit_raises_before_anything_is_stored(queue: Queue) -> None:
+    with pytest.raises(UnknownTask):
+        asyncio.run(queue.asubmit("no-such-task"))
+    assert queue.jobs(limit=10) == []
+
+
+def test_the_event_loop_runs_on_while_asubmit_waits_for_the_database(sqlite_queue: Callable[..., Queue]) -> None:
+    q = sqlite_queue()
+    q.submit("simulate")  # the schema exists
+    blocker = sqlite3.connect(
+        q.settings.database_url.removeprefix("sqlite:///"), isolation_level=None, check_same_thread=False
+    )
+    blocker.execute("BEGIN IMMEDIATE")  # holds SQLite's write lock
+
+    async def main() -> Job:
+        submit = asyncio.ensure_future(q.asubmit("simulate", {"n": 2}))
+        other = asyncio.Event()
+        asyncio.get_running_loop().call_soon(other.set)
+        await asyncio.wait_for(other.wait(), 10)  # served while the submit waits for the lock
+        assert not submit.done()
+        await asyncio.to_thread(blocker.execute, "COMMIT")
+        return await submit
+
+    job = asyncio.run(main())
+    blocker.close()
+    assert q.get(job.id).payload == {"n": 2}

@@ -187,6 +187,16 @@ ENTRIES = (
         lambda: st.COMPLETE_BATCH,
     ),
     Entry(
+        "submit_batch",
+        (POSTGRESQL,),
+        "New jobs in one statement, one round trip: the batch as arrays (p_ids, p_queues, ...), each "
+        "row ranked after its user's last pending job at its priority (else at the head of that "
+        "priority's line) in steps of p_steps, inserted, and one NOTIFY per queue, sent at commit.",
+        "statements.INSERT_BATCH",
+        "jobs._insert_ranked, for a batch of 2 to BATCH_ROWS jobs (a group commit, submit_many)",
+        lambda: st.INSERT_BATCH,
+    ),
+    Entry(
         "ack_retry_and_record",
         (POSTGRESQL,),
         f"Ack a failed attempt to be retried at p_run_at (PENDING again) {_AND_RECORD}",
