@@ -68,6 +68,20 @@ def timeline(
     return frame
 
 
+# Bin widths a plot of a run may take (seconds): 1-2-5 steps, from a millisecond to a second.
+BIN_LADDER = (0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0)
+MIN_BINS = 20
+
+
+def bin_seconds(frame: pd.DataFrame) -> float:
+    """A bin width for a per-second plot of a :func:`timeline`: one second, or the widest
+    step of BIN_LADDER that still cuts the run's span of finishes into MIN_BINS bins."""
+    finished = frame["finished"].dropna()
+    span = float(finished.max() - finished.min()) if len(finished) else 0.0
+    fitting = [width for width in BIN_LADDER if span / width >= MIN_BINS]
+    return fitting[-1] if fitting else BIN_LADDER[0]
+
+
 def throughput(frame: pd.DataFrame, *, freq: float = 1.0) -> pd.DataFrame:
     """Jobs finishing in each ``freq``-second bin of a :func:`timeline`: ``time`` (bin
     start), ``completed``, ``failed`` (to the DLQ), and ``completed_per_second``."""

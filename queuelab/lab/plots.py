@@ -38,15 +38,24 @@ def _need(frame: pd.DataFrame, columns: Sequence[str], what: str) -> None:
         raise InvalidArgument(f"{what} needs a frame with columns {list(columns)}; missing {missing}")
 
 
-def throughput(timeline: pd.DataFrame, *, freq: float = 1.0, title: str = "Throughput") -> Figure:
-    """Jobs completed (and sent to the DLQ) per second over the run."""
+def throughput(timeline: pd.DataFrame, *, freq: float | None = None, title: str = "Throughput") -> Figure:
+    """Jobs completed (and sent to the DLQ) per second over the run, in bins of ``freq``
+    seconds (default: sized to the run, :func:`~queuelab.lab.frames.bin_seconds`, so a
+    sub-second run draws a curve, not one bar). Each bin is drawn to its end."""
     _need(timeline, ["status", "finished"], "throughput")
+    freq = frames.bin_seconds(timeline) if freq is None else freq
     per = frames.throughput(timeline, freq=freq)
     fig, (ax,) = _figure()
-    ax.step(per["time"], per["completed"] / freq, where="post", color=COLORS["COMPLETED"], label="completed")
-    if per["failed"].any():
-        ax.step(per["time"], per["failed"] / freq, where="post", color=COLORS["FAILED"], label="to the DLQ")
-    ax.set(xlabel="time since start (s)", ylabel="jobs per second", title=title)
+    # One more point at the end of the last bin: a step "post" draws each bin's full width.
+    edges = np.append(per["time"].to_numpy(), per["time"].iloc[-1] + freq) if len(per) else np.array([])
+    for column, color, label in (("completed", "COMPLETED", "completed"), ("failed", "FAILED", "to the DLQ")):
+        if column == "failed" and not per["failed"].any():
+            continue
+        rates = per[column].to_numpy() / freq
+        ax.step(edges, np.append(rates, rates[-1:]), where="post", color=COLORS[color], label=label)
+    unit = "s" if freq >= 1 else "ms"
+    width = f"{freq:g} s" if unit == "s" else f"{freq * 1000:g} ms"
+    ax.set(xlabel=f"time since start (s), bins of {width}", ylabel="jobs per second", title=title)
     ax.legend(loc="upper right")
     ax.grid(alpha=0.3)
     return fig

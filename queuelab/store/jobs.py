@@ -134,14 +134,14 @@ class JobStore:
             _insert_ranked(conn, self.db, rows)
             return
         admit(conn, self.db, rows, now, rate_in_sql=rate_in_sql)
-        if len(rows) == 1:
-            direct.execute(conn, self.db, _INSERT, rows[0])
-        elif self.db.is_sqlite:
-            conn.execute(_INSERT, rows)
-        else:
+        if not self.db.is_sqlite:  # more than BATCH_ROWS: streamed
             _copy_rows(conn, rows)
-        for queue in sorted({r["queue"] for r in rows}):
-            self.db.notify(conn, queue)
+            for queue in sorted({r["queue"] for r in rows}):
+                self.db.notify(conn, queue)
+        elif len(rows) == 1:
+            direct.execute(conn, self.db, _INSERT, rows[0])
+        else:
+            direct.execute_many(conn, self.db, _INSERT, rows)
 
     def find_by_idempotency_key(self, key: str) -> Job | None:
         with self.db.read() as conn:

@@ -321,3 +321,25 @@ def test_an_experiment_can_prefetch(sqlite_url: str) -> None:
     assert peaks[10] > 2  # each process holds up to 1 + 10: prefetched jobs are RUNNING
     with pytest.raises(InvalidArgument, match='prefetch must be "auto", a whole number'):
         lab.run_experiment(sqlite_url, load.Burst(5), prefetch=-1)
+
+
+@pytest.mark.parametrize(
+    ("finished", "width"),
+    [
+        ([0.30, 0.31, 0.35, 0.52, 0.80], 0.02),  # a sub-second run: 0.5 s of finishes in 20+ bins
+        ([5.0], 0.001),  # a single finish: one bin, drawn to its end
+        (list(np.linspace(0.0, 90.0, 50)), 1.0),  # a long run: per second
+    ],
+)
+def test_the_throughput_plot_sizes_its_bins_to_the_run(finished: list[float], width: float) -> None:
+    frame = pd.DataFrame({"status": ["COMPLETED"] * len(finished), "finished": finished})
+    assert frames.bin_seconds(frame) == width
+    fig = plots.throughput(frame)
+    _plotted(fig)
+    (line,) = fig.axes[0].lines
+    xs, ys = np.asarray(line.get_xdata()), np.asarray(line.get_ydata())
+    assert xs[-1] - xs[0] == pytest.approx(
+        (np.floor(max(finished) / width) - np.floor(min(finished) / width) + 1) * width
+    )
+    # the rates drawn add up to every finish: each bin's count is its rate times its width
+    assert ys[:-1].sum() * width == pytest.approx(len(finished))
