@@ -6,8 +6,8 @@ Pure and deterministic: no clock reads, no I/O, one seeded random generator. The
 the local pool's: jobs wait in arrival order; a free, ready worker starts the next one at
 once; every ``tick_seconds`` the policy (:func:`~queuelab.runtime.autoscale.decide_scale`, the very
 function the real :class:`~queuelab.runtime.autoscale.Autoscaler` calls) sees the runnable backlog,
-the running jobs, the pool size, how long the pool has been idle and the time since the last
-change. A new worker is ready ``startup_seconds`` after the decision; a removed one is an
+the running jobs, the pool size, how long no runnable job has waited and the time since the
+last change. A new worker is ready ``startup_seconds`` after the decision; a removed one is an
 idle one if any, else one still starting, else a busy one that stops after its job (a
 process pool's graceful SIGTERM). A worker costs from the moment it is asked for until it
 is gone.
@@ -265,7 +265,7 @@ class _Pool:
 
     def _decide(self) -> None:
         backlog, running = len(self.waiting), self.busy
-        if backlog or running:
+        if backlog:  # idle: no runnable job waits (as the autoscaler counts it)
             self.idle_since = None
         elif self.idle_since is None:
             self.idle_since = self.now

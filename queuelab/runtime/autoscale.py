@@ -2,8 +2,9 @@
 
 The policy is pure: no clock reads, no I/O. The defaults are the prototype's conceptual plan
 (scale up by 1-2 workers while more than 10 jobs wait and workers < 50; scale down by 1 after
-5 minutes with nothing to do), scaled on the *runnable* backlog: jobs waiting for a future
-``run_at``, a retry backoff or a user's running quota are not demand more workers can serve.
+5 minutes with no pending job, running jobs or not), scaled on the *runnable* backlog: jobs
+waiting for a future ``run_at``, a retry backoff or a user's running quota are not demand
+more workers can serve.
 A cooldown after every change and the idle window stop the pool from flapping.
 
 :class:`Autoscaler` is the thin loop around it: each ``tick(now, mono)`` measures the store,
@@ -40,14 +41,15 @@ class ScalePolicy:
     jobs_per_new_worker: int = 10  # the step grows with the backlog: 1 per this many jobs, capped
     idle_seconds: float = 300.0  # scale down by 1 after this long with no runnable job
     cooldown_seconds: float = 30.0  # no change sooner than this after the last one
+    headroom: int = 0  # idle workers kept beyond the running jobs when scaling down
 
     def __post_init__(self) -> None:
         if not 0 <= self.min_workers <= self.max_workers:
             raise InvalidArgument(
                 f"min_workers must be between 0 and max_workers ({self.max_workers}), got {self.min_workers}"
             )
-        for name in ("scale_up_backlog", "max_step_up", "jobs_per_new_worker"):
-            if getattr(self, name) < (0 if name == "scale_up_backlog" else 1):
+        for name in ("scale_up_backlog", "max_step_up", "jobs_per_new_worker", "headroom"):
+            if getattr(self, name) < (0 if name in ("scale_up_backlog", "headroom") else 1):
                 raise InvalidArgument(f"{name} must be a positive whole number, got {getattr(self, name)!r}")
         for name in ("idle_seconds", "cooldown_seconds"):
             if getattr(self, name) < 0:
@@ -88,10 +90,19 @@ def decide_scale(m: ScaleMetrics, p: ScalePolicy) -> ScaleDecision:
         return ScaleDecision(
             target, f"runnable backlog {m.runnable_backlog} > {p.scale_up_backlog}: +{target - m.workers}"
         )
-    if m.runnable_backlog == 0 and m.running == 0 and m.idle_for_seconds >= p.idle_seconds:
-        if m.workers > p.min_workers:
-            return ScaleDecision(m.workers - 1, f"idle for {m.idle_for_seconds:.0f}s >= {p.idle_seconds:g}s: -1")
-        return ScaleDecision(m.workers, "idle, at the minimum")
+    if m.runnable_backlog == 0 and m.idle_for_seconds >= p.idle_seconds:
+        # The seed's rule (PENDING = 0 for 5 minutes: one worker less), step by step towards
+        # the workers the running jobs need, plus the headroom: running jobs do not hold
+        # idle workers up (they did: a trickle of jobs kept a burst's pool for hours).
+        needed = max(p.min_workers, m.running + p.headroom)
+        if m.workers > needed:
+            return ScaleDecision(
+                m.workers - 1,
+                f"no runnable job for {m.idle_for_seconds:.0f}s >= {p.idle_seconds:g}s, {m.running} running: -1",
+            )
+        if m.workers <= p.min_workers:
+            return ScaleDecision(m.workers, "idle, at the minimum")
+        return ScaleDecision(m.workers, f"no runnable job; {m.running} running need {needed} workers")
     return ScaleDecision(m.workers, f"steady (runnable backlog {m.runnable_backlog}, running {m.running})")
 
 
@@ -131,7 +142,7 @@ class Autoscaler(Looper):
         seconds) decides which jobs are due; ``mono`` times the idle window and the cooldown."""
         backlog = sum(runnable_backlog(self.runtime.db, now).values())
         running = running_jobs(self.runtime)
-        if backlog or running:
+        if backlog:  # idle: no runnable job waits (running jobs may)
             self._idle_since = None
         elif self._idle_since is None:
             self._idle_since = mono

@@ -81,6 +81,8 @@ def test_both_autoscalers_use_the_policy_defaults() -> None:
         assert (up["value"], up["periodSeconds"]) == (POLICY.max_step_up, POLICY.cooldown_seconds)
         assert (down["value"], down["periodSeconds"]) == (1, POLICY.cooldown_seconds)
         assert behavior["scaleDown"]["stabilizationWindowSeconds"] == POLICY.idle_seconds
+    # The HPA scales down on the backlog alone, to the minimum: the local policy with no headroom.
+    assert POLICY.headroom == 0
 
 
 def test_the_trigger_query_uses_unqualified_table_names() -> None:

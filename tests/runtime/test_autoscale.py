@@ -38,9 +38,12 @@ def metrics(
         ("at the maximum", metrics(backlog=500, workers=50), 50, "already at the maximum"),
         ("cooldown holds a change", metrics(backlog=500, workers=4, since=10), 4, "cooling down"),
         ("idle but not long enough", metrics(workers=3, idle=299), 3, "steady"),
-        ("idle 5 minutes: -1", metrics(workers=3, idle=300), 2, "idle for 300s"),
+        ("idle 5 minutes: -1", metrics(workers=3, idle=300), 2, "no runnable job for 300s"),
         ("idle at the minimum", metrics(workers=1, idle=10_000), 1, "at the minimum"),
-        ("running jobs are not idle", metrics(running=2, workers=3, idle=10_000), 3, "steady"),
+        ("a trickle does not hold a burst's pool", metrics(running=2, workers=18, idle=300), 17, "2 running: -1"),
+        ("running jobs keep their workers", metrics(running=3, workers=3, idle=10_000), 3, "3 running need 3"),
+        ("claimed-ahead jobs keep theirs too", metrics(running=9, workers=3, idle=10_000), 3, "need 9"),
+        ("waiting jobs: no scale-down", metrics(backlog=1, running=0, workers=3, idle=0), 3, "steady"),
         ("below the minimum, even in cooldown", metrics(workers=0, since=0), 1, "below the minimum"),
         ("above the maximum", metrics(workers=60), 50, "above the maximum"),
     ],
@@ -51,11 +54,20 @@ def test_the_policy(case: str, m: ScaleMetrics, target: int, reason: str) -> Non
     assert reason in decision.reason, case
 
 
+def test_headroom_keeps_idle_workers_beyond_the_running_jobs() -> None:
+    policy = ScalePolicy(headroom=2)
+    assert decide_scale(metrics(running=3, workers=6, idle=300), policy).workers == 5
+    assert decide_scale(metrics(running=3, workers=5, idle=300), policy).workers == 5
+    assert decide_scale(metrics(running=0, workers=2, idle=300), ScalePolicy(min_workers=2, headroom=0)).workers == 2
+
+
 def test_bad_policies_are_refused() -> None:
     with pytest.raises(InvalidArgument, match=r"min_workers must be between 0 and max_workers \(4\), got 5"):
         ScalePolicy(min_workers=5, max_workers=4)
     with pytest.raises(InvalidArgument, match="cooldown_seconds must be >= 0 seconds, got -1"):
         ScalePolicy(cooldown_seconds=-1)
+    with pytest.raises(InvalidArgument, match="headroom must be a positive whole number, got -1"):
+        ScalePolicy(headroom=-1)
 
 
 def test_the_runnable_backlog_leaves_out_what_workers_cannot_serve(queue: object) -> None:
@@ -234,10 +246,24 @@ def test_an_idle_pool_shrinks_one_worker_per_idle_window_and_cooldown(queue: Que
     assert tick(scaler, 1299.0).workers == 3
     decision = tick(scaler, 1300.0)
     assert decision.workers == pool.size == 2
-    assert "idle for 300s >= 300s: -1" in decision.reason
+    assert "no runnable job for 300s >= 300s, 0 running: -1" in decision.reason
     assert "cooling down" in tick(scaler, 1329.0).reason
     assert tick(scaler, 1330.0).workers == pool.size == 1  # still idle, the cooldown over
     assert tick(scaler, 5000.0).reason == "idle, at the minimum"
+
+
+def test_running_jobs_keep_their_workers_but_not_the_idle_ones(queue: Queue) -> None:
+    pool = queue.worker(4)
+    scaler = queue.autoscaler(pool, PROTOTYPE)
+    queue.submit_many(Submission(task="simulate") for _ in range(2))
+    leases = internals(queue).leases.claim("elsewhere", None, 2, queue.clock.now())  # RUNNING from here
+    assert len(leases) == 2
+    tick(scaler, 1000.0)  # no runnable job from here; two run
+    assert tick(scaler, 1300.0).workers == pool.size == 3
+    assert tick(scaler, 1330.0).workers == pool.size == 2
+    decision = tick(scaler, 5000.0)
+    assert (decision.workers, pool.size) == (2, 2)
+    assert "2 running need 2 workers" in decision.reason
 
 
 def test_work_restarts_the_idle_window(queue: Queue) -> None:

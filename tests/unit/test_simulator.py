@@ -279,3 +279,23 @@ def test_the_simulator_and_a_real_pool_agree_on_the_shape_of_a_burst(sqlite_url:
     assert predicted["time_to_peak"] == pytest.approx(real["time_to_peak"], abs=max(1.0, 0.5 * real["time_to_peak"]))
     assert predicted["drain_seconds"] == pytest.approx(real["drain_seconds"], rel=0.35)
     assert predicted["worker_seconds"] == pytest.approx(real["worker_seconds"], rel=0.35)
+
+
+def test_a_burst_then_a_trickle_falls_back_to_what_the_trickle_needs() -> None:
+    """The seed's rule: no runnable job for 5 minutes, one worker less, even while jobs of
+    the trickle run. The pool a burst grew used to stay for as long as the trickle kept a
+    job running; now it shrinks to the workers the trickle needs, and its jobs still start
+    at once (the trace and the durations are seeded: the figures are exact)."""
+    trace = burst(2000) + steady(0.5, 3 * 3600, seed=3)
+    scaled = simulate(trace, Exponential(1.0), PROTOTYPE)
+    kept = simulate(trace, Exponential(1.0), fixed_pool(scaled.max_workers))  # the burst's pool, kept
+    assert scaled.max_workers >= 15
+    assert scaled.worker_seconds < kept.worker_seconds / 5  # 6.1 worker-hours against 54
+    assert scaled.timeline["workers"].iloc[-1] == 1
+    late = scaled.job_frame[scaled.job_frame["arrival"] >= 3600]  # the trickle, long after the burst
+    assert late["wait"].median() == 0.0
+    assert late["wait"].quantile(0.95) < 5.0
+    roomy = simulate(trace, Exponential(1.0), ScalePolicy(headroom=2))
+    late = roomy.job_frame[roomy.job_frame["arrival"] >= 3600]
+    assert late["wait"].quantile(0.99) < 2.0  # a headroom of idle workers buys the tail back
+    assert roomy.worker_seconds < kept.worker_seconds / 4
