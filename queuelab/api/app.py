@@ -118,7 +118,8 @@ def _job_routes(app: FastAPI, queue: Queue, who: Who) -> None:
         # this function made is a tenth of the route's cost, and response_model still
         # documents it.
         user = _submitter(me, body.user_id)
-        key = f"{user}:{idempotency_key}" if idempotency_key else None
+        given = _idempotency_key(idempotency_key, body.idempotency_key)
+        key = f"{user}:{given}" if given else None
         if key is not None:
             earlier = await asyncio.to_thread(queue.find_by_idempotency_key, key)
             if earlier is not None:
@@ -187,6 +188,14 @@ def _job_routes(app: FastAPI, queue: Queue, who: Who) -> None:
     ) -> JobPage:
         page: JobPage = jobs(me, JobStatus.FAILED, None, queue_name, task, limit, cursor)
         return page
+
+
+def _idempotency_key(header: str | None, body: str | None) -> str | None:
+    """The key from the Idempotency-Key header or the body's idempotency_key (the
+    prototype's clients send it there); a 400 if both are sent and differ."""
+    if header is not None and body is not None and header != body:
+        raise ApiError(400, "bad_request", "the Idempotency-Key header and the body's idempotency_key differ")
+    return header if header is not None else body
 
 
 def _json(status: int, answer: BaseModel) -> Response:

@@ -48,6 +48,10 @@ class SubmitRequest(BaseModel):
     priority: int | None = Field(None, ge=bounds.PRIORITY_MIN, le=bounds.PRIORITY_MAX, description="higher runs first")
     max_retries: int | None = Field(None, ge=0, le=bounds.MAX_RETRIES)
     delay_seconds: float | None = Field(None, ge=0, le=bounds.MAX_DELAY_SECONDS)
+    idempotency_key: IdempotencyKey | None = Field(
+        None,
+        description="as the Idempotency-Key header, for the prototype's clients (if both are sent, they must agree)",
+    )
 
 
 class RequeueRequest(BaseModel):
@@ -103,6 +107,7 @@ class JobOut(BaseModel):
     job_id: str
     status: Status
     attempts: int
+    retries: int = Field(description="attempts after the first (the prototype's count): max(attempts - 1, 0)")
     max_retries: int
     user_id: str
     task: str
@@ -126,6 +131,7 @@ class JobOut(BaseModel):
             job_id=job.id,
             status=job.status.value,
             attempts=job.attempts,
+            retries=max(job.attempts - 1, 0),
             max_retries=job.max_retries,
             user_id=job.user_id,
             task=job.task,

@@ -12,7 +12,7 @@ from fastapi.testclient import TestClient
 from queuelab import FakeClock, JobStatus, Queue, bounds
 from queuelab.api import TokenBook, create_app
 from queuelab.models import AttemptOutcome
-from queuelab.policy import Complete, DeadLetter, Errored
+from queuelab.policy import Complete, DeadLetter, Errored, Retry
 from queuelab.testing import internals
 
 ALICE, BOB, ROOT_TOKEN = "alice-token-0123456789", "bob-token-0123456789", "root-token-0123456789"
@@ -214,6 +214,35 @@ def test_idempotency_key_returns_the_earlier_job(client: TestClient) -> None:
     assert second.json() == {**first.json(), "created": False}
     assert other_user.json()["job_id"] != first.json()["job_id"]  # keys are per user
     assert len(client.get("/api/jobs/").json()["jobs"]) == 2
+
+
+def test_the_prototypes_clients_may_send_the_idempotency_key_in_the_body(client: TestClient) -> None:
+    first = client.post("/api/submit/", json={"user_id": "a", "idempotency_key": "k-2"})
+    by_header = client.post("/api/submit/", json={"user_id": "a"}, headers={"Idempotency-Key": "k-2"})
+    both = client.post(
+        "/api/submit/", json={"user_id": "a", "idempotency_key": "k-2"}, headers={"Idempotency-Key": "k-2"}
+    )
+    assert (first.status_code, by_header.status_code, both.status_code) == (201, 200, 200)
+    assert by_header.json()["job_id"] == both.json()["job_id"] == first.json()["job_id"]
+    differ = client.post(
+        "/api/submit/", json={"user_id": "a", "idempotency_key": "k-3"}, headers={"Idempotency-Key": "k-2"}
+    )
+    assert (differ.status_code, differ.json()["error"]) == (400, "bad_request")
+    assert "differ" in differ.json()["message"]
+    too_long = client.post("/api/submit/", json={"user_id": "a", "idempotency_key": "k" * 1000})
+    assert (too_long.status_code, too_long.json()["field"]) == (400, "idempotency_key")
+    assert len(client.get("/api/jobs/").json()["jobs"]) == 1
+
+
+def test_the_status_answer_counts_retries_as_the_prototype_did(client: TestClient, queue: Queue) -> None:
+    job_id = client.post("/api/submit/", json={"user_id": "a"}).json()["job_id"]
+    assert client.get(f"/api/status/{job_id}/").json()["retries"] == 0
+    for attempt in range(1, 4):
+        (lease,) = internals(queue).leases.claim("w", None, 1, queue.clock.now())
+        answer = client.get(f"/api/status/{job_id}/").json()
+        assert (answer["attempts"], answer["retries"]) == (attempt, attempt - 1)
+        failed = Errored(AttemptOutcome.FAILED, "ValueError", "try again")
+        internals(queue).leases.ack(lease, Retry(queue.clock.now(), failed), "w", queue.clock.now())
 
 
 def test_rate_limit_and_quota_are_429_with_retry_after(client: TestClient, queue: Queue, clock: FakeClock) -> None:
