@@ -431,10 +431,15 @@ class Queue:
         user_id: str | None = None,
         queue: str | None = None,
         task: str | None = None,
+        rate: float | None = None,
     ) -> int:
-        """Requeue every job matching the filter (by default the whole DLQ); return the count."""
+        """Requeue every job matching the filter (by default the whole DLQ), oldest first,
+        each queued behind the work already waiting (a fresh fair rank, as a new submission);
+        return the count. ``rate``: at most this many jobs per second become runnable (their
+        run_at spread from now), so a large redrive does not crowd out other work."""
         where = arguments.job_filter(status, user_id, queue, task)
-        return self._runtime.jobs.requeue_many(where, self._runtime.clock.now())
+        pace = None if rate is None else bounds.number("rate", rate)
+        return self._runtime.jobs.requeue_many(where, self._runtime.clock.now(), pace)
 
     def force_success(self, job_id: str, result: Any = None) -> Job:
         """Mark a FAILED (or COMPLETED) job COMPLETED, recording that it was forced."""

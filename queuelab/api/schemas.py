@@ -66,6 +66,9 @@ class BulkRequeueRequest(BaseModel):
     queue: QueueName | None = None
     task: TaskName | None = None
     user_id: UserId | None = None
+    rate: float | None = Field(
+        None, gt=0, le=bounds.MAX_COUNT, description="jobs per second made runnable (their run_at spread from now)"
+    )
 
 
 class LimitsRequest(BaseModel):

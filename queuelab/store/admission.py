@@ -79,6 +79,18 @@ def admit(
             _assign_ranks(conn, db, user, mine, lim.weight or 1)
 
 
+def fresh_ranks(conn: Connection, db: Database, rows: Sequence[dict[str, Any]]) -> None:
+    """Give each of ``rows`` (``user_id``, ``priority``) the fair rank a new submission of
+    it would get now, in the order given: a requeued job queues behind the work already
+    waiting, as a new one would, not at the rank it had when it was first submitted."""
+    by_user: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for row in rows:
+        by_user[row["user_id"]].append(row)
+    limits = effective_in(cache_for(db).get(conn), db.settings, sorted(by_user))
+    for user, mine in by_user.items():
+        _assign_ranks(conn, db, user, mine, limits[user].weight or 1)
+
+
 def unchecked_rank_step(conn: Connection, db: Database, user: str, *, rate_in_sql: bool) -> float | None:
     """The rank step of ``user``'s next job if admitting it checks no stored rows (no
     active cap, no rate limit counted in SQL); None if it does, as it then needs a

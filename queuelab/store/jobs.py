@@ -18,7 +18,7 @@ from sqlalchemy.engine import Connection, RowMapping
 from queuelab.errors import InvalidArgument, InvalidTransition, JobNotFound, StoreError
 from queuelab.models import Job, JobStatus
 from queuelab.store import direct
-from queuelab.store.admission import RANK_STEP, admit, ranked_insert, unchecked_rank_step
+from queuelab.store.admission import RANK_STEP, admit, fresh_ranks, ranked_insert, unchecked_rank_step
 from queuelab.store.database import Database
 from queuelab.store.group_commit import GroupCommit
 from queuelab.store.rows import job_from_row
@@ -190,17 +190,27 @@ class JobStore:
         return self._read(where, limit, before, history)[0]
 
     def requeue(self, job_id: str, now: float) -> Job:
-        """Back to PENDING with a fresh retry budget; the attempt history is kept."""
-        return self._transition(job_id, REQUEUEABLE, "requeued", _requeue_values(now), notify=True)
+        """Back to PENDING with a fresh retry budget and a fresh fair rank (behind the work
+        already waiting, as a new submission); the attempt history is kept."""
+        with self.db.write() as conn:
+            if _requeue(conn, self.db, [jobs.c.id == job_id], REQUEUEABLE, now, None):
+                self.db.notify(conn, "*")
+                return _read_job(conn, job_id)
+            status = conn.execute(sa.select(jobs.c.status).where(jobs.c.id == job_id)).scalar()
+        if status is None:
+            raise JobNotFound(f"no job with id {job_id!r}")
+        raise InvalidTransition(f"job {job_id} is {status}; only {_names(REQUEUEABLE)} jobs can be requeued")
 
-    def requeue_many(self, where: JobFilter, now: float) -> int:
+    def requeue_many(self, where: JobFilter, now: float, rate: float | None = None) -> int:
+        """Requeue the matching jobs, oldest first, each with a fresh fair rank; with
+        ``rate`` (jobs per second) their run_at is spread from now at that pace, so a large
+        DLQ does not land on the workers (and other users' jobs) at once. Returns the count."""
         statuses = (where.status,) if where.status is not None else (JobStatus.FAILED,)
         if not set(statuses) <= set(REQUEUEABLE):
             raise InvalidTransition(f"only {_names(REQUEUEABLE)} jobs can be requeued, not {where.status}")
-        clauses = [c for c in JobFilter(None, where.user_id, where.queue, where.task).clauses()]
-        stmt = jobs.update().where(jobs.c.status.in_(statuses), *clauses).values(**_requeue_values(now))
+        clauses = JobFilter(None, where.user_id, where.queue, where.task).clauses()
         with self.db.write() as conn:
-            count = conn.execute(stmt).rowcount
+            count = _requeue(conn, self.db, clauses, statuses, now, rate)
             if count:
                 self.db.notify(conn, where.queue or "*")
         return count
@@ -324,6 +334,31 @@ def _read_job(conn: Connection, job_id: str) -> Job:
         raise JobNotFound(f"no job with id {job_id!r}")
     history = conn.execute(sa.select(attempts).where(attempts.c.job_id == job_id).order_by(attempts.c.id)).mappings()
     return job_from_row(row, history)
+
+
+def _requeue(
+    conn: Connection,
+    db: Database,
+    clauses: Sequence[sa.ColumnElement[bool]],
+    statuses: Sequence[JobStatus],
+    now: float,
+    rate: float | None,
+) -> int:
+    """Requeue the jobs in ``statuses`` that match ``clauses``, oldest first, each ranked as
+    a new submission would be (:func:`~queuelab.store.admission.fresh_ranks`); the count."""
+    query = sa.select(jobs.c.id, jobs.c.user_id, jobs.c.priority).where(jobs.c.status.in_(statuses), *clauses)
+    rows = [dict(row) for row in conn.execute(query.order_by(jobs.c.created_at, jobs.c.id)).mappings()]
+    if not rows:
+        return 0
+    fresh_ranks(conn, db, rows)
+    values = {**_requeue_values(now), "fair_rank": sa.bindparam("p_rank"), "run_at": sa.bindparam("p_run_at")}
+    unchanged = sa.or_(*(jobs.c.status == status for status in statuses))  # (no IN list in an executemany)
+    stmt = jobs.update().where(jobs.c.id == sa.bindparam("p_id"), unchanged).values(values)
+    params = [
+        {"p_id": row["id"], "p_rank": row["fair_rank"], "p_run_at": now if rate is None else now + i / rate}
+        for i, row in enumerate(rows)
+    ]
+    return int(conn.execute(stmt, params).rowcount)
 
 
 def _requeue_values(now: float) -> dict[str, Any]:

@@ -323,6 +323,18 @@ def test_limits_and_bulk_requeue_from_the_api(client: TestClient, queue: Queue) 
     assert client.post("/api/dlq/requeue/", json={"queue": "x"}).json() == {"requeued": 1}
     assert client.post("/api/dlq/requeue/", json={}).json() == {"requeued": 1}
     assert queue.get(ids[1]).status == JobStatus.PENDING
+    bad_pace = client.post("/api/dlq/requeue/", json={"rate": 0})
+    assert (bad_pace.status_code, bad_pace.json()["field"]) == (400, "rate")
+
+
+def test_a_paced_bulk_requeue_from_the_api(client: TestClient, queue: Queue, clock: FakeClock) -> None:
+    ids = [client.post("/api/submit/", json={"user_id": "a"}).json()["job_id"] for _ in range(3)]
+    for job_id in ids:
+        fail_to_dlq(queue, job_id)
+    now = clock.now()
+    assert client.post("/api/dlq/requeue/", json={"rate": 2}).json() == {"requeued": 3}
+    run_at = sorted(queue.get(job_id).run_at.timestamp() - now for job_id in ids)
+    assert run_at == pytest.approx([0.0, 0.5, 1.0])
 
 
 def test_the_autoscaling_decision_log(client: TestClient, secured: TestClient, queue: Queue) -> None:

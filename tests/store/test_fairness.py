@@ -6,10 +6,12 @@ import threading
 import time
 from collections.abc import Callable
 
+import pytest
 import sqlalchemy as sa
 
-from queuelab import FakeClock, Queue
-from queuelab.policy import Complete
+from queuelab import FakeClock, InvalidArgument, Queue
+from queuelab.models import AttemptOutcome
+from queuelab.policy import Complete, DeadLetter, Errored
 from queuelab.store import quota_sql
 from queuelab.store.schema import jobs, user_locks
 from queuelab.submission import Submission
@@ -179,3 +181,46 @@ def test_one_batch_of_several_users_and_priorities_is_ranked_as_if_submitted_one
     assert ranks[first.id] == 1.0
     # a at 0 continues after 1.0; b at 0 starts at the head (1.0) in halves; at 5 nobody waits
     assert [ranks[job.id] for job in made] == [2.0, 1.5, 3.0, 0.5, 2.0, 1.0]
+
+
+def dead_letter_all(q: Queue, n: int) -> None:
+    """Claim ``n`` jobs and send each to the dead-letter queue."""
+    failed = Errored(AttemptOutcome.FAILED, "ValueError", "boom")
+    for lease in internals(q).leases.claim("w", None, n, q.clock.now()):
+        internals(q).leases.ack(lease, DeadLetter(failed, "no retries left"), "w", q.clock.now())
+
+
+def test_a_bulk_redrive_queues_behind_the_work_already_waiting(queue: Queue, clock: FakeClock) -> None:
+    queue.submit_many(Submission(task="simulate", user_id="heavy", max_retries=0) for _ in range(200))
+    dead_letter_all(queue, 200)
+    clock.advance(1)
+    queue.submit_many(Submission(task="simulate", user_id="light") for _ in range(20))
+    assert queue.requeue_many(user_id="heavy") == 200
+    order = drain_order(queue)
+    assert len(order) == 220
+    # light waited first: its 20 interleave with heavy's redrive, one for one, from the head
+    assert order[:40].count("light") == 20
+
+
+def test_a_requeued_job_goes_behind_its_users_waiting_jobs(queue: Queue) -> None:
+    first = queue.submit("simulate", user_id="a", max_retries=0)
+    dead_letter_all(queue, 1)
+    waiting = queue.submit_many(Submission(task="simulate", user_id="a") for _ in range(3))
+    requeued = queue.requeue(first.id)
+    assert requeued.status.value == "PENDING"
+    with internals(queue).db.engine.connect() as conn:
+        ranks = dict(conn.execute(sa.select(jobs.c.id, jobs.c.fair_rank)).all())
+    assert ranks[first.id] > max(ranks[job.id] for job in waiting)
+
+
+def test_a_paced_redrive_spreads_the_jobs_run_at(queue: Queue, clock: FakeClock) -> None:
+    queue.submit_many(Submission(task="simulate", user_id="u", max_retries=0) for _ in range(5))
+    dead_letter_all(queue, 5)
+    clock.advance(10)
+    now = clock.now()
+    assert queue.requeue_many(rate=4) == 5
+    starts = sorted(job.run_at.timestamp() - now for job in queue.jobs(limit=10))
+    assert starts == pytest.approx([0.0, 0.25, 0.5, 0.75, 1.0])
+    assert queue.requeue_many(rate=4) == 0  # nothing left in the DLQ: says so
+    with pytest.raises(InvalidArgument, match="rate must be a finite number > 0, got 0"):
+        queue.requeue_many(rate=0)
