@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import gc
 import logging
+import os
 import signal
 import sys
 from collections.abc import AsyncIterator, Sequence
@@ -12,9 +13,16 @@ from contextlib import asynccontextmanager
 
 from queuelab.api.app import create_app
 from queuelab.api.auth import TokenBook, is_loopback
+from queuelab.config import Settings
 from queuelab.errors import QueuelabError
 from queuelab.queue import load_queue
 from queuelab.runtime.pool import MODES, Pool, check_pool_args
+
+# A server reachable by several users protects itself: per-user limits are on by default
+# here, in the spirit of the prototype's ("limits jobs per minute and concurrent active jobs
+# per user"). The library's own defaults stay off.
+SERVER_RATE_LIMIT = "60/minute"
+SERVER_MAX_ACTIVE = 10
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -28,6 +36,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--workers", type=int, default=0, help="also run a worker pool of N in this process")
     parser.add_argument("--mode", choices=MODES, default="process", help="the worker pool's mode")
     parser.add_argument("--tokens-file", default=None, help="lines of 'TOKEN USER ROLE' (role: user or admin)")
+    parser.add_argument(
+        "--rate-limit",
+        default=None,
+        help=f"default submissions per user, e.g. 60/minute; 'none' switches it off (default: the queue's "
+        f"setting, e.g. QUEUELAB_RATE_LIMIT, else {SERVER_RATE_LIMIT}); a user's own limits (set_limits) win",
+    )
+    parser.add_argument(
+        "--max-active",
+        default=None,
+        help=f"default cap on a user's PENDING + RUNNING jobs; 'none' or 0 switches it off (default: the "
+        f"queue's setting, e.g. QUEUELAB_MAX_ACTIVE_PER_USER, else {SERVER_MAX_ACTIVE})",
+    )
     parser.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     args = parser.parse_args(argv)
     logging.basicConfig(
@@ -38,6 +58,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     except QueuelabError as exc:
         print(f"queuelab.api: error: {exc}", file=sys.stderr)
         return 2
+
+
+def server_limits(rate_limit: str | None, max_active: str | None, settings: Settings) -> dict[str, str]:
+    """The limit settings to change: a flag if given; else the server's default where the
+    queue has none (from its environment, QUEUELAB_*, or the --app's own settings). An
+    environment variable set to 'none' keeps a limit off."""
+    changes: dict[str, str] = {}
+    if rate_limit is not None:
+        changes["rate_limit"] = rate_limit
+    elif settings.rate_limit is None and not os.environ.get("QUEUELAB_RATE_LIMIT", "").strip():
+        changes["rate_limit"] = SERVER_RATE_LIMIT
+    if max_active is not None:
+        changes["max_active_per_user"] = max_active
+    elif settings.max_active_per_user is None and not os.environ.get("QUEUELAB_MAX_ACTIVE_PER_USER", "").strip():
+        changes["max_active_per_user"] = str(SERVER_MAX_ACTIVE)
+    return changes
 
 
 def serve(args: argparse.Namespace) -> int:
@@ -55,6 +91,9 @@ def serve(args: argparse.Namespace) -> int:
     if args.workers:
         check_pool_args(args.workers, args.mode)
     q = load_queue(args.db, args.app)
+    limits = server_limits(args.rate_limit, args.max_active, q.settings)
+    if limits:
+        q = load_queue(args.db, args.app, **limits)
     q.stats()  # open the database (and create the schema) before serving
     pool: Pool | None = q.worker(args.workers, args.mode) if args.workers else None
     app = create_app(q, tokens)

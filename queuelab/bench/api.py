@@ -38,12 +38,17 @@ def _free_port() -> int:
 
 
 class Server:
-    """``python -m queuelab.api`` on ``db_url`` (no workers, no tokens, no rate limit)."""
+    """``python -m queuelab.api`` on ``db_url`` (no workers, no tokens, no per-user limits)."""
 
     def __init__(self, db_url: str) -> None:
         self.port = _free_port()
         self.base = f"http://127.0.0.1:{self.port}"
-        env = {**os.environ, "QUEUELAB_API_TOKENS": "", "QUEUELAB_RATE_LIMIT": "none"}
+        env = {
+            **os.environ,
+            "QUEUELAB_API_TOKENS": "",
+            "QUEUELAB_RATE_LIMIT": "none",
+            "QUEUELAB_MAX_ACTIVE_PER_USER": "none",
+        }
         command = [sys.executable, "-m", "queuelab.api", "--db", db_url, "--port", str(self.port)]
         self.proc = subprocess.Popen([*command, "--log-level", "warning"], env=env)
         deadline = time.monotonic() + 60

@@ -34,7 +34,10 @@ def api_server(
     port = free_port()
     command = [sys.executable, "-m", "queuelab.api", "--db", db_url, "--port", str(port),
                "--workers", str(workers), "--mode", mode, "--log-level", "warning", *args]  # fmt: skip
-    environment = {**os.environ, "PYTHONPATH": str(ROOT), "QUEUELAB_API_TOKENS": "", **env}
+    # The server's default per-user limits are off here (tests flood one user); the test of
+    # those defaults starts the server with them on.
+    unlimited = {"QUEUELAB_RATE_LIMIT": "none", "QUEUELAB_MAX_ACTIVE_PER_USER": "none"}
+    environment = {**os.environ, "PYTHONPATH": str(ROOT), "QUEUELAB_API_TOKENS": "", **unlimited, **env}
     base = f"http://127.0.0.1:{port}"
     with log.open("wb") as out:
         proc = subprocess.Popen(command, cwd=ROOT, env=environment, stdout=out, stderr=subprocess.STDOUT)
