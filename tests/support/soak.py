@@ -87,7 +87,8 @@ def soak(url: str, minutes: float, sample: float, rate: float, workers: int, log
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     command = [sys.executable, "-m", "queuelab.api", "--db", url, "--port", str(port), "--workers", str(workers),
-               "--mode", "process", "--log-level", "warning", "--rate-limit", "none", "--max-active", "none"]  # fmt: skip
+               "--mode", "process", "--log-level", "warning",
+               "--rate-limit", "none", "--max-active", "none"]  # fmt: skip
     env = {**os.environ, "PYTHONPATH": str(ROOT), "QUEUELAB_API_TOKENS": "", "QUEUELAB_RETRY_BASE_SECONDS": "0.1"}
     rows: list[dict[str, float]] = []
     with log.open("wb") as out:
