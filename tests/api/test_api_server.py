@@ -74,8 +74,7 @@ def submit_as(base: str, user: str) -> httpx.Response:
 def test_the_server_limits_each_user_by_default(sqlite_url: str, tmp_path: Path) -> None:
     """With no limit configured anywhere, `python -m queuelab.api` caps a user at 10
     active jobs and 60 submissions a minute (no worker runs here, so every job stays active)."""
-    unset = {"QUEUELAB_RATE_LIMIT": "", "QUEUELAB_MAX_ACTIVE_PER_USER": ""}
-    with api_server(sqlite_url, tmp_path / "api.log", **unset) as base:
+    with api_server(sqlite_url, tmp_path / "api.log", QUEUELAB_RATE_LIMIT="", QUEUELAB_MAX_ACTIVE_PER_USER="") as base:
         assert [submit_as(base, "alice").status_code for _ in range(10)] == [201] * 10
         capped = submit_as(base, "alice")
         assert (capped.status_code, capped.json()["error"]) == (429, "quota_exceeded")
@@ -90,8 +89,18 @@ def test_the_server_limits_each_user_by_default(sqlite_url: str, tmp_path: Path)
 
 
 def test_flags_change_or_switch_off_the_servers_limits(sqlite_url: str, tmp_path: Path) -> None:
-    unset = {"QUEUELAB_RATE_LIMIT": "", "QUEUELAB_MAX_ACTIVE_PER_USER": ""}
-    with api_server(sqlite_url, tmp_path / "api.log", "--max-active", "2", **unset) as base:
+    with api_server(
+        sqlite_url, tmp_path / "api.log", "--max-active", "2", QUEUELAB_RATE_LIMIT="", QUEUELAB_MAX_ACTIVE_PER_USER=""
+    ) as base:
         assert [submit_as(base, "dan").status_code for _ in range(3)] == [201, 201, 429]
-    with api_server(sqlite_url, tmp_path / "api2.log", "--max-active", "0", "--rate-limit", "none", **unset) as base:
+    with api_server(
+        sqlite_url,
+        tmp_path / "api2.log",
+        "--max-active",
+        "0",
+        "--rate-limit",
+        "none",
+        QUEUELAB_RATE_LIMIT="",
+        QUEUELAB_MAX_ACTIVE_PER_USER="",
+    ) as base:
         assert all(submit_as(base, "dan").status_code == 201 for _ in range(70))  # 2 stored before: 72 active
