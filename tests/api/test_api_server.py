@@ -80,7 +80,12 @@ def test_the_server_limits_each_user_by_default(sqlite_url: str, tmp_path: Path)
         assert (capped.status_code, capped.json()["error"]) == (429, "quota_exceeded")
         assert submit_as(base, "bob").status_code == 201  # per user
     with api_server(
-        sqlite_url.replace(".db", "-rate.db"), tmp_path / "api2.log", "--max-active", "none", **unset
+        sqlite_url.replace(".db", "-rate.db"),
+        tmp_path / "api2.log",
+        "--max-active",
+        "none",
+        QUEUELAB_RATE_LIMIT="",
+        QUEUELAB_MAX_ACTIVE_PER_USER="",
     ) as base:
         assert all(submit_as(base, "carol").status_code == 201 for _ in range(60))
         limited = submit_as(base, "carol")
