@@ -32,6 +32,16 @@ def job_id(value: Any) -> str:
         raise JobNotFound(f"no job with id {value!r} (job ids are UUIDs)") from None
 
 
+def actor(value: Any) -> str | None:
+    """Who did a manual action, as recorded in the job's history (None: not said)."""
+    if value is None:
+        return None
+    most = bounds.MAX_USER_ID_LENGTH
+    if not isinstance(value, str) or not value.strip() or len(value) > most or "\x00" in value:
+        raise InvalidArgument(f"by must be a non-empty string of at most {most} characters without NUL, got {value!r}")
+    return value
+
+
 def job_filter(status: Any, user_id: str | None, queue: str | None, task: str | None) -> JobFilter:
     if status is not None:
         try:

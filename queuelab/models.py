@@ -63,6 +63,24 @@ class Attempt:
     traceback: str | None = None
 
 
+class ActionKind(StrEnum):
+    """What a person (an operator, an admin, a script) did to a job by hand."""
+
+    REQUEUED = "REQUEUED"
+    FORCED_SUCCESS = "FORCED_SUCCESS"
+    CANCELLED = "CANCELLED"
+
+
+@dataclass(frozen=True, slots=True)
+class Action:
+    """A manual action in a job's history: what, when, who, and the status it changed."""
+
+    kind: ActionKind
+    at: datetime
+    by: str | None  # the API token's user, "api" on a server without tokens, or a Python caller's label
+    from_status: JobStatus
+
+
 @dataclass(frozen=True, slots=True)
 class Job:
     id: str
@@ -88,6 +106,7 @@ class Job:
     idempotency_key: str | None = None
     dead_letter_reason: str | None = None  # why a FAILED job is in the dead-letter queue
     history: tuple[Attempt, ...] = field(default=())
+    actions: tuple[Action, ...] = field(default=())  # requeues, forced successes, cancels; oldest first
 
     @property
     def errors(self) -> list[Attempt]:

@@ -420,9 +420,11 @@ class Queue:
 
     # -- admin ------------------------------------------------------------------------
 
-    def requeue(self, job_id: str) -> Job:
-        """Run a FAILED, COMPLETED or CANCELLED job again with a fresh retry budget."""
-        return self._runtime.jobs.requeue(arguments.job_id(job_id), self._runtime.clock.now())
+    def requeue(self, job_id: str, *, by: str | None = None) -> Job:
+        """Run a FAILED, COMPLETED or CANCELLED job again with a fresh retry budget. The
+        requeue is recorded in the job's ``actions`` with when and ``by`` (who, in your words)."""
+        who = arguments.actor(by)
+        return self._runtime.jobs.requeue(arguments.job_id(job_id), self._runtime.clock.now(), who)
 
     def requeue_many(
         self,
@@ -432,6 +434,7 @@ class Queue:
         queue: str | None = None,
         task: str | None = None,
         rate: float | None = None,
+        by: str | None = None,
     ) -> int:
         """Requeue every job matching the filter (by default the whole DLQ), oldest first,
         each queued behind the work already waiting (a fresh fair rank, as a new submission);
@@ -439,15 +442,17 @@ class Queue:
         run_at spread from now), so a large redrive does not crowd out other work."""
         where = arguments.job_filter(status, user_id, queue, task)
         pace = None if rate is None else bounds.number("rate", rate)
-        return self._runtime.jobs.requeue_many(where, self._runtime.clock.now(), pace)
+        return self._runtime.jobs.requeue_many(where, self._runtime.clock.now(), pace, arguments.actor(by))
 
-    def force_success(self, job_id: str, result: Any = None) -> Job:
-        """Mark a FAILED (or COMPLETED) job COMPLETED, recording that it was forced."""
-        return self._runtime.jobs.force_success(arguments.job_id(job_id), self._runtime.clock.now(), result)
+    def force_success(self, job_id: str, result: Any = None, *, by: str | None = None) -> Job:
+        """Mark a FAILED (or COMPLETED) job COMPLETED, recording that it was forced, when, and
+        ``by`` whom, in the job's ``actions``."""
+        who = arguments.actor(by)
+        return self._runtime.jobs.force_success(arguments.job_id(job_id), self._runtime.clock.now(), result, who)
 
-    def cancel(self, job_id: str) -> Job:
-        """Cancel a PENDING job."""
-        return self._runtime.jobs.cancel(arguments.job_id(job_id), self._runtime.clock.now())
+    def cancel(self, job_id: str, *, by: str | None = None) -> Job:
+        """Cancel a PENDING job (recorded in its ``actions``, with when and ``by`` whom)."""
+        return self._runtime.jobs.cancel(arguments.job_id(job_id), self._runtime.clock.now(), arguments.actor(by))
 
     def prune(self, older_than: timedelta | float | None = None) -> int:
         """Delete COMPLETED and CANCELLED jobs finished longer ago than ``older_than``

@@ -142,13 +142,14 @@ def _job_routes(app: FastAPI, queue: Queue, who: Who) -> None:
     def requeue(job_id: str, body: RequeueRequest, me: Me) -> JobOut:
         _visible(queue, me, job_id)
         _admin(me, "requeue or force-success a job")
-        job = queue.requeue(job_id) if body.action == "REQUEUE" else queue.force_success(job_id)
+        by = _actor(me)
+        job = queue.requeue(job_id, by=by) if body.action == "REQUEUE" else queue.force_success(job_id, by=by)
         return JobOut.of(job)
 
     @_both(app, "POST", "/api/cancel/{job_id}/", response_model=JobOut)
     def cancel(job_id: str, me: Me) -> JobOut:
         _visible(queue, me, job_id)
-        return JobOut.of(queue.cancel(job_id))
+        return JobOut.of(queue.cancel(job_id, by=_actor(me)))
 
     @_both(app, "GET", "/api/explain/{job_id}/", response_model=ExplanationOut)
     def explain(job_id: str, me: Me) -> ExplanationOut:
@@ -188,6 +189,11 @@ def _job_routes(app: FastAPI, queue: Queue, who: Who) -> None:
         return page
 
 
+def _actor(me: Principal) -> str:
+    """Who acted, for the job's history: the token's user, or "api" on a server without tokens."""
+    return me.user_id or "api"
+
+
 def _idempotency_key(header: str | None, body: str | None) -> str | None:
     """The key from the Idempotency-Key header or the body's idempotency_key (the
     prototype's clients send it there); a 400 if both are sent and differ."""
@@ -202,7 +208,9 @@ def _admin_routes(app: FastAPI, queue: Queue, who: Who) -> None:
     @_both(app, "POST", "/api/dlq/requeue/", response_model=CountOut)
     def requeue_dlq(body: BulkRequeueRequest, me: Me) -> CountOut:
         _admin(me, "requeue the dead-letter queue")
-        found = queue.requeue_many(user_id=body.user_id, queue=body.queue, task=body.task, rate=body.rate)
+        found = queue.requeue_many(
+            user_id=body.user_id, queue=body.queue, task=body.task, rate=body.rate, by=_actor(me)
+        )
         return CountOut(requeued=found)
 
     @_both(app, "GET", "/api/limits/{user_id}/", response_model=LimitsOut)

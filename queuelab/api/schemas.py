@@ -23,7 +23,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from queuelab import bounds
-from queuelab.models import Attempt, Job
+from queuelab.models import Action, Attempt, Job
 from queuelab.store.scaling import ScaleEvent
 
 # A field that appears on more than one route (in a body, a query string or a header) has
@@ -106,6 +106,17 @@ class AttemptOut(BaseModel):
         )
 
 
+class ActionOut(BaseModel):
+    action: Literal["REQUEUED", "FORCED_SUCCESS", "CANCELLED"]
+    at: datetime
+    by: str | None = Field(description="the API token's user, 'api' without tokens, or a Python caller's label")
+    from_status: Status
+
+    @classmethod
+    def of(cls, action: Action) -> ActionOut:
+        return cls(action=action.kind.value, at=action.at, by=action.by, from_status=action.from_status.value)
+
+
 class JobOut(BaseModel):
     job_id: str
     status: Status
@@ -122,6 +133,7 @@ class JobOut(BaseModel):
     dead_letter_reason: str | None = Field(None, description="why a FAILED job is in the dead-letter queue")
     errors: list[AttemptOut]
     history: list[AttemptOut]
+    actions: list[ActionOut] = Field(description="manual requeues, forced successes and cancels, oldest first")
     created_at: datetime
     run_at: datetime
     started_at: datetime | None
@@ -146,6 +158,7 @@ class JobOut(BaseModel):
             dead_letter_reason=job.dead_letter_reason,
             errors=[h for h in history if h.error_type is not None],
             history=history,
+            actions=[ActionOut.of(a) for a in job.actions],
             created_at=job.created_at,
             run_at=job.run_at,
             started_at=job.started_at,

@@ -36,6 +36,8 @@ STATUSES = [s.value for s in JobStatus]
 DLQ_ROWS = 200
 THROUGHPUT_SECONDS = 60
 
+PANEL = "control panel"  # who did it, in the job's history
+
 
 def _section(title: str, *children: w.Widget) -> w.VBox:
     return w.VBox([w.HTML(f"<b>{html.escape(title)}</b>"), *children], layout=w.Layout(padding="4px", width="100%"))
@@ -211,12 +213,12 @@ class ControlPanel:
     def _dlq_action(self, action: str) -> None:
         ids = list(self.dlq.value)
         for job_id in ids:
-            getattr(self.q, action)(job_id)
+            getattr(self.q, action)(job_id, by=PANEL)
         verb = "requeued" if action == "requeue" else "marked completed"
         self.dlq_info.value = f"{len(ids)} job(s) {verb}"
 
     def _requeue_all(self) -> None:
-        self.dlq_info.value = f"{self.q.requeue_many()} job(s) requeued"
+        self.dlq_info.value = f"{self.q.requeue_many(by=PANEL)} job(s) requeued"
 
     def _show_limits(self) -> None:
         user = self.limits_user.value.strip() or "*"

@@ -16,13 +16,13 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, RowMapping
 
 from queuelab.errors import InvalidArgument, InvalidTransition, JobNotFound, StoreError
-from queuelab.models import Job, JobStatus
+from queuelab.models import ActionKind, Job, JobStatus
 from queuelab.store import direct
 from queuelab.store.admission import RANK_STEP, admit, fresh_ranks, ranked_insert, unchecked_rank_step
 from queuelab.store.database import Database
 from queuelab.store.group_commit import GroupCommit
 from queuelab.store.rows import job_from_row
-from queuelab.store.schema import NOTIFY_CHANNEL, attempts, jobs
+from queuelab.store.schema import NOTIFY_CHANNEL, actions, attempts, jobs
 from queuelab.store.statements import INSERT_BATCH
 
 _INSERT = jobs.insert()
@@ -189,11 +189,12 @@ class JobStore:
         ``history``: with every job's attempts (one more query for the whole page)."""
         return self._read(where, limit, before, history)[0]
 
-    def requeue(self, job_id: str, now: float) -> Job:
+    def requeue(self, job_id: str, now: float, by: str | None = None) -> Job:
         """Back to PENDING with a fresh retry budget and a fresh fair rank (behind the work
-        already waiting, as a new submission); the attempt history is kept."""
+        already waiting, as a new submission); the attempt history is kept, and the requeue
+        recorded in it (when, ``by`` whom)."""
         with self.db.write() as conn:
-            if _requeue(conn, self.db, [jobs.c.id == job_id], REQUEUEABLE, now, None):
+            if _requeue(conn, self.db, [jobs.c.id == job_id], REQUEUEABLE, now, None, by):
                 self.db.notify(conn, "*")
                 return _read_job(conn, job_id)
             status = conn.execute(sa.select(jobs.c.status).where(jobs.c.id == job_id)).scalar()
@@ -201,32 +202,34 @@ class JobStore:
             raise JobNotFound(f"no job with id {job_id!r}")
         raise InvalidTransition(f"job {job_id} is {status}; only {_names(REQUEUEABLE)} jobs can be requeued")
 
-    def requeue_many(self, where: JobFilter, now: float, rate: float | None = None) -> int:
+    def requeue_many(self, where: JobFilter, now: float, rate: float | None = None, by: str | None = None) -> int:
         """Requeue the matching jobs, oldest first, each with a fresh fair rank; with
         ``rate`` (jobs per second) their run_at is spread from now at that pace, so a large
-        DLQ does not land on the workers (and other users' jobs) at once. Returns the count."""
+        DLQ does not land on the workers (and other users' jobs) at once. Each requeue is
+        recorded in its job's history. Returns the count."""
         statuses = (where.status,) if where.status is not None else (JobStatus.FAILED,)
         if not set(statuses) <= set(REQUEUEABLE):
             raise InvalidTransition(f"only {_names(REQUEUEABLE)} jobs can be requeued, not {where.status}")
         clauses = JobFilter(None, where.user_id, where.queue, where.task).clauses()
         with self.db.write() as conn:
-            count = _requeue(conn, self.db, clauses, statuses, now, rate)
+            count = _requeue(conn, self.db, clauses, statuses, now, rate, by)
             if count:
                 self.db.notify(conn, where.queue or "*")
         return count
 
-    def force_success(self, job_id: str, now: float, result: Any = None) -> Job:
+    def force_success(self, job_id: str, now: float, result: Any = None, by: str | None = None) -> Job:
         values = {"status": JobStatus.COMPLETED, "forced": True, "finished_at": now, "dead_letter_reason": None}
         if result is not None:
             try:
                 values["result"] = json.dumps(result, allow_nan=False)
             except (TypeError, ValueError) as exc:
                 raise InvalidArgument(f"result must be JSON-serialisable (no NaN or Infinity): {exc}") from None
-        return self._transition(job_id, FORCEABLE, "forced to success", values)
+        action = Acted(ActionKind.FORCED_SUCCESS, now, by)
+        return self._transition(job_id, FORCEABLE, "forced to success", values, action)
 
-    def cancel(self, job_id: str, now: float) -> Job:
+    def cancel(self, job_id: str, now: float, by: str | None = None) -> Job:
         values = {"status": JobStatus.CANCELLED, "finished_at": now}
-        return self._transition(job_id, (JobStatus.PENDING,), "cancelled", values)
+        return self._transition(job_id, (JobStatus.PENDING,), "cancelled", values, Acted(ActionKind.CANCELLED, now, by))
 
     def prune(
         self,
@@ -248,6 +251,7 @@ class JobStore:
                 ids = list(conn.execute(victims).scalars())
                 if ids:
                     conn.execute(attempts.delete().where(attempts.c.job_id.in_(ids)))
+                    conn.execute(actions.delete().where(actions.c.job_id.in_(ids)))
                     conn.execute(jobs.delete().where(jobs.c.id.in_(ids)))
             total += len(ids)
             if len(ids) < batch:
@@ -255,20 +259,38 @@ class JobStore:
         return total
 
     def _transition(
-        self, job_id: str, allowed: Sequence[JobStatus], verb: str, values: dict[str, Any], notify: bool = False
+        self, job_id: str, allowed: Sequence[JobStatus], verb: str, values: dict[str, Any], action: Acted
     ) -> Job:
-        """Apply the change if the job's status allows it; return the job as the change left
-        it, read in the same transaction (a worker may claim a requeued job right after)."""
-        stmt = jobs.update().where(jobs.c.id == job_id, jobs.c.status.in_(allowed)).values(**values)
+        """Apply the change if the job's status allows it, and record it in the job's history;
+        return the job as the change left it, read in the same transaction."""
+        found = sa.select(jobs.c.status).where(jobs.c.id == job_id).with_for_update()
         with self.db.write() as conn:
-            if conn.execute(stmt).rowcount == 1:
-                if notify:
-                    self.db.notify(conn, "*")
+            status = conn.execute(found).scalar()
+            if status is not None and status in allowed:
+                conn.execute(jobs.update().where(jobs.c.id == job_id, jobs.c.status == status).values(**values))
+                _record(conn, action, [(job_id, status)])
                 return _read_job(conn, job_id)
-            status = conn.execute(sa.select(jobs.c.status).where(jobs.c.id == job_id)).scalar()
         if status is None:
             raise JobNotFound(f"no job with id {job_id!r}")
         raise InvalidTransition(f"job {job_id} is {status}; only {_names(allowed)} jobs can be {verb}")
+
+
+@dataclass(frozen=True, slots=True)
+class Acted:
+    """A manual action to record: what, when, by whom."""
+
+    kind: ActionKind
+    at: float
+    by: str | None
+
+
+def _record(conn: Connection, action: Acted, changed: Sequence[tuple[str, str]]) -> None:
+    """One history row per (job id, status before) that ``action`` changed."""
+    rows = [
+        {"job_id": job_id, "at": action.at, "action": action.kind.value, "actor": action.by, "from_status": before}
+        for job_id, before in changed
+    ]
+    conn.execute(actions.insert(), rows)
 
 
 def _copy_rows(conn: Connection, rows: list[dict[str, Any]]) -> None:
@@ -333,7 +355,8 @@ def _read_job(conn: Connection, job_id: str) -> Job:
     if row is None:
         raise JobNotFound(f"no job with id {job_id!r}")
     history = conn.execute(sa.select(attempts).where(attempts.c.job_id == job_id).order_by(attempts.c.id)).mappings()
-    return job_from_row(row, history)
+    acted = conn.execute(sa.select(actions).where(actions.c.job_id == job_id).order_by(actions.c.id)).mappings()
+    return job_from_row(row, history, acted)
 
 
 def _requeue(
@@ -343,22 +366,29 @@ def _requeue(
     statuses: Sequence[JobStatus],
     now: float,
     rate: float | None,
+    by: str | None,
 ) -> int:
     """Requeue the jobs in ``statuses`` that match ``clauses``, oldest first, each ranked as
-    a new submission would be (:func:`~queuelab.store.admission.fresh_ranks`); the count."""
-    query = sa.select(jobs.c.id, jobs.c.user_id, jobs.c.priority).where(jobs.c.status.in_(statuses), *clauses)
-    rows = [dict(row) for row in conn.execute(query.order_by(jobs.c.created_at, jobs.c.id)).mappings()]
+    a new submission would be (:func:`~queuelab.store.admission.fresh_ranks`), and record
+    each requeue; the count. The rows are locked as they are read (PostgreSQL), so each one
+    read is the one changed."""
+    query = sa.select(jobs.c.id, jobs.c.user_id, jobs.c.priority, jobs.c.status).where(
+        jobs.c.status.in_(statuses), *clauses
+    )
+    found = conn.execute(query.order_by(jobs.c.created_at, jobs.c.id).with_for_update()).mappings()
+    rows = [dict(row) for row in found]
     if not rows:
         return 0
     fresh_ranks(conn, db, rows)
     values = {**_requeue_values(now), "fair_rank": sa.bindparam("p_rank"), "run_at": sa.bindparam("p_run_at")}
-    unchanged = sa.or_(*(jobs.c.status == status for status in statuses))  # (no IN list in an executemany)
-    stmt = jobs.update().where(jobs.c.id == sa.bindparam("p_id"), unchanged).values(values)
+    stmt = jobs.update().where(jobs.c.id == sa.bindparam("p_id")).values(values)
     params = [
         {"p_id": row["id"], "p_rank": row["fair_rank"], "p_run_at": now if rate is None else now + i / rate}
         for i, row in enumerate(rows)
     ]
-    return int(conn.execute(stmt, params).rowcount)
+    conn.execute(stmt, params)
+    _record(conn, Acted(ActionKind.REQUEUED, now, by), [(row["id"], row["status"]) for row in rows])
+    return len(rows)
 
 
 def _requeue_values(now: float) -> dict[str, Any]:

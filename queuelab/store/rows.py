@@ -6,10 +6,12 @@ import json
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from queuelab.models import Attempt, AttemptOutcome, Job, JobStatus, to_datetime
+from queuelab.models import Action, ActionKind, Attempt, AttemptOutcome, Job, JobStatus, to_datetime
 
 
-def job_from_row(row: Mapping[Any, Any], history: Iterable[Mapping[Any, Any]] = ()) -> Job:
+def job_from_row(
+    row: Mapping[Any, Any], history: Iterable[Mapping[Any, Any]] = (), actions: Iterable[Mapping[Any, Any]] = ()
+) -> Job:
     return Job(
         id=row["id"],
         queue=row["queue"],
@@ -34,6 +36,16 @@ def job_from_row(row: Mapping[Any, Any], history: Iterable[Mapping[Any, Any]] = 
         idempotency_key=row["idempotency_key"],
         dead_letter_reason=row.get("dead_letter_reason"),
         history=tuple(attempt_from_row(a) for a in history),
+        actions=tuple(action_from_row(a) for a in actions),
+    )
+
+
+def action_from_row(row: Mapping[Any, Any]) -> Action:
+    return Action(
+        kind=ActionKind(row["action"]),
+        at=_dt(row["at"]),
+        by=row["actor"],
+        from_status=JobStatus(row["from_status"]),
     )
 
 

@@ -15,7 +15,7 @@ import sqlalchemy as sa
 SCHEMA_VERSION = 1
 # Bumped with each such addition, so that opening an older database (whose revision is
 # lower or unset) adds it; a database at this revision is opened with one catalog read.
-SCHEMA_REVISION = 4
+SCHEMA_REVISION = 5
 NOTIFY_CHANNEL = "queuelab_jobs"
 
 metadata = sa.MetaData()
@@ -147,6 +147,20 @@ attempts = sa.Table(
 sa.Index("queuelab_attempts_job", attempts.c.job_id, attempts.c.id)
 # Throughput and outcome stats over a recent window.
 sa.Index("queuelab_attempts_finished", attempts.c.finished_at)
+
+# Manual actions (revision 5): requeue, force-success, cancel, with when and who, read with
+# the job's history; pruned with their job.
+actions = sa.Table(
+    "queuelab_actions",
+    metadata,
+    sa.Column("id", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True, autoincrement=True),
+    sa.Column("job_id", sa.String(36), nullable=False),
+    sa.Column("at", sa.Double, nullable=False),
+    sa.Column("action", sa.String(16), nullable=False),
+    sa.Column("actor", sa.String(200)),
+    sa.Column("from_status", sa.String(16), nullable=False),
+)
+sa.Index("queuelab_actions_job", actions.c.job_id, actions.c.id)
 
 workers = sa.Table(
     "queuelab_workers",

@@ -138,8 +138,11 @@ def test_dead_letters_can_be_requeued_or_forced_from_the_dlq_table(page: Page, s
     expect(detail).to_have_attribute("data-job", forced)
     expect(detail).to_have_attribute("data-status", "COMPLETED")
     expect(detail).to_contain_text("(forced)")
+    expect(detail.locator(".job-action")).to_contain_text("forced success from FAILED")  # who and when, shown
+    expect(detail.locator(".job-action")).to_contain_text("by api")
     done = job(server, forced)
     assert (done["status"], done["forced"]) == ("COMPLETED", True)
+    assert [(a["action"], a["by"], a["from_status"]) for a in done["actions"]] == [("FORCED_SUCCESS", "api", "FAILED")]
 
 
 def test_user_strings_are_shown_as_text_never_run(page: Page, server: str) -> None:

@@ -432,3 +432,13 @@ def test_make_client(make_queue: Callable[..., Queue]) -> None:
     with TestClient(create_app(a)) as one, TestClient(create_app(b)) as two:
         job_id = one.post("/api/submit/", json={"user_id": "x"}).json()["job_id"]
         assert two.get(f"/api/status/{job_id}/").json()["job_id"] == job_id
+
+
+def test_manual_actions_name_who_did_them(client: TestClient, secured: TestClient, queue: Queue) -> None:
+    job_id = client.post("/api/submit/", json={"user_id": "alice"}).json()["job_id"]
+    fail_to_dlq(queue, job_id)
+    requeued = client.post(f"/api/requeue/{job_id}/", json={"action": "REQUEUE"}).json()
+    assert [(a["action"], a["by"], a["from_status"]) for a in requeued["actions"]] == [("REQUEUED", "api", "FAILED")]
+    cancelled = secured.post(f"/api/cancel/{job_id}/", headers=as_(ROOT_TOKEN)).json()
+    assert [(a["action"], a["by"]) for a in cancelled["actions"]] == [("REQUEUED", "api"), ("CANCELLED", "root")]
+    assert client.get(f"/api/status/{job_id}/").json()["actions"][-1]["from_status"] == "PENDING"

@@ -59,6 +59,7 @@ class LeaseMachine(RuleBasedStateMachine):
         super().__init__()
         with internals(self.q).db.write() as conn:  # every example starts from an empty store
             conn.execute(sa.text("DELETE FROM queuelab_attempts"))
+            conn.execute(sa.text("DELETE FROM queuelab_actions"))
             conn.execute(jobs.delete())
         self.before = rows(self.q)
         self.requeued: set[str] = set()

@@ -137,6 +137,10 @@ async function showJob(jobId) {
       parts.push(el("p", head));
       if (attempt.error_type) parts.push(el("pre", `${attempt.error_type}: ${attempt.error_message}\n${attempt.traceback || ""}`));
     }
+    for (const action of job.actions) {  // manual actions: what, when, who
+      const what = action.action.toLowerCase().replace("_", " ");
+      parts.push(el("p", `${what} from ${action.from_status} · ${time(action.at)} · by ${action.by || "(not said)"}`, { class: "job-action" }));
+    }
     box.replaceChildren(...parts);
     box.dataset.job = job.job_id;
     box.dataset.status = job.status;
