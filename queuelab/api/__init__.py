@@ -2,5 +2,6 @@
 
 from queuelab.api.app import create_app
 from queuelab.api.auth import Principal, TokenBook
+from queuelab.api.background import RunningApi, ServerError, serve
 
-__all__ = ["Principal", "TokenBook", "create_app"]
+__all__ = ["Principal", "RunningApi", "ServerError", "TokenBook", "create_app", "serve"]

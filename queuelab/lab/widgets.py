@@ -22,6 +22,7 @@ from typing import Any
 import ipywidgets as w
 
 from queuelab import bounds
+from queuelab.api.background import RunningApi, serve
 from queuelab.bounds import AUTO, Prefetch
 from queuelab.config import MAX_PREFETCH
 from queuelab.errors import QueuelabError
@@ -53,6 +54,7 @@ class ControlPanel:
         self._owns_queue = False
         self.pool: Pool | None = None
         self.load: LoadGenerator | None = None
+        self.api: RunningApi | None = None
         self._lock = threading.RLock()
         self.refreshes = 0
 
@@ -100,6 +102,10 @@ class ControlPanel:
         self.apply_limits = w.Button(description="Apply limits", button_style="warning")
         self.limits_info = w.HTML()
 
+        self.start_api_button = w.Button(description="Start API", tooltip="the HTTP API and the dashboard, on loopback")
+        self.stop_api_button = w.Button(description="Stop API", disabled=True)
+        self.api_info = w.HTML("not serving")
+
         self.scale_log = w.HTML()
         self._wire()
         self.widget = self._layout()
@@ -112,6 +118,7 @@ class ControlPanel:
     def _layout(self) -> w.Widget:
         half = w.Layout(width="50%")
         database = _section("Database", w.HBox([self.database, self.open_database]), self.database_info)
+        api = _section("HTTP API and dashboard", w.HBox([self.start_api_button, self.stop_api_button]), self.api_info)
         buttons = w.HBox([self.start_pool, self.stop_pool])
         workers = _section("Workers", self.pool_mode, self.pool_size, self.pool_prefetch, buttons)
         workers.children += (self.pool_info,)
@@ -125,6 +132,7 @@ class ControlPanel:
         return w.VBox(
             [
                 database,
+                api,
                 w.HBox([w.VBox([workers, load], layout=half), w.VBox([live], layout=half)]),
                 w.HBox([w.VBox([dlq], layout=half), w.VBox([limits], layout=half)]),
                 _section("Autoscaler decisions", self.scale_log),
@@ -133,6 +141,8 @@ class ControlPanel:
 
     def _wire(self) -> None:
         self.open_database.on_click(lambda _: self._guard(self.switch_database, self.database.value))
+        self.start_api_button.on_click(lambda _: self._guard(self.start_api))
+        self.stop_api_button.on_click(lambda _: self._guard(self.stop_api))
         self.start_pool.on_click(lambda _: self._guard(self.start_workers))
         self.stop_pool.on_click(lambda _: self._guard(self.stop_workers))
         self.pool_size.observe(lambda change: self._guard(self._resize, change["new"]), names="value")
@@ -162,11 +172,26 @@ class ControlPanel:
         new.open()  # now: a bad URL fails here, and the old queue stays
         self.stop_generator()
         self.stop_workers()
+        self.stop_api()
         old, owned = self.q, self._owns_queue
         self.q, self._owns_queue = new, True
         if owned:
             old.close()
         self._show_limits()
+
+    def start_api(self) -> None:
+        """Serve this queue's API and dashboard from the kernel (loopback, a free port)."""
+        if self.api is None:
+            self.api = serve(self.q)
+        self.api_info.value = f'serving: <a href="{self.api.url}/" target="_blank">{self.api.url}/</a> (dashboard)'
+        self.start_api_button.disabled, self.stop_api_button.disabled = True, False
+
+    def stop_api(self) -> None:
+        if self.api is not None:
+            self.api.stop()
+            self.api = None
+        self.api_info.value = "not serving"
+        self.start_api_button.disabled, self.stop_api_button.disabled = False, True
 
     def start_workers(self) -> None:
         if self.pool is None:
@@ -294,6 +319,7 @@ class ControlPanel:
         with self._lock:
             self.stop_generator()
             self.stop_workers()
+            self.stop_api()
             if self._owns_queue:
                 self.q.close()
         self.widget.close()

@@ -168,3 +168,24 @@ def test_the_autoscaler_log_shows_in_the_panel(panel: ControlPanel) -> None:
     panel.refresh()
     assert "→" in panel.scale_log.value
     assert "runnable backlog" in panel.scale_log.value
+
+
+def test_the_panel_starts_and_stops_the_api_and_dashboard(panel: ControlPanel) -> None:
+    import httpx
+
+    panel.start_api_button.click()
+    assert panel.api is not None
+    url = panel.api.url
+    assert f'href="{url}/"' in panel.api_info.value  # the link to the dashboard
+    assert panel.start_api_button.disabled
+    job_id = httpx.post(f"{url}/api/submit/", json={"user_id": "panel"}).json()["job_id"]
+    assert panel.q.get(job_id).user_id == "panel"  # the panel's own queue
+    assert httpx.get(f"{url}/").status_code == 200
+    panel.stop_api_button.click()
+    assert panel.api is None
+    assert panel.api_info.value == "not serving"
+    with pytest.raises(httpx.ConnectError):
+        httpx.get(f"{url}/healthz", timeout=2)
+    panel.start_api_button.click()  # and again; close() stops it (the fixture checks nothing is left)
+    assert panel.api is not None
+    assert panel.api.running

@@ -37,6 +37,7 @@ RANKS = {"values": 0, "store": 1, "runtime": 2, "facade": 3, "edge": 4}
 EDGE_TO_EDGE = {
     ("bench", "api"),  # the API benchmark starts the real server
     ("cli", "lab"),  # `queuelab demo` and `queuelab simulate`
+    ("lab", "api"),  # the control panel's "Start API" (the design card's "launchable HTTP API")
     ("main", "cli"),
 }
 
