@@ -1,6 +1,8 @@
-"""An ipywidgets control panel over a live queue: pick the database, start, stop and resize
-a worker pool, start and stop a load, watch counts and throughput refresh every second,
-work the dead-letter queue, and change rate limits and quotas.
+"""An ipywidgets control panel over a live queue: pick the database, serve the API and the
+dashboard, start, stop, resize and autoscale a worker pool, start and stop a load, watch
+counts, throughput and recent jobs refresh every second, submit a job and look at one (with
+``explain`` and its manual actions), work the dead-letter queue, and change rate limits,
+quotas and weights.
 
     from queuelab.lab.widgets import control_panel
     panel = control_panel(q)      # shows it; panel.close() stops everything it started
@@ -14,6 +16,7 @@ from __future__ import annotations
 
 import html
 import io
+import json
 import os
 import threading
 from collections.abc import Sequence
@@ -27,10 +30,12 @@ from queuelab.bounds import AUTO, Prefetch
 from queuelab.config import MAX_PREFETCH
 from queuelab.errors import QueuelabError
 from queuelab.lab.live_load import LoadGenerator
+from queuelab.lab.panel_views import RECENT_ROWS, job_detail, recent_jobs
 from queuelab.limits import UserLimits, rate_enabled
 from queuelab.looper import Looper
 from queuelab.models import JobStatus
 from queuelab.queue import Queue
+from queuelab.runtime.autoscale import Autoscaler, ScalePolicy
 from queuelab.runtime.pool import Pool
 
 STATUSES = [s.value for s in JobStatus]
@@ -38,6 +43,14 @@ DLQ_ROWS = 200
 THROUGHPUT_SECONDS = 60
 
 PANEL = "control panel"  # who did it, in the job's history
+WEIGHT_TIP = "a user's share under fair scheduling: 3 = three times the jobs of a user of weight 1"
+AUTOSCALE_TIP = "grow the pool while more than 10 jobs wait, shrink it after 30 s with none (1 s ticks)"
+
+
+def panel_policy(low: int, high: int) -> ScalePolicy:
+    """The panel's autoscaling: the prototype's thresholds, on a lab's time scale (a 5 s
+    cooldown, 30 s without a waiting job before a worker goes, instead of 30 s and 5 min)."""
+    return ScalePolicy(min_workers=low, max_workers=high, cooldown_seconds=5.0, idle_seconds=30.0)
 
 
 def _section(title: str, *children: w.Widget) -> w.VBox:
@@ -55,6 +68,7 @@ class ControlPanel:
         self.pool: Pool | None = None
         self.load: LoadGenerator | None = None
         self.api: RunningApi | None = None
+        self.scaler: Autoscaler | None = None
         self._lock = threading.RLock()
         self.refreshes = 0
 
@@ -76,6 +90,8 @@ class ControlPanel:
         self.start_pool = w.Button(description="Start workers", button_style="success")
         self.stop_pool = w.Button(description="Stop workers", disabled=True)
         self.pool_info = w.HTML("no pool")
+        self.autoscale = w.Checkbox(value=False, description="autoscale", tooltip=AUTOSCALE_TIP)
+        self.autoscale_bounds = w.IntRangeSlider(value=(1, max_workers), min=1, max=max_workers, description="bounds")
 
         self.load_rate = w.FloatLogSlider(value=20, base=10, min=0, max=3, description="jobs/s")
         self.load_users = w.IntSlider(value=5, min=1, max=50, description="users")
@@ -95,10 +111,22 @@ class ControlPanel:
         self.requeue_all = w.Button(description="Requeue all")
         self.dlq_info = w.HTML()
 
+        self.recent = w.HTML()
+        self.submit_task = w.Dropdown(options=sorted(t.name for t in q.tasks), description="task")
+        self.submit_user = w.Text(value="panel", description="user")
+        self.submit_payload = w.Textarea(value='{"duration": 0.1}', description="payload", placeholder="a JSON object")
+        self.submit_priority = w.IntText(value=0, description="priority")
+        self.submit_button = w.Button(description="Submit", button_style="primary")
+        self.submit_info = w.HTML()
+        self.job_id = w.Text(value="", description="job id", placeholder="a job's id (Submit fills it)")
+        self.show_job = w.Button(description="Show")
+        self.job_info = w.HTML()
+
         self.limits_user = w.Text(value="*", description="user", tooltip="* = every user without overrides")
         self.rate_limit = w.Text(value="", description="rate limit", placeholder="60/minute or none")
         self.max_active = w.IntText(value=0, description="max active", tooltip="0 = no cap")
         self.max_running = w.IntText(value=0, description="max running", tooltip="0 = no quota")
+        self.weight = w.BoundedIntText(value=1, min=1, max=bounds.MAX_WEIGHT, description="weight", tooltip=WEIGHT_TIP)
         self.apply_limits = w.Button(description="Apply limits", button_style="warning")
         self.limits_info = w.HTML()
 
@@ -121,13 +149,16 @@ class ControlPanel:
         api = _section("HTTP API and dashboard", w.HBox([self.start_api_button, self.stop_api_button]), self.api_info)
         buttons = w.HBox([self.start_pool, self.stop_pool])
         workers = _section("Workers", self.pool_mode, self.pool_size, self.pool_prefetch, buttons)
-        workers.children += (self.pool_info,)
+        workers.children += (self.pool_info, w.HBox([self.autoscale, self.autoscale_bounds]))
         load = _section("Load", self.load_rate, self.load_users, self.load_failure, self.load_duration)
         load.children += (w.HBox([self.start_load, self.stop_load]), self.load_info)
         live = _section("Live", w.HBox(list(self.counts.values())), self.workers_info, self.throughput_plot)
         dlq = _section("Dead-letter queue", self.dlq, w.HBox([self.requeue, self.force_success, self.requeue_all]))
         dlq.children += (self.dlq_info,)
-        limits = _section("Limits", self.limits_user, self.rate_limit, self.max_active, self.max_running)
+        submit = _section("Submit a job", self.submit_task, self.submit_user, self.submit_payload, self.submit_priority)
+        submit.children += (self.submit_button, self.submit_info)
+        job = _section("A job", w.HBox([self.job_id, self.show_job]), self.job_info)
+        limits = _section("Limits", self.limits_user, self.rate_limit, self.max_active, self.max_running, self.weight)
         limits.children += (self.apply_limits, self.limits_info)
         return w.VBox(
             [
@@ -135,6 +166,8 @@ class ControlPanel:
                 api,
                 w.HBox([w.VBox([workers, load], layout=half), w.VBox([live], layout=half)]),
                 w.HBox([w.VBox([dlq], layout=half), w.VBox([limits], layout=half)]),
+                w.HBox([w.VBox([submit], layout=half), w.VBox([job], layout=half)]),
+                _section("Recent jobs", self.recent),
                 _section("Autoscaler decisions", self.scale_log),
             ]
         )
@@ -144,6 +177,10 @@ class ControlPanel:
         self.start_api_button.on_click(lambda _: self._guard(self.start_api))
         self.stop_api_button.on_click(lambda _: self._guard(self.stop_api))
         self.start_pool.on_click(lambda _: self._guard(self.start_workers))
+        self.autoscale.observe(lambda _: self._guard(self._autoscale), names="value")
+        self.autoscale_bounds.observe(lambda _: self._guard(self._autoscale), names="value")
+        self.submit_button.on_click(lambda _: self._guard(self.submit_job))
+        self.show_job.on_click(lambda _: self._guard(self._show_job))
         self.stop_pool.on_click(lambda _: self._guard(self.stop_workers))
         self.pool_size.observe(lambda change: self._guard(self._resize, change["new"]), names="value")
         self.start_load.on_click(lambda _: self._guard(self.start_generator))
@@ -199,13 +236,48 @@ class ControlPanel:
             self.pool = self.q.worker(self.pool_size.value, self.pool_mode.value, prefetch=prefetch).start()
         self.start_pool.disabled, self.stop_pool.disabled = True, False
         self.pool_mode.disabled = self.pool_prefetch.disabled = True
+        self._autoscale()
+
+    def _autoscale(self) -> None:
+        """Run an autoscaler over the pool while the switch is on (a new one when the
+        bounds move); none without a pool."""
+        if self.scaler is not None:
+            self.scaler.stop()
+            self.scaler = None
+        if self.autoscale.value and self.pool is not None:
+            low, high = self.autoscale_bounds.value
+            self.scaler = self.q.autoscaler(self.pool, panel_policy(low, high), tick_seconds=1.0).start()
 
     def stop_workers(self) -> None:
+        if self.scaler is not None:
+            self.scaler.stop()
+            self.scaler = None
         if self.pool is not None:
             self.pool.stop()
             self.pool = None
         self.start_pool.disabled, self.stop_pool.disabled = False, True
         self.pool_mode.disabled = self.pool_prefetch.disabled = False
+
+    def submit_job(self) -> None:
+        """The submission form: one job, then its detail below."""
+        try:
+            payload = json.loads(self.submit_payload.value or "{}")
+        except json.JSONDecodeError as exc:
+            self.submit_info.value = f"<span style='color:#b00'>payload is not JSON: {html.escape(str(exc))}</span>"
+            return
+        job = self.q.submit(
+            self.submit_task.value, payload, user_id=self.submit_user.value.strip(), priority=self.submit_priority.value
+        )
+        self.submit_info.value = f"submitted {html.escape(job.id)}"
+        self.job_id.value = job.id
+        self._show_job()
+
+    def _show_job(self) -> None:
+        job_id = self.job_id.value.strip()
+        if not job_id:
+            self.job_info.value = ""
+            return
+        self.job_info.value = job_detail(self.q.get(job_id), self.q.explain(job_id))
 
     def _resize(self, n: int) -> None:
         if self.pool is not None and self.pool.size != n:
@@ -256,6 +328,7 @@ class ControlPanel:
         self.rate_limit.value = str(rate) if rate else "none"
         self.max_active.value = limits.max_active or 0
         self.max_running.value = limits.max_running or 0
+        self.weight.value = limits.weight or 1
         self.limits_info.value = _describe(user, limits)
 
     def _apply_limits(self) -> None:
@@ -266,6 +339,7 @@ class ControlPanel:
                 rate_limit=self.rate_limit.value.strip() or "none",
                 max_active=self.max_active.value,
                 max_running=self.max_running.value,
+                weight=self.weight.value,
             )
         except QueuelabError as exc:
             self.limits_info.value = f"<span style='color:#b00'>{html.escape(str(exc))}</span>"
@@ -311,6 +385,12 @@ class ControlPanel:
             self.database_info.value if "color" in self.database_info.value else html.escape(repr(q))
         )
         self.scale_log.value = events
+        self.recent.value = recent_jobs(q.jobs(limit=RECENT_ROWS))
+        if self.job_id.value.strip():
+            try:
+                self._show_job()
+            except QueuelabError as exc:  # a mistyped id, a job pruned meanwhile
+                self.job_info.value = f"<span style='color:#b00'>{html.escape(str(exc))}</span>"
         self.refreshes += 1
 
     def close(self) -> None:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from queuelab import JobStatus, Queue
+from queuelab import JobStatus, Queue, Submission
 from queuelab.lab.widgets import ControlPanel, control_panel
 from queuelab.limits import RateLimit
 from tests.support.helpers import wait_until
@@ -189,3 +189,69 @@ def test_the_panel_starts_and_stops_the_api_and_dashboard(panel: ControlPanel) -
     panel.start_api_button.click()  # and again; close() stops it (the fixture checks nothing is left)
     assert panel.api is not None
     assert panel.api.running
+
+
+def test_the_submission_form_submits_and_shows_the_job(panel: ControlPanel) -> None:
+    panel.submit_task.value = "simulate"
+    panel.submit_user.value = "form-user"
+    panel.submit_payload.value = '{"duration": 0}'
+    panel.submit_priority.value = 3
+    panel.submit_button.click()
+    (job,) = panel.q.jobs(limit=10)
+    assert (job.user_id, job.priority, job.payload) == ("form-user", 3, {"duration": 0})
+    assert job.id in panel.submit_info.value
+    assert panel.job_id.value == job.id
+    assert "PENDING" in panel.job_info.value
+    assert "explain: " in panel.job_info.value
+    assert "form-user" in panel.recent.value  # the refresh after the click
+    panel.submit_payload.value = "{not json"
+    panel.submit_button.click()
+    assert "payload is not JSON" in panel.submit_info.value
+    panel.submit_payload.value = '{"duration": -1}'
+    panel.submit_button.click()  # refused by the task's check: shown, nothing stored
+    assert "payload.duration" in panel.database_info.value
+    assert len(panel.q.jobs(limit=10)) == 1
+
+
+def test_the_job_view_shows_who_acted_and_escapes_what_users_sent(panel: ControlPanel) -> None:
+    job = panel.q.submit("simulate", {"note": "<script>x</script>"}, user_id="<b>u</b>")
+    panel.q.cancel(job.id, by="ops <team>")
+    panel.job_id.value = job.id
+    panel.show_job.click()
+    info = panel.job_info.value
+    assert "cancelled from PENDING" in info
+    assert "by ops &lt;team&gt;" in info
+    assert "<script>" not in info
+    assert "&lt;b&gt;u&lt;/b&gt;" in info
+    assert "<b>u</b>" not in panel.recent.value
+    panel.job_id.value = "not-a-job"
+    panel.refresh()
+    assert "no job with id" in panel.job_info.value
+
+
+def test_a_users_weight_is_shown_and_applied(panel: ControlPanel) -> None:
+    panel.limits_user.value = "gold"
+    panel.weight.value = 3
+    panel.apply_limits.click()
+    assert panel.q.limits("gold").weight == 3
+    panel.limits_user.value = "*"
+    assert panel.weight.value == 1
+    panel.limits_user.value = "gold"
+    assert panel.weight.value == 3
+
+
+def test_the_autoscale_switch_grows_the_pool_under_a_backlog(panel: ControlPanel) -> None:
+    panel.pool_size.value = 1
+    panel.autoscale_bounds.value = (1, 4)
+    panel.autoscale.value = True  # no pool yet: nothing to scale
+    assert panel.scaler is None
+    panel.q.submit_many(Submission(task="simulate", payload={"duration": 0.5}) for _ in range(200))
+    panel.start_pool.click()
+    assert panel.scaler is not None
+    grown = lambda: panel.pool is not None and panel.pool.size > 1  # noqa: E731
+    wait_until(grown, timeout=60, what="the autoscaler to grow the pool")
+    assert panel.pool is not None
+    assert panel.pool.size <= 4
+    panel.autoscale.value = False
+    assert panel.scaler is None
+    panel.stop_pool.click()
