@@ -1,4 +1,5 @@
-"""``python -m queuelab``: run workers, a demo load, stats and pruning from a shell."""
+"""``python -m queuelab``: run workers, a demo load, stats and pruning from a shell; list,
+show, submit, requeue, force and cancel jobs (:mod:`queuelab.cli_jobs`)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
+from queuelab import cli_jobs
 from queuelab.errors import InvalidArgument, QueuelabError
 from queuelab.queue import Queue, load_queue
 from queuelab.runtime.autoscale import Resizable, ScalePolicy
@@ -27,7 +29,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(args.command(args) or 0)
     except QueuelabError as exc:
         print(f"queuelab: error: {exc}", file=sys.stderr)
-        return 2
+        return cli_jobs.exit_code(exc)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -89,6 +91,7 @@ def _parser() -> argparse.ArgumentParser:
     _common(prune)
     prune.add_argument("--older-than", type=float, default=None, help="seconds (default: retention setting)")
     prune.set_defaults(command=_prune)
+    cli_jobs.add_commands(commands, _common)
     return parser
 
 

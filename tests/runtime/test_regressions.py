@@ -160,7 +160,11 @@ def test_the_first_call_after_postgresql_closed_a_pooled_connection_succeeds(pos
     dsn = sa.make_url(postgres_url).set(drivername="postgresql")
     with psycopg.connect(dsn.render_as_string(hide_password=False), autocommit=True) as admin:
         assert admin.execute("SELECT pg_terminate_backend(%s)", (pid,)).fetchone() == (True,)
-    time.sleep(0.2)  # the FATAL message and the close reach the idle socket
+        # The backend sends FATAL and closes its socket before it exits: once it is gone from
+        # pg_stat_activity, both have reached the idle connection's socket (a fixed sleep
+        # would pass on a fast machine and test nothing, or fail, on a slow one).
+        gone = "SELECT count(*) FROM pg_stat_activity WHERE pid = %s"
+        wait_until(lambda: admin.execute(gone, (pid,)).fetchone() == (0,), timeout=30, what="the backend to exit")
     assert q.stats().by_status["PENDING"] == 1  # no StoreError: the dead connection was replaced
     q.close()
 
