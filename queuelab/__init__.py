@@ -24,6 +24,7 @@ from queuelab.errors import (
 from queuelab.models import Attempt, AttemptOutcome, Job, JobStatus, RetryPolicy
 from queuelab.queue import Queue
 from queuelab.runtime.execution import current_job
+from queuelab.runtime.progress import RunningJob
 from queuelab.stats import QueueStats
 from queuelab.store.scaling import ScaleEvent
 from queuelab.submission import Submission
@@ -52,6 +53,7 @@ __all__ = [
     "RateLimited",
     "ResultNotSerializable",
     "RetryPolicy",
+    "RunningJob",
     "ScaleEvent",
     "SchemaVersionError",
     "Settings",

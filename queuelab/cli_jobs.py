@@ -127,6 +127,8 @@ def _show(args: argparse.Namespace) -> int:
         print(f"result {json.dumps(job.result)}{' (forced)' if job.forced else ''}")
     if job.dead_letter_reason:
         print(f"dead-letter reason: {job.dead_letter_reason}")
+    if job.progress is not None:
+        print(f"progress {job.progress:.0%}" + (f" {job.progress_message}" if job.progress_message else ""))
     print(f"why: {why.reason}: {why.message}")
     for attempt in job.history:
         error = f"  {attempt.error_type}: {attempt.error_message}" if attempt.error_type else ""

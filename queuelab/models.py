@@ -105,6 +105,8 @@ class Job:
     finished_at: datetime | None
     idempotency_key: str | None = None
     dead_letter_reason: str | None = None  # why a FAILED job is in the dead-letter queue
+    progress: float | None = None  # the latest a run reported (0 to 1), via current_job().progress()
+    progress_message: str | None = None
     history: tuple[Attempt, ...] = field(default=())
     actions: tuple[Action, ...] = field(default=())  # requeues, forced successes, cancels; oldest first
 

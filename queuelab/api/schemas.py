@@ -131,6 +131,8 @@ class JobOut(BaseModel):
     result: Any = None
     forced: bool
     dead_letter_reason: str | None = Field(None, description="why a FAILED job is in the dead-letter queue")
+    progress: float | None = Field(None, description="the latest a run reported, 0 to 1 (current_job().progress)")
+    progress_message: str | None = None
     errors: list[AttemptOut]
     history: list[AttemptOut]
     actions: list[ActionOut] = Field(description="manual requeues, forced successes and cancels, oldest first")
@@ -156,6 +158,8 @@ class JobOut(BaseModel):
             result=job.result,
             forced=job.forced,
             dead_letter_reason=job.dead_letter_reason,
+            progress=job.progress,
+            progress_message=job.progress_message,
             errors=[h for h in history if h.error_type is not None],
             history=history,
             actions=[ActionOut.of(a) for a in job.actions],

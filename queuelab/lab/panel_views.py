@@ -46,6 +46,9 @@ def job_detail(job: Job, why: Explanation) -> str:
     ]
     if job.dead_letter_reason:
         lines.append(f"dead-letter reason: {html.escape(job.dead_letter_reason)}")
+    if job.progress is not None:
+        note = f" · {html.escape(job.progress_message)}" if job.progress_message else ""
+        lines.append(f"progress {job.progress:.0%}{note}")
     for attempt in job.errors:
         lines.append(
             f"attempt {attempt.number}: {html.escape(attempt.outcome.value)} "

@@ -14,21 +14,25 @@ from queuelab.errors import JobTimeout, NoCurrentJob, ResultNotSerializable
 from queuelab.models import AttemptOutcome, Lease
 from queuelab.policy import Decision, Errored, Outcome, Succeeded
 from queuelab.runtime.context import Runtime
+from queuelab.runtime.progress import Progress, RunningJob
 
-_current: ContextVar[Lease | None] = ContextVar("queuelab_current_job", default=None)
+_current: ContextVar[RunningJob | None] = ContextVar("queuelab_current_job", default=None)
 
 
-def current_job() -> Lease:
-    """The lease of the job this thread is running (id, attempt, user, queue)."""
-    lease = _current.get()
-    if lease is None:
+def current_job() -> RunningJob:
+    """The job this thread is running: its id, attempt, user, queue, payload, and
+    ``progress(fraction, message)`` to report how far it has got."""
+    job = _current.get()
+    if job is None:
         raise NoCurrentJob("current_job() was called outside a running job")
-    return lease
+    return job
 
 
 def run_task(runtime: Runtime, lease: Lease) -> Outcome:
-    """Call the task; every exception it raises becomes a failed outcome."""
-    reset = _current.set(lease)
+    """Call the task; every exception it raises becomes a failed outcome. Its last
+    progress report is stored before the attempt ends."""
+    progress = Progress(lambda fraction, message: runtime.leases.report_progress(lease, fraction, message))
+    reset = _current.set(RunningJob(lease, progress))
     try:
         task = runtime.tasks.get(lease.task)
         result = task.run(lease.payload)
@@ -38,6 +42,7 @@ def run_task(runtime: Runtime, lease: Lease) -> Outcome:
         return Errored.from_exception(exc)
     finally:
         _current.reset(reset)
+        progress.flush()
 
 
 def attempt(runtime: Runtime, lease: Lease) -> Decision:

@@ -404,6 +404,8 @@ def _requeue_values(now: float) -> dict[str, Any]:
         "lease_token": None,
         "lease_owner": None,
         "lease_expires_at": None,
+        "progress": None,
+        "progress_message": None,
     }
 
 

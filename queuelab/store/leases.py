@@ -94,6 +94,17 @@ class LeaseStore:
             ]
             return [lease for lease, done in zip(leases, extend, strict=True) if done.rowcount != 1]
 
+    def report_progress(self, lease: Lease, fraction: float, message: str | None) -> bool:
+        """Store the latest progress of the job ``lease`` holds; False, and nothing
+        written, if the lease is no longer held (the job was rescued or finished)."""
+        with self.db.write() as conn:
+            return (
+                direct.execute(
+                    conn, self.db, st.PROGRESS, {**_held(lease), "p_progress": fraction, "p_message": message}
+                ).rowcount
+                == 1
+            )
+
     def ack(self, lease: Lease, decision: Decision, worker_id: str, now: float) -> None:
         """Apply the decision for one attempt; :class:`LeaseLost` if the lease is gone."""
         with self.db.write() as conn:

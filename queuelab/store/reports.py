@@ -25,6 +25,8 @@ FRAME_COLUMNS = (
     "max_retries",
     "forced",
     "dead_letter_reason",
+    "progress",
+    "progress_message",
     "lease_owner",
     "created_at",
     "run_at",

@@ -35,6 +35,8 @@ def job_from_row(
         finished_at=to_datetime(row["finished_at"]),
         idempotency_key=row["idempotency_key"],
         dead_letter_reason=row.get("dead_letter_reason"),
+        progress=row.get("progress"),
+        progress_message=row.get("progress_message"),
         history=tuple(attempt_from_row(a) for a in history),
         actions=tuple(action_from_row(a) for a in actions),
     )

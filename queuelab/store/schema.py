@@ -15,7 +15,7 @@ import sqlalchemy as sa
 SCHEMA_VERSION = 1
 # Bumped with each such addition, so that opening an older database (whose revision is
 # lower or unset) adds it; a database at this revision is opened with one catalog read.
-SCHEMA_REVISION = 5
+SCHEMA_REVISION = 6
 NOTIFY_CHANNEL = "queuelab_jobs"
 
 metadata = sa.MetaData()
@@ -58,6 +58,9 @@ jobs = sa.Table(
     # heartbeating before its start was recorded: such a rescue spends no attempt, up to
     # leases.UNSTARTED_RESCUES of them (NULL: none yet). Revision 4.
     sa.Column("unstarted_rescues", sa.Integer),
+    # The latest progress a run reported (revision 6): a fraction 0-1 and a message.
+    sa.Column("progress", sa.Double),
+    sa.Column("progress_message", sa.Text),
     sa.Column("idempotency_key", sa.String(200)),
     sa.Column("created_at", sa.Double, nullable=False),
     sa.Column("started_at", sa.Double),

@@ -221,3 +221,12 @@ inserted AS (
 SELECT pg_notify(:p_channel, queue) FROM (SELECT DISTINCT queue FROM inserted) AS woken
 """
 )
+
+
+# The latest progress of a running job, fenced by its lease (a rescued job's old runner
+# writes nothing).
+PROGRESS = (
+    jobs.update()
+    .where(*_HELD)
+    .values(progress=sa.bindparam("p_progress", type_=sa.Double), progress_message=sa.bindparam("p_message"))
+)

@@ -442,3 +442,12 @@ def test_manual_actions_name_who_did_them(client: TestClient, secured: TestClien
     cancelled = secured.post(f"/api/cancel/{job_id}/", headers=as_(ROOT_TOKEN)).json()
     assert [(a["action"], a["by"]) for a in cancelled["actions"]] == [("REQUEUED", "api"), ("CANCELLED", "root")]
     assert client.get(f"/api/status/{job_id}/").json()["actions"][-1]["from_status"] == "PENDING"
+
+
+def test_the_status_answer_shows_a_running_jobs_progress(client: TestClient, queue: Queue) -> None:
+    job_id = client.post("/api/submit/", json={"user_id": "a"}).json()["job_id"]
+    assert client.get(f"/api/status/{job_id}/").json()["progress"] is None
+    (lease,) = internals(queue).leases.claim("w", None, 1, queue.clock.now())
+    internals(queue).leases.report_progress(lease, 0.25, "a quarter")
+    answer = client.get(f"/api/status/{job_id}/").json()
+    assert (answer["status"], answer["progress"], answer["progress_message"]) == ("RUNNING", 0.25, "a quarter")

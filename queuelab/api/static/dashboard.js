@@ -132,6 +132,10 @@ async function showJob(jobId) {
       el("p", `result: ${JSON.stringify(job.result)}${job.forced ? " (forced)" : ""}`),
     ];
     if (job.dead_letter_reason) parts.push(el("p", `dead-letter reason: ${job.dead_letter_reason}`, { id: "job-dead-letter-reason" }));
+    if (job.progress !== null && job.progress !== undefined) {
+      const note = job.progress_message ? ` · ${job.progress_message}` : "";
+      parts.push(el("p", `progress ${Math.round(job.progress * 100)}%${note}`, { id: "job-progress" }));
+    }
     for (const attempt of job.history) {
       const head = `attempt ${attempt.number} · ${attempt.outcome} · ${attempt.worker_id || ""} · ${time(attempt.finished_at)}`;
       parts.push(el("p", head));
