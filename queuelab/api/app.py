@@ -13,6 +13,7 @@ from fastapi import Depends, FastAPI, Header, Query, Request, Response
 from fastapi.responses import FileResponse
 from fastapi.staticfiles import StaticFiles
 
+from queuelab import __version__
 from queuelab.api import errors
 from queuelab.api.auth import DEVELOPER, Principal, TokenBook
 from queuelab.api.errors import ApiError
@@ -55,7 +56,7 @@ ERRORS: dict[int | str, dict[str, Any]] = {
 def create_app(queue: Queue, tokens: TokenBook | None = None, *, max_body_bytes: int = MAX_BODY_BYTES) -> FastAPI:
     book = tokens or TokenBook({})
     app = FastAPI(
-        title="queuelab", version="0.1.0", description="Durable jobs on SQLite or PostgreSQL.", responses=ERRORS
+        title="queuelab", version=__version__, description="Durable jobs on SQLite or PostgreSQL.", responses=ERRORS
     )
     app.add_middleware(BodyLimit, max_bytes=max_body_bytes)
     errors.install(app)

@@ -135,3 +135,21 @@ def test_a_build_holds_every_file_of_the_package(tmp_path: Path) -> None:
 
     assert sorted(files(source) - files(built)) == [], "in the package directory but not in a build"
     assert any(name.endswith(".sql") for name in files(built))
+
+
+def test_the_version_is_written_once_and_the_licence_and_changelog_ship() -> None:
+    """pyproject.toml reads the version from queuelab.__version__ (setuptools' dynamic
+    metadata, asked here as a build would), the LICENSE says what the metadata says, and
+    the changelog has a section for the version or for what is unreleased."""
+    import queuelab
+
+    asked = [sys.executable, "-c", "from setuptools import setup; setup()", "-q", "--version"]
+    done = subprocess.run(asked, cwd=ROOT, capture_output=True, text=True, timeout=120, check=False)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip().splitlines()[-1] == queuelab.__version__
+    pyproject = (ROOT / "pyproject.toml").read_text()
+    assert 'dynamic = ["version"]' in pyproject
+    assert 'license = { text = "MIT" }' in pyproject
+    assert (ROOT / "LICENSE").read_text().startswith("MIT License")
+    changelog = (ROOT / "CHANGELOG.md").read_text()
+    assert "## Unreleased" in changelog or f"## {queuelab.__version__}" in changelog
