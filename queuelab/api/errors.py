@@ -78,7 +78,8 @@ def install(app: FastAPI) -> None:
             # FastAPI's answer when the JSON parser itself gives up: bad UTF-8, or nesting too deep
             return error(400, "malformed_json", "the request body is not valid JSON (UTF-8, nested at most ~1000 deep)")
         codes = {404: "not_found", 405: "method_not_allowed", 413: "too_large", 401: "unauthorized"}
-        return error(exc.status_code, codes.get(exc.status_code, "http_error"), str(exc.detail))
+        # Its headers too: a 405 names the methods the path allows (Allow), as HTTP asks.
+        return error(exc.status_code, codes.get(exc.status_code, "http_error"), str(exc.detail), **(exc.headers or {}))
 
     @app.exception_handler(PayloadTooLarge)
     async def too_large(_: Request, exc: PayloadTooLarge) -> JSONResponse:

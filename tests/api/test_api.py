@@ -451,3 +451,11 @@ def test_the_status_answer_shows_a_running_jobs_progress(client: TestClient, que
     internals(queue).leases.report_progress(lease, 0.25, "a quarter")
     answer = client.get(f"/api/status/{job_id}/").json()
     assert (answer["status"], answer["progress"], answer["progress_message"]) == ("RUNNING", 0.25, "a quarter")
+
+
+def test_a_method_not_allowed_names_the_allowed_ones(client: TestClient) -> None:
+    answer = client.post("/api/jobs/")
+    assert (answer.status_code, answer.json()["error"]) == (405, "method_not_allowed")
+    assert answer.headers["Allow"] == "GET"
+    submit = client.get("/api/submit/")
+    assert (submit.status_code, submit.headers["Allow"]) == (405, "POST")
