@@ -18,6 +18,7 @@ from queuelab.runtime.autoscale import Resizable, ScalePolicy
 from queuelab.runtime.pool import MODES, check_pool_args, on_signals
 
 log = logging.getLogger("queuelab.cli")
+LOG_LEVELS = ["debug", "info", "warning", "error"]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -34,7 +35,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m queuelab", description=__doc__)
-    parser.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    parser.add_argument("--log-level", default="info", choices=LOG_LEVELS)
     commands = parser.add_subparsers(required=True, metavar="COMMAND")
 
     worker = commands.add_parser("worker", help="run a worker pool until SIGTERM or SIGINT")
@@ -99,6 +100,9 @@ def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--db", default=None, help="database URL (default: QUEUELAB_DATABASE_URL or sqlite:///queuelab.db)"
     )
+    # Also after the command (`queuelab worker --log-level debug`); SUPPRESS keeps a value
+    # given before it.
+    parser.add_argument("--log-level", default=argparse.SUPPRESS, choices=LOG_LEVELS)
     parser.add_argument("--app", default=None, help="MODULE:ATTR naming a Queue whose tasks to load")
 
 

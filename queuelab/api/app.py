@@ -121,6 +121,7 @@ def _job_routes(app: FastAPI, queue: Queue, who: Who) -> None:
         if key is not None:
             earlier = await asyncio.to_thread(queue.find_by_idempotency_key, key)
             if earlier is not None:
+                _same_request(earlier, body)
                 response.status_code = 200
                 return SubmitResponse(job_id=earlier.id, status=earlier.status.value, created=False)
         job = await queue.asubmit(
@@ -193,6 +194,27 @@ def _job_routes(app: FastAPI, queue: Queue, who: Who) -> None:
 def _actor(me: Principal) -> str:
     """Who acted, for the job's history: the token's user, or "api" on a server without tokens."""
     return me.user_id or "api"
+
+
+def _same_request(earlier: Job, body: SubmitRequest) -> None:
+    """A key names one request: reused with another task, payload, queue or priority it is a
+    409, not the earlier job passed off as this request's."""
+    differs = [
+        name
+        for name, mine, theirs in (
+            ("task", body.task, earlier.task),
+            ("payload", body.payload, earlier.payload),
+            ("queue", body.queue, earlier.queue),
+            ("priority", body.priority, earlier.priority),
+        )
+        if mine is not None and mine != theirs
+    ]
+    if differs:
+        raise ApiError(
+            409,
+            "idempotency_key_reused",
+            f"this Idempotency-Key was used for job {earlier.id} with a different {', '.join(differs)}",
+        )
 
 
 def _idempotency_key(header: str | None, body: str | None) -> str | None:

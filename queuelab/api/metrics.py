@@ -30,8 +30,12 @@ class QueueCollector(Collector):
             "PENDING jobs a free worker could start now (due, queue not paused, user under quota)",
             labels=["queue"],
         )
-        for name, n in q.runnable_backlog().items():
-            backlog.add_metric([name], n)
+        # Every queue the store knows, at 0 when nothing waits (and "default" on an empty
+        # store): a series that vanished at 0 would leave an HPA's last value standing, and
+        # it would never scale down.
+        runnable = q.runnable_backlog()
+        for name in sorted({*stats.by_queue, *runnable, "default"}):
+            backlog.add_metric([name], runnable.get(name, 0))
         yield backlog
         oldest = stats.oldest_pending_age_seconds
         yield GaugeMetricFamily(

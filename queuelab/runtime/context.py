@@ -4,6 +4,7 @@ the stores over one database. The database is opened on first use, so building a
 
 from __future__ import annotations
 
+import logging
 import random
 import threading
 from functools import cached_property
@@ -12,10 +13,12 @@ from typing import TYPE_CHECKING
 from queuelab.clock import Clock, SystemClock
 from queuelab.config import Settings
 from queuelab.models import Lease, RetryPolicy
-from queuelab.policy import Decision, Outcome, decide_for, policy_for
+from queuelab.policy import DeadLetter, Decision, Outcome, Retry, decide_for, policy_for
 from queuelab.store import Database, JobStore, LeaseStore, WorkerRegistry
 from queuelab.store.limits import LimitStore
 from queuelab.tasks import TaskRegistry, builtin_tasks
+
+log = logging.getLogger("queuelab.jobs")
 
 if TYPE_CHECKING:
     from queuelab.store.redis_limiter import RedisRateLimiter
@@ -77,7 +80,10 @@ class Runtime:
         """What happens to the job after this attempt: the one place every outcome (the
         task's, a timeout's, a rescued lease's) is decided, now, with the job's task's policy."""
         policy = self.retry_policy_for(lease.task)
-        return decide_for(lease, outcome, policy=policy, now=self.clock.now(), unit_random=random.random())
+        now = self.clock.now()
+        decision = decide_for(lease, outcome, policy=policy, now=now, unit_random=random.random())
+        _log_decision(lease, decision, now)
+        return decision
 
     def close(self) -> None:
         jobs = self.__dict__.get("jobs")
@@ -88,3 +94,33 @@ class Runtime:
         limiter = self.__dict__.get("rate_limiter")
         if limiter is not None:
             limiter.close()
+
+
+def _log_decision(lease: Lease, decision: Decision, now: float) -> None:
+    """One line per attempt that did not succeed (a retry: WARNING; the dead-letter queue:
+    ERROR), and per success at DEBUG: what failed shows in the worker's log, not only in
+    the database."""
+    if isinstance(decision, Retry):
+        error = decision.error
+        log.warning(
+            "job %s (%s) attempt %d failed: %s: %s; retry in %.1fs",
+            lease.job_id,
+            lease.task,
+            lease.attempt,
+            error.error_type,
+            error.message,
+            max(0.0, decision.run_at - now),
+        )
+    elif isinstance(decision, DeadLetter):
+        error = decision.error
+        log.error(
+            "job %s (%s) attempt %d failed: %s: %s; to the dead-letter queue (%s)",
+            lease.job_id,
+            lease.task,
+            lease.attempt,
+            error.error_type,
+            error.message,
+            decision.reason,
+        )
+    elif log.isEnabledFor(logging.DEBUG):
+        log.debug("job %s (%s) attempt %d completed", lease.job_id, lease.task, lease.attempt)

@@ -129,3 +129,18 @@ def test_a_submit_refused_by_a_limit_exits_5(tmp_path: object) -> None:
     refused = cli("submit", *db, "simulate", "--user", "capped")
     assert refused.returncode == 5
     assert "active jobs" in refused.stderr
+
+
+@pytest.mark.parametrize(
+    ("argv", "level"),
+    [
+        (["stats"], "info"),
+        (["--log-level", "warning", "stats"], "warning"),
+        (["stats", "--log-level", "debug"], "debug"),  # after the command too
+        (["--log-level", "error", "worker", "--log-level", "debug"], "debug"),  # the nearer one wins
+    ],
+)
+def test_the_log_level_goes_before_or_after_the_command(argv: list[str], level: str) -> None:
+    from queuelab.cli import _parser
+
+    assert _parser().parse_args(argv).log_level == level

@@ -459,3 +459,26 @@ def test_a_method_not_allowed_names_the_allowed_ones(client: TestClient) -> None
     assert answer.headers["Allow"] == "GET"
     submit = client.get("/api/submit/")
     assert (submit.status_code, submit.headers["Allow"]) == (405, "POST")
+
+
+def test_the_backlog_gauge_stays_at_zero_instead_of_vanishing(client: TestClient, queue: Queue) -> None:
+    """An autoscaler reading the gauge must see it fall to 0 to scale down."""
+    assert 'queuelab_runnable_backlog{queue="default"} 0.0' in client.get("/metrics").text  # an empty store
+    job_id = client.post("/api/submit/", json={"user_id": "a", "queue": "images"}).json()["job_id"]
+    assert 'queuelab_runnable_backlog{queue="images"} 1.0' in client.get("/metrics").text
+    client.post(f"/api/cancel/{job_id}/")
+    metrics = client.get("/metrics").text
+    assert 'queuelab_runnable_backlog{queue="images"} 0.0' in metrics
+    assert 'queuelab_runnable_backlog{queue="default"} 0.0' in metrics
+
+
+def test_an_idempotency_key_reused_with_another_request_is_a_conflict(client: TestClient) -> None:
+    key = {"Idempotency-Key": "order-7"}
+    first = client.post("/api/submit/", json={"user_id": "a", "payload": {"n": 1}}, headers=key)
+    same = client.post("/api/submit/", json={"user_id": "a", "payload": {"n": 1}}, headers=key)
+    assert (first.status_code, same.status_code) == (201, 200)
+    other = client.post("/api/submit/", json={"user_id": "a", "payload": {"n": 2}, "priority": 5}, headers=key)
+    assert (other.status_code, other.json()["error"]) == (409, "idempotency_key_reused")
+    assert first.json()["job_id"] in other.json()["message"]
+    assert "payload, priority" in other.json()["message"]
+    assert len(client.get("/api/jobs/").json()["jobs"]) == 1

@@ -1,16 +1,18 @@
-"""A running job's progress: throttled writes (a tight loop costs a couple of writes a
-second, the latest report is the one stored), fenced by the lease, shown while the job runs
-and after, on both databases."""
+"""What a running job tells: its progress (throttled writes: a tight loop costs a couple of
+writes a second, the latest report is the one stored; fenced by the lease; shown while the
+job runs and after) and, in the worker's log, each attempt that failed. Both databases."""
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Callable
 
 import pytest
 
 from queuelab import FakeClock, InvalidArgument, JobStatus, Queue, current_job
-from queuelab.models import Lease
+from queuelab.models import AttemptOutcome, Lease
+from queuelab.policy import Errored
 from queuelab.runtime.progress import PROGRESS_INTERVAL_SECONDS, Progress
 from queuelab.testing import internals
 from tests.support.helpers import wait_for_status, wait_until
@@ -147,3 +149,23 @@ def test_a_requeue_clears_the_progress_of_the_run_before(queue: Queue, clock: Fa
     assert queue.get(job.id).progress == 0.7  # what it had reached, kept for the post-mortem
     again = queue.requeue(job.id)
     assert (again.progress, again.progress_message) == (None, None)
+
+
+def test_every_failed_attempt_is_logged_with_its_job(
+    queue: Queue, clock: FakeClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    """What failed shows in the worker's log, not only in the database: a retry at WARNING,
+    the dead-letter queue at ERROR (the one place every outcome is decided)."""
+    job = queue.submit("simulate", max_retries=1)
+    failed = Errored(AttemptOutcome.FAILED, "ValueError", "the file was empty")
+    with caplog.at_level(logging.WARNING, logger="queuelab.jobs"):
+        for _ in range(2):
+            (lease,) = internals(queue).leases.claim("w", None, 1, queue.clock.now())
+            decision = internals(queue).decide(lease, failed)
+            internals(queue).leases.ack(lease, decision, "w", queue.clock.now())
+            clock.advance(3600)  # past the backoff
+    retry, dead = caplog.records
+    assert (retry.levelno, dead.levelno) == (logging.WARNING, logging.ERROR)
+    assert f"job {job.id} (simulate) attempt 1 failed: ValueError: the file was empty; retry in" in retry.getMessage()
+    assert "attempt 2 failed" in dead.getMessage()
+    assert "to the dead-letter queue" in dead.getMessage()
