@@ -101,26 +101,12 @@ def _log_decision(lease: Lease, decision: Decision, now: float) -> None:
     ERROR), and per success at DEBUG: what failed shows in the worker's log, not only in
     the database."""
     if isinstance(decision, Retry):
-        error = decision.error
-        log.warning(
-            "job %s (%s) attempt %d failed: %s: %s; retry in %.1fs",
-            lease.job_id,
-            lease.task,
-            lease.attempt,
-            error.error_type,
-            error.message,
-            max(0.0, decision.run_at - now),
-        )
+        level, then = logging.WARNING, f"retry in {max(0.0, decision.run_at - now):.1f}s"
     elif isinstance(decision, DeadLetter):
-        error = decision.error
-        log.error(
-            "job %s (%s) attempt %d failed: %s: %s; to the dead-letter queue (%s)",
-            lease.job_id,
-            lease.task,
-            lease.attempt,
-            error.error_type,
-            error.message,
-            decision.reason,
-        )
-    elif log.isEnabledFor(logging.DEBUG):
+        level, then = logging.ERROR, f"to the dead-letter queue ({decision.reason})"
+    else:
         log.debug("job %s (%s) attempt %d completed", lease.job_id, lease.task, lease.attempt)
+        return
+    error = decision.error
+    where = (lease.job_id, lease.task, lease.attempt, error.error_type, error.message, then)
+    log.log(level, "job %s (%s) attempt %d failed: %s: %s; %s", *where)
