@@ -1,0 +1,38 @@
+"""``make figures`` waits for a quiet machine and says when, where and how each figure was drawn."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from queuelab.lab import notebooks
+
+
+@pytest.mark.parametrize(
+    ("load", "cores", "refused"),
+    [(0.2, 2, False), (1.0, 2, False), (1.1, 2, True), (9.0, 8, True), (3.9, 8, False)],
+)
+def test_a_load_above_half_a_core_each_is_busy(load: float, cores: int, refused: bool) -> None:
+    reason = notebooks.busy(load, cores)
+    assert (reason is not None) == refused
+    if reason is not None:
+        assert f"load average {load:.1f} on {cores} core(s)" in reason
+
+
+def test_figures_are_refused_on_a_busy_machine_before_anything_runs(tmp_path: Path) -> None:
+    figures, work = tmp_path / "figures", tmp_path / "work"
+    argv = ["--figures", str(figures), "--work", str(work), "no-such-notebook.ipynb"]
+    assert notebooks.main(argv, load=lambda: 64.0) == notebooks.EXIT_BUSY
+    assert not figures.exists()  # nothing was started, nothing drawn
+    assert not work.exists()
+
+
+def test_the_captions_say_which_notebook_drew_each_figure_when_and_where() -> None:
+    drawn = {"01_quickstart.ipynb": ["quickstart_throughput.png"], "06_autoscaling.ipynb": ["a.png", "b.png"]}
+    when = datetime(2026, 12, 6, 11, 45, tzinfo=UTC)
+    text = notebooks.captions(drawn, when=when, where="lab (2 cores, load 0.3)", command="make figures")
+    assert "Drawn 2026-12-06 11:45 UTC on lab (2 cores, load 0.3) by `make figures`." in text
+    assert "| `quickstart_throughput.png` | `notebooks/01_quickstart.ipynb` |" in text
+    assert text.count("06_autoscaling.ipynb") == 2
