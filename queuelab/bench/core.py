@@ -16,10 +16,10 @@ import sqlalchemy as sa
 
 from queuelab.bench.floor import BATCH_INSERT
 from queuelab.bench.harness import (
+    drain_rate_of,
     drain_timeout,
     enqueue_noop,
     expect_completed,
-    first_start,
     fresh_queue,
     running_pool,
     wait_idle,
@@ -193,13 +193,13 @@ def drain_floor(workers: int, mode: Mode) -> str:
 
 
 def drain_rate(q: Queue, n: int, workers: int, mode: Mode) -> float:
-    """Jobs per second from the first job's start to the last ack, the workers up and idle
-    when the jobs arrive."""
+    """Jobs per second from the first job's start to the last finish (the stored times, as
+    the lab's ``drain_rate``), the workers up and idle when the jobs arrive."""
     with running_pool(q, workers, mode):
         enqueue_noop(q, n, batch=n)  # one transaction: every job visible at once
-        done = wait_idle(q, drain_timeout(n))
+        wait_idle(q, drain_timeout(n))
     expect_completed(q, n)
-    return per_second(n, done - first_start(q))
+    return drain_rate_of(q, n)
 
 
 # -- latency ------------------------------------------------------------------------------

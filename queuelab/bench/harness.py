@@ -13,7 +13,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from queuelab.bench.results import SQLITE, BenchError
+from queuelab.bench.results import SQLITE, BenchError, per_second
 from queuelab.queue import Queue
 from queuelab.runtime.pool import Mode, Pool
 from queuelab.store.schema import IS_PENDING, IS_RUNNING, jobs, workers
@@ -114,6 +114,18 @@ def first_start(q: Queue, since: float = 0.0) -> float:
     if started is None:
         raise BenchError("no job has started")
     return float(started)
+
+
+def drain_rate_of(q: Queue, n: int, since: float = 0.0) -> float:
+    """Jobs per second of a drain, from the stored times: ``n`` jobs over the first start
+    (at ``since`` or later) to the last finish. The lab's summary reports the same quantity
+    as ``drain_rate`` (tests/lab/test_lab.py checks both on one run)."""
+    query = sa.select(sa.func.max(jobs.c.finished_at)).where(jobs.c.started_at >= since)
+    with q.database.read() as conn:
+        finished = conn.execute(query).scalar()
+    if finished is None:
+        raise BenchError("no job has finished")
+    return per_second(n, float(finished) - first_start(q, since))
 
 
 def timeline(q: Queue) -> list[Any]:

@@ -313,7 +313,8 @@ def _with_plan(frame: pd.DataFrame, feeder: Feeder, arrivals: pd.DataFrame) -> p
 
 def summarize(frame: pd.DataFrame, params: Mapping[str, Any], timed_out: bool = False) -> pd.Series:
     """The headline figures of a timeline: counts, throughput (completed jobs per second from
-    the first submission to the last finish), waits, run times and retries."""
+    the first submission to the last finish), drain rate (from the first start instead, as
+    the bench measures a drain), waits, run times and retries."""
     import pandas as pd
 
     stored = frame[frame["status"] != "REFUSED"]
@@ -331,6 +332,9 @@ def summarize(frame: pd.DataFrame, params: Mapping[str, Any], timed_out: bool = 
         "retries": int((stored["attempts"] - 1).clip(lower=0).sum()),
         "elapsed": float(last) if last == last else float("nan"),
         "throughput": completed / span if span and span > 0 else float("nan"),
+        # The bench's drain rate (queuelab.bench.harness.drain_rate_of), from the same stored
+        # times: completed jobs over first start to last finish, without the submit-to-start wait.
+        "drain_rate": completed / drained if (drained := last - stored["started"].min()) > 0 else float("nan"),
         "wait_mean": waits.mean(),
         "wait_p50": waits.quantile(0.5),
         "wait_p95": waits.quantile(0.95),

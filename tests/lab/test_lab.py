@@ -343,3 +343,17 @@ def test_the_throughput_plot_sizes_its_bins_to_the_run(finished: list[float], wi
     )
     # the rates drawn add up to every finish: each bin's count is its rate times its width
     assert ys[:-1].sum() * width == pytest.approx(len(finished))
+
+
+def test_the_lab_and_the_bench_compute_one_drain_rate_on_a_shared_run(sqlite_url: str) -> None:
+    """The lab's ``drain_rate`` and the bench's drain figure are one quantity (completed jobs
+    over first start to last finish, from the stored times): on the same run they agree to
+    the float, so figures from the two can be set side by side."""
+    from queuelab.bench.harness import drain_rate_of
+
+    with Queue(sqlite_url) as q:
+        result = lab.run_experiment(q, load.Burst(300), workers=2, progress=False)
+        assert result.summary["completed"] == 300
+        assert result.summary["drain_rate"] == pytest.approx(drain_rate_of(q, 300), rel=1e-9)
+        # the lab's throughput also counts the wait before the first start: never above it
+        assert result.summary["throughput"] <= result.summary["drain_rate"]
