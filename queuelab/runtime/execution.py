@@ -14,7 +14,7 @@ from queuelab.errors import JobTimeout, NoCurrentJob, ResultNotSerializable
 from queuelab.models import AttemptOutcome, Lease
 from queuelab.policy import Decision, Errored, Outcome, Succeeded
 from queuelab.runtime.context import Runtime
-from queuelab.runtime.progress import Progress, RunningJob
+from queuelab.runtime.progress import RunningJob
 
 _current: ContextVar[RunningJob | None] = ContextVar("queuelab_current_job", default=None)
 
@@ -31,8 +31,8 @@ def current_job() -> RunningJob:
 def run_task(runtime: Runtime, lease: Lease) -> Outcome:
     """Call the task; every exception it raises becomes a failed outcome. Its last
     progress report is stored before the attempt ends."""
-    progress = Progress(lambda fraction, message: runtime.leases.report_progress(lease, fraction, message))
-    reset = _current.set(RunningJob(lease, progress))
+    job = RunningJob(lease, lambda fraction, message: runtime.leases.report_progress(lease, fraction, message))
+    reset = _current.set(job)
     try:
         task = runtime.tasks.get(lease.task)
         result = task.run(lease.payload)
@@ -42,7 +42,7 @@ def run_task(runtime: Runtime, lease: Lease) -> Outcome:
         return Errored.from_exception(exc)
     finally:
         _current.reset(reset)
-        progress.flush()
+        job.flush()
 
 
 def attempt(runtime: Runtime, lease: Lease) -> Decision:

@@ -16,7 +16,6 @@ import math
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any
 
 from queuelab import bounds
@@ -92,13 +91,21 @@ class Progress:
             log.warning("could not store the progress of a job: %s", exc)
 
 
-@dataclass(frozen=True, eq=False)
 class RunningJob:
     """What a task sees of its own job (:func:`~queuelab.current_job`): who and what it is,
-    and :meth:`progress` to say how far it has got."""
+    and :meth:`progress` to say how far it has got. The throttle is made at the first
+    report: a job that reports nothing costs nothing more."""
 
-    lease: Lease
-    _progress: Progress = field(repr=False)
+    __slots__ = ("_progress", "_write", "lease")
+
+    def __init__(self, lease: Lease, write: Write) -> None:
+        self.lease, self._write = lease, write
+        self._progress: Progress | None = None
+
+    def flush(self) -> None:
+        """Store a report the throttle held back (the task has returned)."""
+        if self._progress is not None:
+            self._progress.flush()
 
     @property
     def job_id(self) -> str:
@@ -133,4 +140,6 @@ class RunningJob:
         """Store how far the job has got (0 to 1) and, optionally, a word on it; shown by
         ``q.get``, the status API, the dashboard, the panel and ``jobs_frame()``. Cheap to
         call often: the writes are throttled (see :mod:`queuelab.runtime.progress`)."""
+        if self._progress is None:
+            self._progress = Progress(self._write)
         self._progress.report(fraction, message)

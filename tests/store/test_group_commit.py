@@ -8,7 +8,6 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 import threading
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -18,6 +17,7 @@ import pytest
 from queuelab import Queue, QuotaExceeded, UnknownTask
 from queuelab.models import Job
 from queuelab.store.group_commit import GroupCommit
+from tests.support.helpers import wait_until
 
 Rows = list[dict[str, Any]]
 
@@ -60,10 +60,8 @@ def in_threads(group: GroupCommit, calls: list[Rows]) -> tuple[list[threading.Th
 
 
 def wait_queued(group: GroupCommit, n: int) -> None:
-    deadline = time.monotonic() + 10
-    while len(group._queued) < n:
-        assert time.monotonic() < deadline, "the callers never queued"
-        time.sleep(0.001)
+    """Until ``n`` callers wait in line (the leader's write is held, so none leaves it)."""
+    wait_until(lambda: len(group._queued) >= n, timeout=30, what=f"{n} callers to queue", interval=0.001)
 
 
 def test_a_lone_caller_writes_at_once_and_callers_who_come_meanwhile_share_the_next_write() -> None:
@@ -175,7 +173,9 @@ def test_coroutines_share_a_write_led_by_the_writer_thread_and_each_gets_its_own
         first = asyncio.ensure_future(group.awrite(rows("a"), 0.0))
         await asyncio.to_thread(write.entered.wait, 10)  # the writer thread leads at once
         later = [asyncio.ensure_future(group.awrite(r, 0.0)) for r in (rows("b"), rows("bad"), rows("c", "d"))]
-        await asyncio.sleep(0)  # each queues its call
+        # One pass of the loop runs each task to its first await, and awrite queues its call
+        # before it awaits: a step of the loop, not a wait on time (the leader's write is held).
+        await asyncio.sleep(0)
         assert len(group._queued) == 3
         write.hold.set()
         return await asyncio.gather(first, *later, return_exceptions=True)
@@ -195,7 +195,7 @@ def test_a_thread_queued_behind_coroutines_is_made_leader_and_a_coroutine_behind
 
     async def main() -> dict[str, Job]:
         waiting = asyncio.ensure_future(group.awrite(rows("c1"), 0.0))
-        await asyncio.sleep(0)
+        await asyncio.sleep(0)  # one step of the loop: the task queues its call (see above)
         assert len(group._queued) == 1
         (thread,), results = in_threads(group, [rows("t2")])
         await asyncio.to_thread(wait_queued, group, 2)
