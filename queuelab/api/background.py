@@ -1,12 +1,12 @@
 """The HTTP API and dashboard served from inside a Python process (a Jupyter kernel, a
 script): ``serve(q)`` starts uvicorn in a thread of its own and returns a handle with the
-server's ``url`` and ``stop()``.
+server's ``url`` (a free port unless ``port=`` says) and ``stop()``.
 
     >>> from queuelab import Queue
     >>> from queuelab.api import serve
     >>> api = serve(Queue("sqlite:///lab.db"))      # doctest: +SKIP
     >>> api.url                                      # doctest: +SKIP
-    'http://127.0.0.1:8000'
+    'http://127.0.0.1:41233'
     >>> api.stop()                                   # doctest: +SKIP
 
 ``python -m queuelab.api`` is the way to run it as a service; this is the way to look at a
