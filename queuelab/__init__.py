@@ -19,6 +19,7 @@ from queuelab.errors import (
     SimulatedFailure,
     StoreError,
     UnknownTask,
+    WaitTimeout,
     WorkerLost,
 )
 from queuelab.models import Attempt, AttemptOutcome, Job, JobStatus, RetryPolicy
@@ -63,6 +64,7 @@ __all__ = [
     "SystemClock",
     "Task",
     "UnknownTask",
+    "WaitTimeout",
     "WorkerLost",
     "__version__",
     "current_job",

@@ -55,6 +55,8 @@ MAX_CURSOR_LENGTH = 200  # the API's next_cursor, as it comes back
 MAX_LIST_LIMIT = 10_000  # jobs in one Queue.jobs() list
 MAX_FRAME_ROWS = 10_000_000  # rows in one Queue.jobs_frame()
 MAX_SERIES_SECONDS = 3600  # seconds in one Queue.completed_series()
+MAX_JOB_WAIT_SECONDS = 366 * DAY_SECONDS  # Queue.wait(timeout=)
+MAX_HTTP_WAIT_SECONDS = 60.0  # GET /api/status/{id}/?wait=: a request held longer meets proxies' timeouts
 
 # -- settings -------------------------------------------------------------------------
 MAX_RETRY_DELAY_SECONDS = 30 * DAY_SECONDS  # retry_max_seconds

@@ -60,6 +60,10 @@ class StoreError(QueuelabError):
     """The database failed or refused the operation."""
 
 
+class WaitTimeout(QueuelabError, TimeoutError):
+    """A job did not finish within the time :meth:`Queue.wait <queuelab.Queue.wait>` was given."""
+
+
 class SchemaVersionError(StoreError):
     """The database was written by a newer queuelab schema than this version knows."""
 

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import importlib
 import sys
+import threading
+import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -16,16 +19,17 @@ from queuelab.arguments import UNSET, Unset
 from queuelab.bounds import Prefetch
 from queuelab.clock import Clock
 from queuelab.config import Settings
-from queuelab.errors import InvalidArgument
+from queuelab.errors import InvalidArgument, WaitTimeout
 from queuelab.explain import Explanation, explain_job
 from queuelab.limits import RateLimit, UserLimits, check_quota, check_weight, rate_enabled
-from queuelab.models import Job, JobStatus, RetryPolicy
+from queuelab.models import TERMINAL_STATUSES, Job, JobStatus, RetryPolicy
 from queuelab.runtime import Runtime
 from queuelab.runtime.autoscale import Autoscaler, Resizable, ScalePolicy
 from queuelab.runtime.pool import Mode, Pool, ProcessPool, ThreadPool, check_pool_args
 from queuelab.runtime.worker import Worker
 from queuelab.stats import QueueStats, jobs_frame, read_stats
 from queuelab.store import Database, WorkerInfo
+from queuelab.store.enlist import enlisted
 from queuelab.store.limits import DEFAULTS
 from queuelab.store.reports import completed_series, runnable_backlog
 from queuelab.store.scaling import ScaleEvent, ScaleLog
@@ -35,6 +39,8 @@ from queuelab.tasks import PayloadCheck, Task
 
 if TYPE_CHECKING:
     import pandas as pd
+    from sqlalchemy.engine import Connection
+    from sqlalchemy.orm import Session
 
     from queuelab.store.redis_limiter import Admission
 
@@ -181,9 +187,13 @@ class Queue:
         lease_seconds: float | None = None,
         timeout_seconds: float | None = None,
         idempotency_key: str | None = None,
+        connection: Connection | Session | None = None,
     ) -> Job:
         """Validate, then store one job. Bad input raises a :class:`QueuelabError` subclass
-        and stores nothing. With ``idempotency_key``, a second submit returns the first job."""
+        and stores nothing. With ``idempotency_key``, a second submit returns the first job.
+        With ``connection`` (a SQLAlchemy Connection or Session on this queue's database),
+        the job is written in that connection's transaction: rolled back with it, and
+        visible to workers (and woken) only when the caller commits."""
         name = task.name if isinstance(task, Task) else task
         sub = Submission(
             task=name,
@@ -198,14 +208,18 @@ class Queue:
             timeout_seconds=timeout_seconds,
             idempotency_key=idempotency_key,
         )
-        return self.submit_many([sub])[0]
+        return self.submit_many([sub], connection=connection)[0]
 
-    def submit_many(self, submissions: Iterable[Submission]) -> list[Job]:
-        """Validate all, then store all in one transaction (all or nothing)."""
+    def submit_many(
+        self, submissions: Iterable[Submission], *, connection: Connection | Session | None = None
+    ) -> list[Job]:
+        """Validate all, then store all in one transaction (all or nothing): the queue's own,
+        or the caller's open one on ``connection`` (see :meth:`submit`)."""
+        caller = None if connection is None else enlisted(self._runtime.db, connection)
         now, subs, rows = self._rows(submissions)
         if not rows:
             return []
-        return _jobs_of(subs, rows, self._store(rows, now))
+        return _jobs_of(subs, rows, self._store(rows, now, caller))
 
     async def asubmit(
         self,
@@ -258,10 +272,13 @@ class Queue:
         subs = list(submissions)
         return now, subs, [build_row(s, self._runtime.tasks.get(s.task), self.settings, now) for s in subs]
 
-    def _store(self, rows: list[dict[str, Any]], now: float) -> dict[str, Job]:
-        limiter = self._runtime.rate_limiter
+    def _store(self, rows: list[dict[str, Any]], now: float, caller: Connection | None = None) -> dict[str, Job]:
+        """Admit and write ``rows``: in the caller's transaction on ``caller``, or in one of
+        the queue's own. With a Redis rate limiter, Redis admits first (a submit the caller
+        then rolls back has spent its unit: the limit errs on the safe side)."""
+        limiter, store = self._runtime.rate_limiter, self._runtime.jobs
         if limiter is None:
-            return self._runtime.jobs.insert_shared(rows, now)
+            return store.insert_shared(rows, now) if caller is None else store.insert_within(caller, rows, now)
         wanted = Counter(row["user_id"] for row in rows)
         admissions: list[Admission] = []
         try:
@@ -269,7 +286,9 @@ class Queue:
                 rate = rate_enabled(lim.rate_limit)
                 if rate is not None:
                     admissions.append(limiter.admit(user, wanted[user], rate, now))
-            return self._runtime.jobs.insert(rows, now, rate_in_sql=False)
+            if caller is not None:
+                return store.insert_within(caller, rows, now, rate_in_sql=False)
+            return store.insert(rows, now, rate_in_sql=False)
         except BaseException:
             for admission in admissions:
                 limiter.take_back(admission)
@@ -323,6 +342,55 @@ class Queue:
     def get(self, job_id: str) -> Job:
         """The job with its attempt history; :class:`JobNotFound` if there is none."""
         return self._runtime.jobs.get(arguments.job_id(job_id))
+
+    def wait(self, job: str | Job, *, timeout: float | timedelta) -> Job:
+        """Block until the job has finished, then return it: COMPLETED with its ``result``,
+        FAILED (in the dead-letter queue) with its ``errors``, or CANCELLED. Raises
+        :class:`WaitTimeout` if it has not finished within ``timeout`` seconds (it runs on),
+        :class:`JobNotFound` if there is no such job. Woken by the database, not by polling
+        (see :mod:`queuelab.store.completions` for what a waiter costs)."""
+        job_id, limit = self._wait_args(job, timeout)
+        deadline = time.monotonic() + limit
+        woken = threading.Event()
+        completions = self._runtime.completions
+        with completions.watching(job_id, woken.set):
+            completions.prepare(job_id)
+            while True:
+                found = self.get(job_id)
+                remaining = deadline - time.monotonic()
+                if found.status in TERMINAL_STATUSES:
+                    return found
+                if remaining <= 0 or not woken.wait(remaining):
+                    raise _wait_timeout(found, limit)
+                woken.clear()
+
+    async def wait_async(self, job: str | Job, *, timeout: float | timedelta) -> Job:
+        """:meth:`wait` for async code: the event loop runs on while the job does (``await``
+        is a keyword, hence the name). Waiters hold no thread meanwhile."""
+        job_id, limit = self._wait_args(job, timeout)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + limit
+        woken = asyncio.Event()
+        completions = self._runtime.completions
+        with completions.watching(job_id, lambda: _call_soon(loop, woken.set)):
+            await asyncio.to_thread(completions.prepare, job_id)
+            while True:
+                found = await asyncio.to_thread(self.get, job_id)
+                if found.status in TERMINAL_STATUSES:
+                    return found
+                try:
+                    await asyncio.wait_for(woken.wait(), max(0.0, deadline - loop.time()))
+                except TimeoutError:
+                    raise _wait_timeout(found, limit) from None
+                woken.clear()
+
+    def waiting_callers(self) -> int:
+        """Calls of :meth:`wait` and :meth:`wait_async` in this process waiting now."""
+        return self._runtime.completions.waiting() if "completions" in self._runtime.__dict__ else 0
+
+    def _wait_args(self, job: str | Job, timeout: float | timedelta) -> tuple[str, float]:
+        job_id = arguments.job_id(job.id if isinstance(job, Job) else job)
+        return job_id, bounds.seconds("timeout", timeout, bounds.MAX_JOB_WAIT_SECONDS, zero_ok=True)
 
     def find_by_idempotency_key(self, key: str) -> Job | None:
         """The job submitted with ``idempotency_key=key``, or None if there is none."""
@@ -541,6 +609,16 @@ class Queue:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _wait_timeout(job: Job, limit: float) -> WaitTimeout:
+    return WaitTimeout(f"job {job.id} did not finish within {limit:g}s (it is {job.status.value})")
+
+
+def _call_soon(loop: asyncio.AbstractEventLoop, fn: Callable[[], None]) -> None:
+    """``fn`` on ``loop``'s thread; nothing if the loop has closed (its waiter is gone)."""
+    with contextlib.suppress(RuntimeError):
+        loop.call_soon_threadsafe(fn)
 
 
 def _jobs_of(subs: list[Submission], rows: list[dict[str, Any]], existing: dict[str, Job]) -> list[Job]:

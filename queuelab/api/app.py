@@ -40,10 +40,12 @@ from queuelab.api.schemas import (
     SubmitResponse,
     TaskName,
     UserId,
+    WaitSeconds,
     WorkerOut,
 )
+from queuelab.errors import WaitTimeout
 from queuelab.limits import UserLimits
-from queuelab.models import Job, JobStatus
+from queuelab.models import TERMINAL_STATUSES, Job, JobStatus
 from queuelab.queue import PageMark, Queue
 
 STATIC = Path(__file__).parent / "static"
@@ -137,8 +139,16 @@ def _job_routes(app: FastAPI, queue: Queue, who: Who) -> None:
         return SubmitResponse(job_id=job.id, status=job.status.value, created=True)
 
     @_both(app, "GET", "/api/status/{job_id}/", response_model=JobOut)
-    def status(job_id: str, me: Me) -> JobOut:
-        return JobOut.of(_visible(queue, me, job_id))
+    async def status(job_id: str, me: Me, wait: Annotated[WaitSeconds | None, Query()] = None) -> JobOut:
+        """The job. With ``wait=S``: held until it finishes or S seconds pass (a long poll; the
+        answer is then the job as it is, finished or not), holding no thread meanwhile."""
+        job = await asyncio.to_thread(_visible, queue, me, job_id)
+        if wait and job.status not in TERMINAL_STATUSES:
+            try:
+                job = await queue.wait_async(job_id, timeout=wait)
+            except WaitTimeout:
+                job = await asyncio.to_thread(queue.get, job_id)
+        return JobOut.of(job)
 
     @_both(app, "POST", "/api/requeue/{job_id}/", response_model=JobOut)
     def requeue(job_id: str, body: RequeueRequest, me: Me) -> JobOut:

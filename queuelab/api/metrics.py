@@ -53,6 +53,11 @@ class QueueCollector(Collector):
             outcomes.add_metric([outcome], n)
         yield outcomes
         yield GaugeMetricFamily("queuelab_live_workers", "Worker processes heartbeating", value=len(stats.live_workers))
+        yield GaugeMetricFamily(
+            "queuelab_waiting_callers",
+            "Requests (long polls) and calls of this process waiting for a job to finish",
+            value=q.waiting_callers(),
+        )
 
 
 def metrics_response(queue: Queue) -> Response:

@@ -33,6 +33,7 @@ QueueName = Annotated[str, Field(pattern=bounds.QUEUE_NAME.pattern)]
 TaskName = Annotated[str, Field(min_length=1, max_length=bounds.MAX_TASK_NAME_LENGTH)]
 PageSize = Annotated[int, Field(ge=1, le=bounds.MAX_PAGE)]
 Cursor = Annotated[str, Field(max_length=bounds.MAX_CURSOR_LENGTH)]
+WaitSeconds = Annotated[float, Field(ge=0, le=bounds.MAX_HTTP_WAIT_SECONDS, allow_inf_nan=False)]
 IdempotencyKey = Annotated[str, Field(min_length=1, max_length=bounds.MAX_IDEMPOTENCY_KEY_LENGTH)]
 
 Status = Literal["PENDING", "RUNNING", "COMPLETED", "FAILED", "CANCELLED"]

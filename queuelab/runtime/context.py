@@ -15,6 +15,7 @@ from queuelab.config import Settings
 from queuelab.models import Lease, RetryPolicy
 from queuelab.policy import DeadLetter, Decision, Outcome, Retry, decide_for, policy_for
 from queuelab.store import Database, JobStore, LeaseStore, WorkerRegistry
+from queuelab.store.completions import Completions
 from queuelab.store.limits import LimitStore
 from queuelab.tasks import TaskRegistry, builtin_tasks
 
@@ -48,6 +49,11 @@ class Runtime:
     @cached_property
     def leases(self) -> LeaseStore:
         return LeaseStore(self.db)
+
+    @cached_property
+    def completions(self) -> Completions:
+        """Wakes :meth:`Queue.wait <queuelab.Queue.wait>` callers (a thread, started at the first wait)."""
+        return Completions(self.db)
 
     @cached_property
     def workers(self) -> WorkerRegistry:
@@ -86,6 +92,9 @@ class Runtime:
         return decision
 
     def close(self) -> None:
+        completions = self.__dict__.get("completions")
+        if completions is not None:
+            completions.stop()
         jobs = self.__dict__.get("jobs")
         if jobs is not None:
             jobs.group.close()

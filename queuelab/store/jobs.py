@@ -19,7 +19,7 @@ from queuelab.errors import InvalidArgument, InvalidTransition, JobNotFound, Sto
 from queuelab.models import ActionKind, Job, JobStatus
 from queuelab.store import direct
 from queuelab.store.admission import RANK_STEP, admit, fresh_ranks, ranked_insert, unchecked_rank_step
-from queuelab.store.database import Database
+from queuelab.store.database import Database, translate_errors
 from queuelab.store.group_commit import GroupCommit
 from queuelab.store.rows import job_from_row
 from queuelab.store.schema import NOTIFY_CHANNEL, actions, attempts, jobs
@@ -90,26 +90,62 @@ class JobStore:
                     raise
         raise AssertionError("unreachable")
 
+    def insert_within(
+        self, conn: Connection, rows: Sequence[dict[str, Any]], now: float, *, rate_in_sql: bool = True
+    ) -> dict[str, Job]:
+        """:meth:`insert` on the caller's connection, in its transaction (begun if none is):
+        nothing is committed here. A refusal (a limit, a bad key) raises before anything is
+        written, so the caller's transaction stays usable. On PostgreSQL the rows go in under
+        a savepoint: a concurrent submit with the same idempotency key breaks the unique
+        index, the savepoint is undone and the retry finds that job, and the caller's
+        transaction lives on."""
+        keys = sorted({r["idempotency_key"] for r in rows if r["idempotency_key"] is not None})
+        with translate_errors(self.db):
+            if self.db.is_sqlite or not keys:
+                return self._insert_on(conn, rows, keys, now, rate_in_sql)
+            for attempt in (1, 2):
+                savepoint = conn.begin_nested()
+                try:
+                    existing = self._insert_on(conn, rows, keys, now, rate_in_sql)
+                except sa.exc.IntegrityError:
+                    savepoint.rollback()
+                    if attempt == 2:
+                        raise
+                    continue
+                except BaseException:
+                    savepoint.rollback()
+                    raise
+                savepoint.commit()
+                return existing
+        raise AssertionError("unreachable")
+
     def _insert_once(
         self, rows: Sequence[dict[str, Any]], keys: list[str], now: float, rate_in_sql: bool
     ) -> dict[str, Job]:
         if not keys and not self.db.is_sqlite and len(rows) <= BATCH_ROWS and self._insert_unchecked(rows, rate_in_sql):
             return {}
         with self.db.write() as conn:
-            existing: dict[str, Job] = {}
-            if keys:
-                found = conn.execute(sa.select(jobs).where(jobs.c.idempotency_key.in_(keys))).mappings()
-                existing = {row["idempotency_key"]: job_from_row(row) for row in found}
-            seen: set[str] = set(existing)
-            fresh = []
-            for row in rows:
-                key = row["idempotency_key"]
-                if key is None or key not in seen:
-                    fresh.append(row)
-                    if key is not None:
-                        seen.add(key)
-            if fresh:
-                self._write_rows(conn, fresh, now, rate_in_sql)
+            return self._insert_on(conn, rows, keys, now, rate_in_sql)
+
+    def _insert_on(
+        self, conn: Connection, rows: Sequence[dict[str, Any]], keys: list[str], now: float, rate_in_sql: bool
+    ) -> dict[str, Job]:
+        """Write the rows whose idempotency keys name no stored job (nor an earlier row);
+        return the stored jobs by key."""
+        existing: dict[str, Job] = {}
+        if keys:
+            found = conn.execute(sa.select(jobs).where(jobs.c.idempotency_key.in_(keys))).mappings()
+            existing = {row["idempotency_key"]: job_from_row(row) for row in found}
+        seen: set[str] = set(existing)
+        fresh = []
+        for row in rows:
+            key = row["idempotency_key"]
+            if key is None or key not in seen:
+                fresh.append(row)
+                if key is not None:
+                    seen.add(key)
+        if fresh:
+            self._write_rows(conn, fresh, now, rate_in_sql)
         return existing
 
     def _insert_unchecked(self, rows: Sequence[dict[str, Any]], rate_in_sql: bool) -> bool:

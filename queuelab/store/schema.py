@@ -15,8 +15,11 @@ import sqlalchemy as sa
 SCHEMA_VERSION = 1
 # Bumped with each such addition, so that opening an older database (whose revision is
 # lower or unset) adds it; a database at this revision is opened with one catalog read.
-SCHEMA_REVISION = 6
+SCHEMA_REVISION = 7
 NOTIFY_CHANNEL = "queuelab_jobs"
+# PostgreSQL: a job that someone waits for (``awaited``) sends its id on this channel when
+# it finishes (the trigger below), so ``Queue.wait`` needs no polling.
+DONE_CHANNEL = "queuelab_done"
 
 metadata = sa.MetaData()
 
@@ -61,6 +64,9 @@ jobs = sa.Table(
     # The latest progress a run reported (revision 6): a fraction 0-1 and a message.
     sa.Column("progress", sa.Double),
     sa.Column("progress_message", sa.Text),
+    # Someone waits for this job to finish (revision 7; PostgreSQL only: its ending sends a
+    # NOTIFY, see DONE_TRIGGER). NULL on the jobs nobody waits for, whose endings cost nothing.
+    sa.Column("awaited", sa.Boolean),
     sa.Column("idempotency_key", sa.String(200)),
     sa.Column("created_at", sa.Double, nullable=False),
     sa.Column("started_at", sa.Double),
@@ -68,6 +74,20 @@ jobs = sa.Table(
     sa.CheckConstraint(
         "status IN ('PENDING', 'RUNNING', 'COMPLETED', 'FAILED', 'CANCELLED')", name="queuelab_jobs_status"
     ),
+)
+
+# PostgreSQL (revision 7): the UPDATE that ends an awaited job (an ack, a rescue into the
+# dead-letter queue, a cancel, a forced success) NOTIFYs its id on DONE_CHANNEL, delivered
+# at commit. The WHEN clause is evaluated without calling the function, so the endings of
+# jobs nobody waits for (the rest) queue no trigger event. One trigger covers every path
+# that ends a job, present and future, where code in each would miss one.
+DONE_TRIGGER = (
+    "CREATE OR REPLACE FUNCTION queuelab_notify_done() RETURNS trigger LANGUAGE plpgsql AS "
+    f"$$ BEGIN PERFORM pg_notify('{DONE_CHANNEL}', NEW.id); RETURN NULL; END $$",
+    "DROP TRIGGER IF EXISTS queuelab_jobs_done ON queuelab_jobs",
+    "CREATE TRIGGER queuelab_jobs_done AFTER UPDATE OF status ON queuelab_jobs FOR EACH ROW "
+    "WHEN (NEW.awaited AND NEW.status IN ('COMPLETED', 'FAILED', 'CANCELLED') "
+    "AND OLD.status IS DISTINCT FROM NEW.status) EXECUTE FUNCTION queuelab_notify_done()",
 )
 
 # Literal SQL, not bound parameters: SQLite uses a partial index only when the query's

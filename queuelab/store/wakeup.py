@@ -139,9 +139,20 @@ class Listener(Looper):
     (the loop logs it in one line) and the next connect waits a back-off; meanwhile idle
     workers poll."""
 
-    def __init__(self, dsn: str, where: str, on_notify: Callable[[], None]) -> None:
-        super().__init__("queuelab-listen", every=0.0)
+    def __init__(
+        self,
+        dsn: str,
+        where: str,
+        on_notify: Callable[[], None],
+        *,
+        channel: str = NOTIFY_CHANNEL,
+        on_payload: Callable[[str], None] | None = None,
+    ) -> None:
+        """``on_notify`` is called for each notification on ``channel`` and after each
+        (re)connect; with ``on_payload``, a notification calls that with its payload instead."""
+        super().__init__("queuelab-listen" if channel == NOTIFY_CHANNEL else f"queuelab-listen-{channel}", every=0.0)
         self._dsn, self._where, self._on_notify = dsn, where, on_notify
+        self._channel, self._on_payload = channel, on_payload
         self._conn: psycopg.Connection[Any] | None = None
         self.failures = 0  # connections in a row that failed
         self.tried = threading.Event()  # the first connection was made, or failed
@@ -160,8 +171,11 @@ class Listener(Looper):
             if self._conn is None:
                 self._connect()
                 return
-            for _ in self._conn.notifies(timeout=NOTIFY_WAIT_SECONDS):
-                self._on_notify()
+            for note in self._conn.notifies(timeout=NOTIFY_WAIT_SECONDS):
+                if self._on_payload is not None:
+                    self._on_payload(note.payload)
+                else:
+                    self._on_notify()
             if self.stopping:  # the connection is the loop's: the loop closes it
                 self._disconnect()
         except psycopg.Error as exc:
@@ -180,7 +194,7 @@ class Listener(Looper):
     def _connect(self) -> None:
         conn = psycopg.connect(self._dsn, autocommit=True)
         self._conn = conn
-        conn.execute(f"LISTEN {NOTIFY_CHANNEL}")
+        conn.execute(f"LISTEN {self._channel}")
         if self.failures:
             log.warning("LISTEN connection to %s is back", self._where)
         self.failures = 0
