@@ -206,25 +206,50 @@ def drain_rate(q: Queue, n: int, workers: int, mode: Mode) -> float:
 
 
 def latency(ctx: Context, kind: str) -> list[Finding]:
+    """Submit to start with an idle worker; and ``Queue.wait``: a submit and a wait for
+    its result, one job at a time (the round trip), and the part of it from the job's end
+    to the wait's return (what waking the waiter costs, the worker's ack included)."""
     found: list[Finding] = []
     for mode in MODES:
         with fresh_queue(kind, ctx.postgres_url) as q:
             waits = submit_to_start(q, mode, ctx.sizes.latency_jobs, ctx.sizes.latency_rate)
-        for p in (50, 95, 99):
-            found.append(
+        with fresh_queue(kind, ctx.postgres_url) as q:
+            trips, woken = wait_round_trips(q, mode, ctx.sizes.latency_jobs)
+        for case, sample in (
+            (latency_case(mode), waits),
+            (f"submit + wait(): {latency_case(mode)}", trips),
+            (f"job end to wait() return: {latency_case(mode)}", woken),
+        ):
+            found.extend(
                 Result(
                     database=kind,
                     scenario="latency",
-                    case=latency_case(mode),
+                    case=case,
                     metric=f"p{p}",
-                    value=percentile(waits, p),
+                    value=percentile(sample, p),
                     unit="ms",
                     mode=mode,
                     workers=1,
-                    jobs=len(waits),
+                    jobs=len(sample),
                 )
+                for p in (50, 95, 99)
             )
     return found
+
+
+def wait_round_trips(q: Queue, mode: Mode, n: int) -> tuple[list[float], list[float]]:
+    """Milliseconds of ``n`` submit-then-wait round trips, one job at a time, and of each
+    one's part from the job's recorded end to the wait's return."""
+    trips, woken = [], []
+    with running_pool(q, 1, mode):
+        q.wait(q.submit("simulate"), timeout=120)  # the worker is up
+        for _ in range(n):
+            began = time.perf_counter()
+            done = q.wait(q.submit("simulate"), timeout=120)
+            trips.append(1000 * (time.perf_counter() - began))
+            assert done.finished_at is not None
+            woken.append(1000 * (time.time() - done.finished_at.timestamp()))
+    return trips, woken
 
 
 def submit_to_start(q: Queue, mode: Mode, n: int, rate: float) -> list[float]:

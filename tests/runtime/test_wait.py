@@ -192,3 +192,15 @@ def _wait_for_waiters(q: Queue, n: int) -> None:
     from tests.support.helpers import wait_until
 
     wait_until(lambda: internals(q).completions.waiting() >= n, timeout=LONG, what=f"{n} waiters")
+
+
+@pytest.mark.slow
+def test_wait_on_jobs_run_by_a_worker_process(make_queue: Callable[..., Queue]) -> None:
+    """The worker is another process (its acks come from its own connections): each wait
+    returns the job that process completed. (The built-in task: a process worker imports
+    the tasks it runs, and this module's lambdas are not importable.)"""
+    q = make_queue()
+    with q.worker(1, "process"):
+        done = [q.wait(q.submit("simulate", {"duration": 0}), timeout=LONG) for _ in range(10)]
+    assert {job.status for job in done} == {JobStatus.COMPLETED}
+    assert all(job.history[-1].worker_id != "" for job in done)
