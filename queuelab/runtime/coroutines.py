@@ -8,8 +8,8 @@ free places; see :func:`~queuelab.runtime.turns.plan_turn`). The job's attempt i
 (its timeout, its decision, its ack with the next turn) is the worker's: this module only
 runs coroutines, cancels them, and stops the loop.
 
-A coroutine must not block its loop: progress reports (:meth:`Coroutines.progress_writer`)
-go to the store from a thread of their own, in the order they were made.
+A coroutine must not block its loop: progress reports (:meth:`Coroutines.reports`) go to
+the store from a thread of their own, in the order they were made.
 """
 
 from __future__ import annotations
@@ -68,14 +68,9 @@ class Coroutines:
         if writes is not None:
             writes.shutdown(wait=True)
 
-    def progress_writer(self, write: Write) -> Write:
-        """``write``, run on the progress thread so that the coroutine reporting goes on at once."""
-        writes = self._progress_thread()
-        return lambda fraction, message: writes.submit(write, fraction, message)
-
-    async def progress_written(self) -> None:
-        """Wait, without blocking the loop, until every progress report made so far is written."""
-        await asyncio.wrap_future(self._progress_thread().submit(lambda: None))
+    def reports(self, write: Write) -> Reports:
+        """One job's progress writes (``write``), made on the progress thread."""
+        return Reports(self._progress_thread, write)
 
     # -- on the loop --------------------------------------------------------------------
 
@@ -116,6 +111,33 @@ class Coroutines:
             if self._writes is None:
                 self._writes = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="queuelab-progress")
             return self._writes
+
+
+class Reports:
+    """A :data:`~queuelab.runtime.progress.Write` that hands each write to the progress
+    thread and returns at once, so that the coroutine reporting goes on; :meth:`written`
+    waits for the last one (before the job's outcome is acked, which ends its lease)."""
+
+    def __init__(self, pool: Callable[[], concurrent.futures.Executor], write: Write) -> None:
+        self._pool, self._write = pool, write
+        self._last: concurrent.futures.Future[object] | None = None
+
+    def __call__(self, fraction: float, message: str | None) -> None:
+        # (Progress calls this under its own lock: from the loop, or from its timer thread.)
+        self._last = self._pool().submit(_quietly, self._write, fraction, message)
+
+    async def written(self) -> None:
+        """Wait, without blocking the loop, until this job's reports are stored."""
+        if self._last is not None:
+            await asyncio.wrap_future(self._last)
+
+
+def _quietly(write: Write, fraction: float, message: str | None) -> None:
+    """Progress is a courtesy: a failed write is logged, and the job runs on."""
+    try:
+        write(fraction, message)
+    except Exception as exc:
+        log.warning("could not store the progress of a job: %s", exc)
 
 
 def _serve(loop: asyncio.AbstractEventLoop) -> None:

@@ -365,11 +365,11 @@ class Worker:
         turn (a poke tells the dispatcher). Its start was recorded by its claim."""
         if self._stopping() or not self.held.start(entry, time.monotonic()):
             return
-        write = self.coroutines.progress_writer(
+        reports = self.coroutines.reports(
             lambda fraction, message: self.runtime.leases.report_progress(entry.lease, fraction, message)
         )
-        decision = await attempt_coroutine(self.runtime, entry.lease, write)
-        await self.coroutines.progress_written()  # the last report is stored before the ack
+        decision = await attempt_coroutine(self.runtime, entry.lease, reports)
+        await reports.written()  # the last report is stored before the ack ends the lease
         if self.held.finish(entry, decision, self.runtime.clock.now(), time.monotonic()):
             self._poke()
 
