@@ -12,7 +12,8 @@ claims: a steady stream through one slot costs no hand-off between threads per j
 
 The parts: the jobs held and their states (:mod:`.held`), the slot threads (:mod:`.slots`),
 the turn rules (:mod:`.turns`), the store writes and what their failures mean
-(:mod:`.writes`), the leases kept alive (:mod:`.maintenance`).
+(:mod:`.writes`), the leases kept alive (:mod:`.maintenance`), the event loop of the async
+jobs (:mod:`.coroutines`), the jobs left at the end of a stop (:mod:`.stopping`).
 
 **Claiming ahead** (prefetch): a worker claims jobs beyond its free slots and runs them
 without a turn each. With ``Settings.prefetch`` on "auto" (None, the default) it claims as
@@ -53,6 +54,7 @@ from queuelab.runtime.execution import attempt, attempt_coroutine, timed_out
 from queuelab.runtime.held import Entry, EntryState, HeldJobs
 from queuelab.runtime.maintenance import Maintenance
 from queuelab.runtime.slots import Ran, Slots
+from queuelab.runtime.stopping import release_left
 from queuelab.runtime.writes import WorkerWrites
 from queuelab.store import WorkerInfo
 from queuelab.store.claims import ClaimFilter
@@ -63,7 +65,6 @@ log = logging.getLogger("queuelab.worker")
 
 STORE_RETRY_SECONDS = 0.5
 ACK_GRACE_SECONDS = 5.0
-CANCEL_WAIT_SECONDS = 2.0  # at a stop, how long cancelled coroutines get to end before their jobs go back
 TIMEOUT_EXIT_CODE = 70  # a process worker exits with it to kill a job past its timeout
 
 
@@ -457,20 +458,7 @@ class Worker:
         grace = self.runtime.settings.shutdown_grace_seconds
         self._release_waiting()
         self._await_running(grace)
-        left = [(entry, entry.state is EntryState.WAITING) for entry in self.held.entries()]
-        left = [(entry, never_started) for entry, never_started in left if self.held.abandon(entry)]
-        self.coroutines.close(CANCEL_WAIT_SECONDS)  # their coroutines end before their jobs go back
-        for entry, never_started in left:
-            # A job that never started can always go back; so can an async one, cancelled above.
-            if self.release_on_stop or never_started or entry.coroutine:
-                self.writes.release(entry.lease, grace)
-            else:
-                log.warning(
-                    "job %s is still running after the %gs grace period; its thread cannot be stopped, "
-                    "so its lease will expire and it will be rescued",
-                    entry.lease.job_id,
-                    grace,
-                )
+        release_left(self.held, self.coroutines, self.writes, release_on_stop=self.release_on_stop, grace=grace)
         ack_deadline = time.monotonic() + ACK_GRACE_SECONDS
         while self.held.finished() and time.monotonic() < ack_deadline:
             self.flush()
