@@ -50,6 +50,14 @@ def _parser() -> argparse.ArgumentParser:
         help="jobs each worker claims beyond its free slots: auto or a number (default: QUEUELAB_PREFETCH, else auto)",
     )
     worker.add_argument(
+        "--async-concurrency",
+        type=int,
+        default=None,
+        metavar="N",
+        help="async (async def) jobs each worker runs at once on its event loop (default: "
+        "QUEUELAB_ASYNC_CONCURRENCY, else 100)",
+    )
+    worker.add_argument(
         "--autoscale",
         default=None,
         metavar="MIN:MAX",
@@ -117,7 +125,7 @@ def _scale_policy(text: str) -> ScalePolicy:
 def _worker(args: argparse.Namespace) -> int:
     check_pool_args(args.concurrency, args.mode)
     policy = _scale_policy(args.autoscale) if args.autoscale else None
-    q = load_queue(args.db, args.app, prefetch=args.prefetch)
+    q = load_queue(args.db, args.app, prefetch=args.prefetch, async_concurrency=args.async_concurrency)
     names = [name.strip() for name in args.queues.split(",") if name.strip()] if args.queues else []
     queues = names or None  # none named: all queues
     size = policy.min_workers if policy is not None else args.concurrency

@@ -39,6 +39,8 @@ class Settings:
     # each (see queuelab.runtime.worker). None ("auto"): as many as its jobs' measured run time
     # justifies, up to bounds.AUTO_PREFETCH; a number: that many (0: claim only for free slots).
     prefetch: int | None = None
+    # Async (``async def``) jobs one worker runs at once on its event loop, beside its slots.
+    async_concurrency: int = 100
     shutdown_grace_seconds: float = 10.0
     retention_seconds: float | None = 7 * 24 * 3600.0
     worker_ttl_seconds: float = 15.0
@@ -205,6 +207,7 @@ _PARSERS: dict[str, Callable[[str, Any], Any]] = {
     "sqlite_busy_timeout_seconds": _seconds(bounds.MAX_WAIT_SECONDS),
     "poll_interval_seconds": _seconds(bounds.MAX_WAIT_SECONDS),
     "prefetch": _prefetch,
+    "async_concurrency": _integer(1, bounds.MAX_ASYNC_CONCURRENCY),
     "shutdown_grace_seconds": _seconds(bounds.DAY_SECONDS, zero_ok=True),
     "retention_seconds": _optional_seconds,
     "worker_ttl_seconds": _seconds(bounds.DAY_SECONDS),

@@ -544,6 +544,7 @@ class Queue:
         queues: Sequence[str] | None = None,
         start_method: str | None = None,
         prefetch: Prefetch = None,
+        async_concurrency: int | None = None,
     ) -> ThreadPool: ...
     @overload
     def worker(
@@ -554,6 +555,7 @@ class Queue:
         queues: Sequence[str] | None = None,
         start_method: str | None = None,
         prefetch: Prefetch = None,
+        async_concurrency: int | None = None,
     ) -> ProcessPool: ...
     @overload
     def worker(
@@ -564,6 +566,7 @@ class Queue:
         queues: Sequence[str] | None = None,
         start_method: str | None = None,
         prefetch: Prefetch = None,
+        async_concurrency: int | None = None,
     ) -> Pool: ...
 
     def worker(
@@ -574,6 +577,7 @@ class Queue:
         queues: Sequence[str] | None = None,
         start_method: str | None = None,
         prefetch: Prefetch = None,
+        async_concurrency: int | None = None,
     ) -> Pool:
         """A worker pool running in the background: ``with q.worker(4, "process"): ...``.
 
@@ -581,11 +585,13 @@ class Queue:
         ``concurrency`` worker processes, and can kill a job that passes its timeout.
         ``prefetch``: jobs each worker claims beyond its free slots: a number, or ``"auto"``
         (by its jobs' run time); None: the ``prefetch`` setting (see the README).
+        ``async_concurrency``: async (``async def``) jobs each worker runs at once on its
+        event loop, beside its slots; None: the ``async_concurrency`` setting (100).
         """
-        names = check_pool_args(concurrency, mode, queues, start_method, prefetch)
+        names = check_pool_args(concurrency, mode, queues, start_method, prefetch, async_concurrency)
         if mode == "thread":
-            return ThreadPool(self._runtime, concurrency, names, prefetch)
-        return ProcessPool(self._runtime, concurrency, names, start_method, prefetch)
+            return ThreadPool(self._runtime, concurrency, names, prefetch, async_concurrency)
+        return ProcessPool(self._runtime, concurrency, names, start_method, prefetch, async_concurrency)
 
     def foreground_worker(self, concurrency: int = 1, *, queues: Sequence[str] | None = None) -> Worker:
         """A worker to run in this thread (``queuelab worker --mode thread``): ``run()``

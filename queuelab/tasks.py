@@ -8,7 +8,7 @@ import inspect
 import random
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from queuelab import bounds
@@ -31,6 +31,12 @@ class Task:
     timeout_seconds: float | None = None
     retry: RetryPolicy | None = None
     check: PayloadCheck | None = None
+    # An ``async def`` task: a worker runs it on its event loop (see runtime.coroutines),
+    # many at once, rather than in a slot thread. Set from ``fn``, never guessed elsewhere.
+    is_async: bool = field(init=False, default=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "is_async", inspect.iscoroutinefunction(self.fn))
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         return self.fn(*args, **kwargs)
@@ -49,6 +55,8 @@ class Task:
             self.check(payload)
 
     def run(self, payload: dict[str, Any]) -> Any:
+        """Call the function with ``payload``: its result, or for an async task the
+        coroutine to await."""
         return self.fn(**payload)
 
 

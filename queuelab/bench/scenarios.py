@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from queuelab.bench import api, core, crash, fairness, growth
+from queuelab.bench import api, core, crash, fairness, growth, io_bound
 from queuelab.bench.floor import floor_scenario
 from queuelab.bench.peers.scenario import peers
 from queuelab.bench.plan import Context
@@ -24,6 +24,7 @@ SCENARIOS: dict[str, tuple[Scenario, str]] = {
     "crash": (crash.crash, "SIGKILL a worker mid-job: time until the job runs again"),
     "api": (api.api, "POST /api/submit/: submissions per second, p50/p99 at a fixed rate"),
     "limits": (core.limits, "the cost of a submission under the SQL (and Redis) rate limiter"),
+    "io": (io_bound.io_bound, "I/O-bound jobs (50 ms waits): async tasks on the event loop against 8 and 32 threads"),
     "peers": (peers, "huey (SQLite) and pgqueuer (PostgreSQL) beside queuelab, same job body, each's defaults"),
 }
 SUITES: dict[str, tuple[str, ...]] = {

@@ -1,12 +1,15 @@
 """Running one leased job: call the task, turn what happened into an outcome, decide.
 
 Every way an attempt can end goes through :meth:`Runtime.decide
-<queuelab.runtime.Runtime.decide>`: what the task returned or raised (:func:`attempt`),
-a timeout (:func:`timed_out`), and a vanished worker (the store's rescue).
+<queuelab.runtime.Runtime.decide>`: what the task returned or raised (:func:`attempt`, or
+for an async task :func:`attempt_coroutine`), a timeout (:func:`timed_out`; an async task's
+coroutine is cancelled at its timeout, in :func:`run_coroutine`), and a vanished worker
+(the store's rescue).
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 from contextvars import ContextVar
 
@@ -14,13 +17,13 @@ from queuelab.errors import JobTimeout, NoCurrentJob, ResultNotSerializable
 from queuelab.models import AttemptOutcome, Lease
 from queuelab.policy import Decision, Errored, Outcome, Succeeded
 from queuelab.runtime.context import Runtime
-from queuelab.runtime.progress import RunningJob
+from queuelab.runtime.progress import RunningJob, Write
 
 _current: ContextVar[RunningJob | None] = ContextVar("queuelab_current_job", default=None)
 
 
 def current_job() -> RunningJob:
-    """The job this thread is running: its id, attempt, user, queue, payload, and
+    """The job this thread (or this coroutine) is running: its id, attempt, user, queue, payload, and
     ``progress(fraction, message)`` to report how far it has got."""
     job = _current.get()
     if job is None:
@@ -56,8 +59,54 @@ def attempt(runtime: Runtime, lease: Lease) -> Decision:
 
 def timed_out(runtime: Runtime, lease: Lease, limit: float) -> Decision:
     """The decision for a job that ran past its timeout of ``limit`` seconds."""
-    error = Errored(AttemptOutcome.TIMEOUT, JobTimeout.__name__, f"job ran longer than its timeout of {limit:g}s")
-    return runtime.decide(lease, error)
+    return runtime.decide(lease, _timeout(limit))
+
+
+def _timeout(limit: float) -> Errored:
+    return Errored(AttemptOutcome.TIMEOUT, JobTimeout.__name__, f"job ran longer than its timeout of {limit:g}s")
+
+
+async def run_coroutine(runtime: Runtime, lease: Lease, write: Write) -> Outcome:
+    """Await the async task; past its timeout its coroutine is cancelled and the outcome is
+    a timeout. ``current_job()`` is set in this coroutine's own context (each asyncio task
+    has one), so jobs running together on one loop each see their own. ``write`` stores a
+    progress report without blocking the loop (the caller waits for the last one)."""
+    job = RunningJob(lease, write)
+    _current.set(job)
+    limit = lease.timeout_seconds
+    deadline = asyncio.timeout(limit)
+    try:
+        async with deadline:
+            result = await runtime.tasks.get(lease.task).run(lease.payload)
+        if deadline.expired():  # the task caught its cancellation and returned
+            return _timeout(limit or 0.0)
+        _check_json(result)
+        return Succeeded(result)
+    except BaseException as exc:
+        if isinstance(exc, TimeoutError) and deadline.expired():
+            return _timeout(limit or 0.0)
+        if _cancelled_by_worker(exc):
+            raise
+        return Errored.from_exception(exc)
+    finally:
+        job.flush()
+
+
+async def attempt_coroutine(runtime: Runtime, lease: Lease, write: Write) -> Decision:
+    """:func:`attempt` for an async task: run its coroutine and decide what follows."""
+    try:
+        return runtime.decide(lease, await run_coroutine(runtime, lease, write))
+    except BaseException as exc:
+        if _cancelled_by_worker(exc):
+            raise
+        return runtime.decide(lease, Errored.from_exception(exc))
+
+
+def _cancelled_by_worker(exc: BaseException) -> bool:
+    """Whether ``exc`` is this coroutine's own cancellation (a stopping worker's, whose job is
+    handed back: no outcome to decide), not a CancelledError the task raised itself."""
+    task = asyncio.current_task()
+    return isinstance(exc, asyncio.CancelledError) and task is not None and task.cancelling() > 0
 
 
 def _check_json(result: object) -> None:

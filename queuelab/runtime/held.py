@@ -9,7 +9,7 @@ happens in :meth:`HeldJobs._move`, under one lock.
        └─drop──▶ DROPPED   └──────────▶ ABANDONED
 
 - WAITING: claimed (prefetched, or on its way to a free slot); no slot has started it.
-- RUNNING: a slot thread runs it.
+- RUNNING: a slot thread runs it, or (an async job's) a coroutine on the worker's loop.
 - FINISHED: its decision waits for the next turn, which acks it.
 - ABANDONED: timed out, or handed back at a stop: whatever the task returns is discarded.
 - DROPPED: still waiting when a heartbeat found its lease lost (rescued elsewhere): not run.
@@ -17,13 +17,17 @@ happens in :meth:`HeldJobs._move`, under one lock.
 Abandoned, dropped and acked jobs leave the table. Entries are keyed by (job id, lease
 token): after a lost lease this worker may claim the same job again while the old
 attempt's thread still runs, and both must count.
+
+Async jobs (``Entry.coroutine``) are counted apart (:attr:`Counts.async_live`): they run
+on the worker's event loop under its ``async_concurrency``, not in its slots, time out on
+that loop (:mod:`.coroutines`), and do not feed the slots' run-time averages.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
 from enum import StrEnum
 
@@ -63,6 +67,7 @@ class Entry:
     solo: bool = False  # no other job of this worker was running when it started
     finished: Finished | None = None  # once FINISHED: the outcome the next turn acks
     finished_at: float | None = None  # monotonic
+    coroutine: bool = False  # an async job: it runs on the worker's event loop, not in a slot
 
     @property
     def key(self) -> tuple[str, str]:
@@ -71,10 +76,11 @@ class Entry:
 
 @dataclass(frozen=True, slots=True)
 class Counts:
-    waiting: int
+    waiting: int  # sync jobs (as running): those of the slots
     running: int
-    finished: int
+    finished: int  # sync and async
     oldest_unacked: float | None  # monotonic: when the oldest FINISHED entry finished
+    async_live: int = 0  # async jobs held and not finished (waiting or running on the loop)
 
 
 class HeldJobs:
@@ -93,27 +99,33 @@ class HeldJobs:
         self.solo_wait_ratio = 1.0
         # Entries in the table per state, kept by _move, add and forget: a turn is planned
         # per job, and counting a prefetching worker's hundred entries each time cost more.
-        self._in_state = dict.fromkeys(EntryState, 0)
+        # Sync entries (those of the slots) and async ones apart, keyed by Entry.coroutine.
+        self._counted = {False: dict.fromkeys(EntryState, 0), True: dict.fromkeys(EntryState, 0)}
+        self._in_state = self._counted[False]
 
     def _move(self, entry: Entry, to: EntryState) -> bool:
         """The one place an entry changes state (the caller holds the lock). False, and
         nothing changed, where the state machine has no such step."""
         if to not in _NEXT[entry.state]:
             return False
-        self._in_state[entry.state] -= 1
+        in_state = self._counted[entry.coroutine]
+        in_state[entry.state] -= 1
         entry.state = to
         if to in _GONE:
             self._entries.pop(entry.key, None)
         else:
-            self._in_state[to] += 1
+            in_state[to] += 1
         return True
 
-    def add(self, leases: Iterable[Lease], now: float) -> list[Entry]:
-        entries = [Entry(lease, heartbeat_at=now) for lease in leases]
+    def add(
+        self, leases: Iterable[Lease], now: float, coroutine: Callable[[Lease], bool] = lambda _: False
+    ) -> list[Entry]:
+        """Hold new leases, WAITING; ``coroutine``: whether a lease's job is an async one."""
+        entries = [Entry(lease, heartbeat_at=now, coroutine=coroutine(lease)) for lease in leases]
         with self._lock:
             for entry in entries:
                 self._entries[entry.key] = entry
-            self._in_state[EntryState.WAITING] += len(entries)
+                self._counted[entry.coroutine][EntryState.WAITING] += 1
         return entries
 
     def start(self, entry: Entry, now: float, started_at: float | None = None) -> bool:
@@ -123,7 +135,7 @@ class HeldJobs:
             if not self._move(entry, EntryState.RUNNING):
                 return False
             entry.started_at = now
-            entry.solo = self._in_state[EntryState.RUNNING] == 1
+            entry.solo = not entry.coroutine and self._in_state[EntryState.RUNNING] == 1
             if started_at is not None:
                 entry.lease = replace(entry.lease, started_at=started_at)
             return True
@@ -139,16 +151,20 @@ class HeldJobs:
             entry.finished_at = now
             if self.oldest_unacked is None:
                 self.oldest_unacked = now
-            ran = now - (entry.started_at or now)
-            self.run_seconds = ran if not self.runs else self.run_seconds + 0.2 * (ran - self.run_seconds)
-            self.runs += 1
-            if solo:
-                first = not self.solo_runs
-                ratio = min(RATIO_CAP, ran / cpu) if cpu > 0 else RATIO_CAP
-                self.solo_run_seconds = ran if first else self.solo_run_seconds + 0.2 * (ran - self.solo_run_seconds)
-                self.solo_wait_ratio = ratio if first else self.solo_wait_ratio + 0.2 * (ratio - self.solo_wait_ratio)
-                self.solo_runs += 1
+            if not entry.coroutine:
+                self._measure(now - (entry.started_at or now), solo, cpu)
             return True
+
+    def _measure(self, ran: float, solo: bool, cpu: float) -> None:
+        """Fold a slot job's run into the moving averages (the caller holds the lock)."""
+        self.run_seconds = ran if not self.runs else self.run_seconds + 0.2 * (ran - self.run_seconds)
+        self.runs += 1
+        if solo:
+            first = not self.solo_runs
+            ratio = min(RATIO_CAP, ran / cpu) if cpu > 0 else RATIO_CAP
+            self.solo_run_seconds = ran if first else self.solo_run_seconds + 0.2 * (ran - self.solo_run_seconds)
+            self.solo_wait_ratio = ratio if first else self.solo_wait_ratio + 0.2 * (ratio - self.solo_wait_ratio)
+            self.solo_runs += 1
 
     def abandon(self, entry: Entry) -> bool:
         """WAITING or RUNNING → ABANDONED; False if it had already finished or gone."""
@@ -203,19 +219,20 @@ class HeldJobs:
                 entry = self._entries.get((done.lease.job_id, done.lease.token))
                 if entry is not None and entry.finished is done:
                     del self._entries[entry.key]
-                    self._in_state[EntryState.FINISHED] -= 1
+                    self._counted[entry.coroutine][EntryState.FINISHED] -= 1
             self.oldest_unacked = min(
                 (e.finished_at for e in self._entries.values() if e.finished_at is not None), default=None
             )
 
     def counts(self) -> Counts:
         with self._lock:
-            in_state = self._in_state
+            in_state, on_loop = self._counted[False], self._counted[True]
             return Counts(
                 waiting=in_state[EntryState.WAITING],
                 running=in_state[EntryState.RUNNING],
-                finished=in_state[EntryState.FINISHED],
+                finished=in_state[EntryState.FINISHED] + on_loop[EntryState.FINISHED],
                 oldest_unacked=self.oldest_unacked,
+                async_live=on_loop[EntryState.WAITING] + on_loop[EntryState.RUNNING],
             )
 
     def entries(self) -> list[Entry]:
@@ -234,7 +251,8 @@ class HeldJobs:
             return [(e.lease, e.state is not EntryState.WAITING) for e in due]
 
     def timed_out(self, now: float) -> list[Entry]:
-        """RUNNING entries past their job's timeout at ``now``."""
+        """RUNNING entries past their job's timeout at ``now`` (a slot's: an async job's
+        coroutine is cancelled on its loop at its timeout)."""
         with self._lock:
             return [e for e in self._entries.values() if (d := _deadline(e)) is not None and now > d]
 
@@ -247,6 +265,6 @@ class HeldJobs:
 
 def _deadline(entry: Entry) -> float | None:
     limit = entry.lease.timeout_seconds
-    if limit is None or entry.state is not EntryState.RUNNING or entry.started_at is None:
+    if limit is None or entry.coroutine or entry.state is not EntryState.RUNNING or entry.started_at is None:
         return None
     return entry.started_at + limit

@@ -48,11 +48,18 @@ class ChildSpec:
 
 
 def check_pool_args(
-    concurrency: object, mode: object, queues: object = None, start_method: object = None, prefetch: object = None
+    concurrency: object,
+    mode: object,
+    queues: object = None,
+    start_method: object = None,
+    prefetch: object = None,
+    async_concurrency: object = None,
 ) -> tuple[str, ...] | None:
     """Check a pool's arguments; return the queue names as a tuple (None: all queues)."""
     bounds.whole("concurrency", concurrency, 1, bounds.MAX_CONCURRENCY)
     bounds.prefetch_or_none(prefetch)
+    if async_concurrency is not None:
+        bounds.whole("async_concurrency", async_concurrency, 1, bounds.MAX_ASYNC_CONCURRENCY)
     bounds.one_of("mode", mode, MODES)
     if start_method is not None:
         bounds.one_of("start_method", start_method, mp.get_all_start_methods())
@@ -94,15 +101,28 @@ class Pool:
 
 
 class ThreadPool(Pool):
-    """One worker with ``concurrency`` slot threads, run in the background of this process."""
+    """One worker with ``concurrency`` slot threads (and an event loop for async jobs, up to
+    ``async_concurrency`` at once; None: the setting), run in the background of this process."""
 
     def __init__(
-        self, runtime: Runtime, concurrency: int, queues: Sequence[str] | None = None, prefetch: Prefetch = None
+        self,
+        runtime: Runtime,
+        concurrency: int,
+        queues: Sequence[str] | None = None,
+        prefetch: Prefetch = None,
+        async_concurrency: int | None = None,
     ) -> None:
         # This process lives on after stop(): a job still running past the grace period is
         # not released (its thread would run on beside a new attempt); its lease expires.
+        # (An async job's coroutine is cancelled, and released.)
         self.worker = Worker(
-            runtime, concurrency=concurrency, queues=queues, mode="thread", release_on_stop=False, prefetch=prefetch
+            runtime,
+            concurrency=concurrency,
+            queues=queues,
+            mode="thread",
+            release_on_stop=False,
+            prefetch=prefetch,
+            async_concurrency=async_concurrency,
         )
         self._thread = threading.Thread(target=self.worker.run, name="queuelab-worker", daemon=True)
 
@@ -136,10 +156,14 @@ class ProcessPool(Pool):
         queues: Sequence[str] | None = None,
         start_method: str | None = None,
         prefetch: Prefetch = None,
+        async_concurrency: int | None = None,
     ) -> None:
         self.runtime = runtime
-        # What each child runs with: the runtime's settings, with this pool's prefetch.
-        self._settings = runtime.settings if prefetch is None else runtime.settings.with_changes(prefetch=prefetch)
+        # What each child runs with: the runtime's settings, with this pool's prefetch and
+        # async concurrency (each child runs its own event loop).
+        changes = {"prefetch": prefetch, "async_concurrency": async_concurrency}
+        given = {name: value for name, value in changes.items() if value is not None}
+        self._settings = runtime.settings.with_changes(**given) if given else runtime.settings
         self.target = processes
         self.queues = tuple(queues) if queues else None
         self._custom = [t for t in runtime.tasks if t.name != "simulate"]

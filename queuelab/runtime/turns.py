@@ -6,7 +6,8 @@ transaction (see :mod:`queuelab.runtime.worker`). Without prefetch a turn is due
 slot. With prefetch (jobs claimed ahead, beyond the free slots, run without a turn each) a
 turn is due when half the prefetch is used up, or when an ack has waited ``ACK_DELAY_SECONDS``.
 How far ahead to claim follows the jobs' measured run time (:func:`claim_ahead`): short jobs
-come in batches, long ones one per free slot.
+come in batches, long ones one per free slot. Async jobs run on the worker's event loop, not
+in its slots: a turn also claims them, for the loop's free places (``async_free``), never ahead.
 Times here are :func:`time.monotonic` seconds, except where a name says "wall".
 """
 
@@ -48,6 +49,7 @@ class TurnSnapshot:
     oldest_unacked: float | None  # when the oldest of those came
     stopping: bool  # no more claims
     poll_seconds: float  # the longest a busy worker waits before planning again
+    async_free: int = 0  # async jobs the event loop could take now (0: no async task here)
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,6 +58,7 @@ class TurnPlan:
     claim: int  # jobs to claim in it: enough to fill the free slots and the prefetch
     wait_seconds: float  # not due: the longest to wait (for a slot's poke) before planning again
     start: int = 0  # of ``claim``, those for free slots, started at once; the rest are claimed ahead
+    claim_async: int = 0  # async jobs to claim besides, for the event loop (started at once)
 
 
 def plan_turn(s: TurnSnapshot, now: float) -> TurnPlan:
@@ -64,14 +67,16 @@ def plan_turn(s: TurnSnapshot, now: float) -> TurnPlan:
     prefetch = s.prefetch if s.waiting or s.running or s.finished else 0
     claim = 0 if s.stopping else max(0, s.concurrency + prefetch - s.waiting - s.running)
     start = min(claim, max(0, s.concurrency - s.waiting - s.running))
+    claim_async = 0 if s.stopping else s.async_free
     low = prefetch // 2
     ack_waited = s.oldest_unacked is None or now - s.oldest_unacked >= ACK_DELAY_SECONDS
     if s.finished and (not s.prefetch or s.waiting <= low or ack_waited):
-        return TurnPlan(True, claim, 0.0, start)
+        return TurnPlan(True, claim, 0.0, start, claim_async)
     wait = s.poll_seconds
     if s.finished and s.prefetch and s.oldest_unacked is not None:
         wait = min(wait, max(0.0, s.oldest_unacked + ACK_DELAY_SECONDS - now))
-    return TurnPlan(claim > low, claim, 0.0 if claim > low else wait, start)
+    due = claim > low or claim_async > 0
+    return TurnPlan(due, claim, 0.0 if due else wait, start, claim_async)
 
 
 def claim_ahead(prefetch: int | None, concurrency: int, run_seconds: float | None) -> int:

@@ -12,7 +12,8 @@ claims: a steady stream through one slot costs no hand-off between threads per j
 
 The parts: the jobs held and their states (:mod:`.held`), the slot threads (:mod:`.slots`),
 the turn rules (:mod:`.turns`), the store writes and what their failures mean
-(:mod:`.writes`), the leases kept alive (:mod:`.maintenance`).
+(:mod:`.writes`), the leases kept alive (:mod:`.maintenance`), the event loop of the async
+jobs (:mod:`.coroutines`), the jobs left at the end of a stop (:mod:`.stopping`).
 
 **Claiming ahead** (prefetch): a worker claims jobs beyond its free slots and runs them
 without a turn each. With ``Settings.prefetch`` on "auto" (None, the default) it claims as
@@ -23,6 +24,14 @@ ahead has no recorded start until it starts and a heartbeat records it: a worker
 holding it spends no attempt of it (see ``LeaseStore.rescue``), and a stop hands it back.
 Nothing is claimed ahead while a running quota is set (such a job would hold one of its
 user's running slots without running).
+
+**Async jobs** (a task that is an ``async def``) do not take a slot: each runs as a
+coroutine on the worker's event loop (:mod:`.coroutines`), up to ``async_concurrency`` at
+once. A turn claims them apart from the slots' jobs (a second claim in its transaction, for
+the loop's free places) and they start at once; their outcomes are acked by the turns like
+any other. Past its timeout an async job's coroutine is cancelled (no thread is lost, no
+process exits); at a stop, those still running after the grace period are cancelled and
+handed back without spending their attempt.
 """
 
 from __future__ import annotations
@@ -40,10 +49,12 @@ from queuelab.errors import StoreError
 from queuelab.models import Lease
 from queuelab.runtime import turns
 from queuelab.runtime.context import Runtime
-from queuelab.runtime.execution import attempt, timed_out
+from queuelab.runtime.coroutines import Coroutines
+from queuelab.runtime.execution import attempt, attempt_coroutine, timed_out
 from queuelab.runtime.held import Entry, EntryState, HeldJobs
 from queuelab.runtime.maintenance import Maintenance
 from queuelab.runtime.slots import Ran, Slots
+from queuelab.runtime.stopping import release_left
 from queuelab.runtime.writes import WorkerWrites
 from queuelab.store import WorkerInfo
 from queuelab.store.claims import ClaimFilter
@@ -69,9 +80,12 @@ class Worker:
         release_on_stop: bool = True,
         parent_pid: int | None = None,
         prefetch: Prefetch = None,
+        async_concurrency: int | None = None,
     ) -> None:
         self.runtime = runtime
         self.concurrency = concurrency
+        # Async jobs at once on the event loop (None: the setting), beside the slots.
+        self.async_concurrency = async_concurrency or runtime.settings.async_concurrency
         self.prefetch = resolve_prefetch(prefetch, runtime.settings.prefetch)  # None: auto
         self._ahead = 0  # claimed ahead now: follows the jobs' run time (see _prefetch_now)
         self.queues = tuple(queues) if queues else None
@@ -91,6 +105,7 @@ class Worker:
         self.held = HeldJobs()
         self.writes = WorkerWrites(runtime, self.id)
         self.slots = Slots(self._run_in_slot, self._own_turn, self._poke)
+        self.coroutines = Coroutines(self._run_coroutine)
         self._claiming = True  # False once a timed-out process is about to exit
         self._turn_lock = threading.Lock()  # one turn (ack + claim + dispatch) at a time
         self._wakeup: Wakeup | None = None
@@ -104,10 +119,11 @@ class Worker:
         maintenance = Maintenance(self.runtime, self.held, self.info(), lambda: self.concurrency).start()
         self.slots.start(self.concurrency)
         log.info(
-            "worker %s started: %d slot(s)%s, queues %s, %s",
+            "worker %s started: %d slot(s)%s%s, queues %s, %s",
             self.id,
             self.concurrency,
             f", prefetch {'auto' if self.prefetch is None else self.prefetch}" if self.prefetch != 0 else "",
+            f", {self.async_concurrency} async" if any(t.is_async for t in self.runtime.tasks) else "",
             ",".join(self.queues or ["*"]),
             self.runtime.db.describe(),
         )
@@ -160,9 +176,16 @@ class Worker:
             finished = self.held.finished()
             plan = self._plan(len(finished), mono)
             if plan.due:
-                self.held.add(self._turn(finished, plan), mono)
+                self.held.add(self._turn(finished, plan), mono, self._is_async)
         waiting = [e for e in self.held.entries() if e.state is EntryState.WAITING]
-        return [e.lease for e in waiting if self._run(e, mono)]
+        return [e.lease for e in waiting if self._run_to_end(e, mono)]
+
+    def _run_to_end(self, entry: Entry, now: float) -> bool:
+        """:meth:`_run` a slot's job on this thread, or an async one on the loop, waiting."""
+        if not entry.coroutine:
+            return self._run(entry, now)
+        self.coroutines.start(entry).result()
+        return entry.state is EntryState.FINISHED
 
     def flush(self) -> None:
         """Ack every finished job now, claiming nothing."""
@@ -188,6 +211,7 @@ class Worker:
             oldest_unacked=counts.oldest_unacked,
             stopping=self.stop_event.is_set() or not self._claiming,
             poll_seconds=self.runtime.settings.poll_interval_seconds,
+            async_free=max(0, self.async_concurrency - counts.async_live) if self._async_tasks else 0,
         )
         return turns.plan_turn(snapshot, now)
 
@@ -208,7 +232,9 @@ class Worker:
         (the caller holds the turn lock); the new leases. On a database error the acks are
         kept for the next turn, after a pause."""
         start, ahead = (plan.start, plan.claim - plan.start) if plan is not None else (0, 0)
-        claimed = self.writes.turn(finished, ClaimFilter(self.id, self.queues, self._tasks), start, ahead)
+        sync = ClaimFilter(self.id, self.queues, self._sync_tasks)
+        also = (ClaimFilter(self.id, self.queues, self._async_tasks), plan.claim_async) if plan else None
+        claimed = self.writes.turn(finished, sync, start, ahead, also if also and also[1] else None)
         if claimed is None:
             self.stop_event.wait(STORE_RETRY_SECONDS)
             return []
@@ -232,7 +258,7 @@ class Worker:
                 if plan.due:
                     if not finished:
                         wake.watch()  # this claim may come back empty and end in the wait below
-                    claimed = self._dispatch(self._turn(finished, plan))
+                    claimed, _ = self._dispatch(self._turn(finished, plan))
                     if claimed:
                         self._held_wait = turns.HELD_WAIT_SECONDS
             if not plan.due:  # busy: a slot finishing (a poke) or an ack waiting too long ends this wait
@@ -276,18 +302,38 @@ class Worker:
         deadline = self.held.next_deadline()
         return wait if deadline is None else max(0.0, min(wait, deadline - time.monotonic() + 0.001))
 
-    def _dispatch(self, leases: list[Lease], *, keep: bool = False) -> list[Entry]:
-        """Hold new leases and hand them to the slot threads. ``keep``: the calling slot
-        thread runs the first itself (it is not put in the inbox)."""
-        entries = self.held.add(leases, time.monotonic())
-        for entry in entries[1:] if keep else entries:
-            self.slots.put(entry)
-        return entries
+    def _dispatch(self, leases: list[Lease], *, keep: bool = False) -> tuple[list[Entry], Entry | None]:
+        """Hold new leases and hand them to the slot threads, or the async ones to the event
+        loop; returns them, and the one ``keep`` kept: the calling slot thread runs the first
+        slot job itself (it is not put in the inbox)."""
+        entries = self.held.add(leases, time.monotonic(), self._is_async)
+        kept: Entry | None = None
+        for entry in entries:
+            if entry.coroutine:
+                self.coroutines.start(entry)
+            elif keep and kept is None:
+                kept = entry
+            else:
+                self.slots.put(entry)
+        return entries, kept
 
     @property
     def _tasks(self) -> tuple[str, ...]:
         """The tasks this worker can run: those registered now (a notebook may add more)."""
         return tuple(t.name for t in self.runtime.tasks)
+
+    @property
+    def _sync_tasks(self) -> tuple[str, ...]:
+        """Those run by the slots."""
+        return tuple(t.name for t in self.runtime.tasks if not t.is_async)
+
+    @property
+    def _async_tasks(self) -> tuple[str, ...]:
+        """Those run on the event loop (``async def``)."""
+        return tuple(t.name for t in self.runtime.tasks if t.is_async)
+
+    def _is_async(self, lease: Lease) -> bool:
+        return lease.task in self.runtime.tasks and self.runtime.tasks.get(lease.task).is_async
 
     def _poke(self) -> None:
         if self._wakeup is not None:
@@ -314,6 +360,19 @@ class Worker:
         decision = attempt(self.runtime, entry.lease)
         cpu = time.thread_time() - cpu
         return self.held.finish(entry, decision, self.runtime.clock.now(), _mono(now), cpu)
+
+    async def _run_coroutine(self, entry: Entry) -> None:
+        """Run one held async job on the event loop and record its decision for the next
+        turn (a poke tells the dispatcher). Its start was recorded by its claim."""
+        if self._stopping() or not self.held.start(entry, time.monotonic()):
+            return
+        reports = self.coroutines.reports(
+            lambda fraction, message: self.runtime.leases.report_progress(entry.lease, fraction, message)
+        )
+        decision = await attempt_coroutine(self.runtime, entry.lease, reports)
+        await reports.written()  # the last report is stored before the ack ends the lease
+        if self.held.finish(entry, decision, self.runtime.clock.now(), time.monotonic()):
+            self._poke()
 
     def _own_turn(self, done: Entry) -> Entry | None:
         """After a job: ack it and claim the next one from this thread, when no other slot
@@ -345,10 +404,10 @@ class Worker:
                     self._poke()
                 return None
             keep = self.slots.queued() == 0  # jobs prefetched earlier run first
-            mine = self._dispatch(self._turn(finished, plan), keep=keep)
-            if not mine:
+            claimed, mine = self._dispatch(self._turn(finished, plan), keep=keep)
+            if not claimed:
                 self._poke()
-            return mine[0] if mine and keep else None  # (the inbox has the rest)
+            return mine  # (the inbox has the rest)
         except Exception:  # a bug: leave the turn to the dispatcher, which reports it too
             log.exception("worker %s: a slot's turn failed", self.id)
             self._poke()
@@ -397,32 +456,29 @@ class Worker:
         """Stop claiming; let running jobs finish within the grace period, acking as they
         do; release the rest without spending their attempt."""
         grace = self.runtime.settings.shutdown_grace_seconds
-        deadline = time.monotonic() + grace
         self._release_waiting()
-        if self.held.counts().running:
-            log.info("worker %s stopping: waiting up to %gs for running jobs", self.id, grace)
-        while self.held.counts().running and time.monotonic() < deadline and not self.hurry_event.is_set():
-            self.flush()
-            self.stop_event.wait(0.01)
-        for entry in self.held.entries():
-            never_started = entry.state is EntryState.WAITING
-            if not self.held.abandon(entry):
-                continue
-            if self.release_on_stop or never_started:  # (a job that never started can always go back)
-                self.writes.release(entry.lease, grace)
-            else:
-                log.warning(
-                    "job %s is still running after the %gs grace period; its thread cannot be stopped, "
-                    "so its lease will expire and it will be rescued",
-                    entry.lease.job_id,
-                    grace,
-                )
+        self._await_running(grace)
+        release_left(self.held, self.coroutines, self.writes, release_on_stop=self.release_on_stop, grace=grace)
         ack_deadline = time.monotonic() + ACK_GRACE_SECONDS
         while self.held.finished() and time.monotonic() < ack_deadline:
             self.flush()
             if self.held.finished():
                 self.stop_event.wait(0.05)
         self.slots.close()
+
+    def _await_running(self, grace: float) -> None:
+        """Wait up to ``grace`` seconds (or a second stop) for the running jobs, slots' and
+        async, to finish, acking them as they do."""
+        deadline = time.monotonic() + grace
+        if self._running_at_all():
+            log.info("worker %s stopping: waiting up to %gs for running jobs", self.id, grace)
+        while self._running_at_all() and time.monotonic() < deadline and not self.hurry_event.is_set():
+            self.flush()
+            self.stop_event.wait(0.01)
+
+    def _running_at_all(self) -> bool:
+        counts = self.held.counts()
+        return bool(counts.running or counts.async_live)
 
     def _release_waiting(self) -> None:
         """Hand back the jobs no slot has started, without spending their attempt. The

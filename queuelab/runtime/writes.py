@@ -25,13 +25,21 @@ class WorkerWrites:
         self.runtime = runtime
         self.worker_id = worker_id
 
-    def turn(self, finished: Sequence[Finished], which: ClaimFilter, start: int, ahead: int = 0) -> list[Lease] | None:
+    def turn(
+        self,
+        finished: Sequence[Finished],
+        which: ClaimFilter,
+        start: int,
+        ahead: int = 0,
+        also: tuple[ClaimFilter, int] | None = None,
+    ) -> list[Lease] | None:
         """Ack ``finished`` and claim up to ``start`` jobs to start at once and ``ahead`` to
-        start later, in one transaction; the new leases, or None if the database failed
-        (the acks are then still to be written)."""
+        start later, and ``also`` (filter, jobs: the async ones), in one transaction; the
+        new leases, or None if the database failed (the acks are then still to be written)."""
         try:
             now = self.runtime.clock.now
-            lost, claimed = self.runtime.leases.ack_and_claim(finished, which, start, now, ahead)
+            more = {"also": also} if also is not None else {}  # (keeps the plain call for wrappers)
+            lost, claimed = self.runtime.leases.ack_and_claim(finished, which, start, now, ahead, **more)
         except StoreError as exc:
             log.error("could not write acks or claim (will retry): %s", exc)
             return None

@@ -68,19 +68,31 @@ class LeaseStore:
         return self.ack_and_claim([], which, limit, now)[1]
 
     def ack_and_claim(
-        self, finished: Sequence[Finished], which: ClaimFilter, limit: int, now: Now, ahead: int = 0
+        self,
+        finished: Sequence[Finished],
+        which: ClaimFilter,
+        limit: int,
+        now: Now,
+        ahead: int = 0,
+        *,
+        also: tuple[ClaimFilter, int] | None = None,
     ) -> tuple[list[Lease], list[Lease]]:
         """Write finished attempts and claim up to ``limit`` new jobs to start at once, and
         ``ahead`` more to start later (see :func:`~queuelab.store.claims.claim`), in ONE
         transaction.
 
         A busy worker thus spends one write transaction per batch of jobs, not two per job.
+        ``also``: a second claim in the same transaction, (filter, jobs to start at once),
+        after the first (a worker's async jobs, claimed for its event loop).
         Returns (leases found lost while writing, new leases). ``now`` may be a clock,
         read once the write lock is held, so a long wait for it cannot shorten a lease.
         """
         with self.db.write() as conn:
             lost = _apply_all(conn, self.db, finished, which.worker_id)
-            claimed = claim(conn, self.db, which, limit, _read(now), ahead) if limit + ahead > 0 else []
+            at = _read(now)
+            claimed = claim(conn, self.db, which, limit, at, ahead) if limit + ahead > 0 else []
+            if also is not None and also[1] > 0:
+                claimed += claim(conn, self.db, also[0], also[1], at)
         return lost, claimed
 
     def heartbeat(self, leases: Sequence[Lease], now: Now, started: Container[str] = ()) -> list[Lease]:

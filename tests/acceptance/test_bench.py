@@ -24,7 +24,7 @@ from tests.support.helpers import ROOT
 pytestmark = [pytest.mark.slow, pytest.mark.postgres]
 
 DATABASES = ["sqlite", "postgresql"]
-SCENARIOS = {"floor", "enqueue", "drain", "latency", "growth", "fairness", "crash", "api", "limits", "peers"}
+SCENARIOS = {"floor", "enqueue", "drain", "latency", "growth", "fairness", "crash", "api", "limits", "io", "peers"}
 PEERS = {"sqlite": "huey", "postgresql": "pgqueuer"}  # installed by the bench extra (make setup)
 RATIO_BOUND = 20.0  # many workers may beat one connection's floor; 20x would be a broken floor
 SIGNED_METRICS = {"rss_change"}  # a change may be negative
@@ -107,6 +107,11 @@ def check_scenarios(rows: list[dict[str, str]]) -> None:
             assert 0 < figures["kill_to_rescue"] <= figures["kill_to_running_again"], case
         if scenario == "fairness" and "running quota 2" in case:
             assert figures["peak_running_per_user"] <= 2, case
+    for database in DATABASES:  # (coroutines overlap 100 waits, 8 threads at most 8: a wide margin)
+        io = {case: f["throughput"] for (db, s, case), f in by.items() if (db, s) == (database, "io")}
+        threads = [rate for case, rate in io.items() if case.startswith("threads")]
+        assert len(threads) == 2, io
+        assert all(io[c] > max(threads) > 0 for c in io if c.startswith("async")), io
     for database in DATABASES:
         growth = {case: f for (db, s, case), f in by.items() if db == database and s == "growth"}
         assert growth["drain rate over its floor: with history / empty"]["ratio"] > 0

@@ -182,7 +182,7 @@ def test_a_stop_during_a_slots_own_turn_starts_nothing_it_claims(
             go.wait(10)  # a slow round trip: the stop arrives meanwhile
         return real_settle(finished, which, limit, now, ahead)
 
-    internals(q).leases.ack_and_claim = settle  # type: ignore[method-assign]
+    internals(q).leases.ack_and_claim = settle  # type: ignore[method-assign,assignment]
     q.submit("tagged", {"tag": "first", "duration": 0.2})
     thread = threading.Thread(target=worker.run)
     thread.start()

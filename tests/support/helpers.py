@@ -10,7 +10,7 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 from queuelab import JobStatus, Queue
 from queuelab.testing import internals
@@ -19,12 +19,12 @@ ROOT = Path(__file__).resolve().parents[2]
 APP = "tests.support.apps.recorder:q"
 
 
-def recorder_queue(url: str) -> Queue:
-    """A queue on ``url`` that knows the recorder tasks (to submit them)."""
+def recorder_queue(url: str, app: Queue | None = None, **settings: Any) -> Queue:
+    """A queue on ``url`` that knows the recorder tasks (or ``app``'s), to submit them."""
     from tests.support.apps import recorder
 
-    q = Queue(url)
-    for task in recorder.q.tasks:
+    q = Queue(url, **settings)
+    for task in (app or recorder.q).tasks:
         internals(q).tasks.add(task)
     return q
 
@@ -40,11 +40,12 @@ class WorkerProcess:
         mode: str = "thread",
         concurrency: int = 1,
         prefetch: int | None = None,
+        app: str = APP,
         **env: str,
     ) -> None:
         self.log_path = log
         self._log: IO[bytes] = open(log, "ab")  # noqa: SIM115 (closed in wait())
-        command = [sys.executable, "-m", "queuelab", "--log-level", "info", "worker", "--db", url, "--app", APP,
+        command = [sys.executable, "-m", "queuelab", "--log-level", "info", "worker", "--db", url, "--app", app,
                    "--mode", mode, "--concurrency", str(concurrency)]  # fmt: skip
         if prefetch is not None:
             command += ["--prefetch", str(prefetch)]

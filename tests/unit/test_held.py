@@ -109,3 +109,20 @@ def test_the_counts_follow_every_step() -> None:
     assert (counts.waiting, counts.running, counts.finished) == (0, 0, 0)
     assert held.entries() == []
     assert d.state is A
+
+
+def test_async_jobs_are_counted_apart_and_time_out_on_their_loop() -> None:
+    held = HeldJobs()
+    on_loop, in_slot = held.add(
+        [lease(1, timeout=5.0), lease(2)], now=0.0, coroutine=lambda held_lease: held_lease.job_id == "job-1"
+    )
+    assert (on_loop.coroutine, in_slot.coroutine) == (True, False)
+    held.start(on_loop, now=0.0)
+    counts = held.counts()
+    assert (counts.waiting, counts.running, counts.async_live) == (1, 0, 1)
+    assert (held.next_deadline(), held.timed_out(100.0)) == (None, [])  # its loop cancels it, not the worker
+    held.finish(on_loop, Complete(None), finished_at=1.0, now=1.0)
+    counts = held.counts()
+    assert (counts.finished, counts.async_live, held.runs) == (1, 0, 0)  # no slot average learns from it
+    held.forget(held.finished())
+    assert held.counts().finished == 0

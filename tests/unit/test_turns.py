@@ -209,3 +209,12 @@ def test_lanes_follow_how_much_of_a_short_jobs_run_it_waits(
     run_seconds: float | None, wait_ratio: float | None, expected: int
 ) -> None:
     assert lanes(4, run_seconds, wait_ratio) == expected
+
+
+def test_a_turn_claims_async_jobs_for_the_free_places_of_the_loop() -> None:
+    busy = snapshot(running=2, async_free=30)  # every slot busy: only the loop has room
+    assert plan_turn(busy, NOW) == TurnPlan(True, 0, 0.0, 0, 30)
+    assert plan_turn(snapshot(running=2, async_free=0), NOW).due is False  # no room anywhere
+    assert plan_turn(snapshot(async_free=30, stopping=True), NOW).claim_async == 0
+    with_acks = plan_turn(snapshot(running=1, finished=1, oldest_unacked=NOW, async_free=5), NOW)
+    assert (with_acks.due, with_acks.claim, with_acks.claim_async) == (True, 1, 5)
