@@ -20,6 +20,7 @@ from queuelab.errors import InvalidArgument
 from queuelab.explain import Explanation, explain_job
 from queuelab.limits import RateLimit, UserLimits, check_quota, check_weight, rate_enabled
 from queuelab.models import Job, JobStatus, RetryPolicy
+from queuelab.periodic import PeriodicMethods
 from queuelab.runtime import Runtime
 from queuelab.runtime.autoscale import Autoscaler, Resizable, ScalePolicy
 from queuelab.runtime.pool import Mode, Pool, ProcessPool, ThreadPool, check_pool_args
@@ -49,7 +50,7 @@ class Page:
     next_before: PageMark | None  # pass as ``before=`` for the next page; None: this was the last
 
 
-class Queue:
+class Queue(PeriodicMethods):
     """A durable job queue over SQLite (the default) or PostgreSQL.
 
     ``Queue()`` uses ``QUEUELAB_DATABASE_URL``, else ``sqlite:///queuelab.db``. Other
@@ -581,5 +582,6 @@ def load_queue(db: str | None, app: str | None, **changes: Any) -> Queue:
         rebased = Queue(settings=target.settings.with_changes(**changes))
         for task in target.tasks:
             rebased._runtime.tasks.add(task)
+        rebased._runtime.periodic.update(target._runtime.periodic)
         return rebased
     return target

@@ -43,6 +43,7 @@ from queuelab.runtime.context import Runtime
 from queuelab.runtime.execution import attempt, timed_out
 from queuelab.runtime.held import Entry, EntryState, HeldJobs
 from queuelab.runtime.maintenance import Maintenance
+from queuelab.runtime.scheduler import Scheduler, define_all
 from queuelab.runtime.slots import Ran, Slots
 from queuelab.runtime.writes import WorkerWrites
 from queuelab.store import WorkerInfo
@@ -69,9 +70,13 @@ class Worker:
         release_on_stop: bool = True,
         parent_pid: int | None = None,
         prefetch: Prefetch = None,
+        scheduler: bool = True,
     ) -> None:
         self.runtime = runtime
         self.concurrency = concurrency
+        # Every worker may enqueue periodic jobs' ticks; each tick is enqueued once (see
+        # queuelab.runtime.scheduler), so running one in every worker only adds redundancy.
+        self.scheduler = Scheduler(runtime) if scheduler else None
         self.prefetch = resolve_prefetch(prefetch, runtime.settings.prefetch)  # None: auto
         self._ahead = 0  # claimed ahead now: follows the jobs' run time (see _prefetch_now)
         self.queues = tuple(queues) if queues else None
@@ -100,8 +105,12 @@ class Worker:
 
     def run(self) -> None:
         """Work until :meth:`stop` is called, then shut down gracefully."""
+        if self.scheduler is not None:
+            define_all(self.runtime)  # raises here, before anything starts, if it cannot
         self._wakeup = wakeup_for(self.runtime.db)
         maintenance = Maintenance(self.runtime, self.held, self.info(), lambda: self.concurrency).start()
+        if self.scheduler is not None:
+            self.scheduler.start()
         self.slots.start(self.concurrency)
         log.info(
             "worker %s started: %d slot(s)%s, queues %s, %s",
@@ -114,6 +123,8 @@ class Worker:
         try:
             self._dispatch_loop()
         finally:
+            if self.scheduler is not None:
+                self.scheduler.stop()
             self._drain()
             maintenance.stop()
             self._wakeup.close()

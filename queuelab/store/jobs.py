@@ -96,20 +96,35 @@ class JobStore:
         if not keys and not self.db.is_sqlite and len(rows) <= BATCH_ROWS and self._insert_unchecked(rows, rate_in_sql):
             return {}
         with self.db.write() as conn:
-            existing: dict[str, Job] = {}
-            if keys:
-                found = conn.execute(sa.select(jobs).where(jobs.c.idempotency_key.in_(keys))).mappings()
-                existing = {row["idempotency_key"]: job_from_row(row) for row in found}
-            seen: set[str] = set(existing)
-            fresh = []
-            for row in rows:
-                key = row["idempotency_key"]
-                if key is None or key not in seen:
-                    fresh.append(row)
-                    if key is not None:
-                        seen.add(key)
-            if fresh:
-                self._write_rows(conn, fresh, now, rate_in_sql)
+            return self.insert_in(conn, rows, now, keys=keys, rate_in_sql=rate_in_sql)
+
+    def insert_in(
+        self,
+        conn: Connection,
+        rows: Sequence[dict[str, Any]],
+        now: float,
+        *,
+        keys: list[str] | None = None,
+        rate_in_sql: bool = True,
+    ) -> dict[str, Job]:
+        """:meth:`insert` inside the caller's write transaction (``conn``), so the jobs
+        commit, or roll back, with the caller's other writes (a schedule's next tick)."""
+        if keys is None:
+            keys = sorted({r["idempotency_key"] for r in rows if r["idempotency_key"] is not None})
+        existing: dict[str, Job] = {}
+        if keys:
+            found = conn.execute(sa.select(jobs).where(jobs.c.idempotency_key.in_(keys))).mappings()
+            existing = {row["idempotency_key"]: job_from_row(row) for row in found}
+        seen: set[str] = set(existing)
+        fresh = []
+        for row in rows:
+            key = row["idempotency_key"]
+            if key is None or key not in seen:
+                fresh.append(row)
+                if key is not None:
+                    seen.add(key)
+        if fresh:
+            self._write_rows(conn, fresh, now, rate_in_sql)
         return existing
 
     def _insert_unchecked(self, rows: Sequence[dict[str, Any]], rate_in_sql: bool) -> bool:

@@ -29,8 +29,9 @@ VALUES = (
     "tasks",
     "submission",
     "looper",
+    "schedules",
 )
-FACADE = ("queue", "arguments", "stats", "explain", "testing")
+FACADE = ("queue", "arguments", "stats", "explain", "testing", "periodic")
 # Rank of each layer; a module may import ranks <= its own.
 RANKS = {"values": 0, "store": 1, "runtime": 2, "facade": 3, "edge": 4}
 # Edges are independent of each other, except these (a tool that serves or measures another).
