@@ -40,11 +40,12 @@ class WorkerProcess:
         mode: str = "thread",
         concurrency: int = 1,
         prefetch: int | None = None,
+        app: str = APP,
         **env: str,
     ) -> None:
         self.log_path = log
         self._log: IO[bytes] = open(log, "ab")  # noqa: SIM115 (closed in wait())
-        command = [sys.executable, "-m", "queuelab", "--log-level", "info", "worker", "--db", url, "--app", APP,
+        command = [sys.executable, "-m", "queuelab", "--log-level", "info", "worker", "--db", url, "--app", app,
                    "--mode", mode, "--concurrency", str(concurrency)]  # fmt: skip
         if prefetch is not None:
             command += ["--prefetch", str(prefetch)]
