@@ -62,7 +62,7 @@ def layer_of(module: str) -> tuple[str, str]:
         return ("facade", head)
     if head == "__main__":
         return ("edge", "main")
-    if head == "cli_jobs":  # the CLI's job commands: one edge with queuelab.cli
+    if head in ("cli_jobs", "cli_schedules"):  # the CLI's job and schedule commands: one edge with queuelab.cli
         return ("edge", "cli")
     return ("edge", head)
 
