@@ -5,6 +5,7 @@ from queuelab.config import Settings
 from queuelab.errors import (
     ConfigError,
     InvalidArgument,
+    InvalidSchedule,
     InvalidTransition,
     JobNotFound,
     JobTimeout,
@@ -15,6 +16,7 @@ from queuelab.errors import (
     QuotaExceeded,
     RateLimited,
     ResultNotSerializable,
+    ScheduleNotFound,
     SchemaVersionError,
     SimulatedFailure,
     StoreError,
@@ -26,6 +28,7 @@ from queuelab.models import Attempt, AttemptOutcome, Job, JobStatus, RetryPolicy
 from queuelab.queue import Queue
 from queuelab.runtime.execution import current_job
 from queuelab.runtime.progress import RunningJob
+from queuelab.schedules import Schedule, ScheduleSpec
 from queuelab.stats import QueueStats
 from queuelab.store.scaling import ScaleEvent
 from queuelab.submission import Submission
@@ -39,6 +42,7 @@ __all__ = [
     "ConfigError",
     "FakeClock",
     "InvalidArgument",
+    "InvalidSchedule",
     "InvalidTransition",
     "Job",
     "JobNotFound",
@@ -56,6 +60,9 @@ __all__ = [
     "RetryPolicy",
     "RunningJob",
     "ScaleEvent",
+    "Schedule",
+    "ScheduleNotFound",
+    "ScheduleSpec",
     "SchemaVersionError",
     "Settings",
     "SimulatedFailure",

@@ -1,5 +1,6 @@
 """``python -m queuelab``: run workers, a demo load, stats and pruning from a shell; list,
-show, submit, requeue, force and cancel jobs (:mod:`queuelab.cli_jobs`)."""
+show, submit, requeue, force and cancel jobs (:mod:`queuelab.cli_jobs`); list, pause and
+resume periodic jobs (:mod:`queuelab.cli_schedules`)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
-from queuelab import cli_jobs
+from queuelab import cli_jobs, cli_schedules
 from queuelab.errors import InvalidArgument, QueuelabError
 from queuelab.queue import Queue, load_queue
 from queuelab.runtime.autoscale import Resizable, ScalePolicy
@@ -101,6 +102,7 @@ def _parser() -> argparse.ArgumentParser:
     prune.add_argument("--older-than", type=float, default=None, help="seconds (default: retention setting)")
     prune.set_defaults(command=_prune)
     cli_jobs.add_commands(commands, _common)
+    cli_schedules.add_command(commands, _common)
     return parser
 
 

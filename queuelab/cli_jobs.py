@@ -13,7 +13,14 @@ from datetime import datetime
 from enum import Enum
 from typing import Any
 
-from queuelab.errors import InvalidArgument, InvalidTransition, JobNotFound, QuotaExceeded, RateLimited
+from queuelab.errors import (
+    InvalidArgument,
+    InvalidTransition,
+    JobNotFound,
+    QuotaExceeded,
+    RateLimited,
+    ScheduleNotFound,
+)
 from queuelab.models import Job
 from queuelab.queue import Queue, load_queue
 
@@ -21,6 +28,7 @@ from queuelab.queue import Queue, load_queue
 EXIT_CODES = {
     InvalidArgument: 2,  # bad input: an unknown task, a bad filter, a payload that is not JSON...
     JobNotFound: 3,  # no job with that id
+    ScheduleNotFound: 3,  # no schedule with that name
     InvalidTransition: 4,  # not allowed in the job's state (requeue a RUNNING job...)
     RateLimited: 5,  # refused by the user's limits
     QuotaExceeded: 5,

@@ -35,6 +35,15 @@ class JobNotFound(QueuelabError, LookupError):
     """No job has that id."""
 
 
+class InvalidSchedule(InvalidArgument):
+    """A periodic job's definition is not of the allowed form (its cron expression, time
+    zone, name or catch-up)."""
+
+
+class ScheduleNotFound(QueuelabError, LookupError):
+    """No schedule has that name."""
+
+
 class InvalidTransition(QueuelabError):
     """The job's status does not allow that operation."""
 

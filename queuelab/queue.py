@@ -23,6 +23,7 @@ from queuelab.errors import InvalidArgument, WaitTimeout
 from queuelab.explain import Explanation, explain_job
 from queuelab.limits import RateLimit, UserLimits, check_quota, check_weight, rate_enabled
 from queuelab.models import TERMINAL_STATUSES, Job, JobStatus, RetryPolicy
+from queuelab.periodic import PeriodicMethods
 from queuelab.runtime import Runtime
 from queuelab.runtime.autoscale import Autoscaler, Resizable, ScalePolicy
 from queuelab.runtime.pool import Mode, Pool, ProcessPool, ThreadPool, check_pool_args
@@ -55,7 +56,7 @@ class Page:
     next_before: PageMark | None  # pass as ``before=`` for the next page; None: this was the last
 
 
-class Queue:
+class Queue(PeriodicMethods):
     """A durable job queue over SQLite (the default) or PostgreSQL.
 
     ``Queue()`` uses ``QUEUELAB_DATABASE_URL``, else ``sqlite:///queuelab.db``. Other
@@ -278,7 +279,7 @@ class Queue:
         then rolls back has spent its unit: the limit errs on the safe side)."""
         limiter, store = self._runtime.rate_limiter, self._runtime.jobs
         if limiter is None:
-            return store.insert_shared(rows, now) if caller is None else store.insert_within(caller, rows, now)
+            return store.insert_shared(rows, now) if caller is None else store.insert_in(caller, rows, now)
         wanted = Counter(row["user_id"] for row in rows)
         admissions: list[Admission] = []
         try:
@@ -287,7 +288,7 @@ class Queue:
                 if rate is not None:
                     admissions.append(limiter.admit(user, wanted[user], rate, now))
             if caller is not None:
-                return store.insert_within(caller, rows, now, rate_in_sql=False)
+                return store.insert_in(caller, rows, now, rate_in_sql=False)
             return store.insert(rows, now, rate_in_sql=False)
         except BaseException:
             for admission in admissions:
@@ -665,5 +666,6 @@ def load_queue(db: str | None, app: str | None, **changes: Any) -> Queue:
         rebased = Queue(settings=target.settings.with_changes(**changes))
         for task in target.tasks:
             rebased._runtime.tasks.add(task)
+        rebased._runtime.periodic.update(target._runtime.periodic)
         return rebased
     return target

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 
 from queuelab.models import JobStatus
 from queuelab.runtime import Runtime
+from queuelab.schedules import Schedule
 from queuelab.store import WorkerInfo
 from queuelab.store.reports import Reports
 from queuelab.store.scaling import ScaleEvent, ScaleLog
@@ -30,6 +31,7 @@ class QueueStats:
     completed_per_second: float  # over the last minute
     outcomes_last_minute: dict[str, int] = field(default_factory=dict)
     recent_scale_events: list[ScaleEvent] = field(default_factory=list)  # the autoscalers' latest, newest first
+    schedules: list[Schedule] = field(default_factory=list)  # the periodic jobs, by name
 
     @property
     def dlq_size(self) -> int:
@@ -55,6 +57,7 @@ def read_stats(runtime: Runtime) -> QueueStats:
         completed_per_second=outcomes["COMPLETED"] / THROUGHPUT_WINDOW_SECONDS,
         outcomes_last_minute=outcomes,
         recent_scale_events=ScaleLog(runtime.db).recent(RECENT_SCALE_EVENTS),
+        schedules=runtime.schedules.all(),
     )
 
 

@@ -35,6 +35,8 @@ from queuelab.api.schemas import (
     RequeueRequest,
     ScaleEventOut,
     ScaleEventsOut,
+    ScheduleOut,
+    SchedulesOut,
     StatsOut,
     SubmitRequest,
     SubmitResponse,
@@ -67,6 +69,7 @@ def create_app(queue: Queue, tokens: TokenBook | None = None, *, max_body_bytes:
     _job_routes(app, queue, who)
     _admin_routes(app, queue, who)
     _service_routes(app, queue, who)
+    _schedule_routes(app, queue, who)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     return app
 
@@ -256,6 +259,25 @@ def _admin_routes(app: FastAPI, queue: Queue, who: Who) -> None:
         _admin(me, "change limits")
         changes = body.model_dump(exclude_unset=True)
         return _limits_out(user_id, queue.set_limits(user_id, **changes))
+
+
+def _schedule_routes(app: FastAPI, queue: Queue, who: Who) -> None:
+    """Periodic jobs: anyone may list them (like the stats); only an admin pauses or resumes."""
+    Me = Annotated[Principal, Depends(who)]
+
+    @_both(app, "GET", "/api/schedules/", response_model=SchedulesOut)
+    def schedules(me: Me) -> SchedulesOut:
+        return SchedulesOut(schedules=[ScheduleOut.of(s) for s in queue.schedules()])
+
+    @_both(app, "POST", "/api/schedules/{name}/pause/", response_model=ScheduleOut)
+    def pause_schedule(name: str, me: Me) -> ScheduleOut:
+        _admin(me, "pause a schedule")
+        return ScheduleOut.of(queue.pause_schedule(name))
+
+    @_both(app, "POST", "/api/schedules/{name}/resume/", response_model=ScheduleOut)
+    def resume_schedule(name: str, me: Me) -> ScheduleOut:
+        _admin(me, "resume a schedule")
+        return ScheduleOut.of(queue.resume_schedule(name))
 
 
 def _service_routes(app: FastAPI, queue: Queue, who: Who) -> None:

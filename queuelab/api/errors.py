@@ -24,6 +24,7 @@ from queuelab.errors import (
     PayloadTooLarge,
     QuotaExceeded,
     RateLimited,
+    ScheduleNotFound,
     StoreError,
 )
 
@@ -92,6 +93,10 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(JobNotFound)
     async def not_found(_: Request, exc: JobNotFound) -> JSONResponse:
+        return error(404, "not_found", str(exc))
+
+    @app.exception_handler(ScheduleNotFound)
+    async def no_schedule(_: Request, exc: ScheduleNotFound) -> JSONResponse:
         return error(404, "not_found", str(exc))
 
     @app.exception_handler(InvalidTransition)

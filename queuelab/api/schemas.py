@@ -24,6 +24,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from queuelab import bounds
 from queuelab.models import Action, Attempt, Job
+from queuelab.schedules import Schedule
 from queuelab.store.scaling import ScaleEvent
 
 # A field that appears on more than one route (in a body, a query string or a header) has
@@ -225,6 +226,32 @@ class ScaleEventOut(BaseModel):
 
 class ScaleEventsOut(BaseModel):
     events: list[ScaleEventOut] = Field(description="newest first")
+
+
+class ScheduleOut(BaseModel):
+    name: str
+    task: str
+    cron: str = Field(description="5 fields, or 6 with seconds last (croniter)")
+    timezone: str = Field(description="the IANA time zone the cron expression is read in")
+    payload: dict[str, Any]
+    queue: str | None = Field(description="None: the task's")
+    priority: int | None = Field(description="None: the task's")
+    user_id: str
+    catch_up: int = Field(description="missed ticks enqueued after downtime (0: skipped)")
+    paused: bool
+    next_run_at: datetime
+    last_tick_at: datetime | None = Field(description="the latest tick enqueued")
+    last_job_id: str | None = Field(description="that tick's job")
+    created_at: datetime
+    updated_at: datetime
+
+    @classmethod
+    def of(cls, schedule: Schedule) -> ScheduleOut:
+        return cls.model_validate(schedule.as_dict())
+
+
+class SchedulesOut(BaseModel):
+    schedules: list[ScheduleOut] = Field(description="by name")
 
 
 class ExplanationOut(BaseModel):

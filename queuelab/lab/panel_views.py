@@ -10,6 +10,7 @@ from collections.abc import Sequence
 
 from queuelab.explain import Explanation
 from queuelab.models import Job
+from queuelab.schedules import Schedule
 
 RECENT_ROWS = 10
 
@@ -60,3 +61,27 @@ def job_detail(job: Job, why: Explanation) -> str:
         what = action.kind.value.lower().replace("_", " ")
         lines.append(f"{what} from {action.from_status.value} at {when} by {who}")
     return "<br>".join(lines)
+
+
+def schedules_table(schedules: Sequence[Schedule]) -> str:
+    """The periodic jobs: name, task, cron, time zone, next and latest tick, state."""
+    if not schedules:
+        return "no schedules"
+    head = _cells(("schedule", "task", "cron", "time zone", "next tick", "latest tick", "state"), "th")
+    rows = "".join(
+        "<tr>"
+        + _cells(
+            (
+                s.name,
+                s.spec.task,
+                s.spec.cron,
+                s.spec.timezone,
+                s.next_run_at.astimezone().strftime("%m-%d %H:%M:%S"),
+                "" if s.last_tick_at is None else s.last_tick_at.astimezone().strftime("%m-%d %H:%M:%S"),
+                "paused" if s.paused else "active",
+            )
+        )
+        + "</tr>"
+        for s in schedules
+    )
+    return f"<table class='schedules'><tr>{head}</tr>{rows}</table>"

@@ -30,7 +30,7 @@ from queuelab.bounds import AUTO, Prefetch
 from queuelab.config import MAX_PREFETCH
 from queuelab.errors import QueuelabError
 from queuelab.lab.live_load import LoadGenerator
-from queuelab.lab.panel_views import RECENT_ROWS, job_detail, recent_jobs
+from queuelab.lab.panel_views import RECENT_ROWS, job_detail, recent_jobs, schedules_table
 from queuelab.limits import UserLimits, rate_enabled
 from queuelab.looper import Looper
 from queuelab.models import JobStatus
@@ -134,6 +134,11 @@ class ControlPanel:
         self.stop_api_button = w.Button(description="Stop API", disabled=True)
         self.api_info = w.HTML("not serving")
 
+        self.schedules_info = w.HTML()
+        self.schedule_pick = w.Dropdown(options=[], description="schedule")
+        self.pause_schedule = w.Button(description="Pause")
+        self.resume_schedule = w.Button(description="Resume")
+
         self.scale_log = w.HTML()
         self._wire()
         self.widget = self._layout()
@@ -168,6 +173,11 @@ class ControlPanel:
                 w.HBox([w.VBox([dlq], layout=half), w.VBox([limits], layout=half)]),
                 w.HBox([w.VBox([submit], layout=half), w.VBox([job], layout=half)]),
                 _section("Recent jobs", self.recent),
+                _section(
+                    "Schedules",
+                    self.schedules_info,
+                    w.HBox([self.schedule_pick, self.pause_schedule, self.resume_schedule]),
+                ),
                 _section("Autoscaler decisions", self.scale_log),
             ]
         )
@@ -175,6 +185,8 @@ class ControlPanel:
     def _wire(self) -> None:
         self.open_database.on_click(lambda _: self._guard(self.switch_database, self.database.value))
         self.start_api_button.on_click(lambda _: self._guard(self.start_api))
+        self.pause_schedule.on_click(lambda _: self._guard(self.q.pause_schedule, self.schedule_pick.value))
+        self.resume_schedule.on_click(lambda _: self._guard(self.q.resume_schedule, self.schedule_pick.value))
         self.stop_api_button.on_click(lambda _: self._guard(self.stop_api))
         self.start_pool.on_click(lambda _: self._guard(self.start_workers))
         self.autoscale.observe(lambda _: self._guard(self._autoscale), names="value")
@@ -368,6 +380,10 @@ class ControlPanel:
             f"{stats.completed_per_second:.1f} jobs/s over the last minute · DLQ {stats.dlq_size}"
         )
         self.throughput_plot.value = _throughput_png(series)
+        self.schedules_info.value = schedules_table(stats.schedules)
+        names = [s.name for s in stats.schedules]
+        if names != list(self.schedule_pick.options):
+            self.schedule_pick.options = names
         self.pool_info.value = f"{pool.size} {self.pool_mode.value} worker(s) running" if pool else "no pool"
         if pool is not None and pool.size != self.pool_size.value:
             self.pool_size.value = pool.size  # follow a resize made elsewhere (an autoscaler, say)

@@ -14,9 +14,11 @@ from queuelab.clock import Clock, SystemClock
 from queuelab.config import Settings
 from queuelab.models import Lease, RetryPolicy
 from queuelab.policy import DeadLetter, Decision, Outcome, Retry, decide_for, policy_for
+from queuelab.schedules import ScheduleSpec
 from queuelab.store import Database, JobStore, LeaseStore, WorkerRegistry
 from queuelab.store.completions import Completions
 from queuelab.store.limits import LimitStore
+from queuelab.store.schedules import ScheduleStore
 from queuelab.tasks import TaskRegistry, builtin_tasks
 
 log = logging.getLogger("queuelab.jobs")
@@ -32,6 +34,9 @@ class Runtime:
         self.tasks = TaskRegistry()
         for task in builtin_tasks():
             self.tasks.add(task)
+        # Schedules defined in code (``@q.periodic``), written to the database when a worker
+        # starts (:func:`queuelab.runtime.scheduler.define_all`).
+        self.periodic: dict[str, ScheduleSpec] = {}
         self._open_lock = threading.Lock()
         self._db: Database | None = None
 
@@ -58,6 +63,10 @@ class Runtime:
     @cached_property
     def workers(self) -> WorkerRegistry:
         return WorkerRegistry(self.db)
+
+    @cached_property
+    def schedules(self) -> ScheduleStore:
+        return ScheduleStore(self.db)
 
     @cached_property
     def limits(self) -> LimitStore:

@@ -27,6 +27,7 @@ from queuelab.bounds import Prefetch
 from queuelab.config import Settings
 from queuelab.errors import InvalidArgument
 from queuelab.runtime.context import Runtime
+from queuelab.runtime.scheduler import define_all
 from queuelab.runtime.supervisor import Supervisor, terminate
 from queuelab.runtime.worker import Worker
 from queuelab.tasks import Task
@@ -186,6 +187,7 @@ class ProcessPool(Pool):
 
     def start(self) -> ProcessPool:
         _ = self.runtime.db  # create the schema once, before the children race to do it
+        define_all(self.runtime)  # the children know the tasks, not the @q.periodic definitions
         self._started = True
         self.supervisor.resize(self.target, time.monotonic())
         self.supervisor.start()

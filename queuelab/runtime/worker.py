@@ -53,6 +53,7 @@ from queuelab.runtime.coroutines import Coroutines
 from queuelab.runtime.execution import attempt, attempt_coroutine, timed_out
 from queuelab.runtime.held import Entry, EntryState, HeldJobs
 from queuelab.runtime.maintenance import Maintenance
+from queuelab.runtime.scheduler import Scheduler, define_all
 from queuelab.runtime.slots import Ran, Slots
 from queuelab.runtime.stopping import release_left
 from queuelab.runtime.writes import WorkerWrites
@@ -81,11 +82,15 @@ class Worker:
         parent_pid: int | None = None,
         prefetch: Prefetch = None,
         async_concurrency: int | None = None,
+        scheduler: bool = True,
     ) -> None:
         self.runtime = runtime
         self.concurrency = concurrency
         # Async jobs at once on the event loop (None: the setting), beside the slots.
         self.async_concurrency = async_concurrency or runtime.settings.async_concurrency
+        # Every worker may enqueue periodic jobs' ticks; each tick is enqueued once (see
+        # queuelab.runtime.scheduler), so running one in every worker only adds redundancy.
+        self.scheduler = Scheduler(runtime) if scheduler else None
         self.prefetch = resolve_prefetch(prefetch, runtime.settings.prefetch)  # None: auto
         self._ahead = 0  # claimed ahead now: follows the jobs' run time (see _prefetch_now)
         self.queues = tuple(queues) if queues else None
@@ -115,8 +120,12 @@ class Worker:
 
     def run(self) -> None:
         """Work until :meth:`stop` is called, then shut down gracefully."""
+        if self.scheduler is not None:
+            define_all(self.runtime)  # raises here, before anything starts, if it cannot
         self._wakeup = wakeup_for(self.runtime.db)
         maintenance = Maintenance(self.runtime, self.held, self.info(), lambda: self.concurrency).start()
+        if self.scheduler is not None:
+            self.scheduler.start()
         self.slots.start(self.concurrency)
         log.info(
             "worker %s started: %d slot(s)%s%s, queues %s, %s",
@@ -130,6 +139,8 @@ class Worker:
         try:
             self._dispatch_loop()
         finally:
+            if self.scheduler is not None:
+                self.scheduler.stop()
             self._drain()
             maintenance.stop()
             self._wakeup.close()

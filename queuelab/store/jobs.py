@@ -90,11 +90,12 @@ class JobStore:
                     raise
         raise AssertionError("unreachable")
 
-    def insert_within(
+    def insert_in(
         self, conn: Connection, rows: Sequence[dict[str, Any]], now: float, *, rate_in_sql: bool = True
     ) -> dict[str, Job]:
         """:meth:`insert` on the caller's connection, in its transaction (begun if none is):
-        nothing is committed here. A refusal (a limit, a bad key) raises before anything is
+        nothing is committed here; the jobs commit, or roll back, with the caller's other
+        writes (an application's rows, a schedule's next tick). A refusal (a limit, a bad key) raises before anything is
         written, so the caller's transaction stays usable. On PostgreSQL the rows go in under
         a savepoint: a concurrent submit with the same idempotency key breaks the unique
         index, the savepoint is undone and the retry finds that job, and the caller's

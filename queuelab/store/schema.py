@@ -250,3 +250,27 @@ scale_events = sa.Table(
 )
 # Pruning by age.
 sa.Index("queuelab_scale_events_at", scale_events.c.at)
+
+# Periodic jobs (revision 7): one row per schedule, its definition and its next tick. Each
+# scheduler moves ``next_run_at`` on with a compare-and-set in the transaction that inserts
+# the tick's job (store/schedules.py), so a tick is enqueued once however many run. No index
+# but the key: the table holds one row per schedule, and the due scan reads all of them.
+schedules = sa.Table(
+    "queuelab_schedules",
+    metadata,
+    sa.Column("name", sa.String(100), primary_key=True),
+    sa.Column("task", sa.String(200), nullable=False),
+    sa.Column("cron", sa.String(200), nullable=False),
+    sa.Column("timezone", sa.String(64), nullable=False),
+    sa.Column("payload", sa.Text, nullable=False),  # JSON text
+    sa.Column("queue", sa.String(64)),  # NULL: the task's
+    sa.Column("priority", sa.SmallInteger),  # NULL: the task's
+    sa.Column("user_id", sa.String(200), nullable=False),
+    sa.Column("catch_up", sa.Integer, nullable=False),
+    sa.Column("paused", sa.Boolean, nullable=False),
+    sa.Column("next_run_at", sa.Double, nullable=False),
+    sa.Column("last_tick_at", sa.Double),
+    sa.Column("last_job_id", sa.String(36)),
+    sa.Column("created_at", sa.Double, nullable=False),
+    sa.Column("updated_at", sa.Double, nullable=False),
+)

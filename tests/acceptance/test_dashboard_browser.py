@@ -194,3 +194,20 @@ def test_the_autoscaling_decisions_are_listed_as_text(page: Page, tmp_path: Path
     expect(page.locator("#scale-none")).to_be_hidden()
     assert page.locator("#scale-events script, #scale-events img").count() == 0
     assert page.evaluate("typeof window.__pwned") == "undefined"
+
+
+def test_the_schedules_are_listed_and_paused_from_the_table(page: Page, tmp_path: Path) -> None:
+    from queuelab import Queue
+
+    expect(page.locator("#schedules-none")).to_be_visible()
+    q = Queue(f"sqlite:///{tmp_path / 'dashboard.db'}")  # the server's database
+    q.schedule("simulate", name="nightly", cron="0 3 * * *", timezone="Europe/Paris")
+    row = page.locator("#schedules tbody tr")
+    expect(row).to_have_count(1)
+    expect(row).to_contain_text("0 3 * * *")
+    expect(row).to_contain_text("Europe/Paris")
+    expect(row).to_contain_text("active")
+    row.get_by_role("button", name="Pause").click()
+    expect(row).to_contain_text("paused")
+    wait_until(lambda: q.get_schedule("nightly").paused, timeout=10, what="the schedule to be paused")
+    q.close()

@@ -255,3 +255,19 @@ def test_the_autoscale_switch_grows_the_pool_under_a_backlog(panel: ControlPanel
     panel.autoscale.value = False
     assert panel.scaler is None
     panel.stop_pool.click()
+
+
+def test_the_schedules_are_listed_and_paused_and_resumed_from_the_panel(panel: ControlPanel) -> None:
+    assert "no schedules" in panel.schedules_info.value
+    panel.q.schedule("simulate", name="nightly", cron="0 3 * * *", timezone="Europe/Paris")
+    panel.refresh()
+    assert "nightly" in panel.schedules_info.value
+    assert "Europe/Paris" in panel.schedules_info.value
+    assert list(panel.schedule_pick.options) == ["nightly"]
+    panel.schedule_pick.value = "nightly"
+    panel.pause_schedule.click()
+    assert panel.q.get_schedule("nightly").paused
+    assert "paused" in panel.schedules_info.value
+    panel.resume_schedule.click()
+    assert not panel.q.get_schedule("nightly").paused
+    assert "active" in panel.schedules_info.value

@@ -29,8 +29,9 @@ VALUES = (
     "tasks",
     "submission",
     "looper",
+    "schedules",
 )
-FACADE = ("queue", "arguments", "stats", "explain", "testing")
+FACADE = ("queue", "arguments", "stats", "explain", "testing", "periodic")
 # Rank of each layer; a module may import ranks <= its own.
 RANKS = {"values": 0, "store": 1, "runtime": 2, "facade": 3, "edge": 4}
 # Edges are independent of each other, except these (a tool that serves or measures another).
@@ -61,7 +62,7 @@ def layer_of(module: str) -> tuple[str, str]:
         return ("facade", head)
     if head == "__main__":
         return ("edge", "main")
-    if head == "cli_jobs":  # the CLI's job commands: one edge with queuelab.cli
+    if head in ("cli_jobs", "cli_schedules"):  # the CLI's job and schedule commands: one edge with queuelab.cli
         return ("edge", "cli")
     return ("edge", head)
 

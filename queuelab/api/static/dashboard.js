@@ -115,6 +115,31 @@ async function refreshScaleEvents() {
   $("#scale-none").hidden = rows.length > 0;
 }
 
+async function refreshSchedules() {
+  const found = await api("/api/schedules/");
+  const rows = found.schedules.map((s) => {
+    const row = el("tr", undefined, { "data-schedule": s.name });
+    const verb = s.paused ? "resume" : "pause";
+    const button = el("button", verb === "pause" ? "Pause" : "Resume", { type: "button" });
+    button.addEventListener("click", () => toggleSchedule(s.name, verb));
+    const actions = el("td");
+    actions.append(button);
+    row.append(el("td", s.name), el("td", s.task), el("td", s.cron), el("td", s.timezone),
+      el("td", time(s.next_run_at)), el("td", s.last_tick_at ? time(s.last_tick_at) : ""),
+      el("td", s.paused ? "paused" : "active"), actions);
+    return row;
+  });
+  $("#schedules tbody").replaceChildren(...rows);
+  $("#schedules-none").hidden = rows.length > 0;
+}
+
+async function toggleSchedule(name, verb) {
+  try {
+    await api(`/api/schedules/${encodeURIComponent(name)}/${verb}/`, { method: "POST" });
+    await refreshSchedules();
+  } catch (error) { alert(error.message); }
+}
+
 async function act(jobId, action) {
   try {
     await api(`/api/requeue/${jobId}/`, { method: "POST", body: JSON.stringify({ action }) });
@@ -177,7 +202,7 @@ $("#requeue-all").addEventListener("click", async () => {
 
 async function tick() {
   try {
-    await Promise.all([refreshStats(), refreshRecent(), refreshDlq(), refreshScaleEvents()]);
+    await Promise.all([refreshStats(), refreshRecent(), refreshDlq(), refreshScaleEvents(), refreshSchedules()]);
     const selected = $("#job-detail").dataset.job;
     if (selected) await showJob(selected);
     $("#connection").textContent = `live · ${new Date().toLocaleTimeString()}`;
