@@ -31,6 +31,7 @@ MAX_USER_ID_LENGTH = 200
 MAX_IDEMPOTENCY_KEY_LENGTH = 200
 MAX_QUEUE_NAME_LENGTH = 64
 QUEUE_NAME = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
+MAX_DEPENDENCIES = 100  # jobs one job may run after
 MAX_TASK_NAME_LENGTH = 200
 TASK_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.:-]{0,199}$")
 MIN_PAYLOAD_BYTES, MAX_PAYLOAD_BYTES = 16, 64 * 1024 * 1024  # what the max_payload_bytes setting may be

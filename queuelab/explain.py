@@ -31,6 +31,8 @@ def explain(facts: JobFacts) -> Explanation:
     job, now = facts.job, facts.now
     if job.status != JobStatus.PENDING:
         return _not_pending(facts)
+    if job.waiting_for:
+        return _waiting(facts)
     run_at = job.run_at.timestamp()
     if run_at > now:
         until = _iso(run_at)
@@ -65,6 +67,27 @@ def explain(facts: JobFacts) -> Explanation:
         "next_in_line",
         f"runnable and waiting for a free worker: {where} job(s) ahead of it",
         {"ahead": ahead, "capped": ahead >= POSITION_CAP},
+    )
+
+
+def _waiting(facts: JobFacts) -> Explanation:
+    """A job held by its dependencies (``after=``): which parents, and what releases it."""
+    parents = [{"job_id": parent, "status": status} for parent, status in facts.waiting_on]
+    held = [p for p in parents if p["status"] in (None, JobStatus.FAILED, JobStatus.CANCELLED)]
+    first = (held or parents or [{"job_id": "?", "status": None}])[0]
+    state = "no longer stored" if first["status"] is None else first["status"]
+    details = {"waiting_for": parents}
+    if held:
+        return Explanation(
+            "parent_not_completed",
+            f"waiting for job {first['job_id']}, which is {state}: requeue it (or force it to success) to "
+            "release this job, or cancel this job",
+            details,
+        )
+    return Explanation(
+        "waiting_for_parent",
+        f"waiting for {len(parents)} job(s) to complete first, e.g. {first['job_id']} ({state})",
+        details,
     )
 
 

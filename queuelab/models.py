@@ -107,6 +107,7 @@ class Job:
     dead_letter_reason: str | None = None  # why a FAILED job is in the dead-letter queue
     progress: float | None = None  # the latest a run reported (0 to 1), via current_job().progress()
     progress_message: str | None = None
+    waiting_for: int | None = None  # parents (``after=``) not yet COMPLETED; None: none were named
     history: tuple[Attempt, ...] = field(default=())
     actions: tuple[Action, ...] = field(default=())  # requeues, forced successes, cancels; oldest first
 

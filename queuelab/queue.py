@@ -30,12 +30,21 @@ from queuelab.runtime.pool import Mode, Pool, ProcessPool, ThreadPool, check_poo
 from queuelab.runtime.worker import Worker
 from queuelab.stats import QueueStats, jobs_frame, read_stats
 from queuelab.store import Database, WorkerInfo
+from queuelab.store.dependencies import Parents
 from queuelab.store.enlist import enlisted
 from queuelab.store.limits import DEFAULTS
 from queuelab.store.reports import completed_series, runnable_backlog
 from queuelab.store.scaling import ScaleEvent, ScaleLog
 from queuelab.store.timeline import TimelineRows, attempt_rows, dlq_errors, job_rows, status_counts
-from queuelab.submission import Submission, build_row, check_queue, check_user_id, pending_job, without_check
+from queuelab.submission import (
+    Submission,
+    build_row,
+    check_queue,
+    check_user_id,
+    parents_of,
+    pending_job,
+    without_check,
+)
 from queuelab.tasks import PayloadCheck, Task
 
 if TYPE_CHECKING:
@@ -188,11 +197,14 @@ class Queue(PeriodicMethods):
         lease_seconds: float | None = None,
         timeout_seconds: float | None = None,
         idempotency_key: str | None = None,
+        after: Sequence[str | Job] = (),
         connection: Connection | Session | None = None,
     ) -> Job:
         """Validate, then store one job. Bad input raises a :class:`QueuelabError` subclass
         and stores nothing. With ``idempotency_key``, a second submit returns the first job.
-        With ``connection`` (a SQLAlchemy Connection or Session on this queue's database),
+        With ``after`` (job ids or Jobs), the job runs only once all of those have COMPLETED
+        (see :mod:`queuelab.store.dependencies`). With ``connection`` (a SQLAlchemy
+        Connection or Session on this queue's database),
         the job is written in that connection's transaction: rolled back with it, and
         visible to workers (and woken) only when the caller commits."""
         name = task.name if isinstance(task, Task) else task
@@ -208,6 +220,7 @@ class Queue(PeriodicMethods):
             lease_seconds=lease_seconds,
             timeout_seconds=timeout_seconds,
             idempotency_key=idempotency_key,
+            after=after,
         )
         return self.submit_many([sub], connection=connection)[0]
 
@@ -220,7 +233,8 @@ class Queue(PeriodicMethods):
         now, subs, rows = self._rows(submissions)
         if not rows:
             return []
-        return _jobs_of(subs, rows, self._store(rows, now, caller))
+        parents = parents_of(subs, rows)
+        return _jobs_of(subs, rows, self._store(rows, now, caller, parents))
 
     async def asubmit(
         self,
@@ -236,6 +250,7 @@ class Queue(PeriodicMethods):
         lease_seconds: float | None = None,
         timeout_seconds: float | None = None,
         idempotency_key: str | None = None,
+        after: Sequence[str | Job] = (),
     ) -> Job:
         """:meth:`submit` for async code: the calling event loop runs on while the job is
         stored. Submits from coroutines and threads that arrive together share one
@@ -253,6 +268,7 @@ class Queue(PeriodicMethods):
             lease_seconds=lease_seconds,
             timeout_seconds=timeout_seconds,
             idempotency_key=idempotency_key,
+            after=after,
         )
         return (await self.asubmit_many([sub]))[0]
 
@@ -261,8 +277,9 @@ class Queue(PeriodicMethods):
         now, subs, rows = self._rows(submissions)
         if not rows:
             return []
-        if self._runtime.rate_limiter is not None:  # Redis admits first: a thread does both
-            existing = await asyncio.to_thread(self._store, rows, now)
+        parents = parents_of(subs, rows)
+        if self._runtime.rate_limiter is not None or parents:  # Redis admits first / links: a thread does both
+            existing = await asyncio.to_thread(self._store, rows, now, None, parents)
         else:
             existing = await self._runtime.jobs.ainsert_shared(rows, now)
         return _jobs_of(subs, rows, existing)
@@ -273,13 +290,19 @@ class Queue(PeriodicMethods):
         subs = list(submissions)
         return now, subs, [build_row(s, self._runtime.tasks.get(s.task), self.settings, now) for s in subs]
 
-    def _store(self, rows: list[dict[str, Any]], now: float, caller: Connection | None = None) -> dict[str, Job]:
+    def _store(
+        self,
+        rows: list[dict[str, Any]],
+        now: float,
+        caller: Connection | None = None,
+        parents: Parents | None = None,
+    ) -> dict[str, Job]:
         """Admit and write ``rows``: in the caller's transaction on ``caller``, or in one of
         the queue's own. With a Redis rate limiter, Redis admits first (a submit the caller
         then rolls back has spent its unit: the limit errs on the safe side)."""
-        limiter, store = self._runtime.rate_limiter, self._runtime.jobs
+        limiter = self._runtime.rate_limiter
         if limiter is None:
-            return store.insert_shared(rows, now) if caller is None else store.insert_in(caller, rows, now)
+            return self._write(rows, now, caller, parents, rate_in_sql=True)
         wanted = Counter(row["user_id"] for row in rows)
         admissions: list[Admission] = []
         try:
@@ -287,13 +310,26 @@ class Queue(PeriodicMethods):
                 rate = rate_enabled(lim.rate_limit)
                 if rate is not None:
                     admissions.append(limiter.admit(user, wanted[user], rate, now))
-            if caller is not None:
-                return store.insert_in(caller, rows, now, rate_in_sql=False)
-            return store.insert(rows, now, rate_in_sql=False)
+            return self._write(rows, now, caller, parents, rate_in_sql=False)
         except BaseException:
             for admission in admissions:
                 limiter.take_back(admission)
             raise
+
+    def _write(
+        self,
+        rows: list[dict[str, Any]],
+        now: float,
+        caller: Connection | None,
+        parents: Parents | None,
+        rate_in_sql: bool,
+    ) -> dict[str, Job]:
+        store = self._runtime.jobs
+        if parents:
+            return store.insert_after(rows, parents, now, conn=caller, rate_in_sql=rate_in_sql)
+        if caller is not None:
+            return store.insert_in(caller, rows, now, rate_in_sql=rate_in_sql)
+        return store.insert_shared(rows, now) if rate_in_sql else store.insert(rows, now, rate_in_sql=False)
 
     # -- limits -----------------------------------------------------------------------
 

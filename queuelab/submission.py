@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -31,6 +32,70 @@ class Submission:
     lease_seconds: float | None = None
     timeout_seconds: float | None = None
     idempotency_key: str | None = None
+    # Jobs this one runs after, once all have COMPLETED: stored jobs (ids or Jobs), or
+    # submissions earlier or later in the same submit_many batch.
+    after: Sequence[str | Job | Submission] = ()
+
+
+def parents_of(subs: Sequence[Submission], rows: Sequence[dict[str, Any]]) -> dict[str, list[str]]:
+    """Each new job's parents as job ids (``after``), checked: a list of at most
+    MAX_DEPENDENCIES ids, Jobs or submissions of this batch, and no cycle in the batch."""
+    row_of = {id(sub): row["id"] for sub, row in zip(subs, rows, strict=True)}
+    parents: dict[str, list[str]] = {}
+    for sub, row in zip(subs, rows, strict=True):
+        if sub.after:
+            parents[row["id"]] = [_parent_id(ref, row_of) for ref in _after_list(sub.after)]
+    _check_acyclic(parents)
+    return parents
+
+
+def _after_list(after: object) -> list[object]:
+    if isinstance(after, str | bytes) or not isinstance(after, Sequence):
+        raise InvalidArgument(f"after must be a list of job ids, Jobs or Submissions, got {after!r}")
+    if len(after) > bounds.MAX_DEPENDENCIES:
+        raise InvalidArgument(f"after may name at most {bounds.MAX_DEPENDENCIES} jobs, got {len(after)}")
+    return list(after)
+
+
+def _parent_id(ref: object, row_of: dict[int, str]) -> str:
+    if isinstance(ref, Job):
+        return ref.id
+    if isinstance(ref, Submission):
+        if id(ref) not in row_of:
+            raise InvalidArgument("after names a Submission that is not in this submit_many batch")
+        return row_of[id(ref)]
+    if isinstance(ref, str):
+        return check_job_id(ref, "after")
+    raise InvalidArgument(f"after must hold job ids, Jobs or Submissions, got {type(ref).__name__}")
+
+
+def _check_acyclic(parents: dict[str, list[str]]) -> None:
+    """:class:`InvalidArgument` if the batch's jobs wait for each other in a circle (only
+    new jobs can: a stored job cannot wait for one not yet submitted)."""
+    state: dict[str, str] = {}  # "open": on the path being walked; "done": no cycle through it
+    for start in parents:
+        if start in state:
+            continue
+        state[start] = "open"
+        stack = [(start, iter(parents[start]))]
+        while stack:
+            node, children = stack[-1]
+            child = next(children, None)
+            if child is None:
+                state[node] = "done"
+                stack.pop()
+            elif state.get(child) == "open":
+                raise InvalidArgument("after makes a cycle: these jobs would wait for each other forever")
+            elif child in parents and child not in state:
+                state[child] = "open"
+                stack.append((child, iter(parents[child])))
+
+
+def check_job_id(value: str, name: str = "job_id") -> str:
+    try:
+        return str(uuid.UUID(value))
+    except ValueError:
+        raise InvalidArgument(f"{name} must name jobs by id (a UUID), got {value!r}") from None
 
 
 def build_row(sub: Submission, task: Task, settings: Settings, now: float) -> dict[str, Any]:

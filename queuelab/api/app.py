@@ -45,7 +45,7 @@ from queuelab.api.schemas import (
     WaitSeconds,
     WorkerOut,
 )
-from queuelab.errors import WaitTimeout
+from queuelab.errors import JobNotFound, WaitTimeout
 from queuelab.limits import UserLimits
 from queuelab.models import TERMINAL_STATUSES, Job, JobStatus
 from queuelab.queue import PageMark, Queue
@@ -129,6 +129,8 @@ def _job_routes(app: FastAPI, queue: Queue, who: Who) -> None:
                 _same_request(earlier, body)
                 response.status_code = 200
                 return SubmitResponse(job_id=earlier.id, status=earlier.status.value, created=False)
+        if body.after and not me.is_admin and me.user_id is not None:
+            await asyncio.to_thread(_own_parents, queue, me, body.after)
         job = await queue.asubmit(
             body.task,
             body.payload,
@@ -138,6 +140,7 @@ def _job_routes(app: FastAPI, queue: Queue, who: Who) -> None:
             max_retries=body.max_retries,
             delay=body.delay_seconds,
             idempotency_key=key,
+            after=body.after,
         )
         return SubmitResponse(job_id=job.id, status=job.status.value, created=True)
 
@@ -354,6 +357,15 @@ def _reader(me: Principal, requested: str | None) -> str | None:
             403, "forbidden", f"your token is for user {me.user_id!r}; you may not list {requested!r}'s jobs"
         )
     return me.user_id
+
+
+def _own_parents(queue: Queue, me: Principal, parents: list[str]) -> None:
+    """A user's job may run after that user's jobs only: another's is "no job" (as on read)."""
+    for parent in parents:
+        try:
+            _visible(queue, me, parent)
+        except (ApiError, JobNotFound):
+            raise ApiError(400, "bad_request", f"after names no job with id {parent!r}") from None
 
 
 def _visible(queue: Queue, me: Principal, job_id: str) -> Job:

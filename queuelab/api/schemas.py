@@ -34,6 +34,7 @@ QueueName = Annotated[str, Field(pattern=bounds.QUEUE_NAME.pattern)]
 TaskName = Annotated[str, Field(min_length=1, max_length=bounds.MAX_TASK_NAME_LENGTH)]
 PageSize = Annotated[int, Field(ge=1, le=bounds.MAX_PAGE)]
 Cursor = Annotated[str, Field(max_length=bounds.MAX_CURSOR_LENGTH)]
+JobIdText = Annotated[str, Field(pattern=r"^[0-9a-fA-F-]{32,36}$", max_length=36)]
 WaitSeconds = Annotated[float, Field(ge=0, le=bounds.MAX_HTTP_WAIT_SECONDS, allow_inf_nan=False)]
 IdempotencyKey = Annotated[str, Field(min_length=1, max_length=bounds.MAX_IDEMPOTENCY_KEY_LENGTH)]
 
@@ -53,6 +54,11 @@ class SubmitRequest(BaseModel):
     idempotency_key: IdempotencyKey | None = Field(
         None,
         description="as the Idempotency-Key header, for the prototype's clients (if both are sent, they must agree)",
+    )
+    after: list[JobIdText] = Field(
+        default_factory=list,
+        max_length=bounds.MAX_DEPENDENCIES,
+        description="job ids this job runs after: it starts once all of them have COMPLETED",
     )
 
 
@@ -135,6 +141,7 @@ class JobOut(BaseModel):
     dead_letter_reason: str | None = Field(None, description="why a FAILED job is in the dead-letter queue")
     progress: float | None = Field(None, description="the latest a run reported, 0 to 1 (current_job().progress)")
     progress_message: str | None = None
+    waiting_for: int | None = Field(None, description="jobs named in `after` that have not completed yet")
     errors: list[AttemptOut]
     history: list[AttemptOut]
     actions: list[ActionOut] = Field(description="manual requeues, forced successes and cancels, oldest first")
@@ -162,6 +169,7 @@ class JobOut(BaseModel):
             dead_letter_reason=job.dead_letter_reason,
             progress=job.progress,
             progress_message=job.progress_message,
+            waiting_for=job.waiting_for,
             errors=[h for h in history if h.error_type is not None],
             history=history,
             actions=[ActionOut.of(a) for a in job.actions],

@@ -26,7 +26,16 @@ from sqlalchemy.engine import Connection, Engine, make_url
 
 from queuelab.config import Settings
 from queuelab.errors import ConfigError, SchemaVersionError, StoreError
-from queuelab.store.schema import DONE_TRIGGER, NOTIFY_CHANNEL, SCHEMA_REVISION, SCHEMA_VERSION, meta, metadata
+from queuelab.store.schema import (
+    DONE_TRIGGER,
+    NOTIFY_CHANNEL,
+    POSTGRES_RELEASE_TRIGGER,
+    SCHEMA_REVISION,
+    SCHEMA_VERSION,
+    SQLITE_RELEASE_TRIGGER,
+    meta,
+    metadata,
+)
 
 # Any constant works; it only has to be the same in every queuelab process.
 _SCHEMA_LOCK_KEY = 0x71756575656C6162  # "queuelab"
@@ -126,9 +135,9 @@ class Database:
                 _add_missing_columns(conn, table)
                 for index in table.indexes:
                     index.create(conn, checkfirst=True)
-            if not self.is_sqlite:
-                for statement in DONE_TRIGGER:
-                    conn.execute(sa.text(statement))
+            triggers = SQLITE_RELEASE_TRIGGER if self.is_sqlite else DONE_TRIGGER + POSTGRES_RELEASE_TRIGGER
+            for statement in triggers:
+                conn.execute(sa.text(statement))
             if version is None:
                 conn.execute(meta.insert().values(key="schema_version", value=str(SCHEMA_VERSION)))
             if found.get("schema_revision", 0) < SCHEMA_REVISION:

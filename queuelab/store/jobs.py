@@ -20,6 +20,7 @@ from queuelab.models import ActionKind, Job, JobStatus
 from queuelab.store import direct
 from queuelab.store.admission import RANK_STEP, admit, fresh_ranks, ranked_insert, unchecked_rank_step
 from queuelab.store.database import Database, translate_errors
+from queuelab.store.dependencies import Parents, block, check_parents_exist, forget, link
 from queuelab.store.group_commit import GroupCommit
 from queuelab.store.rows import job_from_row
 from queuelab.store.schema import NOTIFY_CHANNEL, actions, attempts, jobs
@@ -119,6 +120,38 @@ class JobStore:
                 savepoint.commit()
                 return existing
         raise AssertionError("unreachable")
+
+    def insert_after(
+        self,
+        rows: Sequence[dict[str, Any]],
+        parents: Parents,
+        now: float,
+        *,
+        conn: Connection | None = None,
+        rate_in_sql: bool = True,
+    ) -> dict[str, Job]:
+        """:meth:`insert` (or :meth:`insert_in` on ``conn``) of rows some of which run after
+        other jobs, stored or in the same batch (``parents``: new job id -> parent ids; see
+        :mod:`queuelab.store.dependencies`). An unknown parent raises before anything is
+        written."""
+        keys = sorted({r["idempotency_key"] for r in rows if r["idempotency_key"] is not None})
+
+        def write(c: Connection) -> dict[str, Job]:
+            check_parents_exist(c, parents, {row["id"] for row in rows})
+            ready = block(rows, parents)
+            existing = self._insert_on(c, rows, keys, now, rate_in_sql)
+            stand_in = _stand_ins(rows, existing)
+            link(c, self.db, ready, {child: [stand_in.get(p, p) for p in ps] for child, ps in parents.items()})
+            return existing
+
+        if conn is None:
+            with self.db.write() as c:
+                return write(c)
+        with translate_errors(self.db):
+            if self.db.is_sqlite:
+                return write(conn)
+            with conn.begin_nested():
+                return write(conn)
 
     def _insert_once(
         self, rows: Sequence[dict[str, Any]], keys: list[str], now: float, rate_in_sql: bool
@@ -289,6 +322,7 @@ class JobStore:
                 if ids:
                     conn.execute(attempts.delete().where(attempts.c.job_id.in_(ids)))
                     conn.execute(actions.delete().where(actions.c.job_id.in_(ids)))
+                    forget(conn, ids)
                     conn.execute(jobs.delete().where(jobs.c.id.in_(ids)))
             total += len(ids)
             if len(ids) < batch:
@@ -347,6 +381,24 @@ def _copy_rows(conn: Connection, rows: list[dict[str, Any]]) -> None:
                 copy.write_row(values)
     except psycopg.Error as exc:
         raise sa.exc.DBAPIError.instance(sql, None, exc, psycopg.Error) from exc
+
+
+def _stand_ins(rows: Sequence[dict[str, Any]], existing: dict[str, Job]) -> dict[str, str]:
+    """The stored job that stands in for each row an idempotency key kept out: the job
+    stored earlier under its key, or the batch's first row with it."""
+    first: dict[str, str] = {}
+    out = {}
+    for row in rows:
+        key = row["idempotency_key"]
+        if key is None:
+            continue
+        if key in existing:
+            out[row["id"]] = existing[key].id
+        elif key in first:
+            out[row["id"]] = first[key]
+        else:
+            first[key] = row["id"]
+    return out
 
 
 def _insert_ranked(conn: Connection, db: Database, rows: Sequence[dict[str, Any]]) -> None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import sqlalchemy as sa
@@ -11,6 +11,7 @@ from queuelab.config import Settings
 from queuelab.limits import enabled
 from queuelab.models import AttemptOutcome, Job, JobStatus
 from queuelab.store.database import Database
+from queuelab.store.dependencies import waiting_on
 from queuelab.store.limits import effective, paused_queues
 from queuelab.store.schema import IS_PENDING, IS_RUNNING, attempts, jobs, workers
 
@@ -85,6 +86,7 @@ class JobFacts:
     user_max_running: int | None
     live_worker_queues: list[str]  # each worker's queue list ("*" = all)
     ahead: int  # runnable jobs that would be claimed before it (capped)
+    waiting_on: list[tuple[str, str | None]] = field(default_factory=list)  # parents not completed, their status
 
 
 POSITION_CAP = 10_000
@@ -105,6 +107,7 @@ def job_facts(db: Database, settings: Settings, job_id: str, now: float, worker_
         ).scalars()
         live_queues = list(live)
         ahead = 0
+        parents = waiting_on(conn, job_id) if job.waiting_for else []
         if job.status == JobStatus.PENDING:
             rank = conn.execute(sa.select(jobs.c.fair_rank).where(jobs.c.id == job_id)).scalar_one()
             before = sa.or_(
@@ -112,7 +115,7 @@ def job_facts(db: Database, settings: Settings, job_id: str, now: float, worker_
             )
             capped = sa.select(jobs.c.id).where(IS_PENDING, jobs.c.run_at <= now, before).limit(POSITION_CAP)
             ahead = conn.execute(sa.select(sa.func.count()).select_from(capped.subquery())).scalar_one()
-    return JobFacts(job, now, paused, int(running), quota, live_queues, int(ahead))
+    return JobFacts(job, now, paused, int(running), quota, live_queues, int(ahead), parents)
 
 
 def completed_series(db: Database, now: float, seconds: int = 60) -> list[int]:

@@ -15,7 +15,7 @@ import sqlalchemy as sa
 SCHEMA_VERSION = 1
 # Bumped with each such addition, so that opening an older database (whose revision is
 # lower or unset) adds it; a database at this revision is opened with one catalog read.
-SCHEMA_REVISION = 7
+SCHEMA_REVISION = 8
 NOTIFY_CHANNEL = "queuelab_jobs"
 # PostgreSQL: a job that someone waits for (``awaited``) sends its id on this channel when
 # it finishes (the trigger below), so ``Queue.wait`` needs no polling.
@@ -67,6 +67,14 @@ jobs = sa.Table(
     # Someone waits for this job to finish (revision 7; PostgreSQL only: its ending sends a
     # NOTIFY, see DONE_TRIGGER). NULL on the jobs nobody waits for, whose endings cost nothing.
     sa.Column("awaited", sa.Boolean),
+    # Dependencies (revision 8; see queuelab.store.dependencies): a job submitted with
+    # ``after=`` counts the parents it still waits for in ``waiting_for`` and stays PENDING
+    # with run_at at BLOCKED_RUN_AT (so no claim sees it) until the count reaches 0; then its
+    # run_at becomes ``ready_at`` (when it asked to run) or the last parent's finish, if later.
+    # ``has_dependents`` marks a parent, so that the release trigger skips every other ending.
+    sa.Column("waiting_for", sa.Integer),
+    sa.Column("ready_at", sa.Double),
+    sa.Column("has_dependents", sa.Boolean),
     sa.Column("idempotency_key", sa.String(200)),
     sa.Column("created_at", sa.Double, nullable=False),
     sa.Column("started_at", sa.Double),
@@ -88,6 +96,38 @@ DONE_TRIGGER = (
     "CREATE TRIGGER queuelab_jobs_done AFTER UPDATE OF status ON queuelab_jobs FOR EACH ROW "
     "WHEN (NEW.awaited AND NEW.status IN ('COMPLETED', 'FAILED', 'CANCELLED') "
     "AND OLD.status IS DISTINCT FROM NEW.status) EXECUTE FUNCTION queuelab_notify_done()",
+)
+
+# Dependencies (revision 8): the UPDATE that completes a parent (an ack, a forced success)
+# counts one parent fewer for each child still waiting for it and releases the children it
+# was the last for (their run_at becomes due), then forgets those edges; on PostgreSQL it
+# also wakes the released children's workers. In the database, not in each code path that
+# completes a job: a batch ack, a forced success and any later path all release. The WHEN
+# clause skips every ending of a job that no other job waits for.
+_RELEASE_SET = (
+    "SET waiting_for = waiting_for - 1, "
+    "run_at = CASE WHEN waiting_for = 1 THEN {greatest}(ready_at, NEW.finished_at) ELSE run_at END "
+    "WHERE status = 'PENDING' AND waiting_for > 0 "
+    "AND id IN (SELECT child_id FROM queuelab_dependencies WHERE parent_id = NEW.id)"
+)
+_RELEASE_WHEN = "NEW.has_dependents AND NEW.status = 'COMPLETED' AND OLD.status <> 'COMPLETED'"
+SQLITE_RELEASE_TRIGGER = (
+    "CREATE TRIGGER IF NOT EXISTS queuelab_jobs_release AFTER UPDATE OF status ON queuelab_jobs "
+    f"FOR EACH ROW WHEN {_RELEASE_WHEN} BEGIN "
+    f"UPDATE queuelab_jobs {_RELEASE_SET.format(greatest='max')}; "
+    "DELETE FROM queuelab_dependencies WHERE parent_id = NEW.id; END",
+)
+POSTGRES_RELEASE_TRIGGER = (
+    "CREATE OR REPLACE FUNCTION queuelab_release_dependents() RETURNS trigger LANGUAGE plpgsql AS $$ "
+    "DECLARE woken integer; BEGIN "
+    f"WITH released AS (UPDATE queuelab_jobs {_RELEASE_SET.format(greatest='GREATEST')} "
+    "RETURNING queue, waiting_for) "
+    f"SELECT count(pg_notify('{NOTIFY_CHANNEL}', queue)) INTO woken "
+    "FROM (SELECT DISTINCT queue FROM released WHERE waiting_for = 0) AS due; "
+    "DELETE FROM queuelab_dependencies WHERE parent_id = NEW.id; RETURN NULL; END $$",
+    "DROP TRIGGER IF EXISTS queuelab_jobs_release ON queuelab_jobs",
+    "CREATE TRIGGER queuelab_jobs_release AFTER UPDATE OF status ON queuelab_jobs FOR EACH ROW "
+    f"WHEN ({_RELEASE_WHEN}) EXECUTE FUNCTION queuelab_release_dependents()",
 )
 
 # Literal SQL, not bound parameters: SQLite uses a partial index only when the query's
@@ -170,6 +210,16 @@ attempts = sa.Table(
 sa.Index("queuelab_attempts_job", attempts.c.job_id, attempts.c.id)
 # Throughput and outcome stats over a recent window.
 sa.Index("queuelab_attempts_finished", attempts.c.finished_at)
+
+# Dependencies not yet met (revision 8): one row per (job, parent it waits for); deleted
+# when the parent completes (RELEASE_TRIGGER), so the table holds only waiting edges.
+dependencies = sa.Table(
+    "queuelab_dependencies",
+    metadata,
+    sa.Column("child_id", sa.String(36), primary_key=True),
+    sa.Column("parent_id", sa.String(36), primary_key=True),
+)
+sa.Index("queuelab_dependencies_parent", dependencies.c.parent_id)
 
 # Manual actions (revision 5): requeue, force-success, cancel, with when and who, read with
 # the job's history; pruned with their job.
