@@ -63,6 +63,9 @@ def add_commands(commands: Any, common: Callable[[argparse.ArgumentParser], None
     submit.add_argument("--priority", type=int, default=None)
     submit.add_argument("--delay", type=float, default=None, help="seconds before it may start")
     submit.add_argument("--idempotency-key", default=None)
+    submit.add_argument(
+        "--after", action="append", default=[], metavar="JOB_ID", help="run after this job (repeatable)"
+    )
 
     requeue = command("requeue", "requeue a job, or the dead-letter queue (--dlq)", _requeue)
     requeue.add_argument("job_id", nargs="?", default=None)
@@ -156,6 +159,7 @@ def _submit(args: argparse.Namespace) -> int:
         priority=args.priority,
         delay=args.delay,
         idempotency_key=args.idempotency_key,
+        after=args.after,
     )
     if args.json:
         _print_json(_plain_job(job))

@@ -144,3 +144,15 @@ def test_the_log_level_goes_before_or_after_the_command(argv: list[str], level: 
     from queuelab.cli import _parser
 
     assert _parser().parse_args(argv).log_level == level
+
+
+def test_submit_after_from_the_shell(tmp_path: object) -> None:
+    db = ["--db", f"sqlite:///{tmp_path}/cli.db"]
+    parent = run_ok("submit", *db, "simulate").strip()
+    child = run_ok("submit", *db, "simulate", "--after", parent, "--json")
+    assert json.loads(child)["status"] == "PENDING"
+    shown = json.loads(run_ok("show", *db, json.loads(child)["id"], "--json"))
+    assert shown["waiting_for"] == 1
+    unknown = cli("submit", *db, "simulate", "--after", str(uuid.uuid4()))
+    assert unknown.returncode == 2
+    assert "after names no job with id" in unknown.stderr
