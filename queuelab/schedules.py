@@ -161,6 +161,19 @@ def tick_key(name: str, tick: float) -> str:
     return f"schedule:{name}:{datetime.fromtimestamp(tick, UTC).isoformat()}"
 
 
+def tick_of(name: str, key: str | None) -> float | None:
+    """The tick (epoch seconds) an idempotency key names if it is one of schedule ``name``'s
+    (:func:`tick_key`), else None."""
+    prefix = f"schedule:{name}:"
+    if key is None or not key.startswith(prefix):
+        return None
+    try:
+        tick = datetime.fromisoformat(key.removeprefix(prefix))
+    except ValueError:
+        return None
+    return None if tick.tzinfo is None else tick.timestamp()  # tick_key writes UTC, offset included
+
+
 def plan_ticks(spec: ScheduleSpec, next_run_at: float, now: float) -> TickPlan | None:
     """The ticks to enqueue at ``now`` for a schedule whose next tick is ``next_run_at``;
     None if that tick is still to come. Ticks at most :data:`GRACE_SECONDS` late are on

@@ -1,5 +1,6 @@
 """The lab: load experiments against a real queue (:mod:`.experiment`), load shapes
-(:mod:`.load`) and live load (:mod:`.live_load`), the lab's pandas frames (:mod:`.frames`)
+(:mod:`.load`) and live load (:mod:`.live_load`), I/O-bound drains of async tasks against
+slot threads (:mod:`.io_bound`), the lab's pandas frames (:mod:`.frames`)
 and plots (:mod:`.plots`), the autoscaling simulator (:mod:`.simulator`), the ipywidgets
 control panel (:mod:`.widgets`), the notebooks runner and the terminal demo. It uses the
 queue through its facade; nothing below imports it.

@@ -1,5 +1,5 @@
 """The lab's frames: one row per job (:func:`timeline`), and what follows from it:
-throughput, wait percentiles, per-user fairness, the dead-letter queue by error."""
+throughput, wait percentiles, per-user fairness, the dead-letter queue by error, a schedule's ticks."""
 
 from __future__ import annotations
 
@@ -167,3 +167,55 @@ def dlq_by_error(q: Queue, *, queue: str | None = None) -> pd.DataFrame:
     for column in ("first_failed", "last_failed"):
         frame[column] = pd.to_datetime(frame[column], unit="s", utc=True)
     return frame
+
+
+TICK_COLUMNS = ("tick", "jobs", "job_id", "status", "lateness", "start_lateness")
+
+
+def ticks(q: Queue, schedule: str, *, since: float | None = None, limit: int = 10_000) -> pd.DataFrame:
+    """One row per tick of the schedule named ``schedule``, from the first it enqueued (at
+    ``since`` or later, epoch seconds) to the latest, missed ticks included: ``tick`` (UTC),
+    ``jobs`` enqueued for it (0 for a tick no scheduler enqueued), and its job's ``job_id``,
+    ``status``, ``lateness`` (seconds from the tick to the job's creation, when a scheduler
+    enqueued it) and ``start_lateness`` (to the job's first start). A tick is read from its
+    job's idempotency key (``schedule:<name>:<tick>``), among the newest ``limit`` jobs of
+    the schedule's task."""
+    import pandas as pd
+
+    spec = q.get_schedule(schedule).spec
+    found = _tick_jobs(q, schedule, spec.task, since, limit)
+    grid = _tick_grid(spec.cron, spec.timezone, found["tick"])
+    frame = pd.DataFrame({"tick": pd.Series(grid, dtype=float)})
+    frame = frame.merge(found.astype({"tick": float}).drop_duplicates("tick"), on="tick", how="left")
+    frame.insert(1, "jobs", frame["tick"].map(found.groupby("tick").size()).fillna(0).astype(int))
+    frame["tick"] = pd.to_datetime(frame["tick"], unit="s", utc=True)
+    return frame[list(TICK_COLUMNS)]
+
+
+def _tick_jobs(q: Queue, schedule: str, task: str, since: float | None, limit: int) -> pd.DataFrame:
+    """The jobs of ``schedule``'s ticks (at ``since`` or later): tick (epoch seconds), job_id,
+    status, lateness, start_lateness."""
+    import pandas as pd
+
+    from queuelab.schedules import tick_of
+
+    rows = []
+    for job in q.jobs(task=task, limit=limit):
+        tick = tick_of(schedule, job.idempotency_key)
+        if tick is None or (since is not None and tick < since):
+            continue
+        started = None if job.started_at is None else job.started_at.timestamp() - tick
+        rows.append((tick, job.id, str(job.status), job.created_at.timestamp() - tick, started))
+    return pd.DataFrame(rows, columns=["tick", "job_id", "status", "lateness", "start_lateness"])
+
+
+def _tick_grid(cron: str, timezone: str, enqueued: pd.Series) -> list[float]:
+    """Every tick of ``cron`` from the first enqueued to the last (epoch seconds)."""
+    from queuelab.schedules import next_tick
+
+    if enqueued.empty:
+        return []
+    grid, last = [float(enqueued.min())], float(enqueued.max())
+    while (after := next_tick(cron, timezone, grid[-1])) <= last:
+        grid.append(after)
+    return grid

@@ -24,6 +24,10 @@ SMALL: dict[str, tuple[dict[str, Any], int]] = {
         {"BURST_JOBS": 300, "DIURNAL_RATE": 0.2, "REAL_BURST_JOBS": 150, "REAL_MAX_WORKERS": 3},
         3,
     ),
+    "07_async_and_periodic.ipynb": (
+        {"JOBS": 100, "ASYNC_CONCURRENCY": 50, "THREADS": [8], "TICK_SECONDS": 3, "TICK_WORKERS": 2},
+        2,
+    ),
 }
 
 

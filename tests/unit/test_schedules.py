@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from queuelab import InvalidArgument, InvalidSchedule
-from queuelab.schedules import GRACE_SECONDS, ScheduleSpec, check_spec, next_tick, plan_ticks, tick_key
+from queuelab.schedules import GRACE_SECONDS, ScheduleSpec, check_spec, next_tick, plan_ticks, tick_key, tick_of
 
 T0 = datetime(2027, 1, 15, 8, 0, tzinfo=UTC).timestamp()  # a whole minute
 
@@ -93,3 +93,12 @@ def test_catch_up_larger_than_the_downtime_enqueues_every_missed_tick() -> None:
 
 def test_a_tick_key_names_the_schedule_and_the_tick_in_utc() -> None:
     assert tick_key("beat", T0) == "schedule:beat:2027-01-15T08:00:00+00:00"
+
+
+def test_a_tick_key_reads_back_as_its_tick_for_its_schedule_only() -> None:
+    assert tick_of("beat", tick_key("beat", T0 + 1.5)) == T0 + 1.5
+    assert tick_of("beat", tick_key("beats", T0)) is None
+    assert tick_of("be", tick_key("beat", T0)) is None
+    assert tick_of("beat", "schedule:beat:2027-01-15T08:00:00") is None  # no offset: not a tick key
+    assert tick_of("beat", "schedule:beat:tomorrow") is None
+    assert tick_of("beat", None) is None
