@@ -467,18 +467,22 @@ class Queue(PeriodicMethods):
         """The dead-letter queue: jobs that are ``FAILED``, newest first."""
         return self.jobs(status=JobStatus.FAILED, queue=queue, task=task, limit=limit)
 
-    def stats(self) -> QueueStats:
-        return read_stats(self._runtime)
+    def stats(self, *, user_id: str | None = None) -> QueueStats:
+        """Counts by status and queue, the oldest runnable job's age, throughput and
+        outcomes of the last minute, live workers, scale events, schedules; with
+        ``user_id``, the counts, age and outcomes cover that user's jobs only."""
+        return read_stats(self._runtime, None if user_id is None else check_user_id(user_id))
 
     def jobs_frame(self, *, limit: int = 100_000) -> pd.DataFrame:
         """A pandas DataFrame of jobs (newest first), one row per job."""
         return jobs_frame(self._runtime, limit=arguments.limit(limit, bounds.MAX_FRAME_ROWS))
 
-    def completed_series(self, seconds: int = 60) -> list[int]:
+    def completed_series(self, seconds: int = 60, *, user_id: str | None = None) -> list[int]:
         """Jobs completed in each of the last ``seconds`` whole seconds, oldest first (the
-        dashboard's and the control panel's throughput plot)."""
+        dashboard's and the control panel's throughput plot); of ``user_id``'s jobs if given."""
         seconds = bounds.whole("seconds", seconds, 1, bounds.MAX_SERIES_SECONDS)
-        return completed_series(self._runtime.db, self._runtime.clock.now(), seconds)
+        user = None if user_id is None else check_user_id(user_id)
+        return completed_series(self._runtime.db, self._runtime.clock.now(), seconds, user)
 
     def runnable_backlog(self) -> dict[str, int]:
         """{queue: PENDING jobs a free worker could start now}: due, in a queue that is not

@@ -38,17 +38,19 @@ class QueueStats:
         return self.by_status.get(JobStatus.FAILED, 0)
 
 
-def read_stats(runtime: Runtime) -> QueueStats:
+def read_stats(runtime: Runtime, user_id: str | None = None) -> QueueStats:
+    """The queue's statistics; with ``user_id``, the job counts, ages and outcomes of that
+    user's jobs only (the workers, scale events and schedules are the queue's)."""
     reports = Reports(runtime.db)
     now = runtime.clock.now()
-    counts = reports.counts()
+    counts = reports.counts(user_id)
     by_status = {s.value: 0 for s in JobStatus}
     by_queue: dict[str, dict[str, int]] = {}
     for (queue, status), n in counts.items():
         by_status[status] = by_status.get(status, 0) + n
         by_queue.setdefault(queue, {s.value: 0 for s in JobStatus})[status] = n
-    oldest = reports.oldest_runnable(now)
-    outcomes = reports.outcomes_since(now - THROUGHPUT_WINDOW_SECONDS)
+    oldest = reports.oldest_runnable(now, user_id)
+    outcomes = reports.outcomes_since(now - THROUGHPUT_WINDOW_SECONDS, user_id)
     return QueueStats(
         by_status=by_status,
         by_queue=by_queue,

@@ -11,6 +11,7 @@ from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, Header, Query, Request, Response
 from fastapi.responses import FileResponse
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from fastapi.staticfiles import StaticFiles
 
 from queuelab import __version__
@@ -79,14 +80,19 @@ def create_app(queue: Queue, tokens: TokenBook | None = None, *, max_body_bytes:
 Who = Callable[..., Awaitable[Principal]]
 
 
+# The bearer scheme in the OpenAPI document, so the docs page's Authorize button sends the
+# token; errors stay ours (auto_error=False), in the API's JSON shape.
+BEARER = HTTPBearer(auto_error=False, description="a token from QUEUELAB_API_TOKENS (none on a local server)")
+
+
 def _principal_dependency(book: TokenBook) -> Who:
-    async def principal(authorization: Annotated[str | None, Header()] = None) -> Principal:
+    async def principal(credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(BEARER)]) -> Principal:
         if not book.enabled:
             return DEVELOPER
-        scheme, _, token = (authorization or "").partition(" ")
-        if scheme.lower() != "bearer" or not token.strip():
+        token = credentials.credentials.strip() if credentials is not None else ""
+        if not token:
             raise ApiError(401, "unauthorized", "send 'Authorization: Bearer <token>'", {"WWW-Authenticate": "Bearer"})
-        found = book.lookup(token.strip())
+        found = book.lookup(token)
         if found is None:
             raise ApiError(401, "unauthorized", "the bearer token is not valid", {"WWW-Authenticate": "Bearer"})
         return found
@@ -288,7 +294,9 @@ def _service_routes(app: FastAPI, queue: Queue, who: Who) -> None:
 
     @_both(app, "GET", "/api/stats/", response_model=StatsOut)
     def stats(me: Me) -> StatsOut:
-        found = queue.stats()
+        """The queue's figures; a user's token sees its own jobs' counts, ages and throughput."""
+        mine = None if me.is_admin else me.user_id
+        found = queue.stats(user_id=mine)
         workers = [
             WorkerOut(
                 id=w.id,
@@ -302,7 +310,7 @@ def _service_routes(app: FastAPI, queue: Queue, who: Who) -> None:
             )
             for w in found.live_workers
         ]
-        series = queue.completed_series()
+        series = queue.completed_series(user_id=mine)
         return StatsOut(
             by_status=found.by_status,
             by_queue=found.by_queue,

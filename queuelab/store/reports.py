@@ -40,24 +40,25 @@ class Reports:
     def __init__(self, db: Database) -> None:
         self.db = db
 
-    def counts(self) -> dict[tuple[str, str], int]:
-        """{(queue, status): number of jobs}."""
+    def counts(self, user_id: str | None = None) -> dict[tuple[str, str], int]:
+        """{(queue, status): number of jobs} (of ``user_id``'s jobs only, if given)."""
         query = sa.select(jobs.c.queue, jobs.c.status, sa.func.count()).group_by(jobs.c.queue, jobs.c.status)
         with self.db.read() as conn:
-            return {(q, s): n for q, s, n in conn.execute(query)}
+            return {(q, s): n for q, s, n in conn.execute(_of_user(query, user_id))}
 
-    def oldest_runnable(self, now: float) -> float | None:
+    def oldest_runnable(self, now: float, user_id: str | None = None) -> float | None:
         """The earliest ``run_at`` among jobs that could run now."""
         query = sa.select(sa.func.min(jobs.c.run_at)).where(IS_PENDING, jobs.c.run_at <= now)
         with self.db.read() as conn:
-            return conn.execute(query).scalar()
+            return conn.execute(_of_user(query, user_id)).scalar()
 
-    def outcomes_since(self, since: float) -> dict[str, int]:
+    def outcomes_since(self, since: float, user_id: str | None = None) -> dict[str, int]:
         """{attempt outcome: count} for attempts that finished at or after ``since``."""
-        query = (
+        query = _attempts_of_user(
             sa.select(attempts.c.outcome, sa.func.count())
             .where(attempts.c.finished_at >= since)
-            .group_by(attempts.c.outcome)
+            .group_by(attempts.c.outcome),
+            user_id,
         )
         with self.db.read() as conn:
             counts = {str(o): n for o, n in conn.execute(query)}
@@ -118,14 +119,15 @@ def job_facts(db: Database, settings: Settings, job_id: str, now: float, worker_
     return JobFacts(job, now, paused, int(running), quota, live_queues, int(ahead), parents)
 
 
-def completed_series(db: Database, now: float, seconds: int = 60) -> list[int]:
+def completed_series(db: Database, now: float, seconds: int = 60, user_id: str | None = None) -> list[int]:
     """Jobs completed in each of the last ``seconds`` whole seconds, oldest first."""
     start = int(now) - seconds + 1
     second = sa.cast(attempts.c.finished_at, sa.Integer) if db.is_sqlite else sa.func.floor(attempts.c.finished_at)
-    query = (
+    query = _attempts_of_user(
         sa.select(second.label("second"), sa.func.count())
         .where(attempts.c.finished_at >= start, attempts.c.outcome == AttemptOutcome.COMPLETED.value)
-        .group_by(second)
+        .group_by(second),
+        user_id,
     )
     with db.read() as conn:
         counts = {int(s): int(n) for s, n in conn.execute(query)}
@@ -151,3 +153,14 @@ def runnable_backlog(db: Database, now: float) -> dict[str, int]:
             if full:
                 query = query.where(jobs.c.user_id.not_in(full))
         return {name: int(n) for name, n in conn.execute(query.group_by(jobs.c.queue))}
+
+
+def _of_user(query: sa.Select[Any], user_id: str | None) -> sa.Select[Any]:
+    return query if user_id is None else query.where(jobs.c.user_id == user_id)
+
+
+def _attempts_of_user(query: sa.Select[Any], user_id: str | None) -> sa.Select[Any]:
+    """``query`` over attempts, narrowed to the attempts of ``user_id``'s jobs if given."""
+    if user_id is None:
+        return query
+    return query.where(attempts.c.job_id.in_(sa.select(jobs.c.id).where(jobs.c.user_id == user_id)))
