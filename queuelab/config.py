@@ -19,6 +19,7 @@ from queuelab.limits import RATE_FORM, RateLimit
 
 DEFAULT_DATABASE_URL = "sqlite:///queuelab.db"
 SQLITE_SYNCHRONOUS_MODES = ("OFF", "NORMAL", "FULL", "EXTRA")
+POSTGRES_POOLING_MODES = ("session", "transaction")
 MAX_PREFETCH = bounds.MAX_PREFETCH  # kept here for widgets.py, which reads it from config
 
 
@@ -49,6 +50,11 @@ class Settings:
     max_active_per_user: int | None = None  # PENDING + RUNNING
     max_running_per_user: int | None = None  # RUNNING, enforced in the claim
     redis_url: str | None = None  # run the submission rate limiter in Redis
+    # PostgreSQL behind a pooler: "transaction" (PgBouncer's transaction pooling) turns off
+    # server-side prepared statements, and LISTEN (which needs a session of its own) goes to
+    # ``listen_url``, a direct connection, or, without one, idle workers and waiters poll.
+    postgres_pooling: str = "session"
+    listen_url: str | None = None
 
     def __post_init__(self) -> None:
         """Parse and check every field; keep the parsed form (``"12"`` → 12.0). A field still
@@ -140,6 +146,22 @@ def _url(name: str, value: Any) -> str:
     return text
 
 
+def _pooling(name: str, value: Any) -> str:
+    text = str(value).strip().lower()
+    if text not in POSTGRES_POOLING_MODES:
+        raise ConfigError(f"{name} must be one of {', '.join(POSTGRES_POOLING_MODES)}, got {value!r}")
+    return text
+
+
+def _listen_url(name: str, value: Any) -> str | None:
+    text = str(value).strip() if value is not None else ""
+    if not text or text.lower() == "none":
+        return None
+    if not text.startswith(("postgresql:", "postgresql+psycopg:", "postgres:")):
+        raise ConfigError(f"{name} must be a PostgreSQL URL (postgresql://user@host:5432/db), got {value!r}")
+    return text
+
+
 def _synchronous(name: str, value: Any) -> str:
     text = str(value).strip().upper()
     if text not in SQLITE_SYNCHRONOUS_MODES:
@@ -204,6 +226,8 @@ _PARSERS: dict[str, Callable[[str, Any], Any]] = {
     "retry_max_seconds": _seconds(bounds.MAX_RETRY_DELAY_SECONDS, zero_ok=True),
     "max_payload_bytes": _integer(bounds.MIN_PAYLOAD_BYTES, bounds.MAX_PAYLOAD_BYTES),
     "sqlite_synchronous": _synchronous,
+    "postgres_pooling": _pooling,
+    "listen_url": _listen_url,
     "sqlite_busy_timeout_seconds": _seconds(bounds.MAX_WAIT_SECONDS),
     "poll_interval_seconds": _seconds(bounds.MAX_WAIT_SECONDS),
     "prefetch": _prefetch,

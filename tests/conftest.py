@@ -114,6 +114,35 @@ def postgres_database_url() -> Iterator[str]:
     admin.dispose()
 
 
+@pytest.fixture
+def pgbouncer_url(postgres_database_url: str) -> str:
+    """A database of the test's own, reached through PgBouncer in transaction pooling mode
+    (QUEUELAB_TEST_PGBOUNCER_URL: its address, e.g. postgresql+psycopg://postgres@127.0.0.1:6432/;
+    `.ci/run` starts one). Skips with the reason where none answers; fails under CI."""
+    given = os.environ.get("QUEUELAB_TEST_PGBOUNCER_URL", "")
+    problem = "QUEUELAB_TEST_PGBOUNCER_URL is not set" if not given else None
+    url = ""
+    if given:
+        url = (
+            sa.make_url(given)
+            .set(database=sa.make_url(postgres_database_url).database)
+            .render_as_string(hide_password=False)
+        )
+        engine = sa.create_engine(url, poolclass=sa.pool.NullPool, connect_args={"prepare_threshold": None})
+        try:
+            with engine.connect() as conn:
+                conn.execute(sa.text("SELECT 1"))
+        except Exception as exc:  # any failure to reach it is the reason to report
+            problem = f"PgBouncer not reachable at {given}: {str(exc).splitlines()[0]}"
+        finally:
+            engine.dispose()
+    if problem is not None:
+        if os.environ.get("CI"):
+            pytest.fail(f"{problem} (CI must run the PgBouncer tests: .ci/run starts one)")
+        pytest.skip(f"{problem}; start PgBouncer in transaction mode (see .ci/pgbouncer.sh) to run these tests")
+    return url
+
+
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
 def db_url(request: pytest.FixtureRequest) -> str:
     """A fresh, empty database of each kind."""

@@ -43,9 +43,11 @@ from queuelab.store.wakeup import (
     SQLITE_IDLE_POLL_SECONDS,
     SQLITE_POLL_SECONDS,
     Listener,
+    hidden,
 )
 
 FALLBACK_SECONDS = 1.0  # PostgreSQL: every waited job is re-read this often anyway
+POLL_SECONDS = 0.1  # PostgreSQL without a LISTEN connection: how often waited jobs are re-read
 IDLE_SECONDS = 3600.0  # nobody waits: the thread sleeps until a watch wakes it
 _ENDED = [status.value for status in TERMINAL_STATUSES]
 
@@ -98,8 +100,8 @@ class Completions(Looper):
         workers of its queue, as a submit does, so none goes idle past it."""
         if self._db.is_sqlite:
             return
-        assert self._listener is not None
-        self._listener.tried.wait(FIRST_CONNECT_WAIT_SECONDS)
+        if self._listener is not None:
+            self._listener.tried.wait(FIRST_CONNECT_WAIT_SECONDS)
         mark = (
             sa.update(jobs)
             .where(jobs.c.id == job_id, jobs.c.status.in_(["PENDING", "RUNNING"]), jobs.c.awaited.is_not(True))
@@ -133,9 +135,9 @@ class Completions(Looper):
             idle = not self._waiting
         if idle:
             return IDLE_SECONDS
-        if not self._db.is_sqlite:
+        if not self._db.is_sqlite:  # not listening (no LISTEN behind a pooler, or it is down): poll
             listening = self._listener is not None and self._listener.failures == 0
-            return self.every if listening else min(self.every, 0.1)
+            return self.every if listening else min(self.every, POLL_SECONDS)
         fast = time.monotonic() - self._busy_since < SQLITE_FAST_POLL_FOR_SECONDS
         return SQLITE_POLL_SECONDS if fast else SQLITE_IDLE_POLL_SECONDS
 
@@ -159,10 +161,9 @@ class Completions(Looper):
                 if self._sqlite is None:
                     # A private connection: data_version moves only for other connections' commits.
                     self._sqlite = sqlite3.connect(self._db.sqlite_path, isolation_level=None, check_same_thread=False)
-            elif self._listener is None:
-                dsn = self._db.url.set(drivername="postgresql").render_as_string(hide_password=False)
+            elif self._listener is None and (dsn := self._db.listen_dsn()) is not None:
                 self._listener = Listener(
-                    dsn, self._db.describe(), self.wake, channel=DONE_CHANNEL, on_payload=self._wake_callers
+                    dsn, hidden(dsn), self.wake, channel=DONE_CHANNEL, on_payload=self._wake_callers
                 ).start()
             self.start()
 

@@ -50,7 +50,7 @@ class Database:
         self._writer: AbstractContextManager[Any] = contextlib.nullcontext()
         self.url = _normalise_url(settings.database_url)
         self.dialect = "sqlite" if self.url.get_backend_name() == "sqlite" else "postgresql"
-        self.engine = _sqlite_engine(self.url, settings) if self.is_sqlite else _postgres_engine(self.url)
+        self.engine = _sqlite_engine(self.url, settings) if self.is_sqlite else _postgres_engine(self.url, settings)
         if self.is_sqlite:
             self._writer = threading.Lock()
         try:
@@ -69,6 +69,19 @@ class Database:
 
     def describe(self) -> str:
         return self.url.render_as_string(hide_password=True)
+
+    def listen_dsn(self) -> str | None:
+        """Where a ``LISTEN`` connection goes (PostgreSQL): ``listen_url`` if set; else the
+        database, unless it is reached through a transaction pooler, where a LISTEN would
+        hear nothing (its server connection goes back to the pool): then None, and whoever
+        would listen polls instead."""
+        if self.settings.listen_url is not None:
+            url = sa.make_url(self.settings.listen_url)
+        elif self.settings.postgres_pooling == "transaction":
+            return None
+        else:
+            url = self.url
+        return url.set(drivername="postgresql").render_as_string(hide_password=False)
 
     @contextmanager
     def write(self) -> Iterator[Connection]:
@@ -279,8 +292,11 @@ def _begin_immediate_fast(raw: Any) -> bool:
         ceiling = min(ceiling * 2, 0.005)
 
 
-def _postgres_engine(url: sa.URL) -> Engine:
-    engine = sa.create_engine(url, pool_size=8, max_overflow=32)
+def _postgres_engine(url: sa.URL, settings: Settings) -> Engine:
+    # Behind a transaction pooler, consecutive transactions may run on different server
+    # connections: a statement psycopg prepared on one is unknown on the next.
+    args = {"prepare_threshold": None} if settings.postgres_pooling == "transaction" else {}
+    engine = sa.create_engine(url, pool_size=8, max_overflow=32, connect_args=args)
 
     @event.listens_for(engine, "checkout")
     def _drop_dead(dbapi_conn: Any, _record: Any, _proxy: Any) -> None:

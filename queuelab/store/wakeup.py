@@ -23,6 +23,7 @@ from collections.abc import Callable
 from typing import Any, Protocol
 
 import psycopg
+import sqlalchemy as sa
 
 from queuelab.errors import StoreError
 from queuelab.looper import Looper
@@ -107,8 +108,16 @@ class SqliteWakeup:
 class PostgresWakeup:
     def __init__(self, db: Database) -> None:
         self._event = threading.Event()
-        dsn = db.url.set(drivername="postgresql").render_as_string(hide_password=False)
-        self._listener = Listener(dsn, db.describe(), self._event.set).start()
+        dsn = db.listen_dsn()
+        self._listener = None if dsn is None else Listener(dsn, hidden(dsn), self._event.set).start()
+        if self._listener is None:
+            log.warning(
+                "%s is reached through a transaction pooler and no listen_url is set: idle workers "
+                "poll every poll_interval_seconds (%gs) instead of waking at each submit",
+                db.describe(),
+                db.settings.poll_interval_seconds,
+            )
+            return
         # LISTEN before the first claim, so a submit after it is not missed; but a server
         # that does not answer does not hold up the worker (it polls meanwhile).
         self._listener.tried.wait(FIRST_CONNECT_WAIT_SECONDS)
@@ -127,7 +136,13 @@ class PostgresWakeup:
 
     def close(self) -> None:
         self._event.set()
-        self._listener.stop(timeout=2.0)
+        if self._listener is not None:
+            self._listener.stop(timeout=2.0)
+
+
+def hidden(dsn: str) -> str:
+    """``dsn`` for a log line: its password hidden."""
+    return sa.make_url(dsn).render_as_string(hide_password=True)
 
 
 class Listener(Looper):

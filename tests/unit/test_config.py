@@ -41,6 +41,8 @@ PRECEDENCE_CASES = [
     ("sqlite_synchronous", "full", "FULL", "off", "OFF"),
     ("database_url", "sqlite:///from-env.db", "sqlite:///from-env.db", "sqlite:///kw.db", "sqlite:///kw.db"),
     ("retention_seconds", "60", 60.0, 120, 120.0),
+    ("postgres_pooling", "Transaction", "transaction", "session", "session"),
+    ("listen_url", "postgresql://a@h/db", "postgresql://a@h/db", "postgresql://b@h/db", "postgresql://b@h/db"),
 ]
 
 
@@ -165,6 +167,8 @@ CONSTRUCTED_BADLY = [
     ("sqlite_synchronous", "FAST", "one of OFF, NORMAL, FULL, EXTRA"),
     ("max_running_per_user", -3, "a whole number between 0 and 1000000000"),
     ("rate_limit", "lots", "N/unit"),
+    ("postgres_pooling", "statement", "one of session, transaction"),
+    ("listen_url", "sqlite:///x.db", "a PostgreSQL URL (postgresql://user@host:5432/db)"),
 ]
 
 
