@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import multiprocessing as mp
 import threading
+from functools import partial
 from collections.abc import Callable
 from typing import Any
 
@@ -104,7 +105,7 @@ def test_a_requeue_racing_the_rescue_that_dead_letters_the_job(queue: Queue, clo
         assert lease.job_id == job.id
         clock.advance(10)  # the lease has expired
         rescued, requeued = _together(
-            lambda: runtime.leases.rescue(clock.now(), runtime.decide), lambda: queue.requeue(job.id, by="ops")
+            lambda: runtime.leases.rescue(clock.now(), runtime.decide), partial(queue.requeue, job.id, by="ops")
         )
         final = queue.get(job.id)
         assert rescued == 1
@@ -132,8 +133,8 @@ def test_a_forced_success_racing_the_ack_of_the_running_attempt(queue: Queue, cl
         job = queue.submit("step")
         (lease,) = runtime.leases.claim("w", None, 1, clock.now())
         acked, forced = _together(
-            lambda: runtime.leases.ack(lease, Complete("worker"), "w", clock.now()),
-            lambda: queue.force_success(job.id, "ops", by="ops"),
+            partial(runtime.leases.ack, lease, Complete("worker"), "w", clock.now()),
+            partial(queue.force_success, job.id, "ops", by="ops"),
         )
         final = queue.get(job.id)
         assert acked is None  # the ack was never refused
