@@ -14,8 +14,8 @@ from __future__ import annotations
 
 import multiprocessing as mp
 import threading
-from functools import partial
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 import pytest
