@@ -12,7 +12,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
-from queuelab import cli_jobs, cli_schedules
+from queuelab import cli_jobs, cli_schedules, logs
 from queuelab.errors import InvalidArgument, QueuelabError
 from queuelab.queue import Queue, load_queue
 from queuelab.runtime.autoscale import Resizable, ScalePolicy
@@ -24,10 +24,8 @@ LOG_LEVELS = ["debug", "info", "warning", "error"]
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    logging.basicConfig(
-        level=args.log_level.upper(), format="%(asctime)s %(process)d %(name)s %(levelname)s %(message)s"
-    )
     try:
+        logs.configure(args.log_level, args.log_format)
         return int(args.command(args) or 0)
     except QueuelabError as exc:
         print(f"queuelab: error: {exc}", file=sys.stderr)
@@ -36,7 +34,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m queuelab", description=__doc__)
-    parser.add_argument("--log-level", default="info", choices=LOG_LEVELS)
+    parser.add_argument("--log-level", default=None, choices=LOG_LEVELS, help="default: QUEUELAB_LOG_LEVEL, else info")
+    parser.add_argument(
+        "--log-format", default=None, choices=logs.FORMATS, help="default: QUEUELAB_LOG_FORMAT, else text"
+    )
     commands = parser.add_subparsers(required=True, metavar="COMMAND")
 
     worker = commands.add_parser("worker", help="run a worker pool until SIGTERM or SIGINT")
@@ -113,6 +114,7 @@ def _common(parser: argparse.ArgumentParser) -> None:
     # Also after the command (`queuelab worker --log-level debug`); SUPPRESS keeps a value
     # given before it.
     parser.add_argument("--log-level", default=argparse.SUPPRESS, choices=LOG_LEVELS)
+    parser.add_argument("--log-format", default=argparse.SUPPRESS, choices=logs.FORMATS)
     parser.add_argument("--app", default=None, help="MODULE:ATTR naming a Queue whose tasks to load")
 
 

@@ -11,6 +11,7 @@ import sys
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 
+from queuelab import logs
 from queuelab.api.app import create_app
 from queuelab.api.auth import TokenBook, is_loopback
 from queuelab.config import Settings
@@ -48,12 +49,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         help=f"default cap on a user's PENDING + RUNNING jobs; 'none' or 0 switches it off (default: the "
         f"queue's setting, e.g. QUEUELAB_MAX_ACTIVE_PER_USER, else {SERVER_MAX_ACTIVE})",
     )
-    parser.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
-    args = parser.parse_args(argv)
-    logging.basicConfig(
-        level=args.log_level.upper(), format="%(asctime)s %(process)d %(name)s %(levelname)s %(message)s"
+    parser.add_argument("--log-level", default=None, choices=logs.LEVELS, help="default: QUEUELAB_LOG_LEVEL, else info")
+    parser.add_argument(
+        "--log-format", default=None, choices=logs.FORMATS, help="default: QUEUELAB_LOG_FORMAT, else text"
     )
+    parser.add_argument("--no-access-log", action="store_true", help="no line per request (on by default, at INFO)")
+    args = parser.parse_args(argv)
     try:
+        logs.configure(args.log_level, args.log_format)
         return serve(args)
     except QueuelabError as exc:
         print(f"queuelab.api: error: {exc}", file=sys.stderr)
@@ -118,7 +121,11 @@ def serve(args: argparse.Namespace) -> int:
     # the handler it found installed; a no-op one lets the process finish and exit 0.
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: None)
-    uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level, access_log=False)
+    # log_config=None: uvicorn's loggers go through ours (one format, redaction, JSON if asked).
+    level = logs.current()[0]
+    uvicorn.run(
+        app, host=args.host, port=args.port, log_level=level, log_config=None, access_log=not args.no_access_log
+    )
     q.close()
     return 0
 

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 
 from queuelab.clock import Clock, SystemClock
 from queuelab.config import Settings
+from queuelab.logs import job_fields
 from queuelab.models import Lease, RetryPolicy
 from queuelab.policy import DeadLetter, Decision, Outcome, Retry, decide_for, policy_for
 from queuelab.schedules import ScheduleSpec
@@ -115,16 +116,23 @@ class Runtime:
 
 
 def _log_decision(lease: Lease, decision: Decision, now: float) -> None:
-    """One line per attempt that did not succeed (a retry: WARNING; the dead-letter queue:
-    ERROR), and per success at DEBUG: what failed shows in the worker's log, not only in
-    the database."""
+    """One line per attempt's end, with the job's fields (see :mod:`queuelab.logs`): a
+    success at INFO with its run time, a retry at WARNING with when, the dead-letter queue
+    at ERROR with why: what happened shows in the worker's log, not only in the database."""
+    fields = job_fields(lease)
     if isinstance(decision, Retry):
         level, then = logging.WARNING, f"retry in {max(0.0, decision.run_at - now):.1f}s"
+        fields["retry_at"] = decision.run_at
     elif isinstance(decision, DeadLetter):
         level, then = logging.ERROR, f"to the dead-letter queue ({decision.reason})"
+        fields["reason"] = decision.reason
     else:
-        log.debug("job %s (%s) attempt %d completed", lease.job_id, lease.task, lease.attempt)
+        if log.isEnabledFor(logging.INFO):
+            fields["seconds"] = round(max(0.0, now - lease.started_at), 6)
+            done = (lease.job_id, lease.task, lease.attempt, fields["seconds"])
+            log.info("job %s (%s) attempt %d completed in %.3fs", *done, extra={"fields": fields})
         return
     error = decision.error
+    fields["error_type"] = error.error_type
     where = (lease.job_id, lease.task, lease.attempt, error.error_type, error.message, then)
-    log.log(level, "job %s (%s) attempt %d failed: %s: %s; %s", *where)
+    log.log(level, "job %s (%s) attempt %d failed: %s: %s; %s", *where, extra={"fields": fields})

@@ -22,7 +22,7 @@ from multiprocessing.process import BaseProcess
 from types import TracebackType
 from typing import Any, Literal
 
-from queuelab import bounds
+from queuelab import bounds, logs
 from queuelab.bounds import Prefetch
 from queuelab.config import Settings
 from queuelab.errors import InvalidArgument
@@ -46,6 +46,7 @@ class ChildSpec:
     task_refs: tuple[tuple[str, str, str], ...]  # (task name, module, qualified name)
     queues: tuple[str, ...] | None
     log_level: int = logging.INFO
+    log_format: str = "text"
 
 
 def check_pool_args(
@@ -233,6 +234,7 @@ class ProcessPool(Pool):
                 tuple(_ref(t) for t in self._custom),
                 self.queues,
                 logging.getLogger().getEffectiveLevel(),
+                logs.current()[1],
             )
             args = (spec, None, None, None)
         child: BaseProcess = self._ctx.Process(target=_child_main, args=args, name="queuelab-worker", daemon=False)
@@ -284,7 +286,7 @@ def _child_main(
         tasks = tuple(load_task(*ref) for ref in spec.task_refs)
     assert settings is not None
     assert tasks is not None
-    _configure_child_logging(spec.log_level if spec is not None else logging.getLogger().getEffectiveLevel())
+    _configure_child_logging(spec)
     runtime = Runtime(settings)
     for task in tasks:
         runtime.tasks.add(task)
@@ -299,6 +301,7 @@ def _child_main(
     runtime.close()
 
 
-def _configure_child_logging(level: int) -> None:
-    if not logging.getLogger().handlers:
-        logging.basicConfig(level=level, format="%(asctime)s %(process)d %(name)s %(levelname)s %(message)s")
+def _configure_child_logging(spec: ChildSpec | None) -> None:
+    """A spawned worker process logs as its parent does (a forked one inherits it)."""
+    if spec is not None and not logging.getLogger().handlers:
+        logs.configure(logging.getLevelName(spec.log_level).lower(), spec.log_format)

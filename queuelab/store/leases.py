@@ -9,6 +9,7 @@ its late ack matches nothing and raises :class:`LeaseLost` (or is reported as lo
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Callable, Container, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -18,6 +19,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from queuelab.errors import LeaseLost, WorkerLost
+from queuelab.logs import job_fields
 from queuelab.models import AttemptOutcome, Lease
 from queuelab.policy import Complete, DeadLetter, Decision, Errored, Retry
 from queuelab.store import direct
@@ -26,6 +28,8 @@ from queuelab.store.claims import ClaimFilter, claim, lease_from_row
 from queuelab.store.database import Database
 from queuelab.store.limits import cache_for, running_quotas
 from queuelab.store.schema import IS_PENDING, IS_RUNNING, jobs
+
+log = logging.getLogger("queuelab.jobs")
 
 # A rescue hands a job back without spending its attempt when its worker had claimed it
 # ahead and not recorded its start; this many times at most. The start of a job claimed
@@ -134,7 +138,7 @@ class LeaseStore:
         """:meth:`release` for several jobs in one transaction; the number released.
         ``started=False``: jobs claimed but never started (a prefetching worker's), whose
         history rows then have no start time."""
-        released = 0
+        released, handed = 0, []
         with self.db.write() as conn:
             for lease in leases:
                 if conn.execute(st.RELEASE, _held(lease)).rowcount != 1:
@@ -145,8 +149,17 @@ class LeaseStore:
                     st.RECORD_ATTEMPT, _attempt_row(lease.job_id, lease.attempt, worker_id, outcome, began, now)
                 )
                 released += 1
+                handed.append(lease)
             for queue in sorted({lease.queue for lease in leases}) if released else ():
                 self.db.notify(conn, queue)
+        for lease in handed:
+            log.info(
+                "job %s (%s) handed back unspent by worker %s",
+                lease.job_id,
+                lease.task,
+                worker_id,
+                extra={"fields": job_fields(lease)},
+            )
         return released
 
     def rescue(self, now: float, decide: RescueDecider, limit: int = 100) -> int:

@@ -134,13 +134,13 @@ def test_a_submit_refused_by_a_limit_exits_5(tmp_path: object) -> None:
 @pytest.mark.parametrize(
     ("argv", "level"),
     [
-        (["stats"], "info"),
+        (["stats"], None),  # not given: QUEUELAB_LOG_LEVEL, else info (queuelab.logs)
         (["--log-level", "warning", "stats"], "warning"),
         (["stats", "--log-level", "debug"], "debug"),  # after the command too
         (["--log-level", "error", "worker", "--log-level", "debug"], "debug"),  # the nearer one wins
     ],
 )
-def test_the_log_level_goes_before_or_after_the_command(argv: list[str], level: str) -> None:
+def test_the_log_level_goes_before_or_after_the_command(argv: list[str], level: str | None) -> None:
     from queuelab.cli import _parser
 
     assert _parser().parse_args(argv).log_level == level

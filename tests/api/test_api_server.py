@@ -3,12 +3,14 @@ worker processes, on SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
+import json
 import signal
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
+import sqlalchemy as sa
 
 from tests.support.apiserver import api_server
 from tests.support.helpers import WorkerProcess, wait_until
@@ -109,3 +111,24 @@ def test_flags_change_or_switch_off_the_servers_limits(sqlite_url: str, tmp_path
         QUEUELAB_MAX_ACTIVE_PER_USER="",
     ) as base:
         assert all(submit_as(base, "dan").status_code == 201 for _ in range(70))  # 2 stored before: 72 active
+
+
+def test_the_server_logs_json_lines_with_access_and_job_events_and_no_secret(postgres_url: str, tmp_path: Path) -> None:
+    """`--log-format json` at debug: every line is a JSON object; each request has an access
+    line; a job's completion has its fields; neither the token nor the database password
+    appears anywhere (trust auth accepts any password, so the URL can carry one)."""
+    token, password = "sekrit-token-0123456789", "hunter2-password"
+    url = sa.make_url(postgres_url).set(password=password).render_as_string(hide_password=False)
+    log = tmp_path / "api.log"
+    env = {"QUEUELAB_API_TOKENS": f"{token}:alice:admin"}
+    with api_server(url, log, "--log-level", "debug", "--log-format", "json", workers=1, mode="thread", **env) as base:
+        headers = {"Authorization": f"Bearer {token}"}
+        job = httpx.post(f"{base}/api/submit/", json={"payload": {"duration": 0}}, headers=headers).json()["job_id"]
+        done = httpx.get(f"{base}/api/status/{job}/", params={"wait": 60}, headers=headers).json()
+        assert done["status"] == "COMPLETED"
+    text = log.read_text()
+    lines = [json.loads(line) for line in text.splitlines() if line.strip()]
+    assert any(line["logger"] == "uvicorn.access" and "POST /api/submit/" in line["message"] for line in lines)
+    assert any(line.get("job_id") == job and "completed" in line["message"] for line in lines)
+    assert token not in text
+    assert password not in text
