@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Literal, overload
 
-from queuelab import arguments, bounds
+from queuelab import arguments, bounds, throttles
 from queuelab.arguments import UNSET, Unset
 from queuelab.bounds import Prefetch
 from queuelab.clock import Clock
@@ -37,6 +37,7 @@ from queuelab.store.scaling import ScaleEvent, ScaleLog
 from queuelab.store.timeline import TimelineRows, attempt_rows, dlq_errors, job_rows, status_counts
 from queuelab.submission import Submission, build_row, check_queue, check_user_id, pending_job, without_check
 from queuelab.tasks import PayloadCheck, Task
+from queuelab.throttles import Throttle
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -326,6 +327,30 @@ class Queue(PeriodicMethods):
     def limits(self, user_id: str = "*") -> UserLimits:
         """The limits that apply to ``user_id`` (``"*"``: to a user with no overrides)."""
         return self._runtime.limits.effective([user_id])[user_id]
+
+    def set_throttle(
+        self,
+        throttle: RateLimit | str | None,
+        *,
+        task: str | None = None,
+        queue: str | None = None,
+        user: str | None = None,
+    ) -> Throttle | None:
+        """At most N starts per sliding window (``"100/minute"``) of the jobs of one task,
+        queue or user, across every worker; None or ``"none"`` removes the throttle. A
+        throttled job stays PENDING and spends no attempt; ``explain`` says when it can start."""
+        scope, name = throttles.target(task, queue, user)
+        if scope == throttles.Scope.QUEUE:
+            check_queue(name)
+        elif scope == throttles.Scope.USER:
+            check_user_id(name)
+        rate = throttle if isinstance(throttle, RateLimit) else throttles.parse(throttle)
+        self._runtime.limits.set_throttle(scope, name, rate, self._runtime.clock.now())
+        return None if rate is None else throttles.Throttle(scope, name, rate)
+
+    def throttles(self) -> list[Throttle]:
+        """Every execution throttle set, as stored."""
+        return self._runtime.limits.throttles()
 
     def pause(self, queue: str) -> None:
         """Stop workers from starting jobs of ``queue`` (running ones finish)."""

@@ -15,7 +15,7 @@ import sqlalchemy as sa
 SCHEMA_VERSION = 1
 # Bumped with each such addition, so that opening an older database (whose revision is
 # lower or unset) adds it; a database at this revision is opened with one catalog read.
-SCHEMA_REVISION = 7
+SCHEMA_REVISION = 8
 NOTIFY_CHANNEL = "queuelab_jobs"
 # PostgreSQL: a job that someone waits for (``awaited``) sends its id on this channel when
 # it finishes (the trigger below), so ``Queue.wait`` needs no polling.
@@ -274,3 +274,30 @@ schedules = sa.Table(
     sa.Column("created_at", sa.Double, nullable=False),
     sa.Column("updated_at", sa.Double, nullable=False),
 )
+
+# Execution throttles (revision 8): at most ``count`` starts per sliding ``window_seconds``
+# of the jobs of one task, queue or user (``scope``, ``name``), across every worker. Few rows:
+# every claim reads them all, through the limits snapshot (store/limits.py).
+throttles = sa.Table(
+    "queuelab_throttles",
+    metadata,
+    sa.Column("scope", sa.String(16), primary_key=True),  # task, queue or user
+    sa.Column("name", sa.String(200), primary_key=True),
+    sa.Column("count", sa.Integer, nullable=False),
+    sa.Column("window_seconds", sa.Double, nullable=False),
+    sa.Column("updated_at", sa.Double, nullable=False),
+)
+
+# The starts a throttle counts (revision 8): one row per claimed job and throttle key
+# ("task:send_email"), written by the claim that took the job, in its transaction; pruned by
+# the claims once far out of the window. Only throttled jobs have rows: a queue without
+# throttles writes none.
+starts = sa.Table(
+    "queuelab_starts",
+    metadata,
+    sa.Column("id", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True, autoincrement=True),
+    sa.Column("key", sa.String(220), nullable=False),
+    sa.Column("at", sa.Double, nullable=False),
+)
+# A throttle counts one key's starts after a time: a range scan of this index.
+sa.Index("queuelab_starts_key_at", starts.c.key, starts.c.at)

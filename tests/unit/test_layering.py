@@ -30,6 +30,7 @@ VALUES = (
     "submission",
     "looper",
     "schedules",
+    "throttles",
 )
 FACADE = ("queue", "arguments", "stats", "explain", "testing", "periodic")
 # Rank of each layer; a module may import ranks <= its own.
