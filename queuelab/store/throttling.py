@@ -65,7 +65,7 @@ def plan(
     skip: dict[Scope, list[str]] = {scope: [] for scope in Scope}
     counted = []
     for throttle in throttles:
-        if not _relevant(throttle, queues, tasks):
+        if not relevant(throttle, queues, tasks):
             continue
         n = started.get(throttle.key)
         left = 0 if n is None else room(throttle.rate, n)
@@ -77,7 +77,7 @@ def plan(
     return HoldBack(tuple(skip[Scope.TASK]), tuple(skip[Scope.QUEUE]), tuple(skip[Scope.USER]), limit, tuple(counted))
 
 
-def _relevant(throttle: Throttle, queues: Sequence[str] | None, tasks: Sequence[str] | None) -> bool:
+def relevant(throttle: Throttle, queues: Sequence[str] | None, tasks: Sequence[str] | None) -> bool:
     if throttle.scope == Scope.TASK:
         return tasks is None or throttle.name in tasks
     if throttle.scope == Scope.QUEUE:
@@ -95,7 +95,7 @@ def hold_back(
     now: float,
 ) -> HoldBack:
     """Lock (PostgreSQL), count and :func:`plan`, inside the claim's transaction."""
-    mine = [t for t in throttles if _relevant(t, queues, tasks)]
+    mine = [t for t in throttles if relevant(t, queues, tasks)]
     if not mine:
         return HoldBack(limit=limit)
     locked = _try_locks(conn, db, [t.key for t in mine])

@@ -141,3 +141,18 @@ def test_opening_a_revision_7_database_adds_the_throttle_tables(db_url: str) -> 
         found = conn.execute(sa.select(meta.c.value).where(meta.c.key == "schema_revision")).scalar_one()
     assert int(found) == SCHEMA_REVISION == 8
     q.close()
+
+
+def test_an_idle_worker_learns_when_a_full_throttle_frees(tasked: Queue, clock: FakeClock) -> None:
+    leases = internals(tasked).leases
+    assert not leases.claims_held_back()  # nothing set: workers prefetch as before
+    tasked.set_throttle("2/10s", task="call_api")
+    assert leases.claims_held_back()
+    submit(tasked, "call_api", 3)
+    start = clock.now()
+    claim(tasked, 1)
+    assert leases.throttle_frees_at(None, None, start + 1.0) is None  # room left: not held back
+    clock.set(start + 4.0)
+    claim(tasked, 1)
+    assert leases.throttle_frees_at(None, None, start + 5.0) == pytest.approx(start + 10.0)
+    assert leases.throttle_frees_at(None, ["other"], start + 5.0) is None  # not this worker's task
