@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -11,8 +12,10 @@ from queuelab.config import Settings
 from queuelab.limits import enabled
 from queuelab.models import AttemptOutcome, Job, JobStatus
 from queuelab.store.database import Database
-from queuelab.store.limits import effective, paused_queues
+from queuelab.store.limits import effective, paused_queues, read_snapshot
 from queuelab.store.schema import IS_PENDING, IS_RUNNING, attempts, jobs, workers
+from queuelab.store.throttling import count_started, next_free_at
+from queuelab.throttles import Throttle, matches
 
 FRAME_COLUMNS = (
     "id",
@@ -85,6 +88,14 @@ class JobFacts:
     user_max_running: int | None
     live_worker_queues: list[str]  # each worker's queue list ("*" = all)
     ahead: int  # runnable jobs that would be claimed before it (capped)
+    throttled: Throttled | None = None  # the full throttle that holds it back, if any
+
+
+@dataclass(frozen=True, slots=True)
+class Throttled:
+    throttle: Throttle
+    started: int  # starts in the window now
+    frees_at: float  # when the next start fits
 
 
 POSITION_CAP = 10_000
@@ -112,7 +123,21 @@ def job_facts(db: Database, settings: Settings, job_id: str, now: float, worker_
             )
             capped = sa.select(jobs.c.id).where(IS_PENDING, jobs.c.run_at <= now, before).limit(POSITION_CAP)
             ahead = conn.execute(sa.select(sa.func.count()).select_from(capped.subquery())).scalar_one()
-    return JobFacts(job, now, paused, int(running), quota, live_queues, int(ahead))
+        throttled = _throttled(conn, job, now)
+    return JobFacts(job, now, paused, int(running), quota, live_queues, int(ahead), throttled)
+
+
+def _throttled(conn: Any, job: Job, now: float) -> Throttled | None:
+    """The throttle of the job's task, queue or user that is full now, and when it frees
+    (the latest of them: the job starts once every one has room)."""
+    found = None
+    for throttle in read_snapshot(conn).throttles:
+        if not matches(throttle, job.task, job.queue, job.user_id):
+            continue
+        at = next_free_at(conn, [throttle], now)
+        if at is not None and (found is None or at > found.frees_at):
+            found = Throttled(throttle, count_started(conn, [throttle], now).get(throttle.key, 0), at)
+    return found
 
 
 def completed_series(db: Database, now: float, seconds: int = 60) -> list[int]:
@@ -131,8 +156,9 @@ def completed_series(db: Database, now: float, seconds: int = 60) -> list[int]:
 
 def runnable_backlog(db: Database, now: float) -> dict[str, int]:
     """{queue: PENDING jobs a free worker could start now}: due (not scheduled or backing
-    off), in a queue that is not paused, of a user not at their running quota. This, not
-    the PENDING count, is the demand more workers can serve (the autoscaler's metric)."""
+    off), in a queue that is not paused, of a user not at their running quota, of no task,
+    queue or user whose execution throttle is full. This, not the PENDING count, is the
+    demand more workers can serve (the autoscaler's metric)."""
     from queuelab.store.claims import running_by_user
     from queuelab.store.limits import DEFAULTS, cache_for, running_quotas
 
@@ -147,4 +173,17 @@ def runnable_backlog(db: Database, now: float) -> dict[str, int]:
             full = [u for u, n in running.items() if (q := quotas.get(u, quotas[DEFAULTS])) and n >= q]
             if full:
                 query = query.where(jobs.c.user_id.not_in(full))
+        query = _without_full_throttles(conn, query, snapshot.throttles, now)
         return {name: int(n) for name, n in conn.execute(query.group_by(jobs.c.queue))}
+
+
+_SCOPE_COLUMN = {"task": jobs.c.task, "queue": jobs.c.queue, "user": jobs.c.user_id}
+
+
+def _without_full_throttles(conn: Any, query: Any, throttles: Sequence[Throttle], now: float) -> Any:
+    """``query`` without the jobs a full throttle holds back: more workers would not start them."""
+    counted = count_started(conn, throttles, now)
+    for throttle in throttles:
+        if counted.get(throttle.key, 0) >= throttle.rate.count:
+            query = query.where(_SCOPE_COLUMN[throttle.scope.value] != throttle.name)
+    return query

@@ -156,3 +156,27 @@ def test_an_idle_worker_learns_when_a_full_throttle_frees(tasked: Queue, clock: 
     claim(tasked, 1)
     assert leases.throttle_frees_at(None, None, start + 5.0) == pytest.approx(start + 10.0)
     assert leases.throttle_frees_at(None, ["other"], start + 5.0) is None  # not this worker's task
+
+
+def test_explain_says_a_throttled_job_waits_and_until_when(tasked: Queue, clock: FakeClock) -> None:
+    tasked.set_throttle("2/10s", task="call_api")
+    submit(tasked, "call_api", 3)
+    start = clock.now()
+    claim(tasked, 2)
+    clock.set(start + 4.0)
+    (waiting,) = [j for j in tasked.jobs() if j.status == JobStatus.PENDING]
+    explanation = tasked.explain(waiting.id)
+    assert explanation.reason == "throttled"
+    assert "its task 'call_api' started 2 jobs in the last 10s and the throttle is 2 per 10s" in str(explanation)
+    assert explanation.details["seconds"] == pytest.approx(6.0)
+    clock.set(start + 10.0)
+    assert tasked.explain(waiting.id).reason != "throttled"
+
+
+def test_the_autoscaler_demand_leaves_out_jobs_a_full_throttle_holds(tasked: Queue, clock: FakeClock) -> None:
+    tasked.set_throttle("1/minute", task="call_api")
+    submit(tasked, "call_api", 4)
+    submit(tasked, "other", 2)
+    assert tasked.runnable_backlog() == {"default": 6}  # room left: a free worker could start one
+    claim(tasked, 1)
+    assert tasked.runnable_backlog() == {"default": 2}  # full: only the others are demand
