@@ -128,6 +128,7 @@ class Queue(PeriodicMethods):
         timeout_seconds: float | None = None,
         retry: RetryPolicy | None = None,
         check: PayloadCheck | None = None,
+        throttle: str | RateLimit | None = None,
     ) -> Callable[[Callable[..., Any]], Task]: ...
 
     def task(
@@ -143,13 +144,18 @@ class Queue(PeriodicMethods):
         timeout_seconds: float | None = None,
         retry: RetryPolicy | None = None,
         check: PayloadCheck | None = None,
+        throttle: str | RateLimit | None = None,
     ) -> Task | Callable[[Callable[..., Any]], Task]:
-        """Register a task: ``@q.task`` or ``@q.task(max_retries=5, queue="emails")``."""
+        """Register a task: ``@q.task`` or ``@q.task(max_retries=5, queue="emails")``.
+        ``throttle="100/minute"``: at most that many starts per sliding window across every
+        worker (each worker serving the task stores it when it starts)."""
 
         if retry is not None and not isinstance(retry, RetryPolicy):
             raise InvalidArgument(f"retry must be a queuelab.RetryPolicy or None, got {retry!r}")
         if check is not None and not callable(check):
             raise InvalidArgument(f"check must be a function taking the payload dict, or None, got {check!r}")
+
+        rate = throttle if isinstance(throttle, RateLimit) else throttles.parse(throttle)
 
         def register(func: Callable[..., Any]) -> Task:
             task = Task(
@@ -162,6 +168,7 @@ class Queue(PeriodicMethods):
                 timeout_seconds=timeout_seconds,
                 retry=retry,
                 check=check,
+                throttle=rate,
             )
             # Check the defaults now, not at the first submit.
             build_row(Submission(task=task.name), without_check(task), self.settings, 0.0)

@@ -122,6 +122,8 @@ class Worker:
         """Work until :meth:`stop` is called, then shut down gracefully."""
         if self.scheduler is not None:
             define_all(self.runtime)  # raises here, before anything starts, if it cannot
+        declared = {t.name: t.throttle for t in self.runtime.tasks if t.throttle is not None}
+        self.runtime.limits.declare_task_throttles(declared, self.runtime.clock.now())
         self._wakeup = wakeup_for(self.runtime.db)
         maintenance = Maintenance(self.runtime, self.held, self.info(), lambda: self.concurrency).start()
         if self.scheduler is not None:

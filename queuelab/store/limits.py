@@ -72,6 +72,14 @@ class LimitStore:
             self.db.notify(conn, "*")  # idle workers look again: a throttle may have been lifted
         cache_for(self.db).invalidate()
 
+    def declare_task_throttles(self, declared: dict[str, RateLimit], now: float) -> None:
+        """Store the throttles tasks declare (``@q.task(throttle=...)``; a worker does at
+        start) where the stored ones differ, so every worker of a task holds to the same."""
+        stored = {t.key: t.rate for t in self.throttles()} if declared else {}
+        for task, rate in declared.items():
+            if stored.get(key_of(Scope.TASK, task)) != rate:
+                self.set_throttle(Scope.TASK, task, rate, now)
+
     def throttles(self) -> list[Throttle]:
         with self.db.read() as conn:
             return list(read_snapshot(conn).throttles)

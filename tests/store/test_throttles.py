@@ -9,10 +9,12 @@ import sqlalchemy as sa
 
 from queuelab import FakeClock, JobStatus, Queue
 from queuelab.errors import InvalidArgument
+from queuelab.limits import RateLimit
 from queuelab.models import Lease
 from queuelab.store.schema import SCHEMA_REVISION, meta
 from queuelab.submission import Submission
 from queuelab.testing import internals
+from tests.support.helpers import wait_until
 
 WORKER = "test-worker"
 
@@ -180,3 +182,16 @@ def test_the_autoscaler_demand_leaves_out_jobs_a_full_throttle_holds(tasked: Que
     assert tasked.runnable_backlog() == {"default": 6}  # room left: a free worker could start one
     claim(tasked, 1)
     assert tasked.runnable_backlog() == {"default": 2}  # full: only the others are demand
+
+
+def test_a_task_declares_its_throttle_and_a_worker_stores_it(queue: Queue) -> None:
+    @queue.task(throttle="2/minute")
+    def limited() -> None: ...
+
+    assert limited.throttle == RateLimit(2, 60.0)
+    assert queue.throttles() == []  # stored by the workers that serve it, when they start
+    with queue.worker(1):
+        wait_until(lambda: queue.throttles(), timeout=30, what="the worker to store the throttle")
+    assert [str(t) for t in queue.throttles()] == ["task 'limited': 2 starts per 60s"]
+    with pytest.raises(InvalidArgument, match=r"throttle must be N/unit"):
+        queue.task(name="bad", throttle="often")
