@@ -123,11 +123,11 @@ def job_facts(db: Database, settings: Settings, job_id: str, now: float, worker_
             )
             capped = sa.select(jobs.c.id).where(IS_PENDING, jobs.c.run_at <= now, before).limit(POSITION_CAP)
             ahead = conn.execute(sa.select(sa.func.count()).select_from(capped.subquery())).scalar_one()
-        throttled = _throttled(conn, job, now)
+        throttled = _throttled(conn, db, job, now)
     return JobFacts(job, now, paused, int(running), quota, live_queues, int(ahead), throttled)
 
 
-def _throttled(conn: Any, job: Job, now: float) -> Throttled | None:
+def _throttled(conn: Any, db: Database, job: Job, now: float) -> Throttled | None:
     """The throttle of the job's task, queue or user that is full now, and when it frees
     (the latest of them: the job starts once every one has room)."""
     found = None
@@ -136,7 +136,7 @@ def _throttled(conn: Any, job: Job, now: float) -> Throttled | None:
             continue
         at = next_free_at(conn, [throttle], now)
         if at is not None and (found is None or at > found.frees_at):
-            found = Throttled(throttle, count_started(conn, [throttle], now).get(throttle.key, 0), at)
+            found = Throttled(throttle, count_started(conn, db, [throttle], now).get(throttle.key, 0), at)
     return found
 
 
@@ -173,16 +173,16 @@ def runnable_backlog(db: Database, now: float) -> dict[str, int]:
             full = [u for u, n in running.items() if (q := quotas.get(u, quotas[DEFAULTS])) and n >= q]
             if full:
                 query = query.where(jobs.c.user_id.not_in(full))
-        query = _without_full_throttles(conn, query, snapshot.throttles, now)
+        query = _without_full_throttles(conn, db, query, snapshot.throttles, now)
         return {name: int(n) for name, n in conn.execute(query.group_by(jobs.c.queue))}
 
 
 _SCOPE_COLUMN = {"task": jobs.c.task, "queue": jobs.c.queue, "user": jobs.c.user_id}
 
 
-def _without_full_throttles(conn: Any, query: Any, throttles: Sequence[Throttle], now: float) -> Any:
+def _without_full_throttles(conn: Any, db: Database, query: Any, throttles: Sequence[Throttle], now: float) -> Any:
     """``query`` without the jobs a full throttle holds back: more workers would not start them."""
-    counted = count_started(conn, throttles, now)
+    counted = count_started(conn, db, throttles, now)
     for throttle in throttles:
         if counted.get(throttle.key, 0) >= throttle.rate.count:
             query = query.where(_SCOPE_COLUMN[throttle.scope.value] != throttle.name)

@@ -28,6 +28,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from queuelab.store import direct
 from queuelab.store.database import Database
 from queuelab.store.schema import starts
 from queuelab.throttles import Scope, Throttle, frees_at, matches, room
@@ -36,6 +37,7 @@ from queuelab.throttles import Scope, Throttle, frees_at, matches, room
 # from admission's per-user locks and from an application's.
 THROTTLE_LOCK_SPACE = 0x7174  # "qt"
 _TRY_LOCKS = sa.text("SELECT k, pg_try_advisory_xact_lock(:space, hashtext(k)) FROM unnest(CAST(:keys AS text[])) AS k")
+_RECORD_START = starts.insert().values(key=sa.bindparam("p_key"), at=sa.bindparam("p_at", type_=sa.Double))
 # Starts this far out of their window are deleted (the margin covers clocks a little apart:
 # a start is counted against the claimer's own ``now``).
 PRUNE_MARGIN_SECONDS = 60.0
@@ -99,7 +101,7 @@ def hold_back(
     if not mine:
         return HoldBack(limit=limit)
     locked = _try_locks(conn, db, [t.key for t in mine])
-    counts = count_started(conn, [t for t in mine if t.key in locked], now)
+    counts = count_started(conn, db, [t for t in mine if t.key in locked], now)
     return plan(mine, {t.key: counts.get(t.key, 0) if t.key in locked else None for t in mine}, queues, tasks, limit)
 
 
@@ -121,7 +123,7 @@ def _count_statement(n: int) -> sa.Select[Any]:
     return sa.select(starts.c.key, sa.func.count()).where(sa.or_(*each)).group_by(starts.c.key)
 
 
-def count_started(conn: Connection, throttles: Sequence[Throttle], now: float) -> dict[str, int]:
+def count_started(conn: Connection, db: Database, throttles: Sequence[Throttle], now: float) -> dict[str, int]:
     """Each throttle's starts in its window ending ``now``. No upper bound at ``now``: a
     start another claimer recorded with a clock a moment ahead still counts."""
     if not throttles:
@@ -129,17 +131,17 @@ def count_started(conn: Connection, throttles: Sequence[Throttle], now: float) -
     params: dict[str, Any] = {}
     for i, t in enumerate(throttles):
         params[f"p_key_{i}"], params[f"p_since_{i}"] = t.key, now - t.rate.window_seconds
-    return {key: int(n) for key, n in conn.execute(_count_statement(len(throttles)), params)}
+    return {key: int(n) for key, n in direct.execute(conn, db, _count_statement(len(throttles)), params).rows}
 
 
 def record(conn: Connection, db: Database, counted: Sequence[Throttle], rows: Iterable[Any], now: float) -> None:
     """A start at ``now`` per job taken and throttle it counts against; and, once per
     window and process, the deletion of that throttle's starts long out of its window."""
     values = [
-        {"key": t.key, "at": now} for row in rows for t in counted if matches(t, row.task, row.queue, row.user_id)
+        {"p_key": t.key, "p_at": now} for row in rows for t in counted if matches(t, row.task, row.queue, row.user_id)
     ]
     if values:
-        conn.execute(starts.insert(), values)
+        direct.execute_many(conn, db, _RECORD_START, values)
     for throttle in counted:
         if _prune_due(db, throttle, now):
             before = now - throttle.rate.window_seconds - PRUNE_MARGIN_SECONDS
