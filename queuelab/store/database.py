@@ -26,7 +26,15 @@ from sqlalchemy.engine import Connection, Engine, make_url
 
 from queuelab.config import Settings
 from queuelab.errors import ConfigError, SchemaVersionError, StoreError
-from queuelab.store.schema import DONE_TRIGGER, NOTIFY_CHANNEL, SCHEMA_REVISION, SCHEMA_VERSION, meta, metadata
+from queuelab.store.schema import (
+    DONE_TRIGGER,
+    NOTIFY_CHANNEL,
+    SCHEMA_REVISION,
+    SCHEMA_VERSION,
+    THROTTLE_FUNCTION,
+    meta,
+    metadata,
+)
 
 # Any constant works; it only has to be the same in every queuelab process.
 _SCHEMA_LOCK_KEY = 0x71756575656C6162  # "queuelab"
@@ -127,7 +135,7 @@ class Database:
                 for index in table.indexes:
                     index.create(conn, checkfirst=True)
             if not self.is_sqlite:
-                for statement in DONE_TRIGGER:
+                for statement in (*DONE_TRIGGER, *THROTTLE_FUNCTION):
                     conn.execute(sa.text(statement))
             if version is None:
                 conn.execute(meta.insert().values(key="schema_version", value=str(SCHEMA_VERSION)))

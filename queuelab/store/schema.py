@@ -90,6 +90,20 @@ DONE_TRIGGER = (
     "AND OLD.status IS DISTINCT FROM NEW.status) EXECUTE FUNCTION queuelab_notify_done()",
 )
 
+# PostgreSQL (revision 8): a throttled claim's first step in one round trip: for each key
+# (sorted by the caller), try its transaction-scoped advisory lock and, if granted, count its
+# starts after its window's start. VOLATILE: each query inside takes a fresh snapshot, so the
+# count, taken after the lock was granted, sees every start committed before (one statement
+# would count in a snapshot taken before it held the lock). Keys not locked are left out.
+THROTTLE_FUNCTION = (
+    "CREATE OR REPLACE FUNCTION queuelab_throttle_starts(p_space integer, p_keys text[], "
+    "p_since double precision[]) RETURNS TABLE (locked_key text, started bigint) LANGUAGE plpgsql VOLATILE AS $$ "
+    "BEGIN FOR i IN 1 .. coalesce(array_length(p_keys, 1), 0) LOOP "
+    "IF pg_try_advisory_xact_lock(p_space, hashtext(p_keys[i])) THEN locked_key := p_keys[i]; "
+    "SELECT count(*) INTO started FROM queuelab_starts AS s WHERE s.key = p_keys[i] AND s.at > p_since[i]; "
+    "RETURN NEXT; END IF; END LOOP; END $$",
+)
+
 # Literal SQL, not bound parameters: SQLite uses a partial index only when the query's
 # WHERE clause repeats the index's condition word for word ("status = ?" would not do).
 IS_PENDING = jobs.c.status == sa.literal_column("'PENDING'")

@@ -36,7 +36,10 @@ from queuelab.throttles import Scope, Throttle, frees_at, matches, room
 # The first key of the two-key advisory locks on throttles: a namespace of their own, apart
 # from admission's per-user locks and from an application's.
 THROTTLE_LOCK_SPACE = 0x7174  # "qt"
-_TRY_LOCKS = sa.text("SELECT k, pg_try_advisory_xact_lock(:space, hashtext(k)) FROM unnest(CAST(:keys AS text[])) AS k")
+_LOCK_AND_COUNT = sa.text(
+    "SELECT locked_key, started FROM "
+    "queuelab_throttle_starts(:space, CAST(:keys AS text[]), CAST(:since AS double precision[]))"
+)
 _RECORD_START = starts.insert().values(key=sa.bindparam("p_key"), at=sa.bindparam("p_at", type_=sa.Double))
 # Starts this far out of their window are deleted (the margin covers clocks a little apart:
 # a start is counted against the claimer's own ``now``).
@@ -100,16 +103,25 @@ def hold_back(
     mine = [t for t in throttles if relevant(t, queues, tasks)]
     if not mine:
         return HoldBack(limit=limit)
-    locked = _try_locks(conn, db, [t.key for t in mine])
-    counts = count_started(conn, db, [t for t in mine if t.key in locked], now)
-    return plan(mine, {t.key: counts.get(t.key, 0) if t.key in locked else None for t in mine}, queues, tasks, limit)
-
-
-def _try_locks(conn: Connection, db: Database, keys: list[str]) -> set[str]:
     if db.is_sqlite:  # the transaction holds the database write lock
-        return set(keys)
-    rows = conn.execute(_TRY_LOCKS, {"space": THROTTLE_LOCK_SPACE, "keys": sorted(keys)})
-    return {key for key, got in rows if got}
+        counted: dict[str, int | None] = dict(count_started(conn, db, mine, now))
+        started = {t.key: counted.get(t.key, 0) for t in mine}
+    else:
+        started = _lock_and_count(conn, mine, now)
+    return plan(mine, started, queues, tasks, limit)
+
+
+def _lock_and_count(conn: Connection, throttles: Sequence[Throttle], now: float) -> dict[str, int | None]:
+    """PostgreSQL: try each throttle's lock and count its starts once it is held, in one
+    round trip (schema.THROTTLE_FUNCTION); None for a throttle another claimer holds."""
+    mine = sorted(throttles, key=lambda t: t.key)
+    params = {
+        "space": THROTTLE_LOCK_SPACE,
+        "keys": [t.key for t in mine],
+        "since": [now - t.rate.window_seconds for t in mine],
+    }
+    got = {key: int(n) for key, n in conn.execute(_LOCK_AND_COUNT, params)}
+    return {t.key: got.get(t.key) for t in mine}
 
 
 @cache

@@ -12,6 +12,7 @@ from queuelab.errors import InvalidArgument
 from queuelab.limits import RateLimit
 from queuelab.models import Lease
 from queuelab.store.schema import SCHEMA_REVISION, meta
+from queuelab.store.throttling import THROTTLE_LOCK_SPACE
 from queuelab.submission import Submission
 from queuelab.testing import internals
 from tests.support.helpers import wait_until
@@ -195,3 +196,19 @@ def test_a_task_declares_its_throttle_and_a_worker_stores_it(queue: Queue) -> No
     assert [str(t) for t in queue.throttles()] == ["task 'limited': 2 starts per 60s"]
     with pytest.raises(InvalidArgument, match=r"throttle must be N/unit"):
         queue.task(name="bad", throttle="often")
+
+
+@pytest.mark.postgres
+def test_postgres_a_claim_passes_over_a_throttle_another_claimer_holds(postgres_url: str, clock: FakeClock) -> None:
+    q = Queue(postgres_url, clock=clock)
+    q.task(name="call_api")(lambda: None)
+    q.task(name="other")(lambda: None)
+    q.set_throttle("10/minute", task="call_api")
+    submit(q, "call_api", 2)
+    submit(q, "other", 2)
+    lock = sa.text("SELECT pg_advisory_xact_lock(:space, hashtext('task:call_api'))")
+    with internals(q).db.engine.connect() as other, other.begin():  # a claimer mid-transaction
+        other.execute(lock, {"space": THROTTLE_LOCK_SPACE})
+        assert tasks_of(claim(q, 10)) == ["other", "other"]  # no wait, and not counted as taken
+    assert tasks_of(claim(q, 10)) == ["call_api", "call_api"]
+    q.close()
