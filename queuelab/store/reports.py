@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -15,7 +16,7 @@ from queuelab.store.database import Database
 from queuelab.store.limits import effective, paused_queues, read_snapshot
 from queuelab.store.schema import IS_PENDING, IS_RUNNING, attempts, jobs, workers
 from queuelab.store.throttling import count_started, next_free_at
-from queuelab.throttles import Throttle, matches
+from queuelab.throttles import Throttle, matches, room
 
 FRAME_COLUMNS = (
     "id",
@@ -156,9 +157,9 @@ def completed_series(db: Database, now: float, seconds: int = 60) -> list[int]:
 
 def runnable_backlog(db: Database, now: float) -> dict[str, int]:
     """{queue: PENDING jobs a free worker could start now}: due (not scheduled or backing
-    off), in a queue that is not paused, of a user not at their running quota, of no task,
-    queue or user whose execution throttle is full. This, not the PENDING count, is the
-    demand more workers can serve (the autoscaler's metric)."""
+    off), in a queue that is not paused, of a user not at their running quota, and of a
+    throttled task, queue or user no more than its throttle's room. This, not the PENDING
+    count, is the demand more workers can serve (the autoscaler's metric)."""
     from queuelab.store.claims import running_by_user
     from queuelab.store.limits import DEFAULTS, cache_for, running_quotas
 
@@ -173,17 +174,28 @@ def runnable_backlog(db: Database, now: float) -> dict[str, int]:
             full = [u for u, n in running.items() if (q := quotas.get(u, quotas[DEFAULTS])) and n >= q]
             if full:
                 query = query.where(jobs.c.user_id.not_in(full))
-        query = _without_full_throttles(conn, db, query, snapshot.throttles, now)
-        return {name: int(n) for name, n in conn.execute(query.group_by(jobs.c.queue))}
+        query, throttled = _throttled_demand(conn, db, query, snapshot.throttles, now)
+        found = Counter({name: int(n) for name, n in conn.execute(query.group_by(jobs.c.queue))})
+        return dict(found + throttled)
 
 
 _SCOPE_COLUMN = {"task": jobs.c.task, "queue": jobs.c.queue, "user": jobs.c.user_id}
 
 
-def _without_full_throttles(conn: Any, db: Database, query: Any, throttles: Sequence[Throttle], now: float) -> Any:
-    """``query`` without the jobs a full throttle holds back: more workers would not start them."""
+def _throttled_demand(
+    conn: Any, db: Database, query: Any, throttles: Sequence[Throttle], now: float
+) -> tuple[Any, Counter[str]]:
+    """``query`` without the throttled jobs, and {queue: throttled jobs more workers could
+    start now}: of each throttle's jobs, no more than the room it has left (none when full).
+    A job under two throttles with room may count under both: the demand errs high by that."""
     counted = count_started(conn, db, throttles, now)
+    demand: Counter[str] = Counter()
+    rest = query
     for throttle in throttles:
-        if counted.get(throttle.key, 0) >= throttle.rate.count:
-            query = query.where(_SCOPE_COLUMN[throttle.scope.value] != throttle.name)
-    return query
+        column = _SCOPE_COLUMN[throttle.scope.value]
+        rest = rest.where(column != throttle.name)
+        left = room(throttle.rate, counted.get(throttle.key, 0))
+        if left:
+            mine = query.with_only_columns(jobs.c.queue).where(column == throttle.name).limit(left)
+            demand.update(conn.execute(mine).scalars())
+    return rest, demand

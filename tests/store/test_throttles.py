@@ -177,10 +177,12 @@ def test_explain_says_a_throttled_job_waits_and_until_when(tasked: Queue, clock:
 
 
 def test_the_autoscaler_demand_leaves_out_jobs_a_full_throttle_holds(tasked: Queue, clock: FakeClock) -> None:
-    tasked.set_throttle("1/minute", task="call_api")
-    submit(tasked, "call_api", 4)
+    tasked.set_throttle("2/minute", task="call_api")
+    submit(tasked, "call_api", 5)
     submit(tasked, "other", 2)
-    assert tasked.runnable_backlog() == {"default": 6}  # room left: a free worker could start one
+    assert tasked.runnable_backlog() == {"default": 4}  # 2 of the throttled (its room) and the others
+    claim(tasked, 1)
+    assert tasked.runnable_backlog() == {"default": 3}
     claim(tasked, 1)
     assert tasked.runnable_backlog() == {"default": 2}  # full: only the others are demand
 
