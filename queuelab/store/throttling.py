@@ -11,8 +11,10 @@ per throttle for each job it took (``queuelab_starts``), in the same transaction
 Exactness across workers: the count and the claim must not interleave with another
 claimer's. On SQLite the claim's transaction holds the database write lock. On PostgreSQL
 the claimer takes a transaction-scoped advisory lock per throttle key *before* counting
-(READ COMMITTED: the count, a later statement, sees every start committed before the lock
-was granted) and holds it to commit, when its own starts become visible. The lock is only
+and holds it to commit, when its own starts become visible; both in one round trip, by
+schema.THROTTLE_FUNCTION, whose count takes a fresh snapshot once the lock is granted, so
+it sees every start committed before. (A single statement would not: its snapshot would
+predate the lock, and miss the starts of the claimer it waited for.) The lock is only
 *tried*: a throttle another claimer holds is skipped for this claim, as if full, so a claim
 never waits on one, and a worker of other tasks is never slowed by a throttled one.
 """
