@@ -4,6 +4,8 @@ attempt, and do not hold up the jobs behind them."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import pytest
 import sqlalchemy as sa
 
@@ -214,3 +216,17 @@ def test_postgres_a_claim_passes_over_a_throttle_another_claimer_holds(postgres_
         assert tasks_of(claim(q, 10)) == ["other", "other"]  # no wait, and not counted as taken
     assert tasks_of(claim(q, 10)) == ["call_api", "call_api"]
     q.close()
+
+
+def test_an_idle_worker_sleeps_until_the_window_frees_not_a_poll_longer(make_queue: Callable[..., Queue]) -> None:
+    clock = FakeClock()
+    q = make_queue(clock=clock, poll_interval_seconds=30.0)
+    q.task(name="call_api")(lambda: None)
+    q.set_throttle("1/5s", task="call_api")
+    submit(q, "call_api", 2)
+    worker = q.foreground_worker()
+    start = clock.now()
+    assert len(claim(q, 10)) == 1
+    clock.set(start + 2.0)
+    assert claim(q, 10) == []
+    assert worker._idle_wait(clock.now()) == pytest.approx(3.0, abs=0.01)  # until start + 5
