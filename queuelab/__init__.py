@@ -33,6 +33,7 @@ from queuelab.stats import QueueStats
 from queuelab.store.scaling import ScaleEvent
 from queuelab.submission import Submission
 from queuelab.tasks import Task
+from queuelab.throttles import Throttle
 
 __version__ = "0.1.0"
 
@@ -70,6 +71,7 @@ __all__ = [
     "Submission",
     "SystemClock",
     "Task",
+    "Throttle",
     "UnknownTask",
     "WaitTimeout",
     "WorkerLost",

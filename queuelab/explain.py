@@ -8,7 +8,7 @@ from typing import Any
 
 from queuelab.models import AttemptOutcome, JobStatus
 from queuelab.runtime import Runtime
-from queuelab.store.reports import POSITION_CAP, JobFacts, job_facts
+from queuelab.store.reports import POSITION_CAP, JobFacts, Throttled, job_facts
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,6 +48,8 @@ def explain(facts: JobFacts) -> Explanation:
         return Explanation("scheduled", f"scheduled to run at {until}", details)
     if facts.queue_paused:
         return Explanation("queue_paused", f"its queue {job.queue!r} is paused", {"queue": job.queue})
+    if facts.throttled is not None:
+        return _throttled(facts.throttled, now)
     quota = facts.user_max_running
     if quota is not None and facts.user_running >= quota:
         return Explanation(
@@ -88,6 +90,25 @@ def _waiting(facts: JobFacts) -> Explanation:
         "waiting_for_parent",
         f"waiting for {len(parents)} job(s) to complete first, e.g. {first['job_id']} ({state})",
         details,
+    )
+
+
+def _throttled(held: Throttled, now: float) -> Explanation:
+    throttle, until = held.throttle, _iso(held.frees_at)
+    rate = throttle.rate
+    return Explanation(
+        "throttled",
+        f"throttled: its {throttle.scope.value} {throttle.name!r} started {held.started} jobs in the last "
+        f"{rate.window_seconds:g}s and the throttle is {rate.count} per {rate.window_seconds:g}s; "
+        f"it can start at {until}",
+        {
+            "scope": throttle.scope.value,
+            "name": throttle.name,
+            "started": held.started,
+            "throttle": str(rate),
+            "until": until,
+            "seconds": round(max(0.0, held.frees_at - now), 3),
+        },
     )
 
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Literal, overload
 
-from queuelab import arguments, bounds
+from queuelab import arguments, bounds, throttles
 from queuelab.arguments import UNSET, Unset
 from queuelab.bounds import Prefetch
 from queuelab.clock import Clock
@@ -46,6 +46,7 @@ from queuelab.submission import (
     without_check,
 )
 from queuelab.tasks import PayloadCheck, Task
+from queuelab.throttles import Throttle
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -136,6 +137,7 @@ class Queue(PeriodicMethods):
         timeout_seconds: float | None = None,
         retry: RetryPolicy | None = None,
         check: PayloadCheck | None = None,
+        throttle: str | RateLimit | None = None,
     ) -> Callable[[Callable[..., Any]], Task]: ...
 
     def task(
@@ -151,13 +153,18 @@ class Queue(PeriodicMethods):
         timeout_seconds: float | None = None,
         retry: RetryPolicy | None = None,
         check: PayloadCheck | None = None,
+        throttle: str | RateLimit | None = None,
     ) -> Task | Callable[[Callable[..., Any]], Task]:
-        """Register a task: ``@q.task`` or ``@q.task(max_retries=5, queue="emails")``."""
+        """Register a task: ``@q.task`` or ``@q.task(max_retries=5, queue="emails")``.
+        ``throttle="100/minute"``: at most that many starts per sliding window across every
+        worker (each worker serving the task stores it when it starts)."""
 
         if retry is not None and not isinstance(retry, RetryPolicy):
             raise InvalidArgument(f"retry must be a queuelab.RetryPolicy or None, got {retry!r}")
         if check is not None and not callable(check):
             raise InvalidArgument(f"check must be a function taking the payload dict, or None, got {check!r}")
+
+        rate = throttle if isinstance(throttle, RateLimit) else throttles.parse(throttle)
 
         def register(func: Callable[..., Any]) -> Task:
             task = Task(
@@ -170,6 +177,7 @@ class Queue(PeriodicMethods):
                 timeout_seconds=timeout_seconds,
                 retry=retry,
                 check=check,
+                throttle=rate,
             )
             # Check the defaults now, not at the first submit.
             build_row(Submission(task=task.name), without_check(task), self.settings, 0.0)
@@ -362,6 +370,30 @@ class Queue(PeriodicMethods):
     def limits(self, user_id: str = "*") -> UserLimits:
         """The limits that apply to ``user_id`` (``"*"``: to a user with no overrides)."""
         return self._runtime.limits.effective([user_id])[user_id]
+
+    def set_throttle(
+        self,
+        throttle: RateLimit | str | None,
+        *,
+        task: str | None = None,
+        queue: str | None = None,
+        user: str | None = None,
+    ) -> Throttle | None:
+        """At most N starts per sliding window (``"100/minute"``) of the jobs of one task,
+        queue or user, across every worker; None or ``"none"`` removes the throttle. A
+        throttled job stays PENDING and spends no attempt; ``explain`` says when it can start."""
+        scope, name = throttles.target(task, queue, user)
+        if scope == throttles.Scope.QUEUE:
+            check_queue(name)
+        elif scope == throttles.Scope.USER:
+            check_user_id(name)
+        rate = throttle if isinstance(throttle, RateLimit) else throttles.parse(throttle)
+        self._runtime.limits.set_throttle(scope, name, rate, self._runtime.clock.now())
+        return None if rate is None else throttles.Throttle(scope, name, rate)
+
+    def throttles(self) -> list[Throttle]:
+        """Every execution throttle set, as stored."""
+        return self._runtime.limits.throttles()
 
     def pause(self, queue: str) -> None:
         """Stop workers from starting jobs of ``queue`` (running ones finish)."""

@@ -13,6 +13,7 @@ from typing import Any
 
 from queuelab import bounds
 from queuelab.errors import InvalidArgument, SimulatedFailure, UnknownTask
+from queuelab.limits import RateLimit
 from queuelab.models import RetryPolicy
 
 PayloadCheck = Callable[[dict[str, Any]], None]
@@ -31,6 +32,9 @@ class Task:
     timeout_seconds: float | None = None
     retry: RetryPolicy | None = None
     check: PayloadCheck | None = None
+    # At most this many starts per sliding window, across every worker: stored by each
+    # worker that serves the task when it starts (``q.set_throttle`` changes it at run time).
+    throttle: RateLimit | None = None
     # An ``async def`` task: a worker runs it on its event loop (see runtime.coroutines),
     # many at once, rather than in a slot thread. Set from ``fn``, never guessed elsewhere.
     is_async: bool = field(init=False, default=False)

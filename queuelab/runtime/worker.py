@@ -122,6 +122,8 @@ class Worker:
         """Work until :meth:`stop` is called, then shut down gracefully."""
         if self.scheduler is not None:
             define_all(self.runtime)  # raises here, before anything starts, if it cannot
+        declared = {t.name: t.throttle for t in self.runtime.tasks if t.throttle is not None}
+        self.runtime.limits.declare_task_throttles(declared, self.runtime.clock.now())
         self._wakeup = wakeup_for(self.runtime.db)
         maintenance = Maintenance(self.runtime, self.held, self.info(), lambda: self.concurrency).start()
         if self.scheduler is not None:
@@ -228,13 +230,13 @@ class Worker:
 
     def _prefetch_now(self) -> int:
         """Jobs to hold beyond the slots: ``prefetch``, or on auto as many as the jobs' run
-        time justifies; none while a running quota is set."""
+        time justifies; none while a running quota or an execution throttle is set."""
         runs = self.held.run_seconds if self.held.runs else None
         ahead = turns.claim_ahead(self.prefetch, self.concurrency, runs)
         if not ahead:
             return 0
         try:
-            return 0 if self.runtime.leases.running_quota_set() else ahead
+            return 0 if self.runtime.leases.claims_held_back() else ahead
         except StoreError:
             return 0
 
@@ -293,8 +295,11 @@ class Worker:
 
     def _idle_wait(self, claimed_at: float) -> float:
         try:
-            next_run = self.runtime.leases.next_run_at(self.queues, tasks=self._tasks)
-            held = next_run is not None and next_run <= claimed_at and self.runtime.leases.held_back_wakes_nobody()
+            leases = self.runtime.leases
+            next_run = leases.next_run_at(self.queues, tasks=self._tasks)
+            if next_run is not None and next_run <= claimed_at:  # due, yet not claimed: throttled?
+                next_run = leases.throttle_frees_at(self.queues, self._tasks, claimed_at) or next_run
+            held = next_run is not None and next_run <= claimed_at and leases.held_back_wakes_nobody()
         except StoreError:
             return self.runtime.settings.poll_interval_seconds
         wait = turns.idle_wait(

@@ -1,5 +1,5 @@
-"""The claim: which runnable jobs a worker takes, under paused queues and per-user
-running quotas.
+"""The claim: which runnable jobs a worker takes, under paused queues, per-user
+running quotas and execution throttles (see throttling.py).
 
 Without quotas a claim is one statement. With a running quota (at most K RUNNING jobs
 per user) the quota is checked inside the claim transaction, in one statement too: on
@@ -23,7 +23,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from queuelab.models import Lease
-from queuelab.store import direct, quota_sql
+from queuelab.store import direct, quota_sql, throttling
 from queuelab.store import statements as st
 from queuelab.store.database import Database
 from queuelab.store.limits import cache_for, running_quotas
@@ -46,7 +46,7 @@ def claim(conn: Connection, db: Database, which: ClaimFilter, limit: int, now: f
     """Take up to ``limit`` jobs to start at once, then up to ``ahead`` more to start later
     (claimed ahead: their start is not recorded, so a rescue hands them back unspent). With
     a running quota nothing is claimed ahead: such a job would hold one of its user's slots
-    without running."""
+    without running. Under execution throttles neither: a claim counts as a start."""
     if which.tasks == () or which.queues == ():  # an empty list allows nothing
         return []
     token = str(uuid.uuid4())
@@ -63,7 +63,12 @@ def claim(conn: Connection, db: Database, which: ClaimFilter, limit: int, now: f
         **st.in_list_params("p_tasks", tasks),
         **st.in_list_params("p_skip_queues", paused),
     }
-    shape = (len(queues), len(tasks), len(paused))
+    shape: tuple[int, ...] = (len(queues), len(tasks), len(paused))
+    held = None
+    if snapshot.throttles:  # none set (the usual case): the claim is exactly as without them
+        held = throttling.hold_back(conn, db, snapshot.throttles, which.queues, which.tasks, limit, now)
+        limit, ahead = held.limit, 0
+        shape = _skip_throttled(params, held, paused, shape)
     if running_quotas(snapshot, db.settings) is not None:  # the quotas are read in the statement
         rows = list(_claim_within_quotas(conn, db, shape, params, limit)) if limit > 0 else []
     else:
@@ -72,9 +77,22 @@ def claim(conn: Connection, db: Database, which: ClaimFilter, limit: int, now: f
         if ahead > 0 and (len(rows) == limit):  # (fewer than asked for: nothing is left to take)
             more = {**params, "p_started": None, "p_limit": ahead}
             rows += sorted(_take(conn, db, statement, more), key=_claim_order)
+    if held is not None and held.counted and rows:
+        throttling.record(conn, db, held.counted, rows, now)
     if limit > 1:  # RETURNING comes in no set order: the worker runs them in this
         rows[:limit] = sorted(rows[:limit], key=_claim_order)
     return [lease_from_row(row, token, now) for row in rows]
+
+
+def _skip_throttled(
+    params: dict[str, Any], held: throttling.HoldBack, paused: Sequence[str], shape: tuple[int, ...]
+) -> tuple[int, ...]:
+    """Bind what a claim under throttles leaves out, and its limit; the statement's shape."""
+    skipped = (*paused, *held.skip_queues)
+    params |= st.in_list_params("p_skip_queues", skipped)
+    params |= st.in_list_params("p_skip_tasks", held.skip_tasks) | st.in_list_params("p_skip_users", held.skip_users)
+    params["p_limit"] = held.limit
+    return (*shape[:2], len(skipped), len(held.skip_tasks), len(held.skip_users))
 
 
 def _take(conn: Connection, db: Database, statement: Any, params: dict[str, Any]) -> list[Any]:
@@ -93,7 +111,7 @@ def _claim_order(row: Any) -> tuple[int, float]:
 def _claim_within_quotas(
     conn: Connection,
     db: Database,
-    shape: tuple[int, int, int],
+    shape: tuple[int, ...],
     params: dict[str, Any],
     limit: int,
 ) -> Sequence[Any]:
@@ -102,7 +120,8 @@ def _claim_within_quotas(
         one = quota_sql.sqlite_quota_claim(*shape)
         return list(direct.execute(conn, db, one, {**params, "p_overfetch": limit * OVERFETCH}).rows)
     # The limits are fixed in the SQL (a statement per limit, planned once each).
-    statement = quota_sql.postgres_quota_claim(*shape, limit, limit * OVERFETCH)
+    queues, tasks, skip_queues, *skip = shape
+    statement = quota_sql.postgres_quota_claim(queues, tasks, skip_queues, limit, limit * OVERFETCH, *skip)
     del params["p_limit"]
     for attempt in range(len(CONTENDED_PAUSES) + 1):
         rows = direct.execute_sql(conn, db, statement, params)

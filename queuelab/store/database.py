@@ -33,6 +33,7 @@ from queuelab.store.schema import (
     SCHEMA_REVISION,
     SCHEMA_VERSION,
     SQLITE_RELEASE_TRIGGER,
+    THROTTLE_FUNCTION,
     meta,
     metadata,
 )
@@ -148,8 +149,8 @@ class Database:
                 _add_missing_columns(conn, table)
                 for index in table.indexes:
                     index.create(conn, checkfirst=True)
-            triggers = SQLITE_RELEASE_TRIGGER if self.is_sqlite else DONE_TRIGGER + POSTGRES_RELEASE_TRIGGER
-            for statement in triggers:
+            postgres = (*DONE_TRIGGER, *POSTGRES_RELEASE_TRIGGER, *THROTTLE_FUNCTION)
+            for statement in SQLITE_RELEASE_TRIGGER if self.is_sqlite else postgres:
                 conn.execute(sa.text(statement))
             if version is None:
                 conn.execute(meta.insert().values(key="schema_version", value=str(SCHEMA_VERSION)))

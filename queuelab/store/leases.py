@@ -22,7 +22,7 @@ from queuelab.errors import LeaseLost, WorkerLost
 from queuelab.logs import job_fields
 from queuelab.models import AttemptOutcome, Lease
 from queuelab.policy import Complete, DeadLetter, Decision, Errored, Retry
-from queuelab.store import direct
+from queuelab.store import direct, throttling
 from queuelab.store import statements as st
 from queuelab.store.claims import ClaimFilter, claim, lease_from_row
 from queuelab.store.database import Database
@@ -203,12 +203,28 @@ class LeaseStore:
     def held_back_wakes_nobody(self) -> bool:
         """Whether a job held back by a running quota can become claimable without waking
         an idle worker: on PostgreSQL (SQLite's idle workers wake on any commit) while a
-        quota is set."""
-        return not self.db.is_sqlite and self.running_quota_set()
+        quota is set, or a throttle (a claimer that found one locked by another passed over
+        its jobs, and the other's commit sends no NOTIFY)."""
+        return not self.db.is_sqlite and self.claims_held_back()
 
     def running_quota_set(self) -> bool:
         """Whether any user has a running quota (from the cached limits snapshot)."""
         return running_quotas(cache_for(self.db).current(self.db), self.db.settings) is not None
+
+    def claims_held_back(self) -> bool:
+        """Whether a running quota or an execution throttle is set: a worker then claims
+        nothing ahead (a claim ahead would hold a slot, or count as a start, unstarted)."""
+        return self.running_quota_set() or bool(cache_for(self.db).current(self.db).throttles)
+
+    def throttle_frees_at(self, queues: Sequence[str] | None, tasks: Sequence[str] | None, now: float) -> float | None:
+        """When the first full throttle that can hold back this worker's jobs has room
+        again (an idle worker sleeps until then: nothing else wakes it); None if none is full."""
+        snapshot = cache_for(self.db).current(self.db)
+        mine = [t for t in snapshot.throttles if throttling.relevant(t, queues, tasks)]
+        if not mine:
+            return None
+        with self.db.read() as conn:
+            return throttling.next_free_at(conn, mine, now)
 
     def next_run_at(self, queues: Sequence[str] | None, tasks: Sequence[str] | None = None) -> float | None:
         """When the earliest pending job becomes runnable (for an idle worker's sleep).

@@ -14,7 +14,8 @@ from sqlalchemy.engine import Connection
 from queuelab.config import Settings
 from queuelab.limits import OFF_RATE, RateLimit, UserLimits
 from queuelab.store.database import Database
-from queuelab.store.schema import limits, queues
+from queuelab.store.schema import limits, queues, starts, throttles
+from queuelab.throttles import Scope, Throttle, key_of
 
 DEFAULTS = "*"
 
@@ -56,6 +57,33 @@ class LimitStore:
                 self.db.notify(conn, queue)
         cache_for(self.db).invalidate()
 
+    def set_throttle(self, scope: Scope, name: str, rate: RateLimit | None, now: float) -> None:
+        """Store (or with None remove) the throttle of ``scope`` ``name``. Removing one
+        also forgets its recorded starts, so setting it again starts from an empty window."""
+        key = (throttles.c.scope == scope.value, throttles.c.name == name)
+        with self.db.write() as conn:
+            if rate is None:
+                conn.execute(throttles.delete().where(*key))
+                conn.execute(starts.delete().where(starts.c.key == key_of(scope, name)))
+            else:
+                row = {"count": rate.count, "window_seconds": rate.window_seconds, "updated_at": now}
+                if conn.execute(throttles.update().where(*key).values(**row)).rowcount == 0:
+                    conn.execute(throttles.insert().values(scope=scope.value, name=name, **row))
+            self.db.notify(conn, "*")  # idle workers look again: a throttle may have been lifted
+        cache_for(self.db).invalidate()
+
+    def declare_task_throttles(self, declared: dict[str, RateLimit], now: float) -> None:
+        """Store the throttles tasks declare (``@q.task(throttle=...)``; a worker does at
+        start) where the stored ones differ, so every worker of a task holds to the same."""
+        stored = {t.key: t.rate for t in self.throttles()} if declared else {}
+        for task, rate in declared.items():
+            if stored.get(key_of(Scope.TASK, task)) != rate:
+                self.set_throttle(Scope.TASK, task, rate, now)
+
+    def throttles(self) -> list[Throttle]:
+        with self.db.read() as conn:
+            return list(read_snapshot(conn).throttles)
+
     def paused(self) -> list[str]:
         with self.db.read() as conn:
             return paused_queues(conn)
@@ -67,6 +95,7 @@ class Snapshot:
 
     limits: dict[str, UserLimits]
     paused: list[str]
+    throttles: tuple[Throttle, ...] = ()
     # Each user's effective limits under some settings, resolved once per snapshot (every
     # submit needs them; merging the three levels cost 40 µs a call).
     resolved: dict[str, tuple[Settings, UserLimits]] = field(default_factory=dict, compare=False, repr=False)
@@ -129,7 +158,10 @@ def cache_for(db: Database) -> SnapshotCache:
 def read_snapshot(conn: Connection) -> Snapshot:
     stored = {row.user_id: _from_row(row) for row in conn.execute(sa.select(limits))}
     paused = list(conn.execute(sa.select(queues.c.name).where(queues.c.paused.is_(True))).scalars())
-    return Snapshot(stored, paused)
+    columns = (throttles.c.scope, throttles.c.name, throttles.c["count"], throttles.c.window_seconds)
+    rows = conn.execute(sa.select(*columns).order_by(throttles.c.scope, throttles.c.name))
+    found = tuple(Throttle(Scope(scope), name, RateLimit(n, window)) for scope, name, n, window in rows)
+    return Snapshot(stored, paused, found)
 
 
 def read_all(conn: Connection) -> dict[str, UserLimits]:

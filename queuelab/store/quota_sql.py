@@ -56,14 +56,16 @@ def _limit(name: str, fixed: int | None) -> sa.ColumnElement[int]:
 _TID: sa.ColumnElement[Any] = sa.literal_column("ctid")
 
 
-def _candidates(queues: int, tasks: int, skip_queues: int, overfetch: int | None = None) -> sa.Select[Any]:
+def _candidates(
+    queues: int, tasks: int, skip_queues: int, overfetch: int | None = None, skip: tuple[int, int] = (0, 0)
+) -> sa.Select[Any]:
     """Runnable jobs in claim order, leaving out users already at their quota."""
     at_quota = sa.select(jobs.c.user_id).where(IS_RUNNING).group_by(jobs.c.user_id)
     at_quota = at_quota.having(sa.func.count() >= quota_of(jobs.c.user_id))
     columns = sa.select(jobs.c.id, jobs.c.user_id, jobs.c.priority, jobs.c.fair_rank)
     if overfetch is not None:  # PostgreSQL
         columns = columns.add_columns(_TID.label("tid"))
-    pick = runnable(columns.where(jobs.c.user_id.not_in(at_quota)), queues, tasks, skip_queues)
+    pick = runnable(columns.where(jobs.c.user_id.not_in(at_quota)), queues, tasks, skip_queues, *skip)
     return pick.order_by(jobs.c.priority.desc(), jobs.c.fair_rank).limit(_limit("p_overfetch", overfetch))
 
 
@@ -109,13 +111,17 @@ def _take(chosen: sa.Select[Any], *, postgres: bool = False) -> Update:
 
 
 @cache
-def sqlite_quota_claim(queues: int, tasks: int, skip_queues: int) -> Update:
-    """Pick, check the quotas and take, in one statement (under SQLite's write lock)."""
-    return _take(_within_room(_candidates(queues, tasks, skip_queues).subquery("candidates")))
+def sqlite_quota_claim(queues: int, tasks: int, skip_queues: int, skip_tasks: int = 0, skip_users: int = 0) -> Update:
+    """Pick, check the quotas and take, in one statement (under SQLite's write lock).
+    ``skip_tasks``, ``skip_users``: as in statements.runnable (execution throttles)."""
+    candidates = _candidates(queues, tasks, skip_queues, skip=(skip_tasks, skip_users))
+    return _take(_within_room(candidates.subquery("candidates")))
 
 
 @cache
-def postgres_quota_claim(queues: int, tasks: int, skip_queues: int, limit: int, overfetch: int) -> sa.Select[Any]:
+def postgres_quota_claim(
+    queues: int, tasks: int, skip_queues: int, limit: int, overfetch: int, skip_tasks: int = 0, skip_users: int = 0
+) -> sa.Select[Any]:
     """The PostgreSQL claim under quotas, one statement that never waits on a lock: up to
     ``limit`` jobs from the first ``overfetch`` candidates (both fixed in the SQL).
 
@@ -136,7 +142,8 @@ def postgres_quota_claim(queues: int, tasks: int, skip_queues: int, limit: int, 
     here, as not needed, or held by another claimer, changed, or without a row) and names
     the candidates' users without a row (``missing``): the caller adds those rows, so that
     the next claim can take their jobs."""
-    picked = _candidates(queues, tasks, skip_queues, overfetch).with_for_update(of=jobs, skip_locked=True)
+    picked = _candidates(queues, tasks, skip_queues, overfetch, (skip_tasks, skip_users))
+    picked = picked.with_for_update(of=jobs, skip_locked=True)
     candidates = picked.cte("picked").prefix_with("MATERIALIZED")
     # Lock no more users than jobs wanted, in claim order: every candidate's user has room
     # in the snapshot, and a user locked here is passed over by every other claimer.

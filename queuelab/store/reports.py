@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -12,8 +14,10 @@ from queuelab.limits import enabled
 from queuelab.models import AttemptOutcome, Job, JobStatus
 from queuelab.store.database import Database
 from queuelab.store.dependencies import waiting_on
-from queuelab.store.limits import effective, paused_queues
+from queuelab.store.limits import effective, paused_queues, read_snapshot
 from queuelab.store.schema import IS_PENDING, IS_RUNNING, attempts, jobs, workers
+from queuelab.store.throttling import count_started, next_free_at
+from queuelab.throttles import Throttle, matches, room
 
 FRAME_COLUMNS = (
     "id",
@@ -87,7 +91,15 @@ class JobFacts:
     user_max_running: int | None
     live_worker_queues: list[str]  # each worker's queue list ("*" = all)
     ahead: int  # runnable jobs that would be claimed before it (capped)
+    throttled: Throttled | None = None  # the full throttle that holds it back, if any
     waiting_on: list[tuple[str, str | None]] = field(default_factory=list)  # parents not completed, their status
+
+
+@dataclass(frozen=True, slots=True)
+class Throttled:
+    throttle: Throttle
+    started: int  # starts in the window now
+    frees_at: float  # when the next start fits
 
 
 POSITION_CAP = 10_000
@@ -116,7 +128,21 @@ def job_facts(db: Database, settings: Settings, job_id: str, now: float, worker_
             )
             capped = sa.select(jobs.c.id).where(IS_PENDING, jobs.c.run_at <= now, before).limit(POSITION_CAP)
             ahead = conn.execute(sa.select(sa.func.count()).select_from(capped.subquery())).scalar_one()
-    return JobFacts(job, now, paused, int(running), quota, live_queues, int(ahead), parents)
+        throttled = _throttled(conn, db, job, now)
+    return JobFacts(job, now, paused, int(running), quota, live_queues, int(ahead), throttled, parents)
+
+
+def _throttled(conn: Any, db: Database, job: Job, now: float) -> Throttled | None:
+    """The throttle of the job's task, queue or user that is full now, and when it frees
+    (the latest of them: the job starts once every one has room)."""
+    found = None
+    for throttle in read_snapshot(conn).throttles:
+        if not matches(throttle, job.task, job.queue, job.user_id):
+            continue
+        at = next_free_at(conn, [throttle], now)
+        if at is not None and (found is None or at > found.frees_at):
+            found = Throttled(throttle, count_started(conn, db, [throttle], now).get(throttle.key, 0), at)
+    return found
 
 
 def completed_series(db: Database, now: float, seconds: int = 60, user_id: str | None = None) -> list[int]:
@@ -136,8 +162,9 @@ def completed_series(db: Database, now: float, seconds: int = 60, user_id: str |
 
 def runnable_backlog(db: Database, now: float) -> dict[str, int]:
     """{queue: PENDING jobs a free worker could start now}: due (not scheduled or backing
-    off), in a queue that is not paused, of a user not at their running quota. This, not
-    the PENDING count, is the demand more workers can serve (the autoscaler's metric)."""
+    off), in a queue that is not paused, of a user not at their running quota, and of a
+    throttled task, queue or user no more than its throttle's room. This, not the PENDING
+    count, is the demand more workers can serve (the autoscaler's metric)."""
     from queuelab.store.claims import running_by_user
     from queuelab.store.limits import DEFAULTS, cache_for, running_quotas
 
@@ -152,7 +179,9 @@ def runnable_backlog(db: Database, now: float) -> dict[str, int]:
             full = [u for u, n in running.items() if (q := quotas.get(u, quotas[DEFAULTS])) and n >= q]
             if full:
                 query = query.where(jobs.c.user_id.not_in(full))
-        return {name: int(n) for name, n in conn.execute(query.group_by(jobs.c.queue))}
+        query, throttled = _throttled_demand(conn, db, query, snapshot.throttles, now)
+        found = Counter({name: int(n) for name, n in conn.execute(query.group_by(jobs.c.queue))})
+        return dict(found + throttled)
 
 
 def _of_user(query: sa.Select[Any], user_id: str | None) -> sa.Select[Any]:
@@ -164,3 +193,25 @@ def _attempts_of_user(query: sa.Select[Any], user_id: str | None) -> sa.Select[A
     if user_id is None:
         return query
     return query.where(attempts.c.job_id.in_(sa.select(jobs.c.id).where(jobs.c.user_id == user_id)))
+
+
+_SCOPE_COLUMN = {"task": jobs.c.task, "queue": jobs.c.queue, "user": jobs.c.user_id}
+
+
+def _throttled_demand(
+    conn: Any, db: Database, query: Any, throttles: Sequence[Throttle], now: float
+) -> tuple[Any, Counter[str]]:
+    """``query`` without the throttled jobs, and {queue: throttled jobs more workers could
+    start now}: of each throttle's jobs, no more than the room it has left (none when full).
+    A job under two throttles with room may count under both: the demand errs high by that."""
+    counted = count_started(conn, db, throttles, now)
+    demand: Counter[str] = Counter()
+    rest = query
+    for throttle in throttles:
+        column = _SCOPE_COLUMN[throttle.scope.value]
+        rest = rest.where(column != throttle.name)
+        left = room(throttle.rate, counted.get(throttle.key, 0))
+        if left:
+            mine = query.with_only_columns(jobs.c.queue).where(column == throttle.name).limit(left)
+            demand.update(conn.execute(mine).scalars())
+    return rest, demand

@@ -15,7 +15,7 @@ import sqlalchemy as sa
 SCHEMA_VERSION = 1
 # Bumped with each such addition, so that opening an older database (whose revision is
 # lower or unset) adds it; a database at this revision is opened with one catalog read.
-SCHEMA_REVISION = 8
+SCHEMA_REVISION = 9
 NOTIFY_CHANNEL = "queuelab_jobs"
 # PostgreSQL: a job that someone waits for (``awaited``) sends its id on this channel when
 # it finishes (the trigger below), so ``Queue.wait`` needs no polling.
@@ -128,6 +128,20 @@ POSTGRES_RELEASE_TRIGGER = (
     "DROP TRIGGER IF EXISTS queuelab_jobs_release ON queuelab_jobs",
     "CREATE TRIGGER queuelab_jobs_release AFTER UPDATE OF status ON queuelab_jobs FOR EACH ROW "
     f"WHEN ({_RELEASE_WHEN}) EXECUTE FUNCTION queuelab_release_dependents()",
+)
+
+# PostgreSQL (revision 9): a throttled claim's first step in one round trip: for each key
+# (sorted by the caller), try its transaction-scoped advisory lock and, if granted, count its
+# starts after its window's start. VOLATILE: each query inside takes a fresh snapshot, so the
+# count, taken after the lock was granted, sees every start committed before (one statement
+# would count in a snapshot taken before it held the lock). Keys not locked are left out.
+THROTTLE_FUNCTION = (
+    "CREATE OR REPLACE FUNCTION queuelab_throttle_starts(p_space integer, p_keys text[], "
+    "p_since double precision[]) RETURNS TABLE (locked_key text, started bigint) LANGUAGE plpgsql VOLATILE AS $$ "
+    "BEGIN FOR i IN 1 .. coalesce(array_length(p_keys, 1), 0) LOOP "
+    "IF pg_try_advisory_xact_lock(p_space, hashtext(p_keys[i])) THEN locked_key := p_keys[i]; "
+    "SELECT count(*) INTO started FROM queuelab_starts AS s WHERE s.key = p_keys[i] AND s.at > p_since[i]; "
+    "RETURN NEXT; END IF; END LOOP; END $$",
 )
 
 # Literal SQL, not bound parameters: SQLite uses a partial index only when the query's
@@ -324,3 +338,30 @@ schedules = sa.Table(
     sa.Column("created_at", sa.Double, nullable=False),
     sa.Column("updated_at", sa.Double, nullable=False),
 )
+
+# Execution throttles (revision 9): at most ``count`` starts per sliding ``window_seconds``
+# of the jobs of one task, queue or user (``scope``, ``name``), across every worker. Few rows:
+# every claim reads them all, through the limits snapshot (store/limits.py).
+throttles = sa.Table(
+    "queuelab_throttles",
+    metadata,
+    sa.Column("scope", sa.String(16), primary_key=True),  # task, queue or user
+    sa.Column("name", sa.String(200), primary_key=True),
+    sa.Column("count", sa.Integer, nullable=False),
+    sa.Column("window_seconds", sa.Double, nullable=False),
+    sa.Column("updated_at", sa.Double, nullable=False),
+)
+
+# The starts a throttle counts (revision 9): one row per claimed job and throttle key
+# ("task:send_email"), written by the claim that took the job, in its transaction; pruned by
+# the claims once far out of the window. Only throttled jobs have rows: a queue without
+# throttles writes none.
+starts = sa.Table(
+    "queuelab_starts",
+    metadata,
+    sa.Column("id", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True, autoincrement=True),
+    sa.Column("key", sa.String(220), nullable=False),
+    sa.Column("at", sa.Double, nullable=False),
+)
+# A throttle counts one key's starts after a time: a range scan of this index.
+sa.Index("queuelab_starts_key_at", starts.c.key, starts.c.at)

@@ -53,10 +53,14 @@ def in_list_params(name: str, values: Sequence[Any]) -> dict[str, Any]:
     return {f"{name}_{i}": value for i, value in enumerate(values)}
 
 
-def runnable(pick: sa.Select[Any], queues: int, tasks: int, skip_queues: int) -> sa.Select[Any]:
+def runnable(
+    pick: sa.Select[Any], queues: int, tasks: int, skip_queues: int, skip_tasks: int = 0, skip_users: int = 0
+) -> sa.Select[Any]:
     """``pick`` narrowed to PENDING jobs due now, of the worker's queues and tasks, in queues
     that are not paused. Each filter is a list of that many values (0: no filter), bound at
-    execution (see :func:`in_list_params`: p_queues, p_tasks, p_skip_queues)."""
+    execution (see :func:`in_list_params`: p_queues, p_tasks, p_skip_queues). Under
+    execution throttles, the tasks and users with no room left are skipped too
+    (p_skip_tasks, p_skip_users; their queues join p_skip_queues)."""
     pick = pick.where(IS_PENDING, jobs.c.run_at <= NOW)
     if queues:
         pick = pick.where(jobs.c.queue.in_(in_list("p_queues", queues)))
@@ -64,11 +68,17 @@ def runnable(pick: sa.Select[Any], queues: int, tasks: int, skip_queues: int) ->
         pick = pick.where(jobs.c.task.in_(in_list("p_tasks", tasks)))
     if skip_queues:
         pick = pick.where(jobs.c.queue.not_in(in_list("p_skip_queues", skip_queues)))
+    if skip_tasks:
+        pick = pick.where(jobs.c.task.not_in(in_list("p_skip_tasks", skip_tasks)))
+    if skip_users:
+        pick = pick.where(jobs.c.user_id.not_in(in_list("p_skip_users", skip_users)))
     return pick
 
 
 @cache
-def pick_statement(queues: int, tasks: int, skip_queues: int) -> sa.Select[Any]:
+def pick_statement(
+    queues: int, tasks: int, skip_queues: int, skip_tasks: int = 0, skip_users: int = 0
+) -> sa.Select[Any]:
     """The runnable jobs in claim order: highest priority, then lowest fair rank.
 
     PostgreSQL: FOR UPDATE SKIP LOCKED lets concurrent claimers pass over rows another
@@ -76,7 +86,7 @@ def pick_statement(queues: int, tasks: int, skip_queues: int) -> sa.Select[Any]:
     drops the clause there without a word): the enclosing BEGIN IMMEDIATE holds the
     database write lock across the whole claim, which serialises claimers instead.
     """
-    pick = runnable(sa.select(jobs.c.id, jobs.c.user_id), queues, tasks, skip_queues)
+    pick = runnable(sa.select(jobs.c.id, jobs.c.user_id), queues, tasks, skip_queues, skip_tasks, skip_users)
     pick = pick.order_by(jobs.c.priority.desc(), jobs.c.fair_rank).limit(sa.bindparam("p_limit"))
     return pick.with_for_update(skip_locked=True)
 
@@ -94,9 +104,9 @@ _TAKE = {
 
 
 @cache
-def claim_statement(queues: int, tasks: int, skip_queues: int) -> Update:
+def claim_statement(queues: int, tasks: int, skip_queues: int, skip_tasks: int = 0, skip_users: int = 0) -> Update:
     """Pick and take in one statement: UPDATE ... WHERE id IN (pick) RETURNING ..."""
-    pick = pick_statement(queues, tasks, skip_queues).with_only_columns(jobs.c.id)
+    pick = pick_statement(queues, tasks, skip_queues, skip_tasks, skip_users).with_only_columns(jobs.c.id)
     return jobs.update().where(jobs.c.id.in_(pick.scalar_subquery())).values(**_TAKE).returning(*CLAIMED_COLUMNS)
 
 

@@ -31,6 +31,7 @@ VALUES = (
     "looper",
     "schedules",
     "logs",
+    "throttles",
 )
 FACADE = ("queue", "arguments", "stats", "explain", "testing", "periodic")
 # Rank of each layer; a module may import ranks <= its own.

@@ -63,3 +63,9 @@ def raise_unprintable(path: str) -> None:
 def raise_base_exception(path: str) -> None:
     _record(path, "start")
     raise NotAnException("gone")
+
+
+@q.task
+def record_other(path: str) -> None:
+    """Another task, for tests where one task is held back and the others must not be."""
+    _record(path, "start")
