@@ -7,6 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from queuelab.extras import require
 from queuelab.models import JobStatus
 from queuelab.runtime import Runtime
 from queuelab.schedules import Schedule
@@ -62,6 +63,7 @@ def read_stats(runtime: Runtime) -> QueueStats:
 
 
 def jobs_frame(runtime: Runtime, *, limit: int) -> pd.DataFrame:
+    require(("pandas",), extra="lab", feature="Queue.jobs_frame()")
     import pandas as pd
 
     from queuelab.store.reports import FRAME_COLUMNS
@@ -74,6 +76,7 @@ def jobs_frame(runtime: Runtime, *, limit: int) -> pd.DataFrame:
 
 
 def attempts_frame(runtime: Runtime, *, limit: int) -> pd.DataFrame:
+    require(("pandas",), extra="lab", feature="Queue.attempts_frame()")
     import pandas as pd
 
     frame = pd.DataFrame(Reports(runtime.db).attempt_rows(limit))
