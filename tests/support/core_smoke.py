@@ -47,6 +47,7 @@ def main(db_path: str) -> int:
         worker.flush()
         done.append(q.wait(stepped, timeout=120))
     report = {
+        "queuelab": queuelab.__file__,
         "jobs": [[job.status.value, job.result] for job in done],
         "loaded": [name for name in EXTRAS_MODULES if name in sys.modules],
     }
