@@ -21,6 +21,7 @@ DISTRIBUTION = "queuelab-jobs"
 POSTGRES = ("psycopg",)
 API = ("fastapi", "starlette", "pydantic", "uvicorn", "prometheus_client")
 LAB = ("pandas", "numpy", "tqdm")
+REDIS = ("redis",)
 BENCH = ("pandas", "numpy", "tqdm", "httpx")
 
 

@@ -7,6 +7,7 @@ A missing package is simulated with ``sys.modules[name] = None`` (Python's own w
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -16,14 +17,17 @@ import pytest
 from queuelab import MissingExtra, Queue, Settings
 from queuelab.extras import DISTRIBUTION
 from queuelab.store.database import Database
+from queuelab.store.redis_limiter import RedisRateLimiter
 
 ROOT = Path(__file__).resolve().parents[2]
 SMOKE = ROOT / "tests" / "support" / "core_smoke.py"
 
 
 def run_python(code_or_args: list[str], tmp_path: Path) -> subprocess.CompletedProcess[str]:
+    """A child python importing this tree's queuelab (from a folder with none of its own)."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
     return subprocess.run(
-        [sys.executable, *code_or_args], cwd=tmp_path, capture_output=True, text=True, timeout=180, check=False
+        [sys.executable, *code_or_args], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=180, check=False
     )
 
 
@@ -34,6 +38,7 @@ def test_a_sqlite_queue_and_its_workers_load_no_extra(tmp_path: Path) -> None:
 
     assert done.returncode == 0, done.stderr
     report = json.loads(done.stdout.splitlines()[-1])
+    assert report["queuelab"] == str(ROOT / "queuelab" / "__init__.py")
     assert report["jobs"] == [["COMPLETED", n + 1] for n in range(5)] + [["COMPLETED", 42]]
     assert report["loaded"] == []
 
@@ -44,6 +49,13 @@ def test_postgresql_without_psycopg_names_the_postgres_extra(monkeypatch: pytest
 
     with pytest.raises(MissingExtra, match=rf"needs the postgres extra .*pip install '{DISTRIBUTION}\[postgres\]'"):
         Database(Settings(database_url="postgresql://nobody@127.0.0.1:1/none"))
+
+
+def test_a_redis_url_without_redis_names_the_redis_extra(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "redis", None)
+
+    with pytest.raises(MissingExtra, match=rf"needs the redis extra .*pip install '{DISTRIBUTION}\[redis\]'"):
+        RedisRateLimiter("redis://127.0.0.1:1/0")
 
 
 def test_a_frame_without_pandas_names_the_lab_extra(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
