@@ -43,5 +43,5 @@ def test_without_a_notebooks_folder_the_runner_says_where_to_point_it(
 ) -> None:
     """Installed from a wheel, the default folder (beside the package) does not exist."""
     assert notebooks.main(["--dir", str(tmp_path / "absent"), "--work", str(tmp_path / "work")]) == 2
-    assert "the notebooks ship with the source repository, not the package: pass --dir" in capsys.readouterr().err
+    assert "(the notebooks ship with the source repository, not the package): pass --dir" in capsys.readouterr().err
     assert not (tmp_path / "work").exists()
