@@ -12,6 +12,7 @@ setup: $(STAMP)
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip uninstall --quiet --yes queuelab 2>/dev/null || true  # the distribution's old name
 	$(PY) -m pip install --quiet -e '.[all,dev]'
 	touch $(STAMP)
 
