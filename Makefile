@@ -12,7 +12,8 @@ setup: $(STAMP)
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[dev,redis,lab,bench]'
+	$(PY) -m pip uninstall --quiet --yes queuelab 2>/dev/null || true  # the distribution's old name
+	$(PY) -m pip install --quiet -e '.[all,dev]'
 	touch $(STAMP)
 
 run: $(STAMP)  ## the API, the dashboard (http://127.0.0.1:8000/) and 4 worker processes on ./queuelab.db

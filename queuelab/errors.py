@@ -23,6 +23,11 @@ class ConfigError(InvalidArgument):
     """A setting (keyword argument or QUEUELAB_* variable) is not of the allowed form."""
 
 
+class MissingExtra(ConfigError, ImportError):
+    """A feature needs a package of one of queuelab's extras (postgres, api, lab, redis,
+    bench) that is not installed; the message names the extra and the pip line."""
+
+
 class UnknownTask(InvalidArgument, LookupError):
     """No task is registered under that name."""
 

@@ -21,6 +21,7 @@ from queuelab.clock import Clock
 from queuelab.config import Settings
 from queuelab.errors import InvalidArgument, WaitTimeout
 from queuelab.explain import Explanation, explain_job
+from queuelab.extras import require
 from queuelab.limits import RateLimit, UserLimits, check_quota, check_weight, rate_enabled
 from queuelab.models import TERMINAL_STATUSES, Job, JobStatus, RetryPolicy
 from queuelab.periodic import PeriodicMethods
@@ -551,6 +552,7 @@ class Queue(PeriodicMethods):
         """:meth:`scale_events` as a pandas DataFrame, oldest first (to plot as a step line)."""
         import dataclasses
 
+        require(("pandas",), extra="lab", feature="Queue.scale_events_frame()")
         import pandas as pd
 
         columns = [f.name for f in dataclasses.fields(ScaleEvent)]

@@ -7,6 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from queuelab.extras import require
 from queuelab.models import JobStatus
 from queuelab.runtime import Runtime
 from queuelab.schedules import Schedule
@@ -64,6 +65,7 @@ def read_stats(runtime: Runtime, user_id: str | None = None) -> QueueStats:
 
 
 def jobs_frame(runtime: Runtime, *, limit: int) -> pd.DataFrame:
+    require(("pandas",), extra="lab", feature="Queue.jobs_frame()")
     import pandas as pd
 
     from queuelab.store.reports import FRAME_COLUMNS
@@ -76,6 +78,7 @@ def jobs_frame(runtime: Runtime, *, limit: int) -> pd.DataFrame:
 
 
 def attempts_frame(runtime: Runtime, *, limit: int) -> pd.DataFrame:
+    require(("pandas",), extra="lab", feature="Queue.attempts_frame()")
     import pandas as pd
 
     frame = pd.DataFrame(Reports(runtime.db).attempt_rows(limit))

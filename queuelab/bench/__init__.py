@@ -7,6 +7,11 @@ registry), ``core`` (enqueue, drain, latency, limits), ``growth``, ``fairness``,
 ``api``, ``floor``; ``report``, ``plots`` and ``machine`` write what a run found.
 """
 
-from queuelab.bench.results import BenchError, Result, Series
+from queuelab.extras import BENCH, require
+
+# Before any bench module imports them: a missing package names the extra to install.
+require(BENCH, extra="bench", feature="queuelab.bench")
+
+from queuelab.bench.results import BenchError, Result, Series  # noqa: E402
 
 __all__ = ["BenchError", "Result", "Series"]

@@ -10,6 +10,11 @@ queue through its facade; nothing below imports it.
     result = lab.run_experiment("sqlite:///lab.db", load.Poisson(rate=200, seconds=10), workers=4)
 """
 
-from queuelab.lab.experiment import ExperimentResult, run_experiment, summarize, sweep, wait_for
+from queuelab.extras import LAB, require
+
+# Before any lab module imports them: a missing package names the extra to install.
+require(LAB, extra="lab", feature="queuelab.lab")
+
+from queuelab.lab.experiment import ExperimentResult, run_experiment, summarize, sweep, wait_for  # noqa: E402
 
 __all__ = ["ExperimentResult", "run_experiment", "summarize", "sweep", "wait_for"]

@@ -106,6 +106,13 @@ def main(argv: Sequence[str] | None = None, *, load: Callable[[], float] = lambd
         "--set", action="append", default=[], metavar="NAME=VALUE", help="override a parameter (a Python literal)"
     )
     args = parser.parse_args(argv)
+    if not args.dir.is_dir():  # installed from a wheel: the notebooks are the repository's, not the package's
+        print(
+            f"queuelab.lab.notebooks: no notebooks folder at {args.dir} (the notebooks ship with the source "
+            "repository, not the package): pass --dir PATH/notebooks",
+            file=sys.stderr,
+        )
+        return 2
     overrides: dict[str, Any] = {}
     for item in args.set:
         name, _, value = item.partition("=")

@@ -19,13 +19,13 @@ from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager
 from typing import Any
 
-import psycopg
 import sqlalchemy as sa
 from sqlalchemy import event
 from sqlalchemy.engine import Connection, Engine, make_url
 
 from queuelab.config import Settings
 from queuelab.errors import ConfigError, SchemaVersionError, StoreError
+from queuelab.extras import POSTGRES, require
 from queuelab.store.schema import (
     DONE_TRIGGER,
     NOTIFY_CHANNEL,
@@ -294,6 +294,8 @@ def _begin_immediate_fast(raw: Any) -> bool:
 
 
 def _postgres_engine(url: sa.URL, settings: Settings) -> Engine:
+    # psycopg is the postgres extra's: imported here, so a SQLite queue never loads it.
+    (psycopg,) = require(POSTGRES, extra="postgres", feature="a PostgreSQL database_url")
     # Behind a transaction pooler, consecutive transactions may run on different server
     # connections: a statement psycopg prepared on one is unknown on the next.
     args = {"prepare_threshold": None} if settings.postgres_pooling == "transaction" else {}

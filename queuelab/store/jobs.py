@@ -11,7 +11,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import psycopg
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, RowMapping
 
@@ -369,6 +368,8 @@ def _copy_rows(conn: Connection, rows: list[dict[str, Any]]) -> None:
     row; COPY streams them, formatted by psycopg's C code). Its errors are raised as
     SQLAlchemy's, like every other statement's (a duplicate idempotency key is an
     IntegrityError, which the caller retries)."""
+    import psycopg  # the postgres extra's: only a PostgreSQL Database gets here
+
     columns = tuple(rows[0])
     status, values_of = columns.index("status"), operator.itemgetter(*columns)
     sql = f"COPY {jobs.name} ({', '.join(columns)}) FROM STDIN"

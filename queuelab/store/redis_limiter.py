@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from queuelab.errors import RateLimited, StoreError
+from queuelab.extras import REDIS, require
 from queuelab.limits import RateLimit
 
 KEY_PREFIX = "queuelab:rate:"
@@ -54,8 +55,7 @@ class Admission:
 
 class RedisRateLimiter:
     def __init__(self, url: str) -> None:
-        import redis
-
+        (redis,) = require(REDIS, extra="redis", feature="QUEUELAB_REDIS_URL (the Redis rate limiter)")
         self._redis = redis.Redis.from_url(url)
         self._script = self._redis.register_script(SLIDING_WINDOW)
         self._url = url

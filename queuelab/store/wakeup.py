@@ -20,15 +20,17 @@ import sqlite3
 import threading
 import time
 from collections.abc import Callable
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
-import psycopg
 import sqlalchemy as sa
 
 from queuelab.errors import StoreError
 from queuelab.looper import Looper
 from queuelab.store.database import Database
 from queuelab.store.schema import NOTIFY_CHANNEL
+
+if TYPE_CHECKING:
+    import psycopg
 
 log = logging.getLogger("queuelab.wakeup")
 
@@ -182,6 +184,8 @@ class Listener(Looper):
         return min(MAX_RECONNECT_SECONDS, 0.2 * 2.0**self.failures) if self.failures else 0.0
 
     def tick(self, now: float, mono: float) -> None:
+        import psycopg  # the postgres extra's; a listener exists only for a PostgreSQL Database, which has it
+
         try:
             if self._conn is None:
                 self._connect()
@@ -207,6 +211,8 @@ class Listener(Looper):
             self._disconnect()
 
     def _connect(self) -> None:
+        import psycopg
+
         conn = psycopg.connect(self._dsn, autocommit=True)
         self._conn = conn
         conn.execute(f"LISTEN {self._channel}")

@@ -69,6 +69,8 @@ def pyproject_dependencies(path: Path) -> dict[str, str | None]:
     for group in groups:
         for text in group:
             name, version = parse_requirement(text, path.name)
+            if name == normalise(project["name"]):
+                continue  # an extra that names others (all = queuelab-jobs[postgres,api,...])
             assert found.get(name, version) == version, f"{path.name}: {name} has two minimum versions"
             found[name] = version
     return found

@@ -36,3 +36,12 @@ def test_the_captions_say_which_notebook_drew_each_figure_when_and_where() -> No
     assert "Drawn 2026-12-06 11:45 UTC on lab (2 cores, load 0.3) by `make figures`." in text
     assert "| `quickstart_throughput.png` | `notebooks/01_quickstart.ipynb` |" in text
     assert text.count("06_autoscaling.ipynb") == 2
+
+
+def test_without_a_notebooks_folder_the_runner_says_where_to_point_it(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Installed from a wheel, the default folder (beside the package) does not exist."""
+    assert notebooks.main(["--dir", str(tmp_path / "absent"), "--work", str(tmp_path / "work")]) == 2
+    assert "(the notebooks ship with the source repository, not the package): pass --dir" in capsys.readouterr().err
+    assert not (tmp_path / "work").exists()

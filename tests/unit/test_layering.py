@@ -20,6 +20,7 @@ PACKAGE = Path(__file__).resolve().parents[2] / "queuelab"
 
 VALUES = (
     "errors",
+    "extras",
     "bounds",
     "config",
     "clock",
