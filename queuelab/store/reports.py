@@ -13,7 +13,7 @@ from queuelab.config import Settings
 from queuelab.limits import enabled
 from queuelab.models import AttemptOutcome, Job, JobStatus
 from queuelab.store.database import Database
-from queuelab.store.dependencies import waiting_on
+from queuelab.store.dependencies import shown_priority, waiting_on
 from queuelab.store.limits import effective, paused_queues, read_snapshot
 from queuelab.store.schema import IS_PENDING, IS_RUNNING, attempts, jobs, workers
 from queuelab.store.throttling import count_started, next_free_at
@@ -71,7 +71,10 @@ class Reports:
     def job_rows(self, limit: int) -> list[dict[str, Any]]:
         query = sa.select(*(jobs.c[c] for c in FRAME_COLUMNS)).order_by(jobs.c.created_at.desc()).limit(limit)
         with self.db.read() as conn:
-            return [dict(row) for row in conn.execute(query).mappings()]
+            rows = [dict(row) for row in conn.execute(query).mappings()]
+        for row in rows:
+            row["priority"] = shown_priority(row["priority"])
+        return rows
 
     def attempt_rows(self, limit: int) -> list[dict[str, Any]]:
         columns = [c for c in attempts.c if c.name != "traceback"]

@@ -7,6 +7,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from queuelab.models import Action, ActionKind, Attempt, AttemptOutcome, Job, JobStatus, to_datetime
+from queuelab.store.dependencies import shown_priority
 
 
 def job_from_row(
@@ -19,7 +20,7 @@ def job_from_row(
         payload=json.loads(row["payload"]),
         user_id=row["user_id"],
         status=JobStatus(row["status"]),
-        priority=row["priority"],
+        priority=shown_priority(row["priority"]),
         run_at=_dt(row["run_at"]),
         attempts=row["attempts"],
         max_retries=row["max_retries"],

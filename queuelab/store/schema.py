@@ -100,13 +100,15 @@ DONE_TRIGGER = (
 
 # Dependencies (revision 8): the UPDATE that completes a parent (an ack, a forced success)
 # counts one parent fewer for each child still waiting for it and releases the children it
-# was the last for (their run_at becomes due), then forgets those edges; on PostgreSQL it
+# was the last for (their run_at becomes due, their priority their own again: see
+# dependencies.blocked_priority), then forgets those edges; on PostgreSQL it
 # also wakes the released children's workers. In the database, not in each code path that
 # completes a job: a batch ack, a forced success and any later path all release. The WHEN
 # clause skips every ending of a job that no other job waits for.
 _RELEASE_SET = (
     "SET waiting_for = waiting_for - 1, "
-    "run_at = CASE WHEN waiting_for = 1 THEN {greatest}(ready_at, NEW.finished_at) ELSE run_at END "
+    "run_at = CASE WHEN waiting_for = 1 THEN {greatest}(ready_at, NEW.finished_at) ELSE run_at END, "
+    "priority = CASE WHEN waiting_for = 1 AND priority < 0 THEN -1 - priority ELSE priority END "
     "WHERE status = 'PENDING' AND waiting_for > 0 "
     "AND id IN (SELECT child_id FROM queuelab_dependencies WHERE parent_id = NEW.id)"
 )

@@ -14,7 +14,7 @@ from queuelab import FakeClock, InvalidArgument, JobStatus, Queue, Submission
 from queuelab.models import AttemptOutcome, Lease
 from queuelab.policy import Complete, DeadLetter, Errored
 from queuelab.store.dependencies import BLOCKED_RUN_AT
-from queuelab.store.schema import dependencies
+from queuelab.store.schema import dependencies, jobs
 from queuelab.testing import internals
 
 
@@ -140,3 +140,22 @@ def test_pruning_forgets_the_edges(q: Queue, clock: FakeClock) -> None:
     assert q.prune(older_than=1) == 2
     with q.database.read() as conn:
         assert conn.execute(sa.select(sa.func.count()).select_from(dependencies)).scalar_one() == 0
+
+
+def test_a_blocked_job_is_stored_below_every_priority_and_shown_with_its_own(q: Queue) -> None:
+    """Claims read PENDING jobs by priority, then fair rank, skipping those not due: blocked
+    jobs stored below every real priority are met only after every runnable job, however
+    many there are and however early they were submitted."""
+    parent = q.submit("step", delay=3600)
+    child = q.submit("step", after=[parent.id], priority=7)
+    with q.database.read() as conn:
+        stored = conn.execute(sa.select(jobs.c.priority).where(jobs.c.id == child.id)).scalar_one()
+    assert stored < 0
+    assert q.get(child.id).priority == 7
+    assert q.jobs_frame().set_index("id").loc[child.id, "priority"] == 7
+    clock_now = q.clock.now()
+    with q.database.write() as conn:  # the parent becomes due, runs and completes
+        conn.execute(sa.update(jobs).where(jobs.c.id == parent.id).values(run_at=clock_now))
+    complete(q, claim_all(q)[parent.id])
+    with q.database.read() as conn:
+        assert conn.execute(sa.select(jobs.c.priority).where(jobs.c.id == child.id)).scalar_one() == 7
