@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 from queuelab.clock import Clock, SystemClock
 from queuelab.config import Settings
 from queuelab.models import Lease, RetryPolicy
-from queuelab.policy import DeadLetter, Decision, Outcome, Retry, decide_for, policy_for
+from queuelab.policy import Cancel, DeadLetter, Decision, Outcome, Retry, decide_for, policy_for
 from queuelab.schedules import ScheduleSpec
 from queuelab.store import Database, JobStore, LeaseStore, WorkerRegistry
 from queuelab.store.completions import Completions
@@ -122,6 +122,9 @@ def _log_decision(lease: Lease, decision: Decision, now: float) -> None:
         level, then = logging.WARNING, f"retry in {max(0.0, decision.run_at - now):.1f}s"
     elif isinstance(decision, DeadLetter):
         level, then = logging.ERROR, f"to the dead-letter queue ({decision.reason})"
+    elif isinstance(decision, Cancel):
+        log.info("job %s (%s) attempt %d %s", lease.job_id, lease.task, lease.attempt, decision.message)
+        return
     else:
         log.debug("job %s (%s) attempt %d completed", lease.job_id, lease.task, lease.attempt)
         return

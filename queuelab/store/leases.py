@@ -19,7 +19,7 @@ from sqlalchemy.engine import Connection
 
 from queuelab.errors import LeaseLost, WorkerLost
 from queuelab.models import AttemptOutcome, Lease
-from queuelab.policy import Complete, DeadLetter, Decision, Errored, Retry
+from queuelab.policy import Cancel, Complete, DeadLetter, Decision, Errored, Retry
 from queuelab.store import direct
 from queuelab.store import statements as st
 from queuelab.store.claims import ClaimFilter, claim, lease_from_row
@@ -106,6 +106,18 @@ class LeaseStore:
             ]
             return [lease for lease, done in zip(leases, extend, strict=True) if done.rowcount != 1]
 
+    def cancel_requests(self, leases: Sequence[Lease]) -> list[Lease]:
+        """Those of ``leases`` whose job someone asked to cancel while it ran (``q.cancel``):
+        one read by primary key, no write lock; a worker asks once per maintenance tick."""
+        if not leases:
+            return []
+        asked = sa.select(jobs.c.id, jobs.c.lease_token).where(
+            jobs.c.id.in_([lease.job_id for lease in leases]), jobs.c.cancel_requested_at.is_not(None), IS_RUNNING
+        )
+        with self.db.read() as conn:
+            found = {(row.id, row.lease_token) for row in conn.execute(asked)}
+        return [lease for lease in leases if (lease.job_id, lease.token) in found]
+
     def report_progress(self, lease: Lease, fraction: float, message: str | None) -> bool:
         """Store the latest progress of the job ``lease`` holds; False, and nothing
         written, if the lease is no longer held (the job was rescued or finished)."""
@@ -164,6 +176,7 @@ class LeaseStore:
                 jobs.c.lease_token,
                 jobs.c.started_at,
                 jobs.c.unstarted_rescues,
+                jobs.c.cancel_requested_at,
             )
             .where(IS_RUNNING, jobs.c.lease_expires_at < now)
             .order_by(jobs.c.lease_expires_at)
@@ -179,6 +192,10 @@ class LeaseStore:
                 lease = lease_from_row(row, row.lease_token, row.started_at)
                 when = datetime.fromtimestamp(row.lease_expires_at, UTC).isoformat(timespec="milliseconds")
                 message = f"worker {row.lease_owner} stopped heartbeating; its lease expired at {when}"
+                if row.cancel_requested_at is not None:  # cancelled: it ends so, not retried
+                    cancel = Cancel(f"cancelled while running; {message} before it stopped the job")
+                    rescued += _apply(conn, self.db, Finished(lease, cancel, now), row.lease_owner)
+                    continue
                 if row.started_at is None and (row.unstarted_rescues or 0) < UNSTARTED_RESCUES:
                     rescued += _hand_back_unstarted(conn, self.db, row, message, now)
                     continue
@@ -301,6 +318,8 @@ def _apply(conn: Connection, db: Database, done: Finished, worker_id: str | None
         case DeadLetter(error, reason):
             stmt, both, outcome = st.DEAD_LETTER, st.DEAD_LETTER_AND_RECORD, error.kind
             params["p_reason"] = reason
+        case Cancel(message):
+            return _cancel(conn, db, done, worker_id, message)
     row = _attempt_row(lease.job_id, lease.attempt, worker_id, outcome, lease.started_at, now, error)
     if not db.is_sqlite:
         recorded = {f"a_{name}": row[name] for name in st.ATTEMPT_COLUMNS}
@@ -308,6 +327,18 @@ def _apply(conn: Connection, db: Database, done: Finished, worker_id: str | None
     if direct.execute(conn, db, stmt, params).rowcount != 1:
         return False
     direct.execute(conn, db, st.RECORD_ATTEMPT, row)
+    return True
+
+
+def _cancel(conn: Connection, db: Database, done: Finished, worker_id: str | None, message: str) -> bool:
+    """A cancelled attempt: the job CANCELLED, the attempt unspent, its history row saying
+    why (no error type: it is no error). Rare, so two statements on both databases."""
+    lease = done.lease
+    if conn.execute(st.CANCEL, _ended(lease, done.finished_at)).rowcount != 1:
+        return False
+    outcome = AttemptOutcome.CANCELLED
+    row = _attempt_row(lease.job_id, lease.attempt, worker_id, outcome, lease.started_at, done.finished_at)
+    conn.execute(st.RECORD_ATTEMPT, {**row, "error_message": message})
     return True
 
 

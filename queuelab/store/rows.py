@@ -37,6 +37,7 @@ def job_from_row(
         dead_letter_reason=row.get("dead_letter_reason"),
         progress=row.get("progress"),
         progress_message=row.get("progress_message"),
+        cancel_requested_at=to_datetime(row.get("cancel_requested_at")),
         history=tuple(attempt_from_row(a) for a in history),
         actions=tuple(action_from_row(a) for a in actions),
     )

@@ -15,7 +15,7 @@ import sqlalchemy as sa
 SCHEMA_VERSION = 1
 # Bumped with each such addition, so that opening an older database (whose revision is
 # lower or unset) adds it; a database at this revision is opened with one catalog read.
-SCHEMA_REVISION = 7
+SCHEMA_REVISION = 8
 NOTIFY_CHANNEL = "queuelab_jobs"
 # PostgreSQL: a job that someone waits for (``awaited``) sends its id on this channel when
 # it finishes (the trigger below), so ``Queue.wait`` needs no polling.
@@ -67,6 +67,10 @@ jobs = sa.Table(
     # Someone waits for this job to finish (revision 7; PostgreSQL only: its ending sends a
     # NOTIFY, see DONE_TRIGGER). NULL on the jobs nobody waits for, whose endings cost nothing.
     sa.Column("awaited", sa.Boolean),
+    # When someone asked to cancel this job while it ran (revision 8): its worker stops it
+    # (cooperatively, then by force past Settings.cancel_grace_seconds) and acks it
+    # CANCELLED; who asked is in queuelab_actions. NULL on the jobs nobody cancelled.
+    sa.Column("cancel_requested_at", sa.Double),
     sa.Column("idempotency_key", sa.String(200)),
     sa.Column("created_at", sa.Double, nullable=False),
     sa.Column("started_at", sa.Double),
