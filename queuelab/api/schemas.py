@@ -135,6 +135,9 @@ class JobOut(BaseModel):
     dead_letter_reason: str | None = Field(None, description="why a FAILED job is in the dead-letter queue")
     progress: float | None = Field(None, description="the latest a run reported, 0 to 1 (current_job().progress)")
     progress_message: str | None = None
+    cancel_requested_at: datetime | None = Field(
+        None, description="a cancel asked while it ran: RUNNING until its worker stops it, then CANCELLED"
+    )
     errors: list[AttemptOut]
     history: list[AttemptOut]
     actions: list[ActionOut] = Field(description="manual requeues, forced successes and cancels, oldest first")
@@ -162,6 +165,7 @@ class JobOut(BaseModel):
             dead_letter_reason=job.dead_letter_reason,
             progress=job.progress,
             progress_message=job.progress_message,
+            cancel_requested_at=job.cancel_requested_at,
             errors=[h for h in history if h.error_type is not None],
             history=history,
             actions=[ActionOut.of(a) for a in job.actions],
