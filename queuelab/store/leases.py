@@ -139,7 +139,8 @@ class LeaseStore:
                 )
 
     def release(self, lease: Lease, worker_id: str, now: float) -> bool:
-        """Hand an unfinished job back to PENDING without spending an attempt (shutdown)."""
+        """Hand an unfinished job back to PENDING without spending an attempt (shutdown);
+        one someone asked to cancel ends CANCELLED instead."""
         return self.release_many([lease], worker_id, now) == 1
 
     def release_many(self, leases: Sequence[Lease], worker_id: str, now: float, *, started: bool = True) -> int:
@@ -149,7 +150,7 @@ class LeaseStore:
         released = 0
         with self.db.write() as conn:
             for lease in leases:
-                if conn.execute(st.RELEASE, _held(lease)).rowcount != 1:
+                if conn.execute(st.RELEASE, {**_held(lease), "p_now": now}).rowcount != 1:
                     continue
                 outcome = AttemptOutcome.RELEASED
                 began = lease.started_at if started else None
@@ -241,7 +242,8 @@ def _hand_back_unstarted(conn: Connection, db: Database, row: Any, lost: str, no
     """A rescued job its worker claimed ahead and never started (as far as the store
     knows): back to PENDING in its place in line, its attempt unspent; the history row
     says so."""
-    if conn.execute(st.HAND_BACK_UNSTARTED, {"p_id": row.id, "p_token": row.lease_token}).rowcount != 1:
+    held = {"p_id": row.id, "p_token": row.lease_token, "p_now": now}
+    if conn.execute(st.HAND_BACK_UNSTARTED, held).rowcount != 1:
         return False
     count = (row.unstarted_rescues or 0) + 1
     message = (

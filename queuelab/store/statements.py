@@ -128,7 +128,18 @@ DEAD_LETTER = (
     .where(*_HELD)
     .values(status=JobStatus.FAILED, finished_at=NOW, dead_letter_reason=sa.bindparam("p_reason"), **_ENDED)
 )
-RELEASE = jobs.update().where(*_HELD).values(status=JobStatus.PENDING, attempts=jobs.c.attempts - 1, **_NO_LEASE)
+# A job handed back at a stop goes back to PENDING, its attempt unspent; one someone asked to
+# cancel meanwhile ends CANCELLED instead (it must not run again).
+RELEASE = (
+    jobs.update()
+    .where(*_HELD)
+    .values(
+        status=sa.case((_ASKED_TO_CANCEL, JobStatus.CANCELLED), else_=JobStatus.PENDING),
+        finished_at=sa.case((_ASKED_TO_CANCEL, NOW), else_=None),
+        attempts=jobs.c.attempts - 1,
+        **_NO_LEASE,
+    )
+)
 # A cancelled attempt (q.cancel while it ran): the job ends CANCELLED, and its attempt is
 # handed back as a release's is (the history row says CANCELLED).
 CANCEL = (

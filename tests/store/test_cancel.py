@@ -120,3 +120,17 @@ def test_explain_says_a_cancel_waits_for_the_worker(queue: Queue, clock: FakeClo
     assert why.reason == "cancel_requested"
     assert why.message.startswith("cancel requested at ")
     assert why.message.endswith(f"waiting for the worker {WORKER} to stop it")
+
+
+def test_a_job_handed_back_at_a_stop_after_a_request_ends_cancelled(queue: Queue, clock: FakeClock) -> None:
+    lease = running(queue)
+    queue.cancel(lease.job_id)
+    assert internals(queue).leases.release(lease, WORKER, clock.now())
+    done = queue.get(lease.job_id)
+    assert (done.status, done.attempts, done.history[-1].outcome) == (
+        JobStatus.CANCELLED,
+        0,
+        AttemptOutcome.RELEASED,
+    )
+    assert done.finished_at is not None
+    assert claim(queue) == []

@@ -244,7 +244,8 @@ ENTRIES = (
     Entry(
         "release",
         BOTH,
-        f"Hand an unfinished job back to PENDING without spending its attempt (shutdown). {_FENCED}",
+        "Hand an unfinished job back to PENDING without spending its attempt (shutdown; CANCELLED if a "
+        f"cancel was requested while it ran). {_FENCED}",
         "statements.RELEASE",
         "leases.LeaseStore.release_many (then attempt_insert)",
         lambda: st.RELEASE,
