@@ -21,7 +21,7 @@ from queuelab.errors import (
     RateLimited,
     ScheduleNotFound,
 )
-from queuelab.models import Job
+from queuelab.models import Job, JobStatus
 from queuelab.queue import Queue, load_queue
 
 # What a command's exit status means (0: done).
@@ -79,7 +79,7 @@ def add_commands(commands: Any, common: Callable[[argparse.ArgumentParser], None
     force.add_argument("--result", default=None, help="a JSON value to store as the result")
     _by(force)
 
-    cancel = command("cancel", "cancel a PENDING job", _cancel)
+    cancel = command("cancel", "cancel a PENDING job, or ask a RUNNING one's worker to stop it", _cancel)
     cancel.add_argument("job_id")
     _by(cancel)
 
@@ -143,6 +143,7 @@ def _show(args: argparse.Namespace) -> int:
     print(f"why: {why.reason}: {why.message}")
     for attempt in job.history:
         error = f"  {attempt.error_type}: {attempt.error_message}" if attempt.error_type else ""
+        error = error or (f"  {attempt.error_message}" if attempt.error_message else "")  # a cancel's why
         print(f"  attempt {attempt.number} {attempt.outcome.value} {_time(attempt.finished_at)}{error}")
     for action in job.actions:
         print(f"  {action.kind.value} from {action.from_status.value} {_time(action.at)} by {action.by or '-'}")
@@ -190,7 +191,10 @@ def _force_success(args: argparse.Namespace) -> int:
 
 
 def _cancel(args: argparse.Namespace) -> int:
-    return _done(args, _queue(args).cancel(args.job_id, by=_who(args)), "cancelled")
+    job = _queue(args).cancel(args.job_id, by=_who(args))
+    return _done(
+        args, job, "cancelled" if job.status != JobStatus.RUNNING else "cancel requested (its worker stops it)"
+    )
 
 
 def _done(args: argparse.Namespace, job: Job, verb: str) -> int:

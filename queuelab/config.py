@@ -43,6 +43,10 @@ class Settings:
     # Async (``async def``) jobs one worker runs at once on its event loop, beside its slots.
     async_concurrency: int = 100
     shutdown_grace_seconds: float = 10.0
+    # A running job cancelled (q.cancel) that has not stopped this long after its worker saw
+    # the request is stopped by force: its process exits (process mode), or its thread is
+    # abandoned (thread mode). The same default as a stop's grace period.
+    cancel_grace_seconds: float = 10.0
     retention_seconds: float | None = 7 * 24 * 3600.0
     worker_ttl_seconds: float = 15.0
     # Per-user limits (defaults for every user; per-user overrides live in the database).
@@ -233,6 +237,7 @@ _PARSERS: dict[str, Callable[[str, Any], Any]] = {
     "prefetch": _prefetch,
     "async_concurrency": _integer(1, bounds.MAX_ASYNC_CONCURRENCY),
     "shutdown_grace_seconds": _seconds(bounds.DAY_SECONDS, zero_ok=True),
+    "cancel_grace_seconds": _seconds(bounds.DAY_SECONDS, zero_ok=True),
     "retention_seconds": _optional_seconds,
     "worker_ttl_seconds": _seconds(bounds.DAY_SECONDS),
     "rate_limit": _rate_limit,

@@ -99,6 +99,11 @@ class ResultNotSerializable(QueuelabError, TypeError):
     """The task returned a value that is not JSON."""
 
 
+class JobCancelled(QueuelabError):
+    """Raised in a running task by ``current_job().check_cancelled()`` once someone has
+    cancelled its job (``q.cancel``): the job then ends CANCELLED, its attempt unspent."""
+
+
 class NoCurrentJob(InvalidArgument, LookupError):
     """``current_job()`` was called outside a running job."""
 

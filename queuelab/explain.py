@@ -115,6 +115,14 @@ def _throttled(held: Throttled, now: float) -> Explanation:
 def _not_pending(facts: JobFacts) -> Explanation:
     job = facts.job
     status = job.status
+    asked = job.cancel_requested_at
+    if status == JobStatus.RUNNING and asked is not None:
+        when = asked.isoformat(timespec="milliseconds")
+        return Explanation(
+            "cancel_requested",
+            f"cancel requested at {when}, waiting for the worker {job.lease_owner} to stop it",
+            {"cancel_requested_at": when, "worker_id": job.lease_owner, "attempt": job.attempts},
+        )
     if status == JobStatus.RUNNING:
         return Explanation(
             "running",

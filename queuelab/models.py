@@ -25,6 +25,7 @@ class AttemptOutcome(StrEnum):
     TIMEOUT = "TIMEOUT"  # the task ran past its timeout
     LOST = "LOST"  # the worker vanished; the lease expired and the job was rescued
     RELEASED = "RELEASED"  # the worker shut down and handed the job back; no attempt spent
+    CANCELLED = "CANCELLED"  # stopped by a cancel request (q.cancel); no attempt spent
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,6 +109,8 @@ class Job:
     progress: float | None = None  # the latest a run reported (0 to 1), via current_job().progress()
     progress_message: str | None = None
     waiting_for: int | None = None  # parents (``after=``) not yet COMPLETED; None: none were named
+    # A cancel asked while it ran: its worker stops it and it ends CANCELLED (see q.cancel).
+    cancel_requested_at: datetime | None = None
     history: tuple[Attempt, ...] = field(default=())
     actions: tuple[Action, ...] = field(default=())  # requeues, forced successes, cancels; oldest first
 

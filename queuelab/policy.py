@@ -49,7 +49,15 @@ def _safe_str(exc: BaseException) -> str:
         return f"<{type(exc).__name__} whose message could not be read>"
 
 
-Outcome = Succeeded | Errored
+@dataclass(frozen=True, slots=True)
+class Cancelled:
+    """An attempt stopped by a cancel request (``q.cancel``): the task saw it and returned
+    or raised, its coroutine was cancelled, or it was killed past the grace period."""
+
+    message: str
+
+
+Outcome = Succeeded | Errored | Cancelled
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,7 +77,14 @@ class DeadLetter:
     reason: str
 
 
-Decision = Complete | Retry | DeadLetter
+@dataclass(frozen=True, slots=True)
+class Cancel:
+    """End the job CANCELLED without spending its attempt; no retry."""
+
+    message: str
+
+
+Decision = Complete | Retry | DeadLetter | Cancel
 
 
 def backoff_seconds(attempt: int, policy: RetryPolicy, unit_random: float) -> float:
@@ -102,6 +117,8 @@ def decide(
     """
     if isinstance(outcome, Succeeded):
         return Complete(outcome.result)
+    if isinstance(outcome, Cancelled):
+        return Cancel(outcome.message)
     if attempt > max_retries:
         runs = "run" if attempt == 1 else "runs"
         return DeadLetter(outcome, f"{outcome.error_type} after {attempt} {runs} (max_retries={max_retries})")

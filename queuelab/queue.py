@@ -594,7 +594,16 @@ class Queue(PeriodicMethods):
         return self._runtime.jobs.force_success(arguments.job_id(job_id), self._runtime.clock.now(), result, who)
 
     def cancel(self, job_id: str, *, by: str | None = None) -> Job:
-        """Cancel a PENDING job (recorded in its ``actions``, with when and ``by`` whom)."""
+        """Cancel a PENDING or RUNNING job (recorded in its ``actions``, with when and ``by``
+        whom). A PENDING job is CANCELLED at once. A RUNNING one stays RUNNING, with
+        ``cancel_requested_at`` set, until its worker stops it: the task sees
+        ``current_job().cancelled`` within about a second (``check_cancelled()`` and
+        ``progress()`` raise :class:`~queuelab.JobCancelled`), an async task's coroutine is
+        cancelled, and a job still running ``cancel_grace_seconds`` later is killed with its
+        worker process (process mode) or abandoned (thread mode). It then ends CANCELLED,
+        its attempt unspent, no retry. A job that finishes before its worker sees the
+        request ends as it finished. Raises :class:`~queuelab.InvalidTransition` for a
+        finished job."""
         return self._runtime.jobs.cancel(arguments.job_id(job_id), self._runtime.clock.now(), arguments.actor(by))
 
     def prune(self, older_than: timedelta | float | None = None) -> int:

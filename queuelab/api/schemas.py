@@ -142,6 +142,9 @@ class JobOut(BaseModel):
     progress: float | None = Field(None, description="the latest a run reported, 0 to 1 (current_job().progress)")
     progress_message: str | None = None
     waiting_for: int | None = Field(None, description="jobs named in `after` that have not completed yet")
+    cancel_requested_at: datetime | None = Field(
+        None, description="a cancel asked while it ran: RUNNING until its worker stops it, then CANCELLED"
+    )
     errors: list[AttemptOut]
     history: list[AttemptOut]
     actions: list[ActionOut] = Field(description="manual requeues, forced successes and cancels, oldest first")
@@ -170,6 +173,7 @@ class JobOut(BaseModel):
             progress=job.progress,
             progress_message=job.progress_message,
             waiting_for=job.waiting_for,
+            cancel_requested_at=job.cancel_requested_at,
             errors=[h for h in history if h.error_type is not None],
             history=history,
             actions=[ActionOut.of(a) for a in job.actions],

@@ -9,7 +9,7 @@ import json
 from collections.abc import Sequence
 
 from queuelab.explain import Explanation
-from queuelab.models import Job
+from queuelab.models import Job, JobStatus
 from queuelab.schedules import Schedule
 
 RECENT_ROWS = 10
@@ -45,6 +45,8 @@ def job_detail(job: Job, why: Explanation) -> str:
         f"result: <code>{html.escape(json.dumps(job.result))}</code>" + (" (forced)" if job.forced else ""),
         f"explain: {html.escape(why.reason)}: {html.escape(why.message)}",
     ]
+    if job.status is JobStatus.RUNNING and job.cancel_requested_at is not None:
+        lines.append(f"cancel requested at {job.cancel_requested_at.astimezone():%H:%M:%S}, waiting for its worker")
     if job.dead_letter_reason:
         lines.append(f"dead-letter reason: {html.escape(job.dead_letter_reason)}")
     if job.progress is not None:

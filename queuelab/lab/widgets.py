@@ -120,6 +120,7 @@ class ControlPanel:
         self.submit_info = w.HTML()
         self.job_id = w.Text(value="", description="job id", placeholder="a job's id (Submit fills it)")
         self.show_job = w.Button(description="Show")
+        self.cancel_job = w.Button(description="Cancel", tooltip="a running job: its worker stops it")
         self.job_info = w.HTML()
 
         self.limits_user = w.Text(value="*", description="user", tooltip="* = every user without overrides")
@@ -162,7 +163,7 @@ class ControlPanel:
         dlq.children += (self.dlq_info,)
         submit = _section("Submit a job", self.submit_task, self.submit_user, self.submit_payload, self.submit_priority)
         submit.children += (self.submit_button, self.submit_info)
-        job = _section("A job", w.HBox([self.job_id, self.show_job]), self.job_info)
+        job = _section("A job", w.HBox([self.job_id, self.show_job, self.cancel_job]), self.job_info)
         limits = _section("Limits", self.limits_user, self.rate_limit, self.max_active, self.max_running, self.weight)
         limits.children += (self.apply_limits, self.limits_info)
         return w.VBox(
@@ -193,6 +194,7 @@ class ControlPanel:
         self.autoscale_bounds.observe(lambda _: self._guard(self._autoscale), names="value")
         self.submit_button.on_click(lambda _: self._guard(self.submit_job))
         self.show_job.on_click(lambda _: self._guard(self._show_job))
+        self.cancel_job.on_click(lambda _: self._guard(self._cancel_job))
         self.stop_pool.on_click(lambda _: self._guard(self.stop_workers))
         self.pool_size.observe(lambda change: self._guard(self._resize, change["new"]), names="value")
         self.start_load.on_click(lambda _: self._guard(self.start_generator))
@@ -290,6 +292,12 @@ class ControlPanel:
             self.job_info.value = ""
             return
         self.job_info.value = job_detail(self.q.get(job_id), self.q.explain(job_id))
+
+    def _cancel_job(self) -> None:
+        job_id = self.job_id.value.strip()
+        if job_id:
+            self.q.cancel(job_id, by=PANEL)
+            self._show_job()
 
     def _resize(self, n: int) -> None:
         if self.pool is not None and self.pool.size != n:

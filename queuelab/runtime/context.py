@@ -14,7 +14,7 @@ from queuelab.clock import Clock, SystemClock
 from queuelab.config import Settings
 from queuelab.logs import job_fields
 from queuelab.models import Lease, RetryPolicy
-from queuelab.policy import DeadLetter, Decision, Outcome, Retry, decide_for, policy_for
+from queuelab.policy import Cancel, DeadLetter, Decision, Outcome, Retry, decide_for, policy_for
 from queuelab.schedules import ScheduleSpec
 from queuelab.store import Database, JobStore, LeaseStore, WorkerRegistry
 from queuelab.store.completions import Completions
@@ -126,6 +126,16 @@ def _log_decision(lease: Lease, decision: Decision, now: float) -> None:
     elif isinstance(decision, DeadLetter):
         level, then = logging.ERROR, f"to the dead-letter queue ({decision.reason})"
         fields["reason"] = decision.reason
+    elif isinstance(decision, Cancel):
+        log.info(
+            "job %s (%s) attempt %d %s",
+            lease.job_id,
+            lease.task,
+            lease.attempt,
+            decision.message,
+            extra={"fields": fields},
+        )
+        return
     else:
         if log.isEnabledFor(logging.INFO):
             fields["seconds"] = round(max(0.0, now - lease.started_at), 6)

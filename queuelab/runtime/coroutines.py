@@ -49,6 +49,12 @@ class Coroutines:
     def in_flight(self) -> int:
         return len(self._tasks)
 
+    def cancel(self, entry: Entry) -> None:
+        """Cancel ``entry``'s coroutine (someone cancelled its job), if it runs here."""
+        loop = self._loop
+        if loop is not None:
+            loop.call_soon_threadsafe(self._cancel_one, entry)
+
     def close(self, timeout: float) -> None:
         """Cancel the coroutines still running, wait up to ``timeout`` seconds for them to
         end, then stop the loop. The worker abandons their entries first: whatever they
@@ -87,6 +93,11 @@ class Coroutines:
             log.exception("job %s: its coroutine failed outside its attempt", entry.lease.job_id)
         finally:
             del self._tasks[entry]
+
+    def _cancel_one(self, entry: Entry) -> None:
+        task = self._tasks.get(entry)
+        if task is not None:
+            task.cancel()
 
     async def _cancel_all(self) -> None:
         tasks = list(self._tasks.values())

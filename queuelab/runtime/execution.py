@@ -4,18 +4,21 @@ Every way an attempt can end goes through :meth:`Runtime.decide
 <queuelab.runtime.Runtime.decide>`: what the task returned or raised (:func:`attempt`, or
 for an async task :func:`attempt_coroutine`), a timeout (:func:`timed_out`; an async task's
 coroutine is cancelled at its timeout, in :func:`run_coroutine`), and a vanished worker
-(the store's rescue).
+(the store's rescue), and a cancel (``q.cancel`` on a running job: the worker sets the
+job's ``cancel`` event; whatever the task then returns or raises, the outcome is
+:class:`~queuelab.policy.Cancelled`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import threading
 from contextvars import ContextVar
 
 from queuelab.errors import JobTimeout, NoCurrentJob, ResultNotSerializable
 from queuelab.models import AttemptOutcome, Lease
-from queuelab.policy import Decision, Errored, Outcome, Succeeded
+from queuelab.policy import Cancelled, Decision, Errored, Outcome, Succeeded
 from queuelab.runtime.context import Runtime
 from queuelab.runtime.progress import RunningJob, Write
 
@@ -31,30 +34,42 @@ def current_job() -> RunningJob:
     return job
 
 
-def run_task(runtime: Runtime, lease: Lease) -> Outcome:
-    """Call the task; every exception it raises becomes a failed outcome. Its last
-    progress report is stored before the attempt ends."""
-    job = RunningJob(lease, lambda fraction, message: runtime.leases.report_progress(lease, fraction, message))
+CANCELLED_BEFORE_START = "cancelled before it started"
+CANCELLED_WHILE_RUNNING = "cancelled while running; the task stopped"
+
+
+def run_task(runtime: Runtime, lease: Lease, cancel: threading.Event | None = None) -> Outcome:
+    """Call the task; every exception it raises becomes a failed outcome, and whatever it
+    does once ``cancel`` is set, a cancelled one. Its last progress report is stored
+    before the attempt ends."""
+    if cancel is not None and cancel.is_set():
+        return Cancelled(CANCELLED_BEFORE_START)
+    job = RunningJob(lease, lambda fraction, message: runtime.leases.report_progress(lease, fraction, message), cancel)
     reset = _current.set(job)
     try:
         task = runtime.tasks.get(lease.task)
         result = task.run(lease.payload)
         _check_json(result)
-        return Succeeded(result)
+        return Succeeded(result) if not job.cancelled else Cancelled(CANCELLED_WHILE_RUNNING)
     except BaseException as exc:
-        return Errored.from_exception(exc)
+        return Errored.from_exception(exc) if not job.cancelled else Cancelled(CANCELLED_WHILE_RUNNING)
     finally:
         _current.reset(reset)
         job.flush()
 
 
-def attempt(runtime: Runtime, lease: Lease) -> Decision:
+def attempt(runtime: Runtime, lease: Lease, cancel: threading.Event | None = None) -> Decision:
     """Run the job and decide what follows. Never raises: should deciding itself fail (a
     bug), that failure is the attempt's error, decided the same way."""
     try:
-        return runtime.decide(lease, run_task(runtime, lease))
+        return runtime.decide(lease, run_task(runtime, lease, cancel))
     except BaseException as exc:
         return runtime.decide(lease, Errored.from_exception(exc))
+
+
+def cancelled(runtime: Runtime, lease: Lease, message: str) -> Decision:
+    """The decision for a cancelled job its worker stopped by force (past the grace period)."""
+    return runtime.decide(lease, Cancelled(message))
 
 
 def timed_out(runtime: Runtime, lease: Lease, limit: float) -> Decision:
@@ -66,12 +81,16 @@ def _timeout(limit: float) -> Errored:
     return Errored(AttemptOutcome.TIMEOUT, JobTimeout.__name__, f"job ran longer than its timeout of {limit:g}s")
 
 
-async def run_coroutine(runtime: Runtime, lease: Lease, write: Write) -> Outcome:
+async def run_coroutine(runtime: Runtime, lease: Lease, write: Write, cancel: threading.Event | None = None) -> Outcome:
     """Await the async task; past its timeout its coroutine is cancelled and the outcome is
     a timeout. ``current_job()`` is set in this coroutine's own context (each asyncio task
     has one), so jobs running together on one loop each see their own. ``write`` stores a
-    progress report without blocking the loop (the caller waits for the last one)."""
-    job = RunningJob(lease, write)
+    progress report without blocking the loop (the caller waits for the last one).
+    ``cancel``: set, with the coroutine's asyncio task cancelled, when someone cancels the
+    job; the outcome is then a cancel, whatever the task does."""
+    if cancel is not None and cancel.is_set():
+        return Cancelled(CANCELLED_BEFORE_START)
+    job = RunningJob(lease, write, cancel)
     _current.set(job)
     limit = lease.timeout_seconds
     deadline = asyncio.timeout(limit)
@@ -81,10 +100,13 @@ async def run_coroutine(runtime: Runtime, lease: Lease, write: Write) -> Outcome
         if deadline.expired():  # the task caught its cancellation and returned
             return _timeout(limit or 0.0)
         _check_json(result)
-        return Succeeded(result)
+        return Succeeded(result) if not job.cancelled else Cancelled(CANCELLED_WHILE_RUNNING)
     except BaseException as exc:
         if isinstance(exc, TimeoutError) and deadline.expired():
             return _timeout(limit or 0.0)
+        if job.cancelled:  # its asyncio task was cancelled for it (or it raised on a check)
+            _uncancel(exc)
+            return Cancelled(CANCELLED_WHILE_RUNNING)
         if _cancelled_by_worker(exc):
             raise
         return Errored.from_exception(exc)
@@ -92,10 +114,12 @@ async def run_coroutine(runtime: Runtime, lease: Lease, write: Write) -> Outcome
         job.flush()
 
 
-async def attempt_coroutine(runtime: Runtime, lease: Lease, write: Write) -> Decision:
+async def attempt_coroutine(
+    runtime: Runtime, lease: Lease, write: Write, cancel: threading.Event | None = None
+) -> Decision:
     """:func:`attempt` for an async task: run its coroutine and decide what follows."""
     try:
-        return runtime.decide(lease, await run_coroutine(runtime, lease, write))
+        return runtime.decide(lease, await run_coroutine(runtime, lease, write, cancel))
     except BaseException as exc:
         if _cancelled_by_worker(exc):
             raise
@@ -107,6 +131,14 @@ def _cancelled_by_worker(exc: BaseException) -> bool:
     handed back: no outcome to decide), not a CancelledError the task raised itself."""
     task = asyncio.current_task()
     return isinstance(exc, asyncio.CancelledError) and task is not None and task.cancelling() > 0
+
+
+def _uncancel(exc: BaseException) -> None:
+    """The job's own cancellation is handled: let its coroutine await again (the last
+    progress report) without a pending cancellation."""
+    task = asyncio.current_task()
+    if isinstance(exc, asyncio.CancelledError) and task is not None and task.cancelling() > 0:
+        task.uncancel()
 
 
 def _check_json(result: object) -> None:

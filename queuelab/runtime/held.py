@@ -28,7 +28,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from enum import StrEnum
 
 from queuelab.models import Lease
@@ -68,6 +68,9 @@ class Entry:
     finished: Finished | None = None  # once FINISHED: the outcome the next turn acks
     finished_at: float | None = None  # monotonic
     coroutine: bool = False  # an async job: it runs on the worker's event loop, not in a slot
+    # Set when someone cancels the job (q.cancel): the task sees it (current_job().cancelled).
+    cancel: threading.Event = field(default_factory=threading.Event)
+    cancel_deadline: float | None = None  # monotonic: stopped by force if still RUNNING after it
 
     @property
     def key(self) -> tuple[str, str]:
@@ -197,6 +200,23 @@ class HeldJobs:
                     lease.job_id,
                 )
 
+    def not_cancelled(self) -> list[Lease]:
+        """The leases of the jobs waiting or running here that nobody has cancelled (yet)."""
+        with self._lock:
+            live = (EntryState.WAITING, EntryState.RUNNING)
+            return [e.lease for e in self._entries.values() if e.state in live and not e.cancel.is_set()]
+
+    def request_cancel(self, leases: Sequence[Lease], deadline: float) -> list[Entry]:
+        """Someone cancelled these jobs: set each one's ``cancel`` event, and its deadline to
+        stop (monotonic); returns the entries newly cancelled."""
+        with self._lock:
+            entries = [self._entries.get((lease.job_id, lease.token)) for lease in leases]
+            fresh = [e for e in entries if e is not None and not e.cancel.is_set() and e.state not in _GONE]
+            for entry in fresh:
+                entry.cancel_deadline = deadline
+                entry.cancel.set()
+            return fresh
+
     def shortest_lease(self) -> float | None:
         """The shortest lease held, in seconds."""
         with self._lock:
@@ -251,8 +271,9 @@ class HeldJobs:
             return [(e.lease, e.state is not EntryState.WAITING) for e in due]
 
     def timed_out(self, now: float) -> list[Entry]:
-        """RUNNING entries past their job's timeout at ``now`` (a slot's: an async job's
-        coroutine is cancelled on its loop at its timeout)."""
+        """RUNNING entries past their job's timeout, or past the grace period of their
+        cancel, at ``now`` (a slot's: an async job's coroutine is cancelled on its loop at
+        its timeout, and at once when it is cancelled)."""
         with self._lock:
             return [e for e in self._entries.values() if (d := _deadline(e)) is not None and now > d]
 
@@ -264,7 +285,9 @@ class HeldJobs:
 
 
 def _deadline(entry: Entry) -> float | None:
-    limit = entry.lease.timeout_seconds
-    if limit is None or entry.coroutine or entry.state is not EntryState.RUNNING or entry.started_at is None:
+    """When a slot's running job is stopped by force: its timeout or its cancel's grace, the first."""
+    if entry.coroutine or entry.state is not EntryState.RUNNING or entry.started_at is None:
         return None
-    return entry.started_at + limit
+    limit = entry.lease.timeout_seconds
+    timeout = None if limit is None else entry.started_at + limit
+    return min((d for d in (entry.cancel_deadline, timeout) if d is not None), default=None)

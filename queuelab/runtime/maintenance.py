@@ -46,18 +46,29 @@ class LeaseHolder(Protocol):
         """The shortest lease held now, in seconds (sets how often to tick)."""
         ...
 
+    def not_cancelled(self) -> list[Lease]:
+        """The leases of the jobs waiting or running that nobody has cancelled yet."""
+        ...
+
 
 class Maintenance(Looper):
     def __init__(
-        self, runtime: Runtime, holder: LeaseHolder, info: WorkerInfo, size: Callable[[], int] | None = None
+        self,
+        runtime: Runtime,
+        holder: LeaseHolder,
+        info: WorkerInfo,
+        size: Callable[[], int] | None = None,
+        cancel: Callable[[Sequence[Lease]], None] | None = None,
     ) -> None:
         """``info``: the worker's row, registered by :meth:`start`, heartbeaten with the
-        worker's current ``size()`` (its concurrency), marked stopped by :meth:`stop`."""
+        worker's current ``size()`` (its concurrency), marked stopped by :meth:`stop`.
+        ``cancel``: told, each tick, which held jobs someone has cancelled."""
         super().__init__("queuelab-maintenance", every=MAX_TICK_SECONDS, clock=runtime.clock)
         self.runtime = runtime
         self.holder = holder
         self.info = info
         self.size = size or (lambda: info.concurrency)
+        self.cancel = cancel
         self._next_beat = 0.0
         self._next_statistics: float | None = None
         self._next_prune: float | None = None
@@ -84,6 +95,7 @@ class Maintenance(Looper):
             self._next_prune = mono + random.uniform(0.1, 1.0) * PRUNE_EVERY_SECONDS
             self._next_statistics = mono + random.uniform(0.0, STATISTICS_EVERY_SECONDS)
         self.heartbeat(mono)
+        self.cancels()
         if mono >= self._next_beat:
             self.runtime.workers.beat(self.info.id, now, self.size())
             self._next_beat = mono + WORKER_BEAT_SECONDS
@@ -104,6 +116,16 @@ class Maintenance(Looper):
             lost = self.runtime.leases.heartbeat([lease for lease, _ in due], self.runtime.clock.now, started)
             if lost:
                 self.holder.leases_lost(lost)
+
+    def cancels(self) -> None:
+        """Tell the worker which of its jobs someone has cancelled: one read by primary key
+        per tick (at most a second apart) while it holds jobs, so a cancel reaches a job
+        within about a second, however long its lease; the claim and ack paths pay nothing."""
+        if self.cancel is None:
+            return
+        asked = self.runtime.leases.cancel_requests(self.holder.not_cancelled())
+        if asked:
+            self.cancel(asked)
 
     def rescue(self, now: float) -> int:
         """Retry or dead-letter the jobs whose lease expired, each decided like any other

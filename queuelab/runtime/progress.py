@@ -19,7 +19,7 @@ from collections.abc import Callable
 from typing import Any
 
 from queuelab import bounds
-from queuelab.errors import InvalidArgument, QueuelabError
+from queuelab.errors import InvalidArgument, JobCancelled, QueuelabError
 from queuelab.models import Lease
 
 log = logging.getLogger("queuelab.progress")
@@ -93,14 +93,32 @@ class Progress:
 
 class RunningJob:
     """What a task sees of its own job (:func:`~queuelab.current_job`): who and what it is,
-    and :meth:`progress` to say how far it has got. The throttle is made at the first
+    :meth:`progress` to say how far it has got, and whether someone cancelled it
+    (:attr:`cancelled`, :meth:`check_cancelled`). The throttle is made at the first
     report: a job that reports nothing costs nothing more."""
 
-    __slots__ = ("_progress", "_write", "lease")
+    __slots__ = ("_cancel", "_progress", "_write", "lease")
 
-    def __init__(self, lease: Lease, write: Write) -> None:
+    def __init__(self, lease: Lease, write: Write, cancel: threading.Event | None = None) -> None:
+        """``cancel``: set by the worker when someone cancels the job (``q.cancel``)."""
         self.lease, self._write = lease, write
+        self._cancel = cancel if cancel is not None else threading.Event()
         self._progress: Progress | None = None
+
+    @property
+    def cancelled(self) -> bool:
+        """Whether someone cancelled this job while it ran: stop soon (the job ends CANCELLED
+        whatever the task then returns). Cheap: no database read."""
+        return self._cancel.is_set()
+
+    def check_cancelled(self) -> None:
+        """Raise :class:`~queuelab.JobCancelled` if someone cancelled this job."""
+        if self._cancel.is_set():
+            raise JobCancelled(f"job {self.lease.job_id} was cancelled")
+
+    def wait_cancelled(self, timeout: float | None = None) -> bool:
+        """Sleep up to ``timeout`` seconds, waking at once if the job is cancelled; whether it is."""
+        return self._cancel.wait(timeout)
 
     def flush(self) -> None:
         """Store a report the throttle held back (the task has returned)."""
@@ -139,7 +157,10 @@ class RunningJob:
     def progress(self, fraction: float, message: str | None = None) -> None:
         """Store how far the job has got (0 to 1) and, optionally, a word on it; shown by
         ``q.get``, the status API, the dashboard, the panel and ``jobs_frame()``. Cheap to
-        call often: the writes are throttled (see :mod:`queuelab.runtime.progress`)."""
+        call often: the writes are throttled (see :mod:`queuelab.runtime.progress`).
+        Raises :class:`~queuelab.JobCancelled` once the job is cancelled, so a task that
+        reports progress stops at its next report."""
+        self.check_cancelled()
         if self._progress is None:
             self._progress = Progress(self._write)
         self._progress.report(fraction, message)

@@ -32,10 +32,21 @@ the loop's free places) and they start at once; their outcomes are acked by the 
 any other. Past its timeout an async job's coroutine is cancelled (no thread is lost, no
 process exits); at a stop, those still running after the grace period are cancelled and
 handed back without spending their attempt.
+
+**Cancelling a running job** (``q.cancel``): the store records the request on the job's
+row; the maintenance loop reads, once per tick, which of the jobs held here have one
+(:meth:`~queuelab.store.leases.LeaseStore.cancel_requests`) and calls
+:meth:`Worker.cancel`. That sets the job's ``cancel`` event (``current_job().cancelled``;
+``check_cancelled()`` and ``progress()`` raise :class:`~queuelab.JobCancelled`) and cancels
+an async job's coroutine; the task's outcome is then a cancel, acked CANCELLED with its
+attempt unspent. A slot's job still running ``Settings.cancel_grace_seconds`` later is
+stopped as a timed-out one is: in process mode the process acks it and exits; in thread
+mode its thread is abandoned (a thread cannot be killed) and a fresh slot takes its place.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import socket
@@ -47,10 +58,11 @@ from collections.abc import Sequence
 from queuelab.bounds import Prefetch, resolve_prefetch
 from queuelab.errors import StoreError
 from queuelab.models import Lease
+from queuelab.policy import Decision
 from queuelab.runtime import turns
 from queuelab.runtime.context import Runtime
 from queuelab.runtime.coroutines import Coroutines
-from queuelab.runtime.execution import attempt, attempt_coroutine, timed_out
+from queuelab.runtime.execution import attempt, attempt_coroutine, cancelled, timed_out
 from queuelab.runtime.held import Entry, EntryState, HeldJobs
 from queuelab.runtime.maintenance import Maintenance
 from queuelab.runtime.scheduler import Scheduler, define_all
@@ -125,7 +137,7 @@ class Worker:
         declared = {t.name: t.throttle for t in self.runtime.tasks if t.throttle is not None}
         self.runtime.limits.declare_task_throttles(declared, self.runtime.clock.now())
         self._wakeup = wakeup_for(self.runtime.db)
-        maintenance = Maintenance(self.runtime, self.held, self.info(), lambda: self.concurrency).start()
+        maintenance = Maintenance(self.runtime, self.held, self.info(), lambda: self.concurrency, self.cancel).start()
         if self.scheduler is not None:
             self.scheduler.start()
         self.slots.start(self.concurrency)
@@ -373,7 +385,7 @@ class Worker:
         if self._stopping() or not self.held.start(entry, _mono(now), started_at):
             return False
         cpu = time.thread_time()
-        decision = attempt(self.runtime, entry.lease)
+        decision = attempt(self.runtime, entry.lease, entry.cancel)
         cpu = time.thread_time() - cpu
         return self.held.finish(entry, decision, self.runtime.clock.now(), _mono(now), cpu)
 
@@ -385,8 +397,13 @@ class Worker:
         reports = self.coroutines.reports(
             lambda fraction, message: self.runtime.leases.report_progress(entry.lease, fraction, message)
         )
-        decision = await attempt_coroutine(self.runtime, entry.lease, reports)
-        await reports.written()  # the last report is stored before the ack ends the lease
+        decision = await attempt_coroutine(self.runtime, entry.lease, reports, entry.cancel)
+        try:
+            await reports.written()  # the last report is stored before the ack ends the lease
+        except asyncio.CancelledError:
+            if not entry.cancel.is_set():
+                raise  # the worker is stopping
+            asyncio.current_task().uncancel()  # type: ignore[union-attr]  # a cancel that came late: the outcome stands
         if self.held.finish(entry, decision, self.runtime.clock.now(), time.monotonic()):
             self._poke()
 
@@ -431,35 +448,58 @@ class Worker:
         finally:
             self._turn_lock.release()
 
+    # -- cancels (someone cancelled a job held here: the maintenance loop calls this) ----
+
+    def cancel(self, leases: Sequence[Lease]) -> None:
+        """Tell these jobs they are cancelled: a task sees ``current_job().cancelled``, an
+        async job's coroutine is cancelled; a slot's job still running after the grace
+        period is stopped by :meth:`enforce_timeouts`."""
+        grace = self.runtime.settings.cancel_grace_seconds
+        for entry in self.held.request_cancel(leases, time.monotonic() + grace):
+            log.info("job %s cancelled while running; asking it to stop (grace %gs)", entry.lease.job_id, grace)
+            if entry.coroutine:
+                self.coroutines.cancel(entry)
+        self._poke()  # the dispatcher's wait ends by the first deadline, the new ones included
+
     # -- timeouts (the worker's own: it owns the job and its thread or process) ----------
 
     def enforce_timeouts(self, now: float) -> None:
         """Fail the running jobs past their timeout at ``now`` (monotonic): each is acked at
-        once as a TIMEOUT, decided with its task's policy. A thread cannot be killed: in
-        thread mode it is abandoned and a fresh slot takes its place; in process mode the
-        process writes what it can and exits, and its supervisor starts another."""
+        once as a TIMEOUT, decided with its task's policy; and cancel those still running
+        past their cancel's grace period. A thread cannot be killed: in thread mode it is
+        abandoned and a fresh slot takes its place; in process mode the process writes what
+        it can and exits, and its supervisor starts another."""
         for entry in self.held.timed_out(now):
-            limit = entry.lease.timeout_seconds or 0.0
+            cancel = entry.cancel_deadline is not None and now > entry.cancel_deadline
             if self.exit_on_timeout:
                 self._claiming = False  # this process is about to exit: take no new job
             if not self.held.abandon(entry):
                 continue  # it finished meanwhile
-            self.writes.ack_now(entry.lease, timed_out(self.runtime, entry.lease, limit))
+            decision, why = self._forced(entry, cancel)
+            self.writes.ack_now(entry.lease, decision)
             if self.exit_on_timeout:
-                log.error(
-                    "job %s timed out after %gs; stopping this worker process to kill it", entry.lease.job_id, limit
-                )
+                log.error("job %s %s; stopping this worker process to kill it", entry.lease.job_id, why)
                 self.flush()
                 self._release_waiting()
                 os._exit(TIMEOUT_EXIT_CODE)
             log.error(
-                "job %s timed out after %gs; its thread cannot be killed and is abandoned (use process "
-                "mode to kill stuck jobs)",
+                "job %s %s; its thread cannot be killed and is abandoned (use process mode to kill stuck jobs)",
                 entry.lease.job_id,
-                limit,
+                why,
             )
             if not self.stop_event.is_set() and self.slots.started:
                 self.slots.add()
+
+    def _forced(self, entry: Entry, cancel: bool) -> tuple[Decision, str]:
+        """The decision for a job stopped by force (its cancel's grace, else its timeout) and
+        why, for the log."""
+        if cancel:
+            grace = self.runtime.settings.cancel_grace_seconds
+            how = "killed with its worker process" if self.exit_on_timeout else "its thread abandoned"
+            message = f"cancelled while running; it did not stop within {grace:g}s, so it was {how}"
+            return cancelled(self.runtime, entry.lease, message), f"did not stop within {grace:g}s of its cancel"
+        limit = entry.lease.timeout_seconds or 0.0
+        return timed_out(self.runtime, entry.lease, limit), f"timed out after {limit:g}s"
 
     def _check_parent(self) -> None:
         if self.parent_pid is not None and os.getppid() != self.parent_pid and not self.stop_event.is_set():

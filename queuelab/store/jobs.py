@@ -32,6 +32,7 @@ _INSERT = jobs.insert()
 BATCH_ROWS = 200
 REQUEUEABLE = (JobStatus.FAILED, JobStatus.COMPLETED, JobStatus.CANCELLED)
 FORCEABLE = (JobStatus.FAILED, JobStatus.COMPLETED)
+CANCELLABLE = (JobStatus.PENDING, JobStatus.RUNNING)  # a RUNNING one: see JobStore.cancel
 PRUNABLE = (JobStatus.COMPLETED, JobStatus.CANCELLED)
 
 
@@ -297,8 +298,27 @@ class JobStore:
         return self._transition(job_id, FORCEABLE, "forced to success", values, action)
 
     def cancel(self, job_id: str, now: float, by: str | None = None) -> Job:
-        values = {"status": JobStatus.CANCELLED, "finished_at": now}
-        return self._transition(job_id, (JobStatus.PENDING,), "cancelled", values, Acted(ActionKind.CANCELLED, now, by))
+        """A PENDING job ends CANCELLED at once. A RUNNING one gets a cancel request: its
+        worker learns of it within a maintenance tick, stops the job (cooperatively, then by
+        force) and acks it CANCELLED; until then it stays RUNNING, ``cancel_requested_at``
+        set. Either way the action (when, ``by`` whom) is in the job's history, once."""
+        acted = Acted(ActionKind.CANCELLED, now, by)
+        found = sa.select(jobs.c.status, jobs.c.cancel_requested_at).where(jobs.c.id == job_id).with_for_update()
+        with self.db.write() as conn:
+            row = conn.execute(found).first()
+            if row is not None and row.status in CANCELLABLE:
+                if row.status == JobStatus.PENDING:
+                    values = {"status": JobStatus.CANCELLED, "finished_at": now}
+                elif row.cancel_requested_at is None:
+                    values = {"cancel_requested_at": now}
+                else:  # a second request for a running job changes nothing
+                    return _read_job(conn, job_id)
+                conn.execute(jobs.update().where(jobs.c.id == job_id, jobs.c.status == row.status).values(**values))
+                _record(conn, acted, [(job_id, row.status)])
+                return _read_job(conn, job_id)
+        if row is None:
+            raise JobNotFound(f"no job with id {job_id!r}")
+        raise InvalidTransition(f"job {job_id} is {row.status}; only {_names(CANCELLABLE)} jobs can be cancelled")
 
     def prune(
         self,
@@ -496,6 +516,7 @@ def _requeue_values(now: float) -> dict[str, Any]:
         "lease_expires_at": None,
         "progress": None,
         "progress_message": None,
+        "cancel_requested_at": None,
     }
 
 

@@ -21,7 +21,7 @@ from sqlalchemy.engine import Connection
 from queuelab.errors import LeaseLost, WorkerLost
 from queuelab.logs import job_fields
 from queuelab.models import AttemptOutcome, Lease
-from queuelab.policy import Complete, DeadLetter, Decision, Errored, Retry
+from queuelab.policy import Cancel, Complete, DeadLetter, Decision, Errored, Retry
 from queuelab.store import direct, throttling
 from queuelab.store import statements as st
 from queuelab.store.claims import ClaimFilter, claim, lease_from_row
@@ -110,6 +110,18 @@ class LeaseStore:
             ]
             return [lease for lease, done in zip(leases, extend, strict=True) if done.rowcount != 1]
 
+    def cancel_requests(self, leases: Sequence[Lease]) -> list[Lease]:
+        """Those of ``leases`` whose job someone asked to cancel while it ran (``q.cancel``):
+        one read by primary key, no write lock; a worker asks once per maintenance tick."""
+        if not leases:
+            return []
+        asked = sa.select(jobs.c.id, jobs.c.lease_token).where(
+            jobs.c.id.in_([lease.job_id for lease in leases]), jobs.c.cancel_requested_at.is_not(None), IS_RUNNING
+        )
+        with self.db.read() as conn:
+            found = {(row.id, row.lease_token) for row in conn.execute(asked)}
+        return [lease for lease in leases if (lease.job_id, lease.token) in found]
+
     def report_progress(self, lease: Lease, fraction: float, message: str | None) -> bool:
         """Store the latest progress of the job ``lease`` holds; False, and nothing
         written, if the lease is no longer held (the job was rescued or finished)."""
@@ -131,7 +143,8 @@ class LeaseStore:
                 )
 
     def release(self, lease: Lease, worker_id: str, now: float) -> bool:
-        """Hand an unfinished job back to PENDING without spending an attempt (shutdown)."""
+        """Hand an unfinished job back to PENDING without spending an attempt (shutdown);
+        one someone asked to cancel ends CANCELLED instead."""
         return self.release_many([lease], worker_id, now) == 1
 
     def release_many(self, leases: Sequence[Lease], worker_id: str, now: float, *, started: bool = True) -> int:
@@ -141,7 +154,7 @@ class LeaseStore:
         released, handed = 0, []
         with self.db.write() as conn:
             for lease in leases:
-                if conn.execute(st.RELEASE, _held(lease)).rowcount != 1:
+                if conn.execute(st.RELEASE, {**_held(lease), "p_now": now}).rowcount != 1:
                     continue
                 outcome = AttemptOutcome.RELEASED
                 began = lease.started_at if started else None
@@ -177,6 +190,7 @@ class LeaseStore:
                 jobs.c.lease_token,
                 jobs.c.started_at,
                 jobs.c.unstarted_rescues,
+                jobs.c.cancel_requested_at,
             )
             .where(IS_RUNNING, jobs.c.lease_expires_at < now)
             .order_by(jobs.c.lease_expires_at)
@@ -192,6 +206,10 @@ class LeaseStore:
                 lease = lease_from_row(row, row.lease_token, row.started_at)
                 when = datetime.fromtimestamp(row.lease_expires_at, UTC).isoformat(timespec="milliseconds")
                 message = f"worker {row.lease_owner} stopped heartbeating; its lease expired at {when}"
+                if row.cancel_requested_at is not None:  # cancelled: it ends so, not retried
+                    cancel = Cancel(f"cancelled while running; {message} before it stopped the job")
+                    rescued += _apply(conn, self.db, Finished(lease, cancel, now), row.lease_owner)
+                    continue
                 if row.started_at is None and (row.unstarted_rescues or 0) < UNSTARTED_RESCUES:
                     rescued += _hand_back_unstarted(conn, self.db, row, message, now)
                     continue
@@ -253,7 +271,8 @@ def _hand_back_unstarted(conn: Connection, db: Database, row: Any, lost: str, no
     """A rescued job its worker claimed ahead and never started (as far as the store
     knows): back to PENDING in its place in line, its attempt unspent; the history row
     says so."""
-    if conn.execute(st.HAND_BACK_UNSTARTED, {"p_id": row.id, "p_token": row.lease_token}).rowcount != 1:
+    held = {"p_id": row.id, "p_token": row.lease_token, "p_now": now}
+    if conn.execute(st.HAND_BACK_UNSTARTED, held).rowcount != 1:
         return False
     count = (row.unstarted_rescues or 0) + 1
     message = (
@@ -330,6 +349,8 @@ def _apply(conn: Connection, db: Database, done: Finished, worker_id: str | None
         case DeadLetter(error, reason):
             stmt, both, outcome = st.DEAD_LETTER, st.DEAD_LETTER_AND_RECORD, error.kind
             params["p_reason"] = reason
+        case Cancel(message):
+            return _cancel(conn, db, done, worker_id, message)
     row = _attempt_row(lease.job_id, lease.attempt, worker_id, outcome, lease.started_at, now, error)
     if not db.is_sqlite:
         recorded = {f"a_{name}": row[name] for name in st.ATTEMPT_COLUMNS}
@@ -337,6 +358,18 @@ def _apply(conn: Connection, db: Database, done: Finished, worker_id: str | None
     if direct.execute(conn, db, stmt, params).rowcount != 1:
         return False
     direct.execute(conn, db, st.RECORD_ATTEMPT, row)
+    return True
+
+
+def _cancel(conn: Connection, db: Database, done: Finished, worker_id: str | None, message: str) -> bool:
+    """A cancelled attempt: the job CANCELLED, the attempt unspent, its history row saying
+    why (no error type: it is no error). Rare, so two statements on both databases."""
+    lease = done.lease
+    if conn.execute(st.CANCEL, _ended(lease, done.finished_at)).rowcount != 1:
+        return False
+    outcome = AttemptOutcome.CANCELLED
+    row = _attempt_row(lease.job_id, lease.attempt, worker_id, outcome, lease.started_at, done.finished_at)
+    conn.execute(st.RECORD_ATTEMPT, {**row, "error_message": message})
     return True
 
 

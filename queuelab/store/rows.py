@@ -39,6 +39,7 @@ def job_from_row(
         progress=row.get("progress"),
         progress_message=row.get("progress_message"),
         waiting_for=row.get("waiting_for"),
+        cancel_requested_at=to_datetime(row.get("cancel_requested_at")),
         history=tuple(attempt_from_row(a) for a in history),
         actions=tuple(action_from_row(a) for a in actions),
     )

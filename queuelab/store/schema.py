@@ -15,7 +15,7 @@ import sqlalchemy as sa
 SCHEMA_VERSION = 1
 # Bumped with each such addition, so that opening an older database (whose revision is
 # lower or unset) adds it; a database at this revision is opened with one catalog read.
-SCHEMA_REVISION = 9
+SCHEMA_REVISION = 10
 NOTIFY_CHANNEL = "queuelab_jobs"
 # PostgreSQL: a job that someone waits for (``awaited``) sends its id on this channel when
 # it finishes (the trigger below), so ``Queue.wait`` needs no polling.
@@ -75,6 +75,10 @@ jobs = sa.Table(
     sa.Column("waiting_for", sa.Integer),
     sa.Column("ready_at", sa.Double),
     sa.Column("has_dependents", sa.Boolean),
+    # When someone asked to cancel this job while it ran (revision 10): its worker stops it
+    # (cooperatively, then by force past Settings.cancel_grace_seconds) and acks it
+    # CANCELLED; who asked is in queuelab_actions. NULL on the jobs nobody cancelled.
+    sa.Column("cancel_requested_at", sa.Double),
     sa.Column("idempotency_key", sa.String(200)),
     sa.Column("created_at", sa.Double, nullable=False),
     sa.Column("started_at", sa.Double),

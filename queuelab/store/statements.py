@@ -120,13 +120,43 @@ COMPLETE = (
     .where(*_HELD)
     .values(status=JobStatus.COMPLETED, result=sa.bindparam("p_result"), finished_at=NOW, **_ENDED)
 )
-RETRY = jobs.update().where(*_HELD).values(status=JobStatus.PENDING, run_at=sa.bindparam("p_run_at"), **_ENDED)
+# A retry of a job someone asked to cancel while it ran (a request its worker had not seen
+# when the attempt failed) ends it CANCELLED instead: a cancelled job never runs again.
+_ASKED_TO_CANCEL = jobs.c.cancel_requested_at.is_not(None)
+RETRY = (
+    jobs.update()
+    .where(*_HELD)
+    .values(
+        status=sa.case((_ASKED_TO_CANCEL, JobStatus.CANCELLED), else_=JobStatus.PENDING),
+        finished_at=sa.case((_ASKED_TO_CANCEL, NOW), else_=None),
+        run_at=sa.bindparam("p_run_at"),
+        **_ENDED,
+    )
+)
 DEAD_LETTER = (
     jobs.update()
     .where(*_HELD)
     .values(status=JobStatus.FAILED, finished_at=NOW, dead_letter_reason=sa.bindparam("p_reason"), **_ENDED)
 )
-RELEASE = jobs.update().where(*_HELD).values(status=JobStatus.PENDING, attempts=jobs.c.attempts - 1, **_NO_LEASE)
+# A job handed back at a stop goes back to PENDING, its attempt unspent; one someone asked to
+# cancel meanwhile ends CANCELLED instead (it must not run again).
+RELEASE = (
+    jobs.update()
+    .where(*_HELD)
+    .values(
+        status=sa.case((_ASKED_TO_CANCEL, JobStatus.CANCELLED), else_=JobStatus.PENDING),
+        finished_at=sa.case((_ASKED_TO_CANCEL, NOW), else_=None),
+        attempts=jobs.c.attempts - 1,
+        **_NO_LEASE,
+    )
+)
+# A cancelled attempt (q.cancel while it ran): the job ends CANCELLED, and its attempt is
+# handed back as a release's is (the history row says CANCELLED).
+CANCEL = (
+    jobs.update()
+    .where(*_HELD)
+    .values(status=JobStatus.CANCELLED, finished_at=NOW, attempts=jobs.c.attempts - 1, **_ENDED)
+)
 # A heartbeat also records the start of a job claimed ahead (p_started NULL: not started yet).
 EXTEND = (
     jobs.update()

@@ -86,7 +86,7 @@ def test_the_job_commands_see_and_act_on_jobs(db_url: str) -> None:
     assert "cancelled" in run_ok("cancel", *db, job_id, "--by", "ops")
     again = cli("cancel", *db, job_id)
     assert again.returncode == 4  # not allowed: it is CANCELLED
-    assert "only PENDING jobs can be cancelled" in again.stderr
+    assert "only PENDING or RUNNING jobs can be cancelled" in again.stderr
     assert "now PENDING" in run_ok("requeue", *db, job_id)
     detail = json.loads(run_ok("show", *db, job_id, "--json"))
     actions = [(a["kind"], a["from_status"]) for a in detail["actions"]]

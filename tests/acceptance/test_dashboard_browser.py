@@ -26,7 +26,12 @@ CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
                  "--disable-sync", "--no-first-run"]  # fmt: skip
 # Fast retries and polling, so a failing job reaches the dead-letter queue in about a second.
-SERVER_ENV = {"QUEUELAB_RETRY_BASE_SECONDS": "0.05", "QUEUELAB_POLL_INTERVAL_SECONDS": "0.2"}
+# A cancelled job that sleeps (simulate) is killed with its process half a second after its cancel.
+SERVER_ENV = {
+    "QUEUELAB_RETRY_BASE_SECONDS": "0.05",
+    "QUEUELAB_POLL_INTERVAL_SECONDS": "0.2",
+    "QUEUELAB_CANCEL_GRACE_SECONDS": "0.5",
+}
 WAIT_MS = 20_000
 XSS = '<script>window.__pwned=1</script><img src=x onerror="window.__pwned=2">'
 
@@ -143,6 +148,22 @@ def test_dead_letters_can_be_requeued_or_forced_from_the_dlq_table(page: Page, s
     done = job(server, forced)
     assert (done["status"], done["forced"]) == ("COMPLETED", True)
     assert [(a["action"], a["by"], a["from_status"]) for a in done["actions"]] == [("FORCED_SUCCESS", "api", "FAILED")]
+
+
+def test_a_running_job_is_cancelled_from_the_recent_jobs_table(page: Page, server: str) -> None:
+    job_id = submit(server, {"user_id": "ann", "payload": {"duration": 600}, "max_retries": 3})
+    wait_until(lambda: job(server, job_id)["status"] == "RUNNING", timeout=WAIT_MS / 1000, what="the job to run")
+    row = page.locator(f'#recent tbody tr[data-job="{job_id}"]')
+    expect(row.locator("td.status-RUNNING")).to_be_visible()
+    with page.expect_response(f"**/api/cancel/{job_id}/") as answered:
+        row.locator("button[data-action=CANCEL]").click()
+    assert answered.value.status == 200
+    assert answered.value.json()["status"] in ("RUNNING", "CANCELLED")  # a request, until its worker stops it
+    wait_until(lambda: job(server, job_id)["status"] == "CANCELLED", timeout=WAIT_MS / 1000, what="the cancel")
+    expect(row.locator("td.status-CANCELLED")).to_be_visible()
+    done = job(server, job_id)
+    assert (done["attempts"], done["history"][-1]["outcome"]) == (0, "CANCELLED")
+    assert [(a["action"], a["from_status"]) for a in done["actions"]] == [("CANCELLED", "RUNNING")]
 
 
 def test_user_strings_are_shown_as_text_never_run(page: Page, server: str) -> None:

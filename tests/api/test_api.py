@@ -482,3 +482,17 @@ def test_an_idempotency_key_reused_with_another_request_is_a_conflict(client: Te
     assert first.json()["job_id"] in other.json()["message"]
     assert "payload, priority" in other.json()["message"]
     assert len(client.get("/api/jobs/").json()["jobs"]) == 1
+
+
+def test_cancel_a_running_job_answers_it_still_running_with_the_request(client: TestClient, queue: Queue) -> None:
+    job_id = client.post("/api/submit/", json={"user_id": "a"}).json()["job_id"]
+    (lease,) = internals(queue).leases.claim("w", None, 1, queue.clock.now())
+    answer = client.post(f"/api/cancel/{job_id}/")
+    assert answer.status_code == 200
+    body = answer.json()
+    assert (body["status"], body["cancel_requested_at"] is not None) == ("RUNNING", True)
+    assert [(a["action"], a["from_status"]) for a in body["actions"]] == [("CANCELLED", "RUNNING")]
+    assert client.get(f"/api/explain/{job_id}/").json()["reason"] == "cancel_requested"
+    internals(queue).leases.ack(lease, Complete(None), "w", queue.clock.now())  # it finished first
+    refused = client.post(f"/api/cancel/{job_id}/")
+    assert (refused.status_code, refused.json()["error"]) == (409, "conflict")

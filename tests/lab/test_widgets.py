@@ -11,6 +11,7 @@ import pytest
 from queuelab import JobStatus, Queue, Submission
 from queuelab.lab.widgets import ControlPanel, control_panel
 from queuelab.limits import RateLimit
+from queuelab.testing import internals
 from tests.support.helpers import wait_until
 
 
@@ -271,3 +272,19 @@ def test_the_schedules_are_listed_and_paused_and_resumed_from_the_panel(panel: C
     panel.resume_schedule.click()
     assert not panel.q.get_schedule("nightly").paused
     assert "active" in panel.schedules_info.value
+
+
+def test_the_cancel_button_cancels_a_pending_job_and_asks_a_running_ones_worker(panel: ControlPanel) -> None:
+    running, waiting = panel.q.submit("simulate"), panel.q.submit("simulate")
+    (lease,) = internals(panel.q).leases.claim("w", None, 1, panel.q.clock.now())
+    assert lease.job_id == running.id  # the first in line
+    for job_id in (running.id, waiting.id):
+        panel.job_id.value = job_id
+        panel.cancel_job.click()
+    assert panel.q.get(waiting.id).status == JobStatus.CANCELLED
+    asked = panel.q.get(running.id)
+    assert (asked.status, asked.actions[0].by) == (JobStatus.RUNNING, "control panel")
+    panel.job_id.value = running.id
+    panel.show_job.click()
+    assert "cancel requested at " in panel.job_info.value
+    assert "cancel_requested: " in panel.job_info.value  # explain: waiting for the worker

@@ -68,10 +68,10 @@ def test_a_refused_action_records_nothing(queue: Queue) -> None:
         queue.requeue(job.id, by="x")
     with pytest.raises(InvalidTransition):
         queue.force_success(job.id, by="x")
-    internals(queue).leases.claim("w", None, 1, queue.clock.now())
+    queue.cancel(job.id, by="x")
     with pytest.raises(InvalidTransition):
-        queue.cancel(job.id, by="x")  # RUNNING
-    assert queue.get(job.id).actions == ()
+        queue.cancel(job.id, by="y")  # CANCELLED already
+    assert [a.by for a in queue.get(job.id).actions] == ["x"]
     with pytest.raises(InvalidArgument, match="by must be a non-empty string"):
         queue.requeue(job.id, by="")
 

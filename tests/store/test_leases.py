@@ -175,7 +175,7 @@ def test_force_success_moves_a_dead_letter_to_completed(queue: Queue, clock: Fak
 def test_admin_operations_refuse_a_running_job(queue: Queue) -> None:
     job = queue.submit("simulate")
     claim(queue)
-    for operation in (queue.requeue, queue.force_success, queue.cancel):
+    for operation in (queue.requeue, queue.force_success):  # (a cancel is a request: see test_cancel.py)
         with pytest.raises(InvalidTransition, match=f"job {job.id} is RUNNING"):
             operation(job.id)
     assert queue.get(job.id).status == JobStatus.RUNNING

@@ -1,5 +1,6 @@
 """A hypothesis state machine drives random sequences of submit / claim / heartbeat / ack /
-fail / lease expiry and rescue / requeue / force-success / cancel against the real store
+fail / lease expiry and rescue / requeue / force-success / cancel (of a pending job, and the
+request to cancel a running one, then its cancel ack) against the real store
 (SQLite and PostgreSQL) on an injected clock, and checks the lease invariants after every
 step:
 
@@ -23,7 +24,7 @@ from hypothesis.stateful import Bundle, RuleBasedStateMachine, invariant, multip
 
 from queuelab import FakeClock, InvalidTransition, JobStatus, LeaseLost, Queue
 from queuelab.models import AttemptOutcome, Lease, RetryPolicy
-from queuelab.policy import Complete, Errored, decide, decide_for
+from queuelab.policy import Cancel, Complete, Errored, decide, decide_for
 from queuelab.store.schema import jobs
 from queuelab.testing import internals
 
@@ -43,6 +44,7 @@ def rows(q: Queue) -> dict[str, dict[str, Any]]:
         jobs.c.lease_owner,
         jobs.c.lease_expires_at,
         jobs.c.run_at,
+        jobs.c.cancel_requested_at,
     )
     with internals(q).db.read() as conn:
         return {r["id"]: dict(r) for r in conn.execute(query).mappings()}
@@ -107,8 +109,16 @@ class LeaseMachine(RuleBasedStateMachine):
         decision = decide(
             error, attempt=lease.attempt, max_retries=lease.max_retries, policy=POLICY, now=now, unit_random=0.5
         )
-        expected = "FAILED" if lease.attempt > lease.max_retries else "PENDING"
+        asked = self.before[lease.job_id]["cancel_requested_at"] is not None
+        expected = "FAILED" if lease.attempt > lease.max_retries else "CANCELLED" if asked else "PENDING"
         self._finish(lease, decision, worker, expected=expected)
+
+    @rule(lease=leases, worker=st.sampled_from(WORKERS))
+    def ack_cancelled(self, lease: Lease, worker: str) -> None:
+        held, was = self._holds(lease), self.before[lease.job_id]["attempts"]
+        self._finish(lease, Cancel("cancelled while running"), worker, expected="CANCELLED")
+        if held:
+            assert rows(self.q)[lease.job_id]["attempts"] == was - 1, "a cancelled attempt is not spent"
 
     @rule(seconds=st.sampled_from([0.5, 3.0, 10.0, 40.0]))
     def time_passes(self, seconds: float) -> None:
@@ -137,7 +147,15 @@ class LeaseMachine(RuleBasedStateMachine):
 
     @rule(job_id=job_ids)
     def cancel(self, job_id: str) -> None:
-        self._admin(job_id, self.q.cancel, {"PENDING"}, "CANCELLED")
+        was = self.before[job_id]
+        if was["status"] != "RUNNING":
+            self._admin(job_id, self.q.cancel, {"PENDING"}, "CANCELLED")
+            return
+        self.q.cancel(job_id)  # a request: the job runs on until its worker acks it
+        row = rows(self.q)[job_id]
+        assert row["status"] == "RUNNING"
+        assert row["lease_token"] == was["lease_token"]
+        assert row["cancel_requested_at"] == (was["cancel_requested_at"] or self.clock.now())
 
     # -- helpers ----------------------------------------------------------------------------
 

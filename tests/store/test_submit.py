@@ -336,7 +336,9 @@ def test_cancel_a_cancelled_job_names_its_status(queue: Queue) -> None:
     job = queue.submit("simulate")
     queue.cancel(job.id)
 
-    with pytest.raises(InvalidTransition, match=rf"^job {job.id} is CANCELLED; only PENDING jobs can be cancelled$"):
+    with pytest.raises(
+        InvalidTransition, match=rf"^job {job.id} is CANCELLED; only PENDING or RUNNING jobs can be cancelled$"
+    ):
         queue.cancel(job.id)
 
     assert queue.get(job.id).status == JobStatus.CANCELLED

@@ -126,3 +126,20 @@ def test_async_jobs_are_counted_apart_and_time_out_on_their_loop() -> None:
     assert (counts.finished, counts.async_live, held.runs) == (1, 0, 0)  # no slot average learns from it
     held.forget(held.finished())
     assert held.counts().finished == 0
+
+
+def test_a_cancel_sets_the_event_once_and_a_running_jobs_deadline() -> None:
+    held = HeldJobs()
+    running, waiting, other = held.add([lease(1, timeout=60.0), lease(2), lease(3)], now=0.0)
+    assert held.start(running, now=1.0)
+    assert held.next_deadline() == 61.0  # its timeout
+    fresh = held.request_cancel([running.lease, waiting.lease], deadline=11.0)
+    assert fresh == [running, waiting]
+    assert running.cancel.is_set()
+    assert waiting.cancel.is_set()
+    assert not other.cancel.is_set()
+    assert held.request_cancel([running.lease], deadline=99.0) == []  # once
+    assert held.not_cancelled() == [other.lease]
+    assert held.next_deadline() == 11.0  # the cancel's grace comes first
+    assert held.timed_out(10.0) == []
+    assert held.timed_out(11.5) == [running]  # a waiting one has no deadline: it will not start

@@ -8,7 +8,17 @@ import pytest
 
 from queuelab.errors import InvalidArgument
 from queuelab.models import AttemptOutcome, RetryPolicy
-from queuelab.policy import Complete, DeadLetter, Errored, Retry, Succeeded, backoff_seconds, decide
+from queuelab.policy import (
+    Cancel,
+    Cancelled,
+    Complete,
+    DeadLetter,
+    Errored,
+    Retry,
+    Succeeded,
+    backoff_seconds,
+    decide,
+)
 
 NOW = 1_800_000_000.0
 NO_JITTER = RetryPolicy(base_seconds=0.5, factor=2.0, max_seconds=300.0, jitter=0.0)
@@ -150,3 +160,11 @@ def test_errored_from_exception_keeps_type_message_and_traceback() -> None:
     assert error.message == "'missing'"
     assert error.traceback is not None
     assert "KeyError: 'missing'" in error.traceback
+
+
+@pytest.mark.parametrize("attempt", [1, 4, 9])
+def test_a_cancelled_attempt_is_cancelled_whatever_its_budget(attempt: int) -> None:
+    decision = decide(
+        Cancelled("stopped"), attempt=attempt, max_retries=3, policy=RetryPolicy(), now=0.0, unit_random=0.0
+    )
+    assert decision == Cancel("stopped")

@@ -76,10 +76,31 @@ async function refreshRecent() {
     const row = el("tr", undefined, { "data-job": job.job_id });
     const id = el("td"); id.append(jobLink(job.job_id));
     row.append(id, el("td", job.status, { class: `status-${job.status}` }), el("td", job.user_id), el("td", job.task),
-      el("td", job.attempts), el("td", JSON.stringify(job.payload), { class: "payload" }), el("td", time(job.created_at)));
+      el("td", job.attempts), el("td", JSON.stringify(job.payload), { class: "payload" }), el("td", time(job.created_at)),
+      cancelCell(job));
     return row;
   });
   $("#recent tbody").replaceChildren(...rows);
+}
+
+// A pending job is cancelled at once; a running one is asked to stop (its worker ends it
+// CANCELLED: cooperatively, or by force after the grace period).
+function cancelCell(job) {
+  const cell = el("td");
+  if (job.status !== "PENDING" && job.status !== "RUNNING") return cell;
+  const asked = Boolean(job.cancel_requested_at);
+  const button = el("button", asked ? "Stopping…" : "Cancel", { type: "button", "data-action": "CANCEL" });
+  button.disabled = asked;
+  button.addEventListener("click", () => cancelJob(job.job_id));
+  cell.append(button);
+  return cell;
+}
+
+async function cancelJob(jobId) {
+  try {
+    await api(`/api/cancel/${jobId}/`, { method: "POST" });
+    await Promise.all([refreshRecent(), showJob(jobId)]);
+  } catch (error) { alert(error.message); }
 }
 
 async function refreshDlq() {
@@ -156,6 +177,14 @@ async function showJob(jobId) {
       el("p", `payload: ${JSON.stringify(job.payload)}`, { class: "payload" }),
       el("p", `result: ${JSON.stringify(job.result)}${job.forced ? " (forced)" : ""}`),
     ];
+    if (job.cancel_requested_at && job.status === "RUNNING") {
+      parts.push(el("p", `cancel requested at ${time(job.cancel_requested_at)}, waiting for its worker to stop it`, { id: "job-cancel-requested" }));
+    }
+    if (job.status === "PENDING" || job.status === "RUNNING") {
+      const cancel = el("p");
+      cancel.append(cancelCell(job).firstChild);
+      parts.push(cancel);
+    }
     if (job.dead_letter_reason) parts.push(el("p", `dead-letter reason: ${job.dead_letter_reason}`, { id: "job-dead-letter-reason" }));
     if (job.progress !== null && job.progress !== undefined) {
       const note = job.progress_message ? ` · ${job.progress_message}` : "";

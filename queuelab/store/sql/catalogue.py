@@ -54,6 +54,7 @@ def rescue_expired(now: float = 0.0, limit: int = 100) -> sa.Select[Any]:
         jobs.c.lease_token,
         jobs.c.started_at,
         jobs.c.unstarted_rescues,
+        jobs.c.cancel_requested_at,
     )
     return (
         sa.select(*columns)
@@ -155,10 +156,19 @@ ENTRIES = (
     Entry(
         "ack_retry",
         (SQLITE,),
-        f"Ack a failed attempt to be retried at p_run_at (PENDING again). {_FENCED}",
+        "Ack a failed attempt to be retried at p_run_at (PENDING again; CANCELLED, never run again, if "
+        f"a cancel was requested while it ran). {_FENCED}",
         "statements.RETRY",
         "leases._apply (then attempt_insert)",
         lambda: st.RETRY,
+    ),
+    Entry(
+        "ack_cancel",
+        (SQLITE, POSTGRESQL),
+        f"Ack an attempt stopped by a cancel request: CANCELLED, its attempt handed back (unspent). {_FENCED}",
+        "statements.CANCEL",
+        "leases._cancel (then attempt_insert)",
+        lambda: st.CANCEL,
     ),
     Entry(
         "ack_dead_letter",
@@ -199,7 +209,8 @@ ENTRIES = (
     Entry(
         "ack_retry_and_record",
         (POSTGRESQL,),
-        f"Ack a failed attempt to be retried at p_run_at (PENDING again) {_AND_RECORD}",
+        "Ack a failed attempt to be retried at p_run_at (PENDING again; CANCELLED if a cancel was "
+        f"requested while it ran) {_AND_RECORD}",
         "statements.RETRY_AND_RECORD",
         "leases._apply",
         lambda: st.RETRY_AND_RECORD,
@@ -233,7 +244,8 @@ ENTRIES = (
     Entry(
         "release",
         BOTH,
-        f"Hand an unfinished job back to PENDING without spending its attempt (shutdown). {_FENCED}",
+        "Hand an unfinished job back to PENDING without spending its attempt (shutdown; CANCELLED if a "
+        f"cancel was requested while it ran). {_FENCED}",
         "statements.RELEASE",
         "leases.LeaseStore.release_many (then attempt_insert)",
         lambda: st.RELEASE,

@@ -22,7 +22,8 @@ SELECT
     queuelab_jobs.fair_rank,
     queuelab_jobs.lease_token,
     queuelab_jobs.started_at,
-    queuelab_jobs.unstarted_rescues
+    queuelab_jobs.unstarted_rescues,
+    queuelab_jobs.cancel_requested_at
 FROM queuelab_jobs
 WHERE queuelab_jobs.status = 'RUNNING'
     AND queuelab_jobs.lease_expires_at < %(lease_expires_at_1)s
