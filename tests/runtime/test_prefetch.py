@@ -7,6 +7,7 @@ rescued unspent), and no job is prefetched while a running quota is set."""
 from __future__ import annotations
 
 import itertools
+import logging
 import os
 import signal
 import threading
@@ -202,26 +203,33 @@ def test_a_stop_during_a_slots_own_turn_starts_nothing_it_claims(
         assert (after.status, after.attempts, after.lease_token) == (JobStatus.PENDING, 0, None)
 
 
-def test_a_prefetched_job_whose_lease_was_lost_is_not_run_here(make_queue: Callable[..., Queue]) -> None:
+def test_a_prefetched_job_whose_lease_was_lost_is_not_run_here(
+    make_queue: Callable[..., Queue], caplog: pytest.LogCaptureFixture
+) -> None:
     """Review r9: another worker holds the job now (its lease was rescued while it waited
-    here); this worker must not run it as well."""
+    here); this worker must not run it as well. A runs until the worker's heartbeat has
+    found B's lease gone (an event, not a duration: on a busy machine a fixed 2 s could end
+    before that heartbeat, and the test would try a different race)."""
     q = make_queue(prefetch=3)
     ran: list[tuple[str, int]] = []
+    release = threading.Event()
 
     @q.task(name="tagged_run")
-    def tagged_run(tag: str, duration: float = 0.0) -> None:
+    def tagged_run(tag: str, hold: bool = False) -> None:
         ran.append((tag, current_job().attempt))
-        time.sleep(duration)
+        if hold:
+            release.wait(120)
 
-    q.submit("tagged_run", {"tag": "A", "duration": 2.0}, lease_seconds=1.5)
+    q.submit("tagged_run", {"tag": "A", "hold": True}, lease_seconds=1.5)
     b = q.submit("tagged_run", {"tag": "B"}, lease_seconds=1.5)
-    with q.worker(1):
+    with caplog.at_level(logging.WARNING, logger="queuelab.worker"), q.worker(1):
         wait_until(lambda: q.get(b.id).status == JobStatus.RUNNING, timeout=10, what="B prefetched behind A")
         with internals(q).db.write() as conn:  # as if B had been rescued, claimed and started elsewhere
             elsewhere = {"lease_token": "elsewhere", "lease_owner": "other", "started_at": time.time()}
             conn.execute(jobs.update().where(jobs.c.id == b.id).values(**elsewhere))
-        wait_until(lambda: q.get(b.id).status == JobStatus.COMPLETED, timeout=30, what="B to be rescued and run")
-    # B's first attempt (whose lease went elsewhere) never ran here; "elsewhere" never
-    # acked, so B was rescued as LOST and this worker ran its second attempt.
+        found_lost = f"job {b.id}: lease lost before it started here"
+        wait_until(lambda: found_lost in caplog.text, timeout=60, what="the heartbeat to find B's lease lost")
+        release.set()
+        wait_until(lambda: q.get(b.id).status == JobStatus.COMPLETED, timeout=60, what="B to be rescued and run")
     assert ran == [("A", 1), ("B", 2)]
     assert [a.outcome for a in q.get(b.id).history] == [AttemptOutcome.LOST, AttemptOutcome.COMPLETED]
