@@ -46,7 +46,7 @@ MAX_WINDOW_SECONDS = 366 * DAY_SECONDS  # a rate limit's window
 MAX_CONCURRENCY = 1024  # slots of a thread pool, processes of a process pool
 MAX_PREFETCH = 10_000  # jobs a worker may claim beyond its free slots
 MAX_ASYNC_CONCURRENCY = 10_000  # async jobs one worker runs at once on its event loop
-AUTO_PREFETCH = 100  # the most a worker claims ahead when the prefetch is "auto" (the default)
+AUTO_PREFETCH = 1000  # the most a worker claims ahead when the prefetch is "auto" (the default)
 AUTO: Literal["auto"] = "auto"  # a pool's prefetch: claim ahead by the jobs' run time, whatever the setting
 # A pool's prefetch argument: jobs, "auto", or None (the setting).
 Prefetch: TypeAlias = int | Literal["auto"] | None

@@ -7,7 +7,7 @@ from __future__ import annotations
 import logging
 import random
 import threading
-from functools import cached_property
+from functools import cached_property, lru_cache
 from typing import TYPE_CHECKING
 
 from queuelab.clock import Clock, SystemClock
@@ -84,7 +84,7 @@ class Runtime:
 
     @property
     def retry_policy(self) -> RetryPolicy:
-        return RetryPolicy(base_seconds=self.settings.retry_base_seconds, max_seconds=self.settings.retry_max_seconds)
+        return _settings_policy(self.settings.retry_base_seconds, self.settings.retry_max_seconds)
 
     def retry_policy_for(self, task: str) -> RetryPolicy:
         """The retry policy of ``task``'s jobs: the task's own, or the settings' if the task
@@ -113,6 +113,12 @@ class Runtime:
         limiter = self.__dict__.get("rate_limiter")
         if limiter is not None:
             limiter.close()
+
+
+@lru_cache(maxsize=8)
+def _settings_policy(base_seconds: float, max_seconds: float) -> RetryPolicy:
+    """The settings' retry policy, built (and checked) once, not once per attempt's end."""
+    return RetryPolicy(base_seconds=base_seconds, max_seconds=max_seconds)
 
 
 def _log_decision(lease: Lease, decision: Decision, now: float) -> None:

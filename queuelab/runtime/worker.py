@@ -421,7 +421,11 @@ class Worker:
             now=mono,
             stopping=self._stopping(),
         )
-        if skip or not self._turn_lock.acquire(blocking=False):
+        # Jobs claimed ahead still wait in the inbox: run them while the dispatcher takes the
+        # turn (its database wait overlaps their runs); a slot takes a turn itself only when
+        # it would otherwise idle.
+        busy = bool(self._ahead) and self.slots.queued() > 0
+        if skip or busy or not self._turn_lock.acquire(blocking=False):
             if not skip or first_ack:
                 self._poke()
             return None

@@ -72,7 +72,7 @@ def claim(conn: Connection, db: Database, which: ClaimFilter, limit: int, now: f
     if running_quotas(snapshot, db.settings) is not None:  # the quotas are read in the statement
         rows = list(_claim_within_quotas(conn, db, shape, params, limit)) if limit > 0 else []
     else:
-        statement = st.claim_statement(*shape)
+        statement = st.claim_statement(*shape, postgres=not db.is_sqlite)
         rows = _take(conn, db, statement, params) if limit > 0 else []
         if ahead > 0 and (len(rows) == limit):  # (fewer than asked for: nothing is left to take)
             more = {**params, "p_started": None, "p_limit": ahead}

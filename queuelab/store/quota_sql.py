@@ -20,7 +20,7 @@ import sqlalchemy as sa
 from sqlalchemy.sql.dml import Update
 
 from queuelab.store.schema import IS_PENDING, IS_RUNNING, jobs, limits, user_locks
-from queuelab.store.statements import _TAKE, CLAIMED_COLUMNS, runnable
+from queuelab.store.statements import _TAKE, CLAIMED_COLUMNS, TID, runnable
 
 UNLIMITED = 2**31 - 1
 DEFAULTS = "*"
@@ -51,9 +51,9 @@ def _limit(name: str, fixed: int | None) -> sa.ColumnElement[int]:
     return sa.literal_column(str(int(fixed)), sa.Integer)
 
 
-# PostgreSQL: a row's physical address. The claim takes the rows it picked and locked by
-# address (a TID scan), which no planner estimate can turn into a scan of the table.
-_TID: sa.ColumnElement[Any] = sa.literal_column("ctid")
+# The claim takes the rows it picked and locked by address (a TID scan), which no planner
+# estimate can turn into a scan of the table.
+_TID = TID
 
 
 def _candidates(

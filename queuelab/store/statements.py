@@ -103,11 +103,30 @@ _TAKE = {
 }
 
 
+# PostgreSQL: a row's physical address (see claim_statement).
+TID: sa.ColumnElement[Any] = sa.literal_column("ctid")
+
+
 @cache
-def claim_statement(queues: int, tasks: int, skip_queues: int, skip_tasks: int = 0, skip_users: int = 0) -> Update:
-    """Pick and take in one statement: UPDATE ... WHERE id IN (pick) RETURNING ..."""
-    pick = pick_statement(queues, tasks, skip_queues, skip_tasks, skip_users).with_only_columns(jobs.c.id)
-    return jobs.update().where(jobs.c.id.in_(pick.scalar_subquery())).values(**_TAKE).returning(*CLAIMED_COLUMNS)
+def claim_statement(
+    queues: int, tasks: int, skip_queues: int, skip_tasks: int = 0, skip_users: int = 0, *, postgres: bool = False
+) -> Update:
+    """Pick and take in one statement: UPDATE ... WHERE id IN (pick) RETURNING ...
+
+    PostgreSQL takes the rows it picked and locked by address, ``ctid = ANY(ARRAY(pick))``:
+    a TID scan, whatever the planner believes of the table. ``id IN (pick)`` was planned as
+    a hash semi join over a sequential scan of the whole table (history included) once the
+    prepared statement's generic plan set in: 1.7 of a 4.7 ms claim of 100 jobs at 10,000
+    rows, growing with the table. The addresses are of rows the pick locked ``FOR UPDATE``
+    after re-checking them PENDING, so no one else changes them before this commits (the
+    one rare miss, a row updated after this statement's snapshot and left PENDING, is
+    described at quota_sql._take: that job is not taken this time)."""
+    pick = pick_statement(queues, tasks, skip_queues, skip_tasks, skip_users)
+    if postgres:
+        taken = sa.any_(sa.func.array(pick.with_only_columns(TID).scalar_subquery())) == TID
+    else:
+        taken = jobs.c.id.in_(pick.with_only_columns(jobs.c.id).scalar_subquery())
+    return jobs.update().where(taken).values(**_TAKE).returning(*CLAIMED_COLUMNS)
 
 
 RUNNING_BY_USER = sa.select(jobs.c.user_id, sa.func.count()).where(IS_RUNNING).group_by(jobs.c.user_id)

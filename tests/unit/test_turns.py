@@ -81,10 +81,12 @@ def test_jobs_waiting_for_a_slot_take_the_free_slots_before_a_new_claim() -> Non
     ("run_seconds", "concurrency", "ahead"),
     [
         (None, 1, 0),  # no job measured yet: claim only for free slots
-        (0.0, 1, AUTO_PREFETCH),  # too short to measure
-        (0.0001, 1, AUTO_PREFETCH),  # 0.05 s of work would be 500 jobs: capped
+        (0.0, 1, 1000),  # too short to measure: counted at the worker's own cost per job
+        (0.00001, 1, 1000),
+        (0.0001, 1, 500),
+        (0.00001, 4, AUTO_PREFETCH),  # 4,000 jobs' worth of work in 0.05 s: capped
         (0.001, 1, 50),
-        (0.001, 4, AUTO_PREFETCH),  # four slots work through 200 in 0.05 s
+        (0.001, 4, 200),  # four slots work through 200 in 0.05 s
         (0.01, 2, 10),
         (AHEAD_SECONDS, 1, 1),
         (0.2, 4, 1),

@@ -99,15 +99,27 @@ _AND_RECORD = (
 ENTRIES = (
     Entry(
         "claim",
-        BOTH,
+        (SQLITE,),
         "The claim when no running quota is set: up to p_limit runnable jobs, in claim order "
-        "(priority, then fair_rank), picked and leased in one statement. PostgreSQL skips rows other "
-        "claimers hold; SQLite runs it under BEGIN IMMEDIATE (no row locks there). Run once with "
+        "(priority, then fair_rank), picked and leased in one statement, under BEGIN IMMEDIATE "
+        "(the database write lock; SQLite has no row locks). Run once with "
         "p_started = p_now for the jobs a worker starts at once, then (if it claims ahead) with "
         "p_started NULL for the rest: their start is recorded by a heartbeat once they start.",
         f"statements.claim_statement({QUEUES}, {TASKS}, {PAUSED})",
         "claims.claim",
         lambda: st.claim_statement(QUEUES, TASKS, PAUSED),
+    ),
+    Entry(
+        "claim",
+        (POSTGRESQL,),
+        "The claim when no running quota is set: up to p_limit runnable jobs, in claim order "
+        "(priority, then fair_rank), picked, locked (skipping rows other claimers hold) and leased "
+        "in one statement; the rows picked are taken by address (a TID scan). Run once with "
+        "p_started = p_now for the jobs a worker starts at once, then (if it claims ahead) with "
+        "p_started NULL for the rest: their start is recorded by a heartbeat once they start.",
+        f"statements.claim_statement({QUEUES}, {TASKS}, {PAUSED}, postgres=True)",
+        "claims.claim, as text (direct.execute_sql)",
+        lambda: st.claim_statement(QUEUES, TASKS, PAUSED, postgres=True),
     ),
     Entry(
         "claim_quota",

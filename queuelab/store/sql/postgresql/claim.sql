@@ -1,10 +1,10 @@
 -- claim, PostgreSQL (psycopg). The claim when no running quota is set: up to p_limit runnable jobs,
--- in claim order (priority, then fair_rank), picked and leased in one statement. PostgreSQL skips
--- rows other claimers hold; SQLite runs it under BEGIN IMMEDIATE (no row locks there). Run once
--- with p_started = p_now for the jobs a worker starts at once, then (if it claims ahead) with
--- p_started NULL for the rest: their start is recorded by a heartbeat once they start.
--- Python (modules of queuelab.store): built by statements.claim_statement(1, 2, 1); run by
--- claims.claim.
+-- in claim order (priority, then fair_rank), picked, locked (skipping rows other claimers hold) and
+-- leased in one statement; the rows picked are taken by address (a TID scan). Run once with
+-- p_started = p_now for the jobs a worker starts at once, then (if it claims ahead) with p_started
+-- NULL for the rest: their start is recorded by a heartbeat once they start.
+-- Python (modules of queuelab.store): built by statements.claim_statement(1, 2, 1, postgres=True);
+-- run by claims.claim, as text (direct.execute_sql).
 -- Constants bound by the statement: attempts_1 = 1, status = 'RUNNING'.
 -- Generated, do not edit: regenerate with `python -m queuelab.store.sql`.
 
@@ -16,8 +16,8 @@ SET
     lease_owner=%(p_owner)s::VARCHAR,
     lease_expires_at=(%(p_now)s + queuelab_jobs.lease_seconds),
     started_at=%(p_started)s
-WHERE queuelab_jobs.id IN (
-    SELECT queuelab_jobs.id
+WHERE ctid = ANY (array((
+    SELECT ctid
     FROM queuelab_jobs
     WHERE queuelab_jobs.status = 'PENDING'
         AND queuelab_jobs.run_at <= %(p_now)s
@@ -27,7 +27,7 @@ WHERE queuelab_jobs.id IN (
     ORDER BY queuelab_jobs.priority DESC, queuelab_jobs.fair_rank
     LIMIT %(p_limit)s
     FOR UPDATE SKIP LOCKED
-)
+)))
 RETURNING
     queuelab_jobs.id,
     queuelab_jobs.task,

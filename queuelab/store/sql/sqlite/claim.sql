@@ -1,9 +1,9 @@
 -- claim, SQLite (binds shown by name; the driver gets ? in the same order). The claim when no
 -- running quota is set: up to p_limit runnable jobs, in claim order (priority, then fair_rank),
--- picked and leased in one statement. PostgreSQL skips rows other claimers hold; SQLite runs it
--- under BEGIN IMMEDIATE (no row locks there). Run once with p_started = p_now for the jobs a worker
--- starts at once, then (if it claims ahead) with p_started NULL for the rest: their start is
--- recorded by a heartbeat once they start.
+-- picked and leased in one statement, under BEGIN IMMEDIATE (the database write lock; SQLite has no
+-- row locks). Run once with p_started = p_now for the jobs a worker starts at once, then (if it
+-- claims ahead) with p_started NULL for the rest: their start is recorded by a heartbeat once they
+-- start.
 -- Python (modules of queuelab.store): built by statements.claim_statement(1, 2, 1); run by
 -- claims.claim.
 -- Constants bound by the statement: attempts_1 = 1, param_1 = 0, status = 'RUNNING'.
