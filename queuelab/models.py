@@ -135,6 +135,7 @@ class Lease:
     lease_seconds: float
     timeout_seconds: float | None
     started_at: float
+    run_at: float | None = None  # when the attempt was due (submit, schedule, retry): it waited started_at - run_at
 
 
 def to_datetime(epoch: float | None) -> datetime | None:

@@ -38,6 +38,7 @@ CLAIMED_COLUMNS = (
     jobs.c.timeout_seconds,
     jobs.c.priority,  # with fair_rank: the claim order, which RETURNING does not keep
     jobs.c.fair_rank,
+    jobs.c.run_at,  # when the attempt was due: a worker's wait metric (started_at - run_at)
 )
 
 
