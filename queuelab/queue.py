@@ -25,7 +25,7 @@ from queuelab.extras import require
 from queuelab.limits import RateLimit, UserLimits, check_quota, check_weight, rate_enabled
 from queuelab.models import TERMINAL_STATUSES, Job, JobStatus, RetryPolicy
 from queuelab.periodic import PeriodicMethods
-from queuelab.runtime import Runtime
+from queuelab.runtime import Runtime, tracing
 from queuelab.runtime.autoscale import Autoscaler, Resizable, ScalePolicy
 from queuelab.runtime.metrics import REFUSED_QUOTA, REFUSED_RATE, JobMetrics
 from queuelab.runtime.pool import Mode, Pool, ProcessPool, ThreadPool, check_pool_args
@@ -244,6 +244,20 @@ class Queue(PeriodicMethods):
         if not rows:
             return []
         parents = parents_of(subs, rows)
+        tracer = tracing.tracer()
+        if tracer is not None:  # OpenTelemetry configured: a span, whose context each job keeps
+            with tracing.submitting(tracer, rows):
+                return self._stored(subs, rows, now, caller, parents)
+        return self._stored(subs, rows, now, caller, parents)
+
+    def _stored(
+        self,
+        subs: list[Submission],
+        rows: list[dict[str, Any]],
+        now: float,
+        caller: Connection | None,
+        parents: Parents | None,
+    ) -> list[Job]:
         try:
             existing = self._store(rows, now, caller, parents)
         except (RateLimited, QuotaExceeded) as exc:
@@ -293,6 +307,15 @@ class Queue(PeriodicMethods):
         if not rows:
             return []
         parents = parents_of(subs, rows)
+        tracer = tracing.tracer()
+        if tracer is not None:
+            with tracing.submitting(tracer, rows):
+                return await self._astored(subs, rows, now, parents)
+        return await self._astored(subs, rows, now, parents)
+
+    async def _astored(
+        self, subs: list[Submission], rows: list[dict[str, Any]], now: float, parents: Parents | None
+    ) -> list[Job]:
         try:
             if self._runtime.rate_limiter is not None or parents:  # Redis admits first / links: a thread does both
                 existing = await asyncio.to_thread(self._store, rows, now, None, parents)

@@ -126,7 +126,7 @@ def _log_decision(lease: Lease, decision: Decision, now: float) -> None:
     and what follows: at WARNING a retry with when (``retry_scheduled``), at ERROR the
     dead-letter queue with why (``dead_lettered``): what happened shows in the worker's log,
     not only in the database."""
-    if not isinstance(decision, Retry | DeadLetter | Cancel):
+    if not isinstance(decision, (Retry, DeadLetter, Cancel)):  # a tuple: a union would be built per job
         if log.isEnabledFor(logging.INFO):
             fields = {**job_fields(lease), "event": "completed", "seconds": round(max(0.0, now - lease.started_at), 6)}
             done = (lease.job_id, lease.task, lease.attempt, fields["seconds"])

@@ -165,7 +165,7 @@ class JobMetrics:
     def _decided(self, decision: Decision, labels: tuple[str, ...]) -> None:
         if isinstance(decision, Complete):
             self._count("completed", labels)
-        elif isinstance(decision, Retry | DeadLetter):
+        elif isinstance(decision, (Retry, DeadLetter)):
             self._count("failed", labels)
             self._count("retried" if isinstance(decision, Retry) else "dead_lettered", labels)
 

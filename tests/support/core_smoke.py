@@ -28,6 +28,7 @@ EXTRAS_MODULES = (
     "matplotlib",
     "redis",
     "ipywidgets",
+    "opentelemetry",
 )
 
 

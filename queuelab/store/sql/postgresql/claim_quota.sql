@@ -122,7 +122,8 @@ taken AS (
         queuelab_jobs.timeout_seconds,
         queuelab_jobs.priority,
         queuelab_jobs.fair_rank,
-        queuelab_jobs.run_at
+        queuelab_jobs.run_at,
+        queuelab_jobs.trace_context
 ),
 bumped AS (
     UPDATE queuelab_user_locks
@@ -142,6 +143,7 @@ SELECT
     taken.priority,
     taken.fair_rank,
     taken.run_at,
+    taken.trace_context,
     summary.passed,
     summary.missing
 FROM (

@@ -40,4 +40,5 @@ RETURNING
     timeout_seconds,
     priority,
     fair_rank,
-    run_at
+    run_at,
+    trace_context

@@ -23,6 +23,7 @@ SELECT
     queuelab_jobs.priority,
     queuelab_jobs.fair_rank,
     queuelab_jobs.run_at,
+    queuelab_jobs.trace_context,
     queuelab_jobs.lease_token,
     queuelab_jobs.started_at,
     queuelab_jobs.unstarted_rescues,
