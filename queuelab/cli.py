@@ -12,10 +12,11 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
-from queuelab import cli_jobs, cli_schedules, logs
+from queuelab import bounds, cli_jobs, cli_schedules, logs
 from queuelab.errors import InvalidArgument, QueuelabError
 from queuelab.queue import Queue, load_queue
 from queuelab.runtime.autoscale import Resizable, ScalePolicy
+from queuelab.runtime.metrics import require_prometheus
 from queuelab.runtime.pool import MODES, check_pool_args, on_signals
 
 log = logging.getLogger("queuelab.cli")
@@ -64,6 +65,14 @@ def _parser() -> argparse.ArgumentParser:
         default=None,
         metavar="MIN:MAX",
         help="scale the pool (processes, or slot threads) between MIN and MAX on the runnable backlog",
+    )
+    worker.add_argument(
+        "--metrics-port",
+        type=int,
+        default=None,
+        metavar="N",
+        help="serve this worker's counters and histograms (a process pool's: all its children's) on "
+        "http://0.0.0.0:N/metrics for Prometheus (needs the api extra)",
     )
     worker.set_defaults(command=_worker)
 
@@ -133,19 +142,38 @@ def _worker(args: argparse.Namespace) -> int:
     names = [name.strip() for name in args.queues.split(",") if name.strip()] if args.queues else []
     queues = names or None  # none named: all queues
     size = policy.min_workers if policy is not None else args.concurrency
-    if args.mode == "thread":
-        worker = q.foreground_worker(size, queues=queues)
-        with _autoscaling(q, worker, policy):
-            on_signals(worker.stop, signal.SIGTERM, signal.SIGINT)
-            worker.run()
-    else:
-        pool = q.worker(size, "process", queues=queues).start()
-        with _autoscaling(q, pool, policy):
-            on_signals(pool.request_stop, signal.SIGTERM, signal.SIGINT)
-            pool.wait()
-        pool.stop()
+    with _serving_metrics(q, args.metrics_port):
+        if args.mode == "thread":
+            worker = q.foreground_worker(size, queues=queues)
+            with _autoscaling(q, worker, policy):
+                on_signals(worker.stop, signal.SIGTERM, signal.SIGINT)
+                worker.run()
+        else:
+            pool = q.worker(size, "process", queues=queues).start()
+            with _autoscaling(q, pool, policy):
+                on_signals(pool.request_stop, signal.SIGTERM, signal.SIGINT)
+                pool.wait()
+            pool.stop()
     q.close()
     return 0
+
+
+@contextmanager
+def _serving_metrics(q: Queue, port: int | None) -> Iterator[None]:
+    """``--metrics-port``: this process's counts on http://0.0.0.0:PORT/metrics meanwhile."""
+    if port is None:
+        yield
+        return
+    bounds.whole("--metrics-port", port, 0, 65535)
+    require_prometheus("--metrics-port")
+    from queuelab.runtime.exposition import MetricsServer
+
+    server = MetricsServer(q.enable_metrics(), port, lambda: [(task.queue, task.name) for task in q.tasks])
+    log.info("serving this worker's metrics on http://0.0.0.0:%d/metrics", server.port)
+    try:
+        yield
+    finally:
+        server.stop()
 
 
 @contextmanager

@@ -135,6 +135,8 @@ class Lease:
     lease_seconds: float
     timeout_seconds: float | None
     started_at: float
+    run_at: float | None = None  # when the attempt was due (submit, schedule, retry): it waited started_at - run_at
+    trace_context: str | None = None  # the submitter's trace (JSON of W3C headers), where OpenTelemetry runs
 
 
 def to_datetime(epoch: float | None) -> datetime | None:

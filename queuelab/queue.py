@@ -19,14 +19,15 @@ from queuelab.arguments import UNSET, Unset
 from queuelab.bounds import Prefetch
 from queuelab.clock import Clock
 from queuelab.config import Settings
-from queuelab.errors import InvalidArgument, WaitTimeout
+from queuelab.errors import InvalidArgument, QuotaExceeded, RateLimited, WaitTimeout
 from queuelab.explain import Explanation, explain_job
 from queuelab.extras import require
 from queuelab.limits import RateLimit, UserLimits, check_quota, check_weight, rate_enabled
 from queuelab.models import TERMINAL_STATUSES, Job, JobStatus, RetryPolicy
 from queuelab.periodic import PeriodicMethods
-from queuelab.runtime import Runtime
+from queuelab.runtime import Runtime, tracing
 from queuelab.runtime.autoscale import Autoscaler, Resizable, ScalePolicy
+from queuelab.runtime.metrics import REFUSED_QUOTA, REFUSED_RATE, JobMetrics
 from queuelab.runtime.pool import Mode, Pool, ProcessPool, ThreadPool, check_pool_args
 from queuelab.runtime.worker import Worker
 from queuelab.stats import QueueStats, jobs_frame, read_stats
@@ -243,7 +244,26 @@ class Queue(PeriodicMethods):
         if not rows:
             return []
         parents = parents_of(subs, rows)
-        return _jobs_of(subs, rows, self._store(rows, now, caller, parents))
+        tracer = tracing.tracer()
+        if tracer is not None:  # OpenTelemetry configured: a span, whose context each job keeps
+            with tracing.submitting(tracer, rows):
+                return self._stored(subs, rows, now, caller, parents)
+        return self._stored(subs, rows, now, caller, parents)
+
+    def _stored(
+        self,
+        subs: list[Submission],
+        rows: list[dict[str, Any]],
+        now: float,
+        caller: Connection | None,
+        parents: Parents | None,
+    ) -> list[Job]:
+        try:
+            existing = self._store(rows, now, caller, parents)
+        except (RateLimited, QuotaExceeded) as exc:
+            self._count_refusal(exc)
+            raise
+        return self._count_submitted(_jobs_of(subs, rows, existing), rows)
 
     async def asubmit(
         self,
@@ -287,11 +307,36 @@ class Queue(PeriodicMethods):
         if not rows:
             return []
         parents = parents_of(subs, rows)
-        if self._runtime.rate_limiter is not None or parents:  # Redis admits first / links: a thread does both
-            existing = await asyncio.to_thread(self._store, rows, now, None, parents)
-        else:
-            existing = await self._runtime.jobs.ainsert_shared(rows, now)
-        return _jobs_of(subs, rows, existing)
+        tracer = tracing.tracer()
+        if tracer is not None:
+            with tracing.submitting(tracer, rows):
+                return await self._astored(subs, rows, now, parents)
+        return await self._astored(subs, rows, now, parents)
+
+    async def _astored(
+        self, subs: list[Submission], rows: list[dict[str, Any]], now: float, parents: Parents | None
+    ) -> list[Job]:
+        try:
+            if self._runtime.rate_limiter is not None or parents:  # Redis admits first / links: a thread does both
+                existing = await asyncio.to_thread(self._store, rows, now, None, parents)
+            else:
+                existing = await self._runtime.jobs.ainsert_shared(rows, now)
+        except (RateLimited, QuotaExceeded) as exc:
+            self._count_refusal(exc)
+            raise
+        return self._count_submitted(_jobs_of(subs, rows, existing), rows)
+
+    def _count_submitted(self, jobs: list[Job], rows: list[dict[str, Any]]) -> list[Job]:
+        """Count the jobs stored now (not those an idempotency key found), if metrics are on."""
+        metrics = self._runtime.metrics
+        if metrics is not None:
+            metrics.submitted(row for row, job in zip(rows, jobs, strict=True) if job.id == row["id"])
+        return jobs
+
+    def _count_refusal(self, exc: RateLimited | QuotaExceeded) -> None:
+        metrics = self._runtime.metrics
+        if metrics is not None:
+            metrics.refused(REFUSED_RATE if isinstance(exc, RateLimited) else REFUSED_QUOTA)
 
     def _rows(self, submissions: Iterable[Submission]) -> tuple[float, list[Submission], list[dict[str, Any]]]:
         """The rows to store for ``submissions``, checked (raises before anything is stored)."""
@@ -616,6 +661,22 @@ class Queue(PeriodicMethods):
         else:
             seconds = bounds.seconds("older_than", older_than, zero_ok=True)
         return self._runtime.jobs.prune(self._runtime.clock.now() - seconds)
+
+    # -- metrics ----------------------------------------------------------------------
+
+    def enable_metrics(self) -> JobMetrics:
+        """Count what this process's submits and workers do from now on (the counters and
+        histograms of ``GET /metrics`` and ``--metrics-port``; see the README's "Logs,
+        metrics and traces"); idempotent. Off by default: a job then pays nothing for them.
+        A process pool started afterwards counts its children's jobs too."""
+        if self._runtime.metrics is None:
+            self._runtime.metrics = JobMetrics()
+        return self._runtime.metrics
+
+    @property
+    def metrics(self) -> JobMetrics | None:
+        """This process's counts, None unless :meth:`enable_metrics` was called."""
+        return self._runtime.metrics
 
     # -- workers ----------------------------------------------------------------------
 

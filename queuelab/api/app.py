@@ -66,6 +66,7 @@ def create_app(queue: Queue, tokens: TokenBook | None = None, *, max_body_bytes:
     app.add_middleware(BodyLimit, max_bytes=max_body_bytes)
     errors.install(app)
     app.state.queue = queue
+    queue.enable_metrics()  # this process's counts on /metrics: its submits, its embedded workers' jobs
     who = _principal_dependency(book)
     _job_routes(app, queue, who)
     _admin_routes(app, queue, who)

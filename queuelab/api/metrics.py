@@ -1,5 +1,15 @@
-"""``GET /metrics``: Prometheus text, read from the store at scrape time (so every API
-process reports the same numbers, whoever did the work)."""
+"""``GET /metrics``: Prometheus text. Two kinds of figures:
+
+- gauges read from the store at scrape time (jobs by status, the runnable backlog, the
+  oldest runnable job's age, ...), the same from every API process whoever did the work:
+  aggregate them across replicas with ``max``, not ``sum``. Every known queue has a series,
+  at 0 when it is empty (a series that vanished would leave an autoscaler's last value
+  standing);
+- this process's counters and histograms (:mod:`queuelab.runtime.metrics`): its submits and
+  refusals, and what its embedded workers (``--workers``; a process pool's children
+  included) started, completed, failed, retried, dead-lettered and rescued: ``sum`` them
+  across replicas and worker processes (workers run elsewhere serve theirs on
+  ``--metrics-port``)."""
 
 from __future__ import annotations
 
@@ -10,7 +20,9 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
+from queuelab.models import JobStatus
 from queuelab.queue import Queue
+from queuelab.runtime.exposition import JobMetricsCollector
 
 
 class QueueCollector(Collector):
@@ -20,21 +32,22 @@ class QueueCollector(Collector):
     def collect(self) -> Iterator[GaugeMetricFamily]:
         q = self.queue
         stats = q.stats()
+        runnable = q.runnable_backlog()
+        queues = sorted({*stats.by_queue, *runnable, *(task.queue for task in q.tasks), "default"})
         by_status = GaugeMetricFamily("queuelab_jobs", "Jobs by status and queue", labels=["queue", "status"])
-        for name, counts in sorted(stats.by_queue.items()):
-            for status, n in counts.items():
-                by_status.add_metric([name, status], n)
+        for name in queues:
+            for status in JobStatus:
+                by_status.add_metric([name, status.value], stats.by_queue.get(name, {}).get(status.value, 0))
         yield by_status
         backlog = GaugeMetricFamily(
             "queuelab_runnable_backlog",
             "PENDING jobs a free worker could start now (due, queue not paused, user under quota)",
             labels=["queue"],
         )
-        # Every queue the store knows, at 0 when nothing waits (and "default" on an empty
-        # store): a series that vanished at 0 would leave an HPA's last value standing, and
-        # it would never scale down.
-        runnable = q.runnable_backlog()
-        for name in sorted({*stats.by_queue, *runnable, "default"}):
+        # Every queue the store or this process's tasks know, at 0 when nothing waits (and
+        # "default" on an empty store): a series that vanished at 0 would leave an HPA's
+        # last value standing, and it would never scale down.
+        for name in queues:
             backlog.add_metric([name], runnable.get(name, 0))
         yield backlog
         oldest = stats.oldest_pending_age_seconds
@@ -63,4 +76,6 @@ class QueueCollector(Collector):
 def metrics_response(queue: Queue) -> Response:
     registry = CollectorRegistry()
     registry.register(QueueCollector(queue))
+    metrics = queue.enable_metrics()
+    registry.register(JobMetricsCollector(metrics, lambda: [(task.queue, task.name) for task in queue.tasks]))
     return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)

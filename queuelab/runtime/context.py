@@ -7,6 +7,7 @@ from __future__ import annotations
 import logging
 import random
 import threading
+from datetime import UTC, datetime
 from functools import cached_property, lru_cache
 from typing import TYPE_CHECKING
 
@@ -25,6 +26,7 @@ from queuelab.tasks import TaskRegistry, builtin_tasks
 log = logging.getLogger("queuelab.jobs")
 
 if TYPE_CHECKING:
+    from queuelab.runtime.metrics import JobMetrics
     from queuelab.store.redis_limiter import RedisRateLimiter
 
 
@@ -40,6 +42,9 @@ class Runtime:
         self.periodic: dict[str, ScheduleSpec] = {}
         self._open_lock = threading.Lock()
         self._db: Database | None = None
+        # What this process's submitters and workers did (queuelab.runtime.metrics); None:
+        # not counted (the default: a job then pays one `is None` check).
+        self.metrics: JobMetrics | None = None
 
     @property
     def db(self) -> Database:
@@ -122,31 +127,29 @@ def _settings_policy(base_seconds: float, max_seconds: float) -> RetryPolicy:
 
 
 def _log_decision(lease: Lease, decision: Decision, now: float) -> None:
-    """One line per attempt's end, with the job's fields (see :mod:`queuelab.logs`): a
-    success at INFO with its run time, a retry at WARNING with when, the dead-letter queue
-    at ERROR with why: what happened shows in the worker's log, not only in the database."""
-    fields = job_fields(lease)
-    if isinstance(decision, Retry):
-        level, then = logging.WARNING, f"retry in {max(0.0, decision.run_at - now):.1f}s"
-        fields["retry_at"] = decision.run_at
-    elif isinstance(decision, DeadLetter):
-        level, then = logging.ERROR, f"to the dead-letter queue ({decision.reason})"
-        fields["reason"] = decision.reason
-    elif isinstance(decision, Cancel):
-        log.info(
-            "job %s (%s) attempt %d %s",
-            lease.job_id,
-            lease.task,
-            lease.attempt,
-            decision.message,
-            extra={"fields": fields},
-        )
-        return
-    else:
+    """One line per attempt's end, with the job's fields (see :mod:`queuelab.logs`) and an
+    ``event``: a success at INFO with its run time (``completed``), a failure with its error
+    and what follows: at WARNING a retry with when (``retry_scheduled``), at ERROR the
+    dead-letter queue with why (``dead_lettered``): what happened shows in the worker's log,
+    not only in the database."""
+    if not isinstance(decision, (Retry, DeadLetter, Cancel)):  # a tuple: a union would be built per job
         if log.isEnabledFor(logging.INFO):
-            fields["seconds"] = round(max(0.0, now - lease.started_at), 6)
+            fields = {**job_fields(lease), "event": "completed", "seconds": round(max(0.0, now - lease.started_at), 6)}
             done = (lease.job_id, lease.task, lease.attempt, fields["seconds"])
             log.info("job %s (%s) attempt %d completed in %.3fs", *done, extra={"fields": fields})
+        return
+    fields = job_fields(lease)
+    if isinstance(decision, Retry):
+        when = datetime.fromtimestamp(decision.run_at, UTC).isoformat(timespec="milliseconds")
+        level, then = logging.WARNING, f"retry scheduled in {max(0.0, decision.run_at - now):.1f}s, at {when}"
+        fields.update(event="retry_scheduled", retry_at=decision.run_at)
+    elif isinstance(decision, DeadLetter):
+        level, then = logging.ERROR, f"to the dead-letter queue ({decision.reason})"
+        fields.update(event="dead_lettered", reason=decision.reason)
+    else:
+        fields["event"] = "cancelled"
+        said = (lease.job_id, lease.task, lease.attempt, decision.message)
+        log.info("job %s (%s) attempt %d %s", *said, extra={"fields": fields})
         return
     error = decision.error
     fields["error_type"] = error.error_type

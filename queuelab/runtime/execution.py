@@ -19,6 +19,7 @@ from contextvars import ContextVar
 from queuelab.errors import JobTimeout, NoCurrentJob, ResultNotSerializable
 from queuelab.models import AttemptOutcome, Lease
 from queuelab.policy import Cancelled, Decision, Errored, Outcome, Succeeded
+from queuelab.runtime import tracing
 from queuelab.runtime.context import Runtime
 from queuelab.runtime.progress import RunningJob, Write
 
@@ -59,8 +60,19 @@ def run_task(runtime: Runtime, lease: Lease, cancel: threading.Event | None = No
 
 
 def attempt(runtime: Runtime, lease: Lease, cancel: threading.Event | None = None) -> Decision:
-    """Run the job and decide what follows. Never raises: should deciding itself fail (a
-    bug), that failure is the attempt's error, decided the same way."""
+    """Run the job and decide what follows, in a span where OpenTelemetry is configured
+    (:mod:`.tracing`). Never raises: should deciding itself fail (a bug), that failure is
+    the attempt's error, decided the same way."""
+    tracer = tracing.tracer()
+    if tracer is None:
+        return _attempt(runtime, lease, cancel)
+    with tracing.running(tracer, lease) as span:
+        decision = _attempt(runtime, lease, cancel)
+        tracing.decided(span, decision)
+        return decision
+
+
+def _attempt(runtime: Runtime, lease: Lease, cancel: threading.Event | None) -> Decision:
     try:
         return runtime.decide(lease, run_task(runtime, lease, cancel))
     except BaseException as exc:
@@ -118,6 +130,16 @@ async def attempt_coroutine(
     runtime: Runtime, lease: Lease, write: Write, cancel: threading.Event | None = None
 ) -> Decision:
     """:func:`attempt` for an async task: run its coroutine and decide what follows."""
+    tracer = tracing.tracer()
+    if tracer is None:
+        return await _attempt_coroutine(runtime, lease, write, cancel)
+    with tracing.running(tracer, lease) as span:
+        decision = await _attempt_coroutine(runtime, lease, write, cancel)
+        tracing.decided(span, decision)
+        return decision
+
+
+async def _attempt_coroutine(runtime: Runtime, lease: Lease, write: Write, cancel: threading.Event | None) -> Decision:
     try:
         return runtime.decide(lease, await run_coroutine(runtime, lease, write, cancel))
     except BaseException as exc:

@@ -130,9 +130,13 @@ class Maintenance(Looper):
     def rescue(self, now: float) -> int:
         """Retry or dead-letter the jobs whose lease expired, each decided like any other
         outcome (``Runtime.decide``: the job's task's retry policy where it is known here)."""
-        rescued = self.runtime.leases.rescue(now, self.runtime.decide)
+        metrics = self.runtime.metrics
+        decide = self.runtime.decide if metrics is None else metrics.counting(self.runtime.decide)
+        rescued = self.runtime.leases.rescue(now, decide)
         if rescued:
             log.warning("rescued %d job(s) whose worker stopped heartbeating", rescued)
+            if metrics is not None:
+                metrics.rescued(rescued)
         return rescued
 
     def prune(self, now: float) -> bool:

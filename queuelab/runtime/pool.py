@@ -8,12 +8,15 @@ job and exits 0.
 
 from __future__ import annotations
 
+import atexit
 import importlib
 import logging
 import multiprocessing as mp
 import os
+import shutil
 import signal
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -27,7 +30,9 @@ from queuelab.bounds import Prefetch
 from queuelab.config import Settings
 from queuelab.errors import InvalidArgument
 from queuelab.runtime.context import Runtime
+from queuelab.runtime.metrics import JobMetrics
 from queuelab.runtime.scheduler import define_all
+from queuelab.runtime.snapshots import SnapshotWriter, read_folder
 from queuelab.runtime.supervisor import Supervisor, terminate
 from queuelab.runtime.worker import Worker
 from queuelab.tasks import Task
@@ -47,6 +52,7 @@ class ChildSpec:
     queues: tuple[str, ...] | None
     log_level: int = logging.INFO
     log_format: str = "text"
+    metrics_folder: str | None = None  # where the child writes its counts (queuelab.runtime.snapshots)
 
 
 def check_pool_args(
@@ -172,6 +178,7 @@ class ProcessPool(Pool):
         self._ctx: Any = mp.get_context(start_method or _start_method(self._custom))
         self._stopping = threading.Event()
         self._started = False
+        self._metrics_folder: str | None = None
         self.supervisor = Supervisor(self._spawn)
 
     @property
@@ -189,10 +196,21 @@ class ProcessPool(Pool):
     def start(self) -> ProcessPool:
         _ = self.runtime.db  # create the schema once, before the children race to do it
         define_all(self.runtime)  # the children know the tasks, not the @q.periodic definitions
+        self._count_children()
         self._started = True
         self.supervisor.resize(self.target, time.monotonic())
         self.supervisor.start()
         return self
+
+    def _count_children(self) -> None:
+        """With metrics on here, each child counts its jobs and this process adds them up
+        (see :mod:`queuelab.runtime.snapshots`); the folder lives as long as this process."""
+        metrics = self.runtime.metrics
+        if metrics is None or self._metrics_folder is not None:
+            return
+        folder = self._metrics_folder = tempfile.mkdtemp(prefix="queuelab-metrics-")
+        atexit.register(shutil.rmtree, folder, ignore_errors=True)
+        metrics.add_source(lambda: read_folder(folder))
 
     def resize(self, n: int) -> None:
         """``n`` worker processes from now on (before :meth:`start`: the pool starts with
@@ -227,7 +245,7 @@ class ProcessPool(Pool):
     def _spawn(self) -> BaseProcess:
         """Start one worker process (the supervisor's ``spawn``)."""
         if self._ctx.get_start_method() == "fork":
-            args: tuple[object, ...] = (None, self._settings, tuple(self._custom), self.queues)
+            args: tuple[object, ...] = (None, self._settings, tuple(self._custom), self.queues, self._metrics_folder)
         else:
             spec = ChildSpec(
                 self._settings,
@@ -235,8 +253,9 @@ class ProcessPool(Pool):
                 self.queues,
                 logging.getLogger().getEffectiveLevel(),
                 logs.current()[1],
+                self._metrics_folder,
             )
-            args = (spec, None, None, None)
+            args = (spec, None, None, None, None)
         child: BaseProcess = self._ctx.Process(target=_child_main, args=args, name="queuelab-worker", daemon=False)
         child.start()
         return child
@@ -280,9 +299,10 @@ def _child_main(
     settings: Settings | None,
     tasks: tuple[Task, ...] | None,
     queues: tuple[str, ...] | None,
+    metrics_folder: str | None = None,
 ) -> None:
     if spec is not None:
-        settings, queues = spec.settings, spec.queues
+        settings, queues, metrics_folder = spec.settings, spec.queues, spec.metrics_folder
         tasks = tuple(load_task(*ref) for ref in spec.task_refs)
     assert settings is not None
     assert tasks is not None
@@ -290,6 +310,10 @@ def _child_main(
     runtime = Runtime(settings)
     for task in tasks:
         runtime.tasks.add(task)
+    writer = None
+    if metrics_folder is not None:
+        runtime.metrics = JobMetrics()
+        writer = SnapshotWriter(runtime.metrics, metrics_folder).start()
     worker = Worker(
         runtime, concurrency=1, queues=queues, mode="process", exit_on_timeout=True, parent_pid=os.getppid()
     )
@@ -298,6 +322,8 @@ def _child_main(
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     on_signals(worker.stop, signal.SIGTERM)
     worker.run()
+    if writer is not None:
+        writer.stop()
     runtime.close()
 
 

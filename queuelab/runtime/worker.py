@@ -59,7 +59,7 @@ from queuelab.bounds import Prefetch, resolve_prefetch
 from queuelab.errors import StoreError
 from queuelab.models import Lease
 from queuelab.policy import Decision
-from queuelab.runtime import turns
+from queuelab.runtime import events, turns
 from queuelab.runtime.context import Runtime
 from queuelab.runtime.coroutines import Coroutines
 from queuelab.runtime.execution import attempt, attempt_coroutine, cancelled, timed_out
@@ -384,6 +384,8 @@ class Worker:
         started_at = self.runtime.clock.now() if self.prefetch != 0 else None  # it may have waited since its claim
         if self._stopping() or not self.held.start(entry, _mono(now), started_at):
             return False
+        if self.runtime.metrics is not None or events.log.isEnabledFor(logging.INFO):  # else: nothing to do
+            events.started(self.runtime, entry.lease)
         cpu = time.thread_time()
         decision = attempt(self.runtime, entry.lease, entry.cancel)
         cpu = time.thread_time() - cpu
@@ -394,6 +396,8 @@ class Worker:
         turn (a poke tells the dispatcher). Its start was recorded by its claim."""
         if self._stopping() or not self.held.start(entry, time.monotonic()):
             return
+        if self.runtime.metrics is not None or events.log.isEnabledFor(logging.INFO):
+            events.started(self.runtime, entry.lease)
         reports = self.coroutines.reports(
             lambda fraction, message: self.runtime.leases.report_progress(entry.lease, fraction, message)
         )

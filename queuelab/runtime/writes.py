@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from queuelab.errors import LeaseLost, StoreError
 from queuelab.models import Lease
 from queuelab.policy import Decision
+from queuelab.runtime import events
 from queuelab.runtime.context import Runtime
 from queuelab.store.claims import ClaimFilter
 from queuelab.store.leases import Finished
@@ -50,12 +51,15 @@ class WorkerWrites:
                 lease.job_id,
                 lease.attempt,
             )
+        events.turn(self.runtime, self.worker_id, finished, lost, claimed)
         return claimed
 
     def ack_now(self, lease: Lease, decision: Decision) -> None:
         """Ack one attempt at once, outside a turn (a timeout)."""
+        now = self.runtime.clock.now()
         try:
-            self.runtime.leases.ack(lease, decision, self.worker_id, self.runtime.clock.now())
+            self.runtime.leases.ack(lease, decision, self.worker_id, now)
+            events.turn(self.runtime, self.worker_id, [Finished(lease, decision, now)], [], [])
         except LeaseLost as exc:
             log.warning("%s", exc)
         except StoreError as exc:

@@ -176,4 +176,6 @@ def lease_from_row(row: Any, token: str, started_at: float) -> Lease:
         lease_seconds=row.lease_seconds,
         timeout_seconds=row.timeout_seconds,
         started_at=started_at,
+        run_at=row.run_at,
+        trace_context=row.trace_context,
     )

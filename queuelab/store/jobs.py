@@ -440,6 +440,7 @@ def _insert_ranked(conn: Connection, db: Database, rows: Sequence[dict[str, Any]
         seen[row["user_id"], row["priority"]] += 1
         nth.append(seen[row["user_id"], row["priority"]])
     params = {name: [row[column] for row in rows] for name, column in _BATCH_COLUMNS.items()}
+    params["p_traces"] = [row.get("trace_context") for row in rows]  # a row has one where OpenTelemetry runs
     direct.execute_sql(conn, db, INSERT_BATCH, {**params, "p_nth": nth, "p_channel": NOTIFY_CHANNEL})
 
 

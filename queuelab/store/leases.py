@@ -167,11 +167,12 @@ class LeaseStore:
                 self.db.notify(conn, queue)
         for lease in handed:
             log.info(
-                "job %s (%s) handed back unspent by worker %s",
+                "job %s (%s) attempt %d released: handed back unspent by worker %s",
                 lease.job_id,
                 lease.task,
+                lease.attempt,
                 worker_id,
-                extra={"fields": job_fields(lease)},
+                extra={"fields": {**job_fields(lease), "event": "released", "worker_id": worker_id}},
             )
         return released
 
@@ -200,7 +201,7 @@ class LeaseStore:
         with self.db.read() as conn:  # the common case, nothing expired, takes no write lock
             if conn.execute(expired.with_only_columns(jobs.c.id).limit(1)).first() is None:
                 return 0
-        rescued = 0
+        rescued: list[tuple[Lease, str]] = []  # and what became of it, for the log
         with self.db.write() as conn:
             for row in conn.execute(expired).all():
                 lease = lease_from_row(row, row.lease_token, row.started_at)
@@ -208,15 +209,19 @@ class LeaseStore:
                 message = f"worker {row.lease_owner} stopped heartbeating; its lease expired at {when}"
                 if row.cancel_requested_at is not None:  # cancelled: it ends so, not retried
                     cancel = Cancel(f"cancelled while running; {message} before it stopped the job")
-                    rescued += _apply(conn, self.db, Finished(lease, cancel, now), row.lease_owner)
+                    if _apply(conn, self.db, Finished(lease, cancel, now), row.lease_owner):
+                        rescued.append((lease, f"{message}; cancelled"))
                     continue
                 if row.started_at is None and (row.unstarted_rescues or 0) < UNSTARTED_RESCUES:
-                    rescued += _hand_back_unstarted(conn, self.db, row, message, now)
+                    if _hand_back_unstarted(conn, self.db, row, message, now):
+                        rescued.append((lease, f"{message}; not started, handed back unspent"))
                     continue
                 error = Errored(AttemptOutcome.LOST, WorkerLost.__name__, message)
                 decision = decide(lease, error)
-                rescued += _apply(conn, self.db, Finished(lease, decision, now), row.lease_owner)
-        return rescued
+                if _apply(conn, self.db, Finished(lease, decision, now), row.lease_owner):
+                    rescued.append((lease, message))  # (the decision logged its own line)
+        _log_rescued(rescued)
+        return len(rescued)
 
     def held_back_wakes_nobody(self) -> bool:
         """Whether a job held back by a running quota can become claimable without waking
@@ -257,6 +262,22 @@ class LeaseStore:
             if paused:
                 query = query.where(jobs.c.queue.not_in(paused))
             return conn.execute(query).scalar()
+
+
+def _log_rescued(rescued: Sequence[tuple[Lease, str]]) -> None:
+    """A line per rescued job, at INFO (written, so after the commit)."""
+    if not rescued or not log.isEnabledFor(logging.INFO):
+        return
+    for lease, what in rescued:
+        fields = {**job_fields(lease), "event": "rescued"}
+        log.info(
+            "job %s (%s) attempt %d rescued: %s",
+            lease.job_id,
+            lease.task,
+            lease.attempt,
+            what,
+            extra={"fields": fields},
+        )
 
 
 def _held(lease: Lease) -> dict[str, Any]:

@@ -15,7 +15,7 @@ import sqlalchemy as sa
 SCHEMA_VERSION = 1
 # Bumped with each such addition, so that opening an older database (whose revision is
 # lower or unset) adds it; a database at this revision is opened with one catalog read.
-SCHEMA_REVISION = 10
+SCHEMA_REVISION = 11
 NOTIFY_CHANNEL = "queuelab_jobs"
 # PostgreSQL: a job that someone waits for (``awaited``) sends its id on this channel when
 # it finishes (the trigger below), so ``Queue.wait`` needs no polling.
@@ -79,6 +79,10 @@ jobs = sa.Table(
     # (cooperatively, then by force past Settings.cancel_grace_seconds) and acks it
     # CANCELLED; who asked is in queuelab_actions. NULL on the jobs nobody cancelled.
     sa.Column("cancel_requested_at", sa.Double),
+    # The submitter's trace context (revision 11): the W3C headers (traceparent, tracestate)
+    # of the submit's span as JSON, written only where OpenTelemetry is configured; the
+    # worker continues that trace (queuelab.runtime.tracing). NULL otherwise.
+    sa.Column("trace_context", sa.Text),
     sa.Column("idempotency_key", sa.String(200)),
     sa.Column("created_at", sa.Double, nullable=False),
     sa.Column("started_at", sa.Double),

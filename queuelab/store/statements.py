@@ -38,6 +38,8 @@ CLAIMED_COLUMNS = (
     jobs.c.timeout_seconds,
     jobs.c.priority,  # with fair_rank: the claim order, which RETURNING does not keep
     jobs.c.fair_rank,
+    jobs.c.run_at,  # when the attempt was due: a worker's wait metric (started_at - run_at)
+    jobs.c.trace_context,  # the submitter's trace, continued by the run (NULL without OpenTelemetry)
 )
 
 
@@ -256,9 +258,9 @@ WITH batch AS (
         CAST(:p_run_at AS DOUBLE PRECISION[]), CAST(:p_max_retries AS INTEGER[]),
         CAST(:p_lease_seconds AS DOUBLE PRECISION[]), CAST(:p_timeouts AS DOUBLE PRECISION[]),
         CAST(:p_keys AS VARCHAR[]), CAST(:p_created AS DOUBLE PRECISION[]),
-        CAST(:p_steps AS DOUBLE PRECISION[]), CAST(:p_nth AS INTEGER[])
+        CAST(:p_steps AS DOUBLE PRECISION[]), CAST(:p_nth AS INTEGER[]), CAST(:p_traces AS TEXT[])
     ) AS b (id, queue, task, payload, user_id, priority, run_at, max_retries, lease_seconds, timeout_seconds,
-            idempotency_key, created_at, step, nth)
+            idempotency_key, created_at, step, nth, trace_context)
 ),
 starts AS MATERIALIZED (
     SELECT l.user_id, l.priority, COALESCE(
@@ -271,9 +273,10 @@ starts AS MATERIALIZED (
 ),
 inserted AS (
     INSERT INTO queuelab_jobs (id, queue, task, payload, user_id, status, priority, fair_rank, run_at, attempts,
-                               max_retries, lease_seconds, timeout_seconds, forced, idempotency_key, created_at)
+                               max_retries, lease_seconds, timeout_seconds, forced, idempotency_key, created_at,
+                               trace_context)
     SELECT b.id, b.queue, b.task, b.payload, b.user_id, 'PENDING', b.priority, s.start + b.nth * b.step, b.run_at, 0,
-           b.max_retries, b.lease_seconds, b.timeout_seconds, false, b.idempotency_key, b.created_at
+           b.max_retries, b.lease_seconds, b.timeout_seconds, false, b.idempotency_key, b.created_at, b.trace_context
     FROM batch AS b JOIN starts AS s ON s.user_id = b.user_id AND s.priority = b.priority
     RETURNING queue
 )

@@ -102,6 +102,11 @@ def test_the_hpa_metric_is_one_the_api_exports(sqlite_url: str) -> None:
     q.submit("simulate")
     with TestClient(create_app(q)) as client:
         assert f'{name}{{queue="default"}} 1.0' in client.get("/metrics").text
+        worker = q.foreground_worker()
+        worker.step()
+        worker.flush()
+        # Nothing left: the series reads 0 (were it gone, the HPA would keep its last value, 1).
+        assert f'{name}{{queue="default"}} 0.0' in client.get("/metrics").text
     q.close()
 
 

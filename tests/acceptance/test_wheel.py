@@ -92,7 +92,7 @@ def test_the_wheel_holds_the_package_files_and_the_core_alone_runs_a_worker(tmp_
     assert "queuelab/py.typed" in names
     assert any(name.startswith("queuelab/store/sql/sqlite/") and name.endswith(".sql") for name in names)
     assert f"Name: {DISTRIBUTION}\n" in metadata.decode()
-    for extra in ("postgres", "api", "lab", "redis", "bench", "all", "dev"):
+    for extra in ("postgres", "api", "lab", "redis", "bench", "otel", "all", "dev"):
         assert f"Provides-Extra: {extra}\n" in metadata.decode()
 
     python = make_venv(tmp_path, "core", str(wheel))

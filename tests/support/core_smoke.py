@@ -28,11 +28,13 @@ EXTRAS_MODULES = (
     "matplotlib",
     "redis",
     "ipywidgets",
+    "opentelemetry",
 )
 
 
 def main(db_path: str) -> int:
     with queuelab.Queue(f"sqlite:///{db_path}") as q:
+        metrics = q.enable_metrics()  # counting needs no extra (serving the counts does)
 
         @q.task
         def add(a: int, b: int) -> int:
@@ -50,6 +52,7 @@ def main(db_path: str) -> int:
         "queuelab": queuelab.__file__,
         "jobs": [[job.status.value, job.result] for job in done],
         "loaded": [name for name in EXTRAS_MODULES if name in sys.modules],
+        "completed": sum(v for (name, _), v in metrics.snapshot().counters.items() if name == "completed"),
     }
     print(json.dumps(report))
     return 0

@@ -8,7 +8,7 @@ import subprocess
 import sys
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import IO, Any
 
@@ -41,6 +41,7 @@ class WorkerProcess:
         concurrency: int = 1,
         prefetch: int | None = None,
         app: str = APP,
+        args: Sequence[str] = (),
         **env: str,
     ) -> None:
         self.log_path = log
@@ -49,6 +50,7 @@ class WorkerProcess:
                    "--mode", mode, "--concurrency", str(concurrency)]  # fmt: skip
         if prefetch is not None:
             command += ["--prefetch", str(prefetch)]
+        command += args
         environment = {**os.environ, "PYTHONPATH": str(ROOT), **env}
         self.proc = subprocess.Popen(command, cwd=ROOT, env=environment, stdout=self._log, stderr=subprocess.STDOUT)
 

@@ -41,6 +41,7 @@ def test_a_sqlite_queue_and_its_workers_load_no_extra(tmp_path: Path) -> None:
     assert report["queuelab"] == str(ROOT / "queuelab" / "__init__.py")
     assert report["jobs"] == [["COMPLETED", n + 1] for n in range(5)] + [["COMPLETED", 42]]
     assert report["loaded"] == []
+    assert report["completed"] == 6
 
 
 def test_postgresql_without_psycopg_names_the_postgres_extra(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -102,3 +103,21 @@ def test_the_api_server_without_fastapi_says_so_in_one_line_and_exits_2(tmp_path
         "queuelab.api: error: python -m queuelab.api needs the api extra (fastapi is not installed): "
         f"pip install '{DISTRIBUTION}[api]'"
     ]
+
+
+def test_a_worker_metrics_port_without_prometheus_client_names_the_api_extra(tmp_path: Path) -> None:
+    """The worker counts without prometheus_client (core_smoke enables metrics); serving the
+    counts needs it, and says so before the worker starts."""
+    code = (
+        "import sys\n"
+        "sys.modules['prometheus_client'] = None\n"
+        "from queuelab.cli import main\n"
+        f"raise SystemExit(main(['worker', '--db', 'sqlite:///{tmp_path / 'q.db'}', '--metrics-port', '0']))\n"
+    )
+    done = run_python(["-c", code], tmp_path)
+
+    assert done.returncode != 0
+    assert done.stderr.splitlines()[-1] == (
+        "queuelab: error: --metrics-port needs the api extra (prometheus_client is not installed): "
+        f"pip install '{DISTRIBUTION}[api]'"
+    )

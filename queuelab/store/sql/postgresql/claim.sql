@@ -39,4 +39,6 @@ RETURNING
     queuelab_jobs.lease_seconds,
     queuelab_jobs.timeout_seconds,
     queuelab_jobs.priority,
-    queuelab_jobs.fair_rank
+    queuelab_jobs.fair_rank,
+    queuelab_jobs.run_at,
+    queuelab_jobs.trace_context

@@ -121,7 +121,9 @@ taken AS (
         queuelab_jobs.lease_seconds,
         queuelab_jobs.timeout_seconds,
         queuelab_jobs.priority,
-        queuelab_jobs.fair_rank
+        queuelab_jobs.fair_rank,
+        queuelab_jobs.run_at,
+        queuelab_jobs.trace_context
 ),
 bumped AS (
     UPDATE queuelab_user_locks
@@ -140,6 +142,8 @@ SELECT
     taken.timeout_seconds,
     taken.priority,
     taken.fair_rank,
+    taken.run_at,
+    taken.trace_context,
     summary.passed,
     summary.missing
 FROM (

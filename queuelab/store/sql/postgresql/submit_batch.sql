@@ -8,7 +8,7 @@
 
 WITH batch AS (
     SELECT *
-    FROM unnest(CAST(%(p_ids)s AS VARCHAR[]), CAST(%(p_queues)s AS VARCHAR[]), CAST(%(p_tasks)s AS VARCHAR[]), CAST(%(p_payloads)s AS TEXT[]), CAST(%(p_users)s AS VARCHAR[]), CAST(%(p_priorities)s AS SMALLINT[]), CAST(%(p_run_at)s AS DOUBLE PRECISION[]), CAST(%(p_max_retries)s AS INTEGER[]), CAST(%(p_lease_seconds)s AS DOUBLE PRECISION[]), CAST(%(p_timeouts)s AS DOUBLE PRECISION[]), CAST(%(p_keys)s AS VARCHAR[]), CAST(%(p_created)s AS DOUBLE PRECISION[]), CAST(%(p_steps)s AS DOUBLE PRECISION[]), CAST(%(p_nth)s AS INTEGER[])) AS b (id, queue, task, payload, user_id, priority, run_at, max_retries, lease_seconds, timeout_seconds, idempotency_key, created_at, step, nth)
+    FROM unnest(CAST(%(p_ids)s AS VARCHAR[]), CAST(%(p_queues)s AS VARCHAR[]), CAST(%(p_tasks)s AS VARCHAR[]), CAST(%(p_payloads)s AS TEXT[]), CAST(%(p_users)s AS VARCHAR[]), CAST(%(p_priorities)s AS SMALLINT[]), CAST(%(p_run_at)s AS DOUBLE PRECISION[]), CAST(%(p_max_retries)s AS INTEGER[]), CAST(%(p_lease_seconds)s AS DOUBLE PRECISION[]), CAST(%(p_timeouts)s AS DOUBLE PRECISION[]), CAST(%(p_keys)s AS VARCHAR[]), CAST(%(p_created)s AS DOUBLE PRECISION[]), CAST(%(p_steps)s AS DOUBLE PRECISION[]), CAST(%(p_nth)s AS INTEGER[]), CAST(%(p_traces)s AS TEXT[])) AS b (id, queue, task, payload, user_id, priority, run_at, max_retries, lease_seconds, timeout_seconds, idempotency_key, created_at, step, nth, trace_context)
 ),
 starts AS MATERIALIZED (
     SELECT
@@ -31,7 +31,7 @@ starts AS MATERIALIZED (
     FROM (SELECT DISTINCT user_id, priority FROM batch) AS l
 ),
 inserted AS (
-    INSERT INTO queuelab_jobs (id, queue, task, payload, user_id, status, priority, fair_rank, run_at, attempts, max_retries, lease_seconds, timeout_seconds, forced, idempotency_key, created_at)
+    INSERT INTO queuelab_jobs (id, queue, task, payload, user_id, status, priority, fair_rank, run_at, attempts, max_retries, lease_seconds, timeout_seconds, forced, idempotency_key, created_at, trace_context)
     SELECT
         b.id,
         b.queue,
@@ -48,7 +48,8 @@ inserted AS (
         b.timeout_seconds,
         false,
         b.idempotency_key,
-        b.created_at
+        b.created_at,
+        b.trace_context
     FROM batch AS b
     JOIN starts AS s ON s.user_id = b.user_id
         AND s.priority = b.priority

@@ -39,4 +39,6 @@ RETURNING
     lease_seconds,
     timeout_seconds,
     priority,
-    fair_rank
+    fair_rank,
+    run_at,
+    trace_context

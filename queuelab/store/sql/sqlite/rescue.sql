@@ -22,6 +22,8 @@ SELECT
     queuelab_jobs.timeout_seconds,
     queuelab_jobs.priority,
     queuelab_jobs.fair_rank,
+    queuelab_jobs.run_at,
+    queuelab_jobs.trace_context,
     queuelab_jobs.lease_token,
     queuelab_jobs.started_at,
     queuelab_jobs.unstarted_rescues,
