@@ -7,6 +7,12 @@ lease token, ``FOR UPDATE SKIP LOCKED`` on PostgreSQL, ``BEGIN IMMEDIATE`` on SQ
 claim order; ack (mark COMPLETED, matching the token). Not included, and part of what the
 ratio charges to queuelab: validation, fair ranks and limits at submit, ``NOTIFY``, the
 attempt-history row every ack writes, worker bookkeeping.
+
+Beside it, the same steps on a **minimal table** (:data:`MINIMAL`): the columns a leasing
+queue cannot do without (id, payload, status, priority and rank, run_at, attempts, the lease,
+finish time and result) and one partial index for the claim, in the same database. The gap
+between the two floors is what queuelab's own schema costs (its indexes for listings,
+limits, pruning and rescue, its wider rows), apart from anything its Python does.
 """
 
 from __future__ import annotations
@@ -19,6 +25,7 @@ import uuid
 from abc import ABC, abstractmethod
 from collections import defaultdict
 from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
@@ -34,18 +41,77 @@ _INSERT = (
     "attempts, max_retries, lease_seconds, forced, created_at) VALUES (:id, 'default', 'simulate', '{}', "
     "'default', 'PENDING', 0, :rank, :now, 0, 3, 30.0, false, :now)"
 )
-_CLAIM = (
-    "UPDATE queuelab_jobs SET status = 'RUNNING', attempts = attempts + 1, lease_token = :token, "
-    "lease_owner = 'floor', lease_expires_at = :now + lease_seconds, started_at = :now "
-    "WHERE id IN (SELECT id FROM queuelab_jobs WHERE status = 'PENDING' AND run_at <= :now "
-    "ORDER BY priority DESC, fair_rank LIMIT :limit{lock}) "
-    "RETURNING id, task, payload, user_id, queue, attempts, max_retries, lease_seconds, timeout_seconds"
-)
 _ACK = (
     "UPDATE queuelab_jobs SET status = 'COMPLETED', result = :result, finished_at = :now, lease_token = NULL, "
     "lease_owner = NULL, lease_expires_at = NULL WHERE id = :id AND lease_token = :token AND status = 'RUNNING'"
 )
 _RESULT = '{"slept": 0}'
+
+# PostgreSQL takes the rows the claim picked and locked by address, as queuelab does (see
+# statements.claim_statement): ``id IN (pick)`` may be planned as a scan of the whole table.
+_PICKED_SQLITE = "id IN (SELECT id FROM {table} WHERE {pick})"
+_PICKED_POSTGRES = "ctid = ANY(ARRAY(SELECT ctid FROM {table} WHERE {pick} FOR UPDATE SKIP LOCKED))"
+
+
+@dataclass(frozen=True, slots=True)
+class FloorTable:
+    """The table a floor works on and its statements; the claim's ``{picked}`` is the choice of
+    rows, filled in per dialect."""
+
+    name: str
+    rank: str  # the claim order's column after priority
+    label: str  # a prefix of the case names ("" for queuelab's own table)
+    key_prefix: str  # a prefix of the result keys
+    create: tuple[str, ...]  # DDL run first (queuelab's own table exists already)
+    insert: str
+    claim: str
+    ack: str
+
+    def claim_sql(self, postgres: bool) -> str:
+        pick = f"status = 'PENDING' AND run_at <= :now ORDER BY priority DESC, {self.rank} LIMIT :limit"
+        picked = (_PICKED_POSTGRES if postgres else _PICKED_SQLITE).format(table=self.name, pick=pick)
+        return self.claim.replace("{picked}", picked)
+
+
+OWN = FloorTable(
+    name="queuelab_jobs",
+    rank="fair_rank",
+    label="",
+    key_prefix="",
+    create=(),
+    insert=_INSERT,
+    claim=(
+        "UPDATE queuelab_jobs SET status = 'RUNNING', attempts = attempts + 1, lease_token = :token, "
+        "lease_owner = 'floor', lease_expires_at = :now + lease_seconds, started_at = :now WHERE {picked} "
+        "RETURNING id, task, payload, user_id, queue, attempts, max_retries, lease_seconds, timeout_seconds"
+    ),
+    ack=_ACK,
+)
+MINIMAL = FloorTable(
+    name="floor_jobs",
+    rank="rank",
+    label="minimal table: ",
+    key_prefix="min-",
+    create=(
+        "CREATE TABLE floor_jobs (id VARCHAR(36) PRIMARY KEY, payload TEXT NOT NULL, status VARCHAR(16) NOT NULL, "
+        "priority SMALLINT NOT NULL, rank DOUBLE PRECISION NOT NULL, run_at DOUBLE PRECISION NOT NULL, "
+        "attempts INTEGER NOT NULL, lease_token VARCHAR(36), lease_expires_at DOUBLE PRECISION, "
+        "finished_at DOUBLE PRECISION, result TEXT)",
+        "CREATE INDEX floor_jobs_claim ON floor_jobs (priority DESC, rank) WHERE status = 'PENDING'",
+    ),
+    insert=(
+        "INSERT INTO floor_jobs (id, payload, status, priority, rank, run_at, attempts) "
+        "VALUES (:id, '{}', 'PENDING', 0, :rank, :now, 0)"
+    ),
+    claim=(
+        "UPDATE floor_jobs SET status = 'RUNNING', attempts = attempts + 1, lease_token = :token, "
+        "lease_expires_at = :now + 30.0 WHERE {picked} RETURNING id, payload, attempts"
+    ),
+    ack=(
+        "UPDATE floor_jobs SET status = 'COMPLETED', result = :result, finished_at = :now, lease_token = NULL, "
+        "lease_expires_at = NULL WHERE id = :id AND lease_token = :token AND status = 'RUNNING'"
+    ),
+)
 BATCH_INSERT = 1000  # rows per transaction, as the bulk enqueue's submit_many calls
 BATCH_CLAIM = 100  # jobs per claim or ack transaction in the batched steps
 
@@ -53,9 +119,19 @@ BATCH_CLAIM = 100  # jobs per claim or ack transaction in the batched steps
 class Floor(ABC):
     """One connection doing the queue's work in bare SQL."""
 
-    def __init__(self, claim_sql: str) -> None:
-        self._claim_sql = claim_sql
+    def __init__(self, table: FloorTable, postgres: bool) -> None:
+        self.table = table
+        self._insert_sql = table.insert
+        self._claim_sql = table.claim_sql(postgres)
+        self._ack_sql = table.ack
         self._rank = 0.0
+
+    def create(self) -> None:
+        """The floor's own table, where it has one (untimed)."""
+        for ddl in self.table.create:
+            self._begin()
+            self._rows(ddl, {})
+            self._commit()
 
     @abstractmethod
     def _begin(self) -> None: ...
@@ -77,9 +153,9 @@ class Floor(ABC):
             self._begin()
             rows = [self._row() for _ in range(min(per_transaction, n - offset))]
             if len(rows) == 1:
-                self._rows(_INSERT, rows[0])
+                self._rows(self._insert_sql, rows[0])
             else:
-                self._many(_INSERT, rows)
+                self._many(self._insert_sql, rows)
             self._commit()
 
     def claim(self, limit: int) -> list[Held]:
@@ -114,14 +190,14 @@ class Floor(ABC):
         now = time.time()
         params = [{"id": job_id, "token": token, "now": now, "result": _RESULT} for job_id, token in held]
         if len(params) == 1:
-            self._rows(_ACK, params[0])
+            self._rows(self._ack_sql, params[0])
         elif params:
-            self._many(_ACK, params)
+            self._many(self._ack_sql, params)
 
 
 class SqliteFloor(Floor):
-    def __init__(self, path: str, synchronous: str) -> None:
-        super().__init__(_CLAIM.format(lock=""))
+    def __init__(self, path: str, synchronous: str, table: FloorTable = OWN) -> None:
+        super().__init__(table, postgres=False)
         self._conn = sqlite3.connect(path, isolation_level=None, timeout=30)
         self._conn.execute("PRAGMA journal_mode=WAL")
         self._conn.execute(f"PRAGMA synchronous={synchronous}")
@@ -149,10 +225,10 @@ class PostgresFloor(Floor):
     """psycopg 3 as SQLAlchemy drives it: a transaction opened implicitly by the first
     statement, ``commit()`` to end it, statements prepared after a few runs."""
 
-    def __init__(self, dsn: str) -> None:
+    def __init__(self, dsn: str, table: FloorTable = OWN) -> None:
         import psycopg
 
-        super().__init__(_pyformat(_CLAIM.format(lock=" FOR UPDATE SKIP LOCKED")))
+        super().__init__(table, postgres=True)
         self._conn = psycopg.connect(dsn)
 
     def _begin(self) -> None:
@@ -165,7 +241,7 @@ class PostgresFloor(Floor):
         # A table no ANALYZE has seen gets guessed statistics, and psycopg's prepared
         # statements then keep a generic plan made from the guess: an ack that scanned every
         # RUNNING row measured 15x slower than with statistics. SQLite needs none here.
-        self._conn.execute("ANALYZE queuelab_jobs")
+        self._conn.execute(f"ANALYZE {self.table.name}")
         self._conn.commit()
 
     def _rows(self, sql: str, params: dict[str, Any]) -> list[Any]:
@@ -184,12 +260,16 @@ def _pyformat(sql: str) -> str:
     return re.sub(r":(\w+)", r"%(\1)s", sql)
 
 
-def open_floor(q: Queue) -> Floor:
-    """A raw connection to the queue's own database (its schema already created)."""
+def open_floor(q: Queue, table: FloorTable = OWN) -> Floor:
+    """A raw connection to the queue's own database (its schema already created), working
+    on ``table`` (created here if it is not queuelab's own)."""
     db = q.database
     if db.is_sqlite:
-        return SqliteFloor(db.sqlite_path, q.settings.sqlite_synchronous)
-    return PostgresFloor(db.url.set(drivername="postgresql").render_as_string(hide_password=False))
+        floor: Floor = SqliteFloor(db.sqlite_path, q.settings.sqlite_synchronous, table)
+    else:
+        floor = PostgresFloor(db.url.set(drivername="postgresql").render_as_string(hide_password=False), table)
+    floor.create()
+    return floor
 
 
 def claims(floor: Floor, n: int, per_transaction: int) -> list[Held]:
@@ -254,6 +334,8 @@ def _round(floor: Floor, n: int, bulk: int, workers: Sequence[int]) -> Iterator[
 
 
 def _case(key: str) -> str:
+    if key.startswith(MINIMAL.key_prefix):
+        return MINIMAL.label + _case(key.removeprefix(MINIMAL.key_prefix))
     what, size = key.split("/")
     per = {"1": 1, "batch": BATCH_INSERT if what == "insert" else BATCH_CLAIM}.get(size) or int(size)
     if what == "turn":
@@ -281,7 +363,7 @@ def measure(floor: Floor, kind: str, sizes: Sizes) -> list[Result]:
     rates: dict[str, list[float]] = defaultdict(list)
     for _ in range(ROUNDS):
         for key, rate in _round(floor, n, bulk, sizes.workers):
-            rates[key].append(rate)
+            rates[floor.table.key_prefix + key].append(rate)
     return [
         _floor_result(kind, "floor", key, _case(key), found, ROUNDS * (bulk if key.endswith("batch") else n))
         for key, found in rates.items()
@@ -304,10 +386,13 @@ def turn_rate(q: Queue, kind: str, n: int, key: str, case: str) -> Result:
 
 
 def floor_scenario(ctx: Context, kind: str) -> list[Finding]:
-    with fresh_queue(kind, ctx.postgres_url) as q:
-        q.open()  # the schema, made by queuelab
-        floor = open_floor(q)
-        try:
-            return list(measure(floor, kind, ctx.sizes))
-        finally:
-            floor.close()
+    found: list[Finding] = []
+    for table in (OWN, MINIMAL):  # each on a database of its own: neither's rows slow the other
+        with fresh_queue(kind, ctx.postgres_url) as q:
+            q.open()  # the schema, made by queuelab
+            floor = open_floor(q, table)
+            try:
+                found += measure(floor, kind, ctx.sizes)
+            finally:
+                floor.close()
+    return found

@@ -93,6 +93,11 @@ def check_floors(rows: list[dict[str, str]]) -> None:
             assert floor > 0, row
             assert 0 < ratio < RATIO_BOUND, row
             assert ratio == pytest.approx(float(row["value"]) / floor), row
+    # The minimal table's floor runs every step queuelab's own table's floor runs.
+    for database in DATABASES:
+        keys = {r["key"] for r in rows if r["database"] == database and r["scenario"] == "floor"}
+        own = {k for k in keys if not k.startswith("min-")}
+        assert own and keys - own == {f"min-{k}" for k in own}, keys
 
 
 def check_scenarios(rows: list[dict[str, str]]) -> None:
