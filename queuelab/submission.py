@@ -109,7 +109,7 @@ class RowBuilder:
     same order, doing once per batch what each row would repeat: the checks of the values
     rows share (a bulk submit names the same few queues, users, priorities and durations;
     the checks are pure, so an equal value of the same type passes or fails alike) and
-    the random bytes of the ids. Measured on 1,000 rows a call: 9.3 -> µs a row."""
+    the random bytes of the ids. Measured on 1,000 rows a call: 9.6 -> 4.6 µs of CPU a row."""
 
     def __init__(self, settings: Settings, now: float, count: int = 1) -> None:
         self.settings = settings

@@ -16,6 +16,7 @@ import pytest
 from queuelab import InvalidArgument, JobStatus, PayloadTooLarge, Queue, QuotaExceeded, Submission
 from queuelab.store.jobs import BATCH_ROWS
 from queuelab.submission import new_ids
+from queuelab.testing import internals
 
 BULK = BATCH_ROWS + 50  # past the one-statement batch: COPY on PostgreSQL
 
@@ -133,3 +134,28 @@ def test_new_ids_are_distinct_version_4_uuids_in_canonical_form() -> None:
         assert str(parsed) == text
         assert parsed.version == 4
         assert parsed.variant == uuid.RFC_4122
+
+
+def scanned_rows(plan: dict[str, Any]) -> int:
+    """Rows every scan node of an EXPLAIN (ANALYZE, FORMAT JSON) plan read, in all."""
+    own = plan["Actual Rows"] * plan["Actual Loops"] if "Scan" in plan["Node Type"] else 0
+    return int(own) + sum(scanned_rows(child) for child in plan.get("Plans", []))
+
+
+def test_the_rank_lookup_reads_a_row_or_two_on_a_table_not_yet_analysed(postgres_url: str) -> None:
+    """A user's last pending rank is read as the first row in rank order: on a new table
+    (no statistics yet) max() was planned as an aggregate over every pending row at that
+    priority, a cost per submit that grew with the backlog."""
+    from queuelab.store.admission import _RANKS
+
+    q = Queue(postgres_url)
+    q.submit_many(plain(2000))
+    db = internals(q).db
+    compiled = _RANKS.compile(dialect=db.engine.dialect)
+    params = {**compiled.params, "p_user": "default", "p_priority": 0}
+    with db.read() as conn:
+        explained = conn.exec_driver_sql(f"EXPLAIN (ANALYZE, FORMAT JSON) {compiled}", params)
+        plan = explained.scalar_one()[0]["Plan"]
+    q.close()
+
+    assert scanned_rows(plan) <= 2
