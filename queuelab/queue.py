@@ -39,6 +39,8 @@ from queuelab.store.reports import completed_series, runnable_backlog
 from queuelab.store.scaling import ScaleEvent, ScaleLog
 from queuelab.store.timeline import TimelineRows, attempt_rows, dlq_errors, job_rows, status_counts
 from queuelab.submission import (
+    Instants,
+    RowBuilder,
     Submission,
     build_row,
     check_queue,
@@ -342,7 +344,8 @@ class Queue(PeriodicMethods):
         """The rows to store for ``submissions``, checked (raises before anything is stored)."""
         now = self._runtime.clock.now()
         subs = list(submissions)
-        return now, subs, [build_row(s, self._runtime.tasks.get(s.task), self.settings, now) for s in subs]
+        builder, task_of = RowBuilder(self.settings, now, len(subs)), self._runtime.tasks.get
+        return now, subs, [builder.row(s, task_of(s.task)) for s in subs]
 
     def _store(
         self,
@@ -777,11 +780,12 @@ def _jobs_of(subs: list[Submission], rows: list[dict[str, Any]], existing: dict[
     under its idempotency key (also when an earlier submission of this batch had that key)."""
     first_by_key: dict[str, Job] = {}
     result = []
+    times = Instants()  # a batch's rows share created_at, and run_at unless delayed
     for sub, row in zip(subs, rows, strict=True):
         key = row["idempotency_key"]
         job = existing.get(key) or first_by_key.get(key) if key is not None else None
         if job is None:
-            job = pending_job(row, dict(sub.payload or {}))
+            job = pending_job(row, dict(sub.payload or {}), times)
             if key is not None:
                 first_by_key[key] = job
         result.append(job)

@@ -247,7 +247,9 @@ DEAD_LETTER_AND_RECORD = _and_record(DEAD_LETTER)
 # head of that priority's line, in steps of 1/weight; ``p_nth`` counts the user's rows at
 # that priority in this batch from 1), the insert, and one NOTIFY per queue, delivered at
 # commit. Replaces, for group commits and submit_many, a rank query per user, the COPY and
-# a NOTIFY per queue: one round trip where there were five.
+# a NOTIFY per queue: one round trip where there were five. The user's last rank is the
+# first row of a backward index scan (ORDER BY ... DESC LIMIT 1), not max(): see
+# admission._LAST_RANK for why.
 INSERT_BATCH = sa.text(
     """
 WITH batch AS (
@@ -264,8 +266,9 @@ WITH batch AS (
 ),
 starts AS MATERIALIZED (
     SELECT l.user_id, l.priority, COALESCE(
-        (SELECT max(p.fair_rank) FROM queuelab_jobs AS p
-         WHERE p.status = 'PENDING' AND p.user_id = l.user_id AND p.priority = l.priority),
+        (SELECT p.fair_rank FROM queuelab_jobs AS p
+         WHERE p.status = 'PENDING' AND p.user_id = l.user_id AND p.priority = l.priority
+         ORDER BY p.fair_rank DESC LIMIT 1),
         (SELECT p.fair_rank FROM queuelab_jobs AS p
          WHERE p.status = 'PENDING' AND p.priority = l.priority ORDER BY p.fair_rank LIMIT 1),
         0.0) AS start

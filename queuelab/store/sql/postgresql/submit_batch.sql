@@ -15,11 +15,13 @@ starts AS MATERIALIZED (
         l.user_id,
         l.priority,
         COALESCE((
-            SELECT max(p.fair_rank)
+            SELECT p.fair_rank
             FROM queuelab_jobs AS p
             WHERE p.status = 'PENDING'
                 AND p.user_id = l.user_id
                 AND p.priority = l.priority
+            ORDER BY p.fair_rank DESC
+            LIMIT 1
         ), (
             SELECT p.fair_rank
             FROM queuelab_jobs AS p
