@@ -138,6 +138,25 @@ class Lease:
     run_at: float | None = None  # when the attempt was due (submit, schedule, retry): it waited started_at - run_at
     trace_context: str | None = None  # the submitter's trace (JSON of W3C headers), where OpenTelemetry runs
 
+    def started(self, at: float) -> Lease:
+        """This lease with its attempt's start at ``at`` (a job claimed ahead starts after its
+        claim). Field by field: ``dataclasses.replace`` costs 4 µs, once per job claimed ahead."""
+        return Lease(
+            self.job_id,
+            self.token,
+            self.task,
+            self.payload,
+            self.user_id,
+            self.queue,
+            self.attempt,
+            self.max_retries,
+            self.lease_seconds,
+            self.timeout_seconds,
+            at,
+            self.run_at,
+            self.trace_context,
+        )
+
 
 def to_datetime(epoch: float | None) -> datetime | None:
     return None if epoch is None else datetime.fromtimestamp(epoch, UTC)

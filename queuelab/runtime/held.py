@@ -28,7 +28,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from enum import StrEnum
 
 from queuelab.models import Lease
@@ -140,7 +140,7 @@ class HeldJobs:
             entry.started_at = now
             entry.solo = not entry.coroutine and self._in_state[EntryState.RUNNING] == 1
             if started_at is not None:
-                entry.lease = replace(entry.lease, started_at=started_at)
+                entry.lease = entry.lease.started(started_at)
             return True
 
     def finish(self, entry: Entry, decision: Decision, finished_at: float, now: float, cpu: float = 0.0) -> bool:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
 from queuelab.models import Lease
@@ -143,3 +145,26 @@ def test_a_cancel_sets_the_event_once_and_a_running_jobs_deadline() -> None:
     assert held.next_deadline() == 11.0  # the cancel's grace comes first
     assert held.timed_out(10.0) == []
     assert held.timed_out(11.5) == [running]  # a waiting one has no deadline: it will not start
+
+
+def test_a_started_lease_keeps_every_other_field() -> None:
+    """Lease.started copies field by field (it is on the hot path): a field added to Lease
+    must be added there too, or this fails."""
+    sample = {
+        "job_id": "j",
+        "token": "t",
+        "task": "k",
+        "payload": {"a": 1},
+        "user_id": "u",
+        "queue": "q",
+        "attempt": 2,
+        "max_retries": 5,
+        "lease_seconds": 7.0,
+        "timeout_seconds": 3.0,
+        "started_at": 1.0,
+        "run_at": 0.5,
+        "trace_context": '{"traceparent": "x"}',
+    }
+    assert set(sample) == {f.name for f in dataclasses.fields(Lease)}
+    lease = Lease(**sample)  # type: ignore[arg-type]
+    assert lease.started(9.0) == dataclasses.replace(lease, started_at=9.0)
