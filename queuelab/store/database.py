@@ -95,6 +95,18 @@ class Database:
             yield conn
 
     @contextmanager
+    def outside_transaction(self) -> Iterator[sqlite3.Connection]:
+        """SQLite: the driver's connection, in no transaction, holding this process's write
+        lock: for the statements that cannot run inside one (VACUUM, a WAL checkpoint)."""
+        assert self.is_sqlite, "PostgreSQL: use autocommit()"
+        with self._writer, translate_errors(self), self.engine.connect() as conn:
+            raw = conn.connection.driver_connection
+            assert isinstance(raw, sqlite3.Connection)
+            busy_ms = int(self.settings.sqlite_busy_timeout_seconds * 1000)
+            _set_busy_timeout(raw, conn.connection.info, busy_ms)  # each statement waits for the lock itself
+            yield raw
+
+    @contextmanager
     def autocommit(self) -> Iterator[Connection]:
         """A PostgreSQL connection on which each statement is its own transaction: one
         round trip for a write that is a single statement, where ``write()`` adds BEGIN
@@ -237,6 +249,11 @@ def _sqlite_engine(url: sa.URL, settings: Settings) -> Engine:
         # transactions on its own, and a deferred writer can fail with SQLITE_BUSY.
         dbapi_conn.isolation_level = None
         cursor = dbapi_conn.cursor()
+        # A new file is made with incremental auto-vacuum, so a prune's free pages can be
+        # handed back a step at a time (store/compaction.py). It must come before the first
+        # table, and before journal_mode (which writes the file's header); on a file that
+        # has tables it changes nothing (`python -m queuelab vacuum` converts one).
+        cursor.execute("PRAGMA auto_vacuum=INCREMENTAL")
         cursor.execute("PRAGMA journal_mode=WAL")
         cursor.execute(f"PRAGMA synchronous={settings.sqlite_synchronous}")
         cursor.execute(f"PRAGMA busy_timeout={busy_ms}")
