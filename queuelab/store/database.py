@@ -9,6 +9,7 @@ machines; row locks (``FOR UPDATE SKIP LOCKED``) do the job SQLite's database lo
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import random
 import select
@@ -26,6 +27,7 @@ from sqlalchemy.engine import Connection, Engine, make_url
 from queuelab.config import Settings
 from queuelab.errors import ConfigError, SchemaVersionError, StoreError
 from queuelab.extras import POSTGRES, require
+from queuelab.store import autovacuum
 from queuelab.store.schema import (
     DONE_TRIGGER,
     NOTIFY_CHANNEL,
@@ -37,6 +39,8 @@ from queuelab.store.schema import (
     meta,
     metadata,
 )
+
+log = logging.getLogger("queuelab.store")
 
 # Any constant works; it only has to be the same in every queuelab process.
 _SCHEMA_LOCK_KEY = 0x71756575656C6162  # "queuelab"
@@ -164,6 +168,8 @@ class Database:
             postgres = (*DONE_TRIGGER, *POSTGRES_RELEASE_TRIGGER, *THROTTLE_FUNCTION)
             for statement in SQLITE_RELEASE_TRIGGER if self.is_sqlite else postgres:
                 conn.execute(sa.text(statement))
+            if not self.is_sqlite:
+                _tune_autovacuum(conn, self.describe())
             if version is None:
                 conn.execute(meta.insert().values(key="schema_version", value=str(SCHEMA_VERSION)))
             if found.get("schema_revision", 0) < SCHEMA_REVISION:
@@ -181,6 +187,17 @@ def _add_missing_columns(conn: Connection, table: sa.Table) -> None:
         assert column.nullable, f"{table.name}.{column.name}: a new column must be nullable"
         kind = column.type.compile(dialect=conn.dialect)
         conn.execute(sa.text(f'ALTER TABLE {table.name} ADD COLUMN "{column.name}" {kind}'))
+
+
+def _tune_autovacuum(conn: Connection, where: str) -> None:
+    """Revision 12: the churning tables' autovacuum settings (store/autovacuum.py)."""
+    autovacuum.apply(conn)
+    if autovacuum.server_autovacuum_off(conn):
+        log.warning(
+            "autovacuum is off on %s: the space of pruned jobs is never reused and the jobs table "
+            "grows until someone runs VACUUM; turn it on (autovacuum = on, the default)",
+            where,
+        )
 
 
 def _versions(conn: Connection) -> dict[str, int]:
