@@ -29,6 +29,7 @@ from queuelab.models import Lease
 from queuelab.policy import Complete
 from queuelab.queue import Queue
 from queuelab.store import autovacuum, compaction
+from queuelab.store import statements as st
 from queuelab.store.claims import ClaimFilter
 from queuelab.store.leases import Finished, LeaseStore
 from queuelab.submission import Submission
@@ -57,6 +58,8 @@ class Window:
     index_mb: float  # PostgreSQL: its indexes; SQLite: live pages
     history_mb: float  # PostgreSQL: the attempts table and its indexes; SQLite: the WAL
     vacuums: float  # PostgreSQL: autovacuums of the jobs table so far; SQLite: longest step, ms
+    step_p50_ms: float = 0.0  # SQLite: the median incremental-vacuum step so far
+    claim_buffers: float = 0.0  # PostgreSQL: pages one claim of CLAIM_BATCH reads (EXPLAIN ANALYZE)
 
 
 @dataclass(slots=True)
@@ -174,9 +177,25 @@ def _postgres_sample(run: Run, jobs: int, seconds: float) -> Window:
     with run.q.database.read() as conn:
         conn.execute(sa.text("SELECT pg_stat_clear_snapshot()"))
         row = conn.execute(_PG_STATS).one()
-    return Window(
-        jobs, seconds, _p50_ms(run.claims), row.dead, row.heap / _MB, row.indexes / _MB, row.history / _MB, row.vacuums
-    )
+    sizes = (row.heap / _MB, row.indexes / _MB, row.history / _MB)
+    buffers = claim_buffers(run.q)
+    return Window(jobs, seconds, _p50_ms(run.claims), row.dead, *sizes, row.vacuums, claim_buffers=buffers)
+
+
+def claim_buffers(q: Queue) -> float:
+    """The pages (shared buffers hit or read) one claim of CLAIM_BATCH jobs touches, from
+    EXPLAIN (ANALYZE, BUFFERS), rolled back: the claim's work, which dead index entries
+    and dead rows would swell, without the machine's noise that its time carries."""
+    db = q.database
+    compiled = st.claim_statement(0, 0, 0).compile(dialect=db.engine.dialect)
+    given = {"p_now": q.clock.now(), "p_limit": CLAIM_BATCH, "p_token": "probe", "p_owner": "bench-churn-probe"}
+    params = {name: given.get(name, value) for name, value in compiled.params.items()}
+    explain = "EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) " + compiled.string.replace("%%", "%")
+    with db.engine.connect() as conn, conn.begin() as transaction:
+        plan = conn.exec_driver_sql(explain, params).scalar_one()
+        transaction.rollback()
+    top = plan[0]["Plan"]
+    return float(top["Shared Hit Blocks"] + top["Shared Read Blocks"])
 
 
 def _sqlite_sample(run: Run, jobs: int, seconds: float) -> Window:
@@ -193,6 +212,7 @@ def _sqlite_sample(run: Run, jobs: int, seconds: float) -> Window:
         used.live_bytes / _MB,
         wal / _MB,
         longest,
+        _p50_ms(run.steps),
     )
 
 
@@ -226,6 +246,11 @@ def findings(kind: str, variant: str, windows: list[Window]) -> list[Finding]:
         _result(kind, f"{table} at the end, {what}", "size", settled[-1].table_mb, "MB", n),
     ]
     if kind == POSTGRES:
+        buffers = [w.claim_buffers for w in settled]
+        found.append(
+            _result(kind, f"claim pages read change after warm-up, {what}", "change", _change(buffers), "%", n)
+        )
+        found.append(_result(kind, f"claim pages read, most after warm-up, {what}", "pages", max(buffers), "pages", n))
         found.append(
             _result(
                 kind, f"most dead tuples after warm-up, {what}", "dead", max(w.dead_tuples for w in settled), "rows", n
@@ -235,12 +260,14 @@ def findings(kind: str, variant: str, windows: list[Window]) -> list[Finding]:
         worst = max(w.table_mb / w.index_mb for w in settled)
         found.append(_result(kind, f"file / live data, largest after warm-up, {what}", "ratio", worst, "x", n))
         found.append(_result(kind, f"longest incremental vacuum step, {what}", "step", windows[-1].vacuums, "ms", n))
+        found.append(_result(kind, f"median incremental vacuum step, {what}", "step", windows[-1].step_p50_ms, "ms", n))
     return found + _curves(kind, variant, windows)
 
 
 def _curves(kind: str, variant: str, windows: list[Window]) -> list[Finding]:
     curves = (
         ("claim p50 (ms)", "claim_p50_ms"),
+        *((("pages one claim reads", "claim_buffers"),) if kind == POSTGRES else ()),
         ("dead tuples" if kind == POSTGRES else "free pages", "dead_tuples"),
         ("jobs table (MB)" if kind == POSTGRES else "file (MB)", "table_mb"),
         ("indexes (MB)" if kind == POSTGRES else "live data (MB)", "index_mb"),

@@ -4,7 +4,7 @@ Deleting rows puts their pages on the file's freelist; the file never shrinks. A
 with ``auto_vacuum = INCREMENTAL`` (every file queuelab creates: see database.py) can hand
 free pages back with ``PRAGMA incremental_vacuum(N)``: it moves up to N pages from the end
 of the file into free slots and truncates. Each step is its own write transaction, so the
-writer lock is held for one step (``STEP_PAGES`` pages: a few milliseconds here) and
+writer lock is held for one step (``STEP_PAGES`` pages: under a millisecond here, most of the time) and
 workers claim and ack in between. The main file shrinks when the WAL is next checkpointed.
 
 A file made before (``auto_vacuum = NONE``) cannot do this until it is converted once, with
@@ -20,7 +20,9 @@ from dataclasses import dataclass
 from queuelab.errors import InvalidArgument
 from queuelab.store.database import Database
 
-STEP_PAGES = 256  # 1 MiB of 4 KiB pages per write transaction
+# Half a MiB of 4 KiB pages per write transaction: 0.4 ms per step here (median; 5 ms at
+# most, a step that also checkpoints), against 1.9 ms (11 ms) for 256 pages.
+STEP_PAGES = 128
 INCREMENTAL = 2  # PRAGMA auto_vacuum's value for INCREMENTAL
 
 
