@@ -191,10 +191,10 @@ def _prune(args: argparse.Namespace) -> int:
 def _vacuum(args: argparse.Namespace) -> int:
     q = load_queue(args.db, args.app)
     try:
-        before, after = compaction.compact(q.database)
+        before, after = q.compact()
     finally:
         q.close()
-    print(f"{q.database.sqlite_path}: {_usage(before)} -> {_usage(after)}")
+    print(f"{q.settings.database_url}: {_usage(before)} -> {_usage(after)}")
     return 0
 
 

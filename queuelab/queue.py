@@ -30,7 +30,7 @@ from queuelab.runtime.autoscale import Autoscaler, Resizable, ScalePolicy
 from queuelab.runtime.pool import Mode, Pool, ProcessPool, ThreadPool, check_pool_args
 from queuelab.runtime.worker import Worker
 from queuelab.stats import QueueStats, jobs_frame, read_stats
-from queuelab.store import Database, WorkerInfo
+from queuelab.store import Database, WorkerInfo, compaction
 from queuelab.store.dependencies import Parents
 from queuelab.store.enlist import enlisted
 from queuelab.store.limits import DEFAULTS
@@ -616,6 +616,14 @@ class Queue(PeriodicMethods):
         else:
             seconds = bounds.seconds("older_than", older_than, zero_ok=True)
         return self._runtime.jobs.prune(self._runtime.clock.now() - seconds)
+
+    def compact(self) -> tuple[compaction.FileUsage, compaction.FileUsage]:
+        """SQLite: convert the file to incremental auto-vacuum (so that workers hand a prune's
+        free pages back from then on) and rewrite it without its free pages; the file's
+        pages (before, after). One VACUUM: it holds the write lock until it ends, so run it
+        when the workers can wait. :class:`~queuelab.InvalidArgument` on PostgreSQL, whose
+        autovacuum does this (``python -m queuelab vacuum``)."""
+        return compaction.compact(self._runtime.db)
 
     # -- workers ----------------------------------------------------------------------
 

@@ -4,8 +4,9 @@ Deleting rows puts their pages on the file's freelist; the file never shrinks. A
 with ``auto_vacuum = INCREMENTAL`` (every file queuelab creates: see database.py) can hand
 free pages back with ``PRAGMA incremental_vacuum(N)``: it moves up to N pages from the end
 of the file into free slots and truncates. Each step is its own write transaction, so the
-writer lock is held for one step (``STEP_PAGES`` pages: under a millisecond here, most of the time) and
-workers claim and ack in between. The main file shrinks when the WAL is next checkpointed.
+writer lock is held for one step (``STEP_PAGES`` pages: under a millisecond here, most of
+the time) and workers claim and ack in between. The main file shrinks when the WAL is next
+checkpointed.
 
 A file made before (``auto_vacuum = NONE``) cannot do this until it is converted once, with
 a full VACUUM that holds the write lock throughout: :func:`compact`, behind
@@ -82,7 +83,7 @@ def vacuum_for(db: Database, budget_seconds: float, pages: int = STEP_PAGES) -> 
 def compact(db: Database) -> tuple[FileUsage, FileUsage]:
     """Convert the file to incremental auto-vacuum (if it is not) and rewrite it without its
     free pages: one VACUUM, holding the write lock until it ends. (usage before, after)."""
-    _require_sqlite(db, "compact")
+    _require_sqlite(db, "compact (python -m queuelab vacuum)")
     before = usage(db)
     with db.outside_transaction() as conn:
         conn.execute(f"PRAGMA auto_vacuum={INCREMENTAL}")

@@ -57,7 +57,7 @@ _STATS = sa.text(
 def _jobs_table(q: Queue) -> sa.Row[tuple[int, int]]:
     with internals(q).db.read() as conn:
         conn.exec_driver_sql("SELECT pg_stat_clear_snapshot()")
-        return conn.execute(_STATS).one()  # type: ignore[return-value]
+        return conn.execute(_STATS).one()
 
 
 def _cycle(q: Queue, vacuums: int) -> int:
