@@ -268,9 +268,11 @@ def _sqlite_engine(url: sa.URL, settings: Settings) -> Engine:
         cursor = dbapi_conn.cursor()
         # A new file is made with incremental auto-vacuum, so a prune's free pages can be
         # handed back a step at a time (store/compaction.py). It must come before the first
-        # table, and before journal_mode (which writes the file's header); on a file that
-        # has tables it changes nothing (`python -m queuelab vacuum` converts one).
-        cursor.execute("PRAGMA auto_vacuum=INCREMENTAL")
+        # table, and before journal_mode (which writes the file's header). Only on an empty
+        # file: on one with tables it would change nothing (`python -m queuelab vacuum`
+        # converts one) but wait for the write lock, which another connection may hold.
+        if cursor.execute("PRAGMA page_count").fetchone() == (0,):
+            cursor.execute("PRAGMA auto_vacuum=INCREMENTAL")
         cursor.execute("PRAGMA journal_mode=WAL")
         cursor.execute(f"PRAGMA synchronous={settings.sqlite_synchronous}")
         cursor.execute(f"PRAGMA busy_timeout={busy_ms}")

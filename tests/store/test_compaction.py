@@ -101,3 +101,20 @@ def test_the_vacuum_command_converts_an_old_file_and_compacts_it(
 def test_the_vacuum_command_refuses_postgresql(postgres_url: str, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["vacuum", "--db", postgres_url]) == 2
     assert "SQLite" in capsys.readouterr().err
+
+
+def test_a_file_with_tables_is_opened_while_another_connection_holds_the_write_lock(sqlite_url: str) -> None:
+    """Incremental auto-vacuum is asked for on empty files only: on one with tables the
+    pragma would wait for the write lock (a caller's open transaction: issue 20's first
+    version of this change hung `submit(connection=...)` for the busy timeout)."""
+    q = Queue(sqlite_url, sqlite_busy_timeout_seconds=0.5)
+    q.open()
+    q.database.engine.dispose()  # the read below opens a new connection
+    holder = sqlite3.connect(sqlite_url.removeprefix("sqlite:///"), isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")
+    try:  # a new connection reads beside the held lock
+        assert compaction.usage(q.database).auto_vacuum == compaction.INCREMENTAL
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+        q.close()
