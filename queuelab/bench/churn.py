@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 
 import sqlalchemy as sa
 
+from queuelab.bench.growth import fill_history
 from queuelab.bench.harness import fresh_queue
 from queuelab.bench.plan import Context
 from queuelab.bench.results import POSTGRES, BenchError, Finding, Result, Series
@@ -73,6 +74,8 @@ class Run:
     claims: list[float] = field(default_factory=list)
     steps: list[float] = field(default_factory=list)  # SQLite: each vacuum step's seconds
     next_prune: float = 0.0
+    rate: float | None = None  # jobs per second to hold to (None: as fast as it goes)
+    began: float = field(default_factory=time.monotonic)
 
 
 def churn(ctx: Context, kind: str) -> list[Finding]:
@@ -101,16 +104,33 @@ def run_churn(
 ) -> list[Window]:
     """Push ``n`` jobs through a fresh database; one :class:`Window` per ``n / WINDOWS`` jobs."""
     with fresh_queue(kind, postgres_url) as q:
-        if variant != "queuelab":
-            with q.database.write() as conn:
-                for statement in autovacuum.reset_statements():
-                    conn.execute(sa.text(statement))
+        _settings(q, variant)
         return push(q, n, retention)
 
 
-def push(q: Queue, n: int, retention: float = RETENTION_SECONDS, windows: int = WINDOWS) -> list[Window]:
-    """Push ``n`` jobs through ``q``; one :class:`Window` per ``n / windows`` jobs."""
-    run = Run(q, LeaseStore(q.database), next_prune=time.monotonic() + PRUNE_EVERY_SECONDS)
+def _settings(q: Queue, variant: str) -> None:
+    """PostgreSQL's defaults on the tables for "postgres defaults"; queuelab's stay otherwise."""
+    if variant != "queuelab":
+        with q.database.write() as conn:
+            for statement in autovacuum.reset_statements():
+                conn.execute(sa.text(statement))
+
+
+def run_history_churn(postgres_url: str, history: int, n: int, rate: float, variant: str = "queuelab") -> list[Window]:
+    """PostgreSQL, a long retention: ``history`` dead-lettered jobs that no prune removes
+    (analysed, never vacuumed), then ``n`` jobs pushed through at ``rate`` jobs/s."""
+    with fresh_queue(POSTGRES, postgres_url) as q:
+        _settings(q, variant)
+        fill_history(q, history, status="FAILED", vacuum=False)
+        return push(q, n, rate=rate)
+
+
+def push(
+    q: Queue, n: int, retention: float = RETENTION_SECONDS, windows: int = WINDOWS, rate: float | None = None
+) -> list[Window]:
+    """Push ``n`` jobs through ``q`` (at ``rate`` jobs/s, if given); one :class:`Window` per
+    ``n / windows`` jobs."""
+    run = Run(q, LeaseStore(q.database), next_prune=time.monotonic() + PRUNE_EVERY_SECONDS, rate=rate)
     sample = _sampler(q)
     began, found = time.monotonic(), []
     for end in (n * (i + 1) // windows for i in range(windows)):
@@ -143,6 +163,8 @@ def _ack(run: Run, taken: list[Lease]) -> None:
     run.leases.ack_and_claim([Finished(lease, Complete(None), now) for lease in taken], WHO, 0, now)
     run.pending -= len(taken)
     run.done += len(taken)
+    if run.rate is not None:  # a paced run: the next claim when its jobs are due
+        time.sleep(max(0.0, run.began + run.done / run.rate - time.monotonic()))
 
 
 def _vacuum(run: Run) -> None:
