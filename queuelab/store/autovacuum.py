@@ -12,7 +12,7 @@ dead rows whatever the table's size, at full speed, and freeze pages of inserted
 Per-table storage parameters, so nothing else in the database changes; they apply only
 where the server runs autovacuum at all (``autovacuum = on``, the default): a server that
 turned it off reclaims nothing until someone runs VACUUM, and :func:`server_autovacuum_off`
-lets the opener say so. ``autovacuum_naptime`` (how often a database is visited, 60 s by
+lets the opener say so (an INFO line when it creates the tables). ``autovacuum_naptime`` (how often a database is visited, 60 s by
 default) is server-wide: at N jobs per second the table holds about naptime x N x 4 dead
 row versions at most, whatever is set here.
 

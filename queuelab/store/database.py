@@ -193,7 +193,9 @@ def _tune_autovacuum(conn: Connection, where: str) -> None:
     """Revision 12: the churning tables' autovacuum settings (store/autovacuum.py)."""
     autovacuum.apply(conn)
     if autovacuum.server_autovacuum_off(conn):
-        log.warning(
+        # INFO, not WARNING: said once per database, where tests that read the warnings of
+        # their own code create databases by the hundred on such a server.
+        log.info(
             "autovacuum is off on %s: the space of pruned jobs is never reused and the jobs table "
             "grows until someone runs VACUUM; turn it on (autovacuum = on, the default)",
             where,
