@@ -18,6 +18,7 @@ from queuelab.queue import Queue, load_queue
 from queuelab.runtime.autoscale import Resizable, ScalePolicy
 from queuelab.runtime.metrics import require_prometheus
 from queuelab.runtime.pool import MODES, check_pool_args, on_signals
+from queuelab.store import compaction
 
 log = logging.getLogger("queuelab.cli")
 LOG_LEVELS = ["debug", "info", "warning", "error"]
@@ -111,6 +112,14 @@ def _parser() -> argparse.ArgumentParser:
     _common(prune)
     prune.add_argument("--older-than", type=float, default=None, help="seconds (default: retention setting)")
     prune.set_defaults(command=_prune)
+
+    vacuum = commands.add_parser(
+        "vacuum",
+        help="SQLite: rewrite the file without its free pages, converted to incremental auto-vacuum "
+        "(holds the write lock until done: workers wait meanwhile)",
+    )
+    _common(vacuum)
+    vacuum.set_defaults(command=_vacuum)
     cli_jobs.add_commands(commands, _common)
     cli_schedules.add_command(commands, _common)
     return parser
@@ -205,6 +214,21 @@ def _prune(args: argparse.Namespace) -> int:
     q = load_queue(args.db, args.app)
     print(f"pruned {q.prune(args.older_than)} job(s)")
     return 0
+
+
+def _vacuum(args: argparse.Namespace) -> int:
+    q = load_queue(args.db, args.app)
+    try:
+        before, after = q.compact()
+    finally:
+        q.close()
+    print(f"{q.settings.database_url}: {_usage(before)} -> {_usage(after)}")
+    return 0
+
+
+def _usage(used: compaction.FileUsage) -> str:
+    mode = {0: "none", 1: "full", 2: "incremental"}.get(used.auto_vacuum, str(used.auto_vacuum))
+    return f"{used.file_bytes / 2**20:.1f} MiB ({used.free_pages:,} free pages, auto_vacuum {mode})"
 
 
 def _limits(args: argparse.Namespace) -> int:

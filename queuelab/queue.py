@@ -31,7 +31,7 @@ from queuelab.runtime.metrics import REFUSED_QUOTA, REFUSED_RATE, JobMetrics
 from queuelab.runtime.pool import Mode, Pool, ProcessPool, ThreadPool, check_pool_args
 from queuelab.runtime.worker import Worker
 from queuelab.stats import QueueStats, jobs_frame, read_stats
-from queuelab.store import Database, WorkerInfo
+from queuelab.store import Database, WorkerInfo, compaction
 from queuelab.store.dependencies import Parents
 from queuelab.store.enlist import enlisted
 from queuelab.store.limits import DEFAULTS
@@ -680,6 +680,14 @@ class Queue(PeriodicMethods):
     def metrics(self) -> JobMetrics | None:
         """This process's counts, None unless :meth:`enable_metrics` was called."""
         return self._runtime.metrics
+
+    def compact(self) -> tuple[compaction.FileUsage, compaction.FileUsage]:
+        """SQLite: convert the file to incremental auto-vacuum (so that workers hand a prune's
+        free pages back from then on) and rewrite it without its free pages; the file's
+        pages (before, after). One VACUUM: it holds the write lock until it ends, so run it
+        when the workers can wait. :class:`~queuelab.InvalidArgument` on PostgreSQL, whose
+        autovacuum does this (``python -m queuelab vacuum``)."""
+        return compaction.compact(self._runtime.db)
 
     # -- workers ----------------------------------------------------------------------
 

@@ -88,7 +88,7 @@ _COLUMNS = (
     "lease_seconds, result, forced, created_at, started_at, finished_at"
 )
 _VALUES = (
-    "{id}, 'default', 'simulate', '{{}}', 'user' || (i % 100), 'COMPLETED', 0, i, :t0 + i * :step, 1, 3, "
+    "{id}, 'default', 'simulate', '{{}}', 'user' || (i % 100), :status, 0, i, :t0 + i * :step, 1, 3, "
     "30.0, :result, false, :t0 + i * :step, :t0 + i * :step + 0.001, :t0 + i * :step + 0.002"
 )
 _SQLITE_HISTORY = (
@@ -108,23 +108,27 @@ _HISTORY_ATTEMPTS = (
 )
 
 
-def fill_history(q: Queue, rows: int) -> None:
-    """``rows`` COMPLETED jobs, each with its attempt row, finished over the last six days
-    (so no worker prunes them meanwhile). PostgreSQL is then vacuumed and analysed, as its
-    autovacuum would do after such a load; SQLite gets nothing (queuelab never runs ANALYZE)."""
+def fill_history(q: Queue, rows: int, *, status: str = "COMPLETED", vacuum: bool = True) -> None:
+    """``rows`` finished jobs (COMPLETED; FAILED ones no prune removes), each with its
+    attempt row, finished over the last six days (so no worker prunes them meanwhile).
+    PostgreSQL is then vacuumed and analysed, as its autovacuum would do after such a load
+    (``vacuum=False``: only analysed, as a worker's maintenance does); SQLite gets nothing
+    (queuelab never runs ANALYZE)."""
     db = q.database
     sql = sa.text(_SQLITE_HISTORY if db.is_sqlite else _POSTGRES_HISTORY)
     t0, step = time.time() - 6 * DAY, 5 * DAY / rows
     for lo in range(1, rows + 1, HISTORY_CHUNK):
         hi = min(rows, lo + HISTORY_CHUNK - 1)
         with db.write() as conn:
-            conn.execute(sql, {"lo": lo, "hi": hi, "t0": t0, "step": step, "result": '{"slept": 0}'})
+            values = {"lo": lo, "hi": hi, "t0": t0, "step": step, "result": '{"slept": 0}', "status": status}
+            conn.execute(sql, values)
     with db.write() as conn:
         conn.execute(sa.text(_HISTORY_ATTEMPTS))
     if not db.is_sqlite:
+        verb = "VACUUM ANALYZE" if vacuum else "ANALYZE"
         with db.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-            conn.execute(sa.text("VACUUM ANALYZE queuelab_jobs"))
-            conn.execute(sa.text("VACUUM ANALYZE queuelab_attempts"))
+            conn.execute(sa.text(f"{verb} queuelab_jobs"))
+            conn.execute(sa.text(f"{verb} queuelab_attempts"))
 
 
 # -- worker memory ------------------------------------------------------------------------

@@ -21,6 +21,7 @@ _MEANING = {
     "api_seconds": "seconds per API measurement",
     "api_rate": "API requests per second in the latency measurement",
     "peer_jobs": "jobs per enqueue and drain in the peer comparison",
+    "churn_jobs": "jobs through submit, run and prune in the churn run",
 }
 
 
@@ -40,6 +41,7 @@ class Sizes:
     api_seconds: float = 5.0
     api_rate: float = 100.0  # well under one server process's capacity here: latency, not a backlog
     peer_jobs: int = 5000
+    churn_jobs: int = 500_000
 
     @classmethod
     def full(cls, jobs: int | None = None) -> Sizes:
@@ -62,6 +64,7 @@ class Sizes:
             api_seconds=1.0,
             api_rate=50.0,
             peer_jobs=300,
+            churn_jobs=20_000,
         )
 
     def as_dict(self) -> dict[str, Any]:

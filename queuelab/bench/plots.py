@@ -1,6 +1,7 @@
 """The run's figures as matplotlib :class:`~matplotlib.figure.Figure` objects (never
 pyplot, so nothing global is touched): drain rate against workers beside the floor, every
-throughput as a fraction of its floor, and a worker's memory over the long run."""
+throughput as a fraction of its floor, a worker's memory over the long run, and the churn
+run's curves (claim p50, dead tuples, sizes) over the jobs pushed through."""
 
 from __future__ import annotations
 
@@ -95,6 +96,32 @@ def rss_over_run(series: Sequence[Series]) -> Figure:
     return fig
 
 
+CHURN = "churn: "
+
+
+def churn_over_run(series: Sequence[Series]) -> Figure:
+    """One panel per quantity the churn run sampled (claim p50, dead tuples, sizes), a line
+    per database and autovacuum variant."""
+    from matplotlib.figure import Figure
+
+    labels = list(dict.fromkeys(s.y_label for s in series))
+    fig = Figure(figsize=(4.0 * min(4, len(labels)), 3.2 * ((len(labels) + 3) // 4)), layout="constrained")
+    axes = fig.subplots((len(labels) + 3) // 4, min(4, len(labels)), squeeze=False).flatten()
+    for ax, label in zip(axes, labels, strict=False):
+        for s in (s for s in series if s.y_label == label):
+            xs, ys = zip(*s.points, strict=True)
+            variant = s.name.rpartition(", ")[2]
+            ax.plot(xs, ys, marker=".", label=f"{s.database}, {variant}")
+        ax.set(xlabel=series[0].x_label, ylabel=label)
+        ax.set_ylim(bottom=0)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize="small")
+    for ax in axes[len(labels) :]:
+        ax.set_visible(False)
+    fig.suptitle("Churn: submit, run, prune; no manual VACUUM")
+    return fig
+
+
 def save(rows: Sequence[Row], series: Sequence[Series], folder: Path, stem: str) -> list[Path]:
     """Write the PNGs that have data; the paths written."""
     figures: list[tuple[str, Figure]] = []
@@ -102,9 +129,12 @@ def save(rows: Sequence[Row], series: Sequence[Series], folder: Path, stem: str)
         figures.append(("drain", drain_vs_workers(rows)))
     if any(r.ratio is not None for r in rows):
         figures.append(("floor-ratios", floor_ratios(rows)))
-    curves = [s for s in series if s.points]
+    curves = [s for s in series if s.points and not s.name.startswith(CHURN)]
     if curves:
         figures.append(("rss", rss_over_run(curves)))
+    churn = [s for s in series if s.points and s.name.startswith(CHURN)]
+    if churn:
+        figures.append(("churn", churn_over_run(churn)))
     paths = []
     for name, fig in figures:
         path = folder / f"{stem}-{name}.png"

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from queuelab.bench import api, core, crash, fairness, growth, io_bound
+from queuelab.bench import api, churn, core, crash, fairness, growth, io_bound
 from queuelab.bench.floor import floor_scenario
 from queuelab.bench.peers.scenario import peers
 from queuelab.bench.plan import Context
@@ -20,6 +20,7 @@ SCENARIOS: dict[str, tuple[Scenario, str]] = {
     "drain": (core.drain, "pre-enqueued no-op jobs with 1, 2, 4, 8 slot threads or worker processes"),
     "latency": (core.latency, "submit-to-start p50/p95/p99 with an idle worker"),
     "growth": (growth.growth, "drain and worker memory against a long history; memory over a long run"),
+    "churn": (churn.churn, "500,000 jobs through submit, run, prune: dead tuples, sizes, claim p50 over time"),
     "fairness": (fairness.fairness, "100 users, running quota: throughput and light users' p95 wait"),
     "crash": (crash.crash, "SIGKILL a worker mid-job: time until the job runs again"),
     "api": (api.api, "POST /api/submit/: submissions per second, p50/p99 at a fixed rate"),

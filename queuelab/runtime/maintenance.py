@@ -1,7 +1,8 @@
 """A worker's background loop: keep its leases alive, keep its row in the worker registry
 (registered at start, heartbeaten, marked stopped at the end),
-rescue expired leases of vanished workers, prune old jobs, and keep PostgreSQL's
-statistics of the jobs table current after a bulk load.
+rescue expired leases of vanished workers, prune old jobs (and on SQLite hand the pages they
+freed back to the file system, a step at a time), and keep PostgreSQL's statistics of the
+jobs table current after a bulk load.
 
 It works over :class:`LeaseHolder`, what it needs of a worker, and never imports the
 worker: timeouts, stopping and what to do with a lost lease are the worker's own.
@@ -18,7 +19,7 @@ from queuelab.errors import StoreError
 from queuelab.looper import Looper
 from queuelab.models import Lease
 from queuelab.runtime.context import Runtime
-from queuelab.store import WorkerInfo
+from queuelab.store import WorkerInfo, compaction
 from queuelab.store.claims import forget_idle_users
 from queuelab.store.statistics import refresh_if_stale
 
@@ -29,6 +30,9 @@ WORKER_BEAT_SECONDS = 2.0
 PRUNE_EVERY_SECONDS = 600.0
 PRUNE_BATCH = 5000
 STATISTICS_EVERY_SECONDS = 5.0
+# SQLite: at most this long per tick handing free pages back (steps of a few ms each, the
+# write lock released between them), so heartbeats and workers never wait for long.
+VACUUM_SECONDS_PER_TICK = 0.05
 
 
 class LeaseHolder(Protocol):
@@ -72,6 +76,7 @@ class Maintenance(Looper):
         self._next_beat = 0.0
         self._next_statistics: float | None = None
         self._next_prune: float | None = None
+        self._vacuum_due = runtime.db.is_sqlite  # a file may have pages free from before this worker
 
     def start(self) -> Self:
         self.runtime.workers.register(self.info)  # raises here, in the worker's run(), if it cannot
@@ -104,6 +109,8 @@ class Maintenance(Looper):
             more = self.prune(now)
             # One batch per tick, so lease heartbeats never wait behind a long prune.
             self._next_prune = mono + (0.0 if more else PRUNE_EVERY_SECONDS)
+        if self._vacuum_due:
+            self._vacuum_due = self.vacuum()
         if self._next_statistics is not None and mono >= self._next_statistics:
             self._next_statistics = mono + STATISTICS_EVERY_SECONDS  # even if it raises
             refresh_if_stale(self.runtime.db)
@@ -139,12 +146,18 @@ class Maintenance(Looper):
                 metrics.rescued(rescued)
         return rescued
 
+    def vacuum(self) -> bool:
+        """SQLite: hand free pages back for up to VACUUM_SECONDS_PER_TICK; True if some are
+        left (the next tick goes on)."""
+        return compaction.vacuum_for(self.runtime.db, VACUUM_SECONDS_PER_TICK)
+
     def prune(self, now: float) -> bool:
         """Prune one batch; True if there may be more."""
         retention = self.runtime.settings.retention_seconds
         if retention is None:
             return False
         pruned = self.runtime.jobs.prune(now - retention, max_batches=1)
+        self._vacuum_due = self._vacuum_due or (pruned > 0 and self.runtime.db.is_sqlite)
         self.runtime.workers.forget(now - retention)
         forget_idle_users(self.runtime.db)
         if pruned:

@@ -9,6 +9,7 @@ machines; row locks (``FOR UPDATE SKIP LOCKED``) do the job SQLite's database lo
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import random
 import select
@@ -26,6 +27,7 @@ from sqlalchemy.engine import Connection, Engine, make_url
 from queuelab.config import Settings
 from queuelab.errors import ConfigError, SchemaVersionError, StoreError
 from queuelab.extras import POSTGRES, require
+from queuelab.store import autovacuum
 from queuelab.store.schema import (
     DONE_TRIGGER,
     NOTIFY_CHANNEL,
@@ -37,6 +39,8 @@ from queuelab.store.schema import (
     meta,
     metadata,
 )
+
+log = logging.getLogger("queuelab.store")
 
 # Any constant works; it only has to be the same in every queuelab process.
 _SCHEMA_LOCK_KEY = 0x71756575656C6162  # "queuelab"
@@ -93,6 +97,18 @@ class Database:
         """
         with self._writer, translate_errors(self), self.engine.connect() as conn, conn.begin():
             yield conn
+
+    @contextmanager
+    def outside_transaction(self) -> Iterator[sqlite3.Connection]:
+        """SQLite: the driver's connection, in no transaction, holding this process's write
+        lock: for the statements that cannot run inside one (VACUUM, a WAL checkpoint)."""
+        assert self.is_sqlite, "PostgreSQL: use autocommit()"
+        with self._writer, translate_errors(self), self.engine.connect() as conn:
+            raw = conn.connection.driver_connection
+            assert isinstance(raw, sqlite3.Connection)
+            busy_ms = int(self.settings.sqlite_busy_timeout_seconds * 1000)
+            _set_busy_timeout(raw, conn.connection.info, busy_ms)  # each statement waits for the lock itself
+            yield raw
 
     @contextmanager
     def autocommit(self) -> Iterator[Connection]:
@@ -152,6 +168,8 @@ class Database:
             postgres = (*DONE_TRIGGER, *POSTGRES_RELEASE_TRIGGER, *THROTTLE_FUNCTION)
             for statement in SQLITE_RELEASE_TRIGGER if self.is_sqlite else postgres:
                 conn.execute(sa.text(statement))
+            if not self.is_sqlite:
+                _tune_autovacuum(conn, self.describe())
             if version is None:
                 conn.execute(meta.insert().values(key="schema_version", value=str(SCHEMA_VERSION)))
             if found.get("schema_revision", 0) < SCHEMA_REVISION:
@@ -169,6 +187,19 @@ def _add_missing_columns(conn: Connection, table: sa.Table) -> None:
         assert column.nullable, f"{table.name}.{column.name}: a new column must be nullable"
         kind = column.type.compile(dialect=conn.dialect)
         conn.execute(sa.text(f'ALTER TABLE {table.name} ADD COLUMN "{column.name}" {kind}'))
+
+
+def _tune_autovacuum(conn: Connection, where: str) -> None:
+    """Revision 12: the churning tables' autovacuum settings (store/autovacuum.py)."""
+    autovacuum.apply(conn)
+    if autovacuum.server_autovacuum_off(conn):
+        # INFO, not WARNING: said once per database, where tests that read the warnings of
+        # their own code create databases by the hundred on such a server.
+        log.info(
+            "autovacuum is off on %s: the space of pruned jobs is never reused and the jobs table "
+            "grows until someone runs VACUUM; turn it on (autovacuum = on, the default)",
+            where,
+        )
 
 
 def _versions(conn: Connection) -> dict[str, int]:
@@ -237,6 +268,13 @@ def _sqlite_engine(url: sa.URL, settings: Settings) -> Engine:
         # transactions on its own, and a deferred writer can fail with SQLITE_BUSY.
         dbapi_conn.isolation_level = None
         cursor = dbapi_conn.cursor()
+        # A new file is made with incremental auto-vacuum, so a prune's free pages can be
+        # handed back a step at a time (store/compaction.py). It must come before the first
+        # table, and before journal_mode (which writes the file's header). Only on an empty
+        # file: on one with tables it would change nothing (`python -m queuelab vacuum`
+        # converts one) but wait for the write lock, which another connection may hold.
+        if cursor.execute("PRAGMA page_count").fetchone() == (0,):
+            cursor.execute("PRAGMA auto_vacuum=INCREMENTAL")
         cursor.execute("PRAGMA journal_mode=WAL")
         cursor.execute(f"PRAGMA synchronous={settings.sqlite_synchronous}")
         cursor.execute(f"PRAGMA busy_timeout={busy_ms}")

@@ -15,7 +15,7 @@ import sqlalchemy as sa
 SCHEMA_VERSION = 1
 # Bumped with each such addition, so that opening an older database (whose revision is
 # lower or unset) adds it; a database at this revision is opened with one catalog read.
-SCHEMA_REVISION = 11
+SCHEMA_REVISION = 12  # 12: autovacuum settings (store/autovacuum.py)
 NOTIFY_CHANNEL = "queuelab_jobs"
 # PostgreSQL: a job that someone waits for (``awaited``) sends its id on this channel when
 # it finishes (the trigger below), so ``Queue.wait`` needs no polling.

@@ -1,13 +1,20 @@
-"""The API process SIGKILLed in the middle of 1,000 concurrent submissions: every submission
-that got a 2xx answer is in the store afterwards, with its payload intact."""
+"""The API process SIGKILLed in the middle of concurrent submissions (32 clients submitting
+until it dies, killed once 300 have been answered): every submission that got a 2xx answer
+is in the store afterwards, with its payload intact.
+
+The kill waits for a count of answers, not for a count of requests sent: on a loaded
+machine some requests time out or are turned away, and a fixed number of requests could
+run out before the 300th answer (the kill then never came)."""
 
 from __future__ import annotations
 
+import itertools
 import os
 import signal
 import subprocess
 import sys
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -19,8 +26,9 @@ from tests.support.apiserver import free_port
 from tests.support.helpers import ROOT, wait_until
 
 pytestmark = pytest.mark.slow
-SUBMISSIONS = 1000
+CLIENTS = 32
 KILL_AFTER = 300  # acknowledged submissions
+ANSWERS_WITHIN_SECONDS = 180.0  # for the 300 answers: a machine this slow is broken, not busy
 
 
 @pytest.mark.timeout(300)
@@ -38,7 +46,9 @@ def test_every_acknowledged_submission_survives_a_killed_api(db_url: str, tmp_pa
         lock = threading.Lock()
         killed = threading.Event()
 
-        client = httpx.Client(timeout=10, limits=httpx.Limits(max_connections=32))
+        client = httpx.Client(timeout=10, limits=httpx.Limits(max_connections=CLIENTS))
+        numbers = itertools.count()
+        deadline = time.monotonic() + ANSWERS_WITHIN_SECONDS
 
         def submit(i: int) -> None:
             marker = f"job-{i}-" + "x" * (i % 50)
@@ -56,16 +66,22 @@ def test_every_acknowledged_submission_survives_a_killed_api(db_url: str, tmp_pa
                         killed.set()
                         server.send_signal(signal.SIGKILL)
 
-        with client, ThreadPoolExecutor(32) as pool:
-            list(pool.map(submit, range(SUBMISSIONS)))
+        def client_loop() -> None:  # one client: submit until the server is killed
+            while not killed.is_set() and time.monotonic() < deadline:
+                submit(next(numbers))
+
+        with client, ThreadPoolExecutor(CLIENTS) as pool:
+            for done in [pool.submit(client_loop) for _ in range(CLIENTS)]:
+                done.result()
+        sent = next(numbers)
+        assert killed.is_set(), f"{len(acknowledged)} of {sent} submissions answered in {ANSWERS_WITHIN_SECONDS:g}s"
         server.wait(30)
     finally:
         if server.poll() is None:
             server.kill()
             server.wait()
-    assert killed.is_set(), "the server was killed mid-run"
     assert server.returncode == -signal.SIGKILL
-    assert KILL_AFTER <= len(acknowledged) < SUBMISSIONS, "some submissions were cut off by the kill"
+    assert len(acknowledged) >= KILL_AFTER
     with Queue(db_url) as q:
         for marker, job_id in acknowledged.items():
             job = q.get(job_id)
@@ -74,7 +90,7 @@ def test_every_acknowledged_submission_survives_a_killed_api(db_url: str, tmp_pa
         stored = q.stats().by_status["PENDING"]
     assert stored >= len(acknowledged)  # the rest either failed or committed just before the kill
     print(  # the figures RELIABILITY.md quotes (pytest -s)
-        f"api crash ({db_url.split(':')[0]}): {SUBMISSIONS} submissions, SIGKILL after {len(acknowledged)} 2xx "
+        f"api crash ({db_url.split(':')[0]}): {sent} submissions sent, SIGKILL after {len(acknowledged)} 2xx "
         f"answers, {len(acknowledged)} of {len(acknowledged)} found intact, {stored} stored in all"
     )
 

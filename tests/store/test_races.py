@@ -3,7 +3,11 @@
 - the same idempotency key submitted at once from several processes, several threads each:
   exactly one job, and every caller gets its id;
 - a requeue against the rescue that puts the job in the dead-letter queue;
-- a forced success against the ack of the attempt that is running.
+- a forced success against the ack of the attempt that is running;
+- a cancel against a worker's claim of the same PENDING job, from threads and from another
+  process: the job is cancelled before it starts (and nobody holds it) or it is claimed and
+  the cancel becomes a request its worker honours; never lost, never run after the cancel
+  reported it cancelled.
 
 Each race starts its two sides together (a barrier) many times over; whichever side wins a
 round, the final state and the history must be one of the outcomes the docs allow, so the
@@ -21,8 +25,8 @@ from typing import Any
 import pytest
 
 from queuelab import FakeClock, InvalidTransition, JobStatus, Queue
-from queuelab.models import ActionKind, AttemptOutcome
-from queuelab.policy import Complete
+from queuelab.models import ActionKind, AttemptOutcome, Job, Lease
+from queuelab.policy import Cancel, Complete
 from queuelab.testing import internals
 
 PROCESSES, THREADS = 4, 4
@@ -147,3 +151,106 @@ def test_a_forced_success_racing_the_ack_of_the_running_attempt(queue: Queue, cl
             assert [(a.kind, a.from_status) for a in final.actions] == [
                 (ActionKind.FORCED_SUCCESS, JobStatus.COMPLETED)
             ]
+
+
+# -- a cancel against a claim ---------------------------------------------------------------
+
+CANCEL_ROUNDS = 40
+CANCEL_MESSAGE = "cancelled while running; the task stopped"
+
+
+def _finish_as_a_worker(q: Queue, lease: Lease | None) -> str | None:
+    """What a worker does after the race with the job it claimed (if any): its maintenance
+    asks whether someone cancelled it; if so it stops it and acks CANCELLED, else it runs
+    it to completion. Returns what it did (None: it claimed nothing)."""
+    if lease is None:
+        return None
+    runtime = internals(q)
+    if runtime.leases.cancel_requests([lease]) == [lease]:
+        runtime.leases.ack(lease, Cancel(CANCEL_MESSAGE), "w", q.clock.now())
+        return "stopped"
+    runtime.leases.ack(lease, Complete("ran"), "w", q.clock.now())
+    return "ran"
+
+
+def _check_cancel_against_claim(q: Queue, job_id: str, cancelled: object, claimed: bool, did: str | None) -> str:
+    """The allowed endings of one round; returns which one it was."""
+    assert not isinstance(cancelled, Exception), f"the cancel failed: {cancelled!r}"
+    assert isinstance(cancelled, Job)
+    final = q.get(job_id)
+    assert final.status is JobStatus.CANCELLED  # never lost, never run to completion after the cancel
+    if cancelled.status is JobStatus.CANCELLED:  # the cancel came first: reported cancelled before it started
+        assert (claimed, did) == (False, None)  # ... so no worker holds it or ever ran it
+        assert (final.history, final.attempts, final.started_at) == ((), 0, None)
+        assert [(a.kind, a.from_status) for a in final.actions] == [(ActionKind.CANCELLED, JobStatus.PENDING)]
+        return "cancelled before the claim"
+    # The claim came first: the cancel is a request on the RUNNING job, which its worker honours.
+    assert cancelled.status is JobStatus.RUNNING
+    assert cancelled.cancel_requested_at is not None
+    assert (claimed, did) == (True, "stopped")
+    assert [(a.outcome, a.error_message) for a in final.history] == [(AttemptOutcome.CANCELLED, CANCEL_MESSAGE)]
+    assert [(a.kind, a.from_status) for a in final.actions] == [(ActionKind.CANCELLED, JobStatus.RUNNING)]
+    assert final.attempts == 0  # a cancelled attempt is not spent
+    return "claimed, then stopped on request"
+
+
+def test_a_cancel_racing_a_claim_of_the_same_pending_job(queue: Queue) -> None:
+    """Threads: the claim and the cancel released together, many times over."""
+    queue.task(name="step")(lambda: None)
+    runtime = internals(queue)
+    seen = set()
+    for _ in range(CANCEL_ROUNDS):
+        job = queue.submit("step")
+        taken, cancelled = _together(
+            partial(runtime.leases.claim, "w", None, 1, queue.clock.now()), partial(queue.cancel, job.id, by="ops")
+        )
+        assert isinstance(taken, list), f"the claim failed: {taken!r}"
+        lease = taken[0] if taken else None
+        assert lease is None or lease.job_id == job.id
+        did = _finish_as_a_worker(queue, lease)
+        seen.add(_check_cancel_against_claim(queue, job.id, cancelled, bool(taken), did))
+    assert seen  # which endings occurred depends on the machine; each one was checked
+
+
+def _claimer(url: str, rounds: int, start: Any, asked: Any, results: Any) -> None:
+    """Another process: each round, claim at the barrier, wait until the cancel returned,
+    then finish the job it claimed as its worker would; report (job id or None, what it did)."""
+    q = Queue(url)
+    q.open()
+    leases = internals(q).leases
+    for _ in range(rounds):
+        start.wait(60)
+        taken = leases.claim("w", None, 1, q.clock.now())
+        asked.wait(60)
+        lease = taken[0] if taken else None
+        results.put((lease.job_id if lease else None, _finish_as_a_worker(q, lease)))
+    q.close()
+
+
+@pytest.mark.slow
+def test_a_cancel_racing_a_claim_from_another_process(db_url: str) -> None:
+    ctx = mp.get_context("spawn")
+    start, asked, results = ctx.Barrier(2), ctx.Barrier(2), ctx.SimpleQueue()
+    with Queue(db_url) as q:
+        q.open()
+        proc = ctx.Process(target=_claimer, args=(db_url, CANCEL_ROUNDS, start, asked, results))
+        proc.start()
+        try:
+            seen = set()
+            for _ in range(CANCEL_ROUNDS):
+                job = q.submit("simulate")
+                start.wait(60)
+                try:
+                    cancelled: object = q.cancel(job.id, by="ops")
+                except Exception as exc:  # checked below, after the claimer's side of the round
+                    cancelled = exc
+                asked.wait(60)
+                claimed_id, did = results.get()
+                assert claimed_id in (None, job.id)
+                seen.add(_check_cancel_against_claim(q, job.id, cancelled, claimed_id is not None, did))
+        finally:
+            start.abort()  # a failed round must not leave the claimer waiting for the next
+            asked.abort()
+            proc.join(60)
+        assert proc.exitcode == 0
+    assert seen
