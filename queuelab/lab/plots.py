@@ -130,6 +130,9 @@ def user_waits(timeline: pd.DataFrame, *, title: str = "Wait by user (fairness)"
     return fig
 
 
+_RATES = ("throughput", "drain_rate")  # a sweep's columns in jobs per second
+
+
 def throughput_vs_workers(
     sweep: pd.DataFrame, *, x: str = "workers", y: str = "throughput", hue: Sequence[str] = ("backend", "mode")
 ) -> Figure:
@@ -145,7 +148,9 @@ def throughput_vs_workers(
         label = " ".join(str(k) for k in (key if isinstance(key, tuple) else (key,))) or y
         line = ax.plot(agg.index, agg["mean"], marker="o", label=label)[0]
         ax.fill_between(agg.index, agg["min"], agg["max"], color=line.get_color(), alpha=0.15)
-    ax.set(xlabel=x.replace("_", " "), ylabel=f"{y} (jobs/s)" if y == "throughput" else y, title=f"{y} against {x}")
+    name = y.replace("_", " ")
+    ylabel = f"{name} (jobs/s)" if y in _RATES else name
+    ax.set(xlabel=x.replace("_", " "), ylabel=ylabel, title=f"{name} against {x.replace('_', ' ')}")
     ax.set_ylim(bottom=0)
     ax.legend()
     ax.grid(alpha=0.3)
