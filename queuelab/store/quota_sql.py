@@ -51,11 +51,6 @@ def _limit(name: str, fixed: int | None) -> sa.ColumnElement[int]:
     return sa.literal_column(str(int(fixed)), sa.Integer)
 
 
-# The claim takes the rows it picked and locked by address (a TID scan), which no planner
-# estimate can turn into a scan of the table.
-_TID = TID
-
-
 def _candidates(
     queues: int, tasks: int, skip_queues: int, overfetch: int | None = None, skip: tuple[int, int] = (0, 0)
 ) -> sa.Select[Any]:
@@ -64,7 +59,7 @@ def _candidates(
     at_quota = at_quota.having(sa.func.count() >= quota_of(jobs.c.user_id))
     columns = sa.select(jobs.c.id, jobs.c.user_id, jobs.c.priority, jobs.c.fair_rank)
     if overfetch is not None:  # PostgreSQL
-        columns = columns.add_columns(_TID.label("tid"))
+        columns = columns.add_columns(TID.label("tid"))
     pick = runnable(columns.where(jobs.c.user_id.not_in(at_quota)), queues, tasks, skip_queues, *skip)
     return pick.order_by(jobs.c.priority.desc(), jobs.c.fair_rank).limit(_limit("p_overfetch", overfetch))
 
@@ -104,7 +99,7 @@ def _take(chosen: sa.Select[Any], *, postgres: bool = False) -> Update:
     PENDING) after this statement's snapshot is locked in its newest version, whose address
     the UPDATE, reading that snapshot, does not see; the job is then not taken this time."""
     if postgres:
-        taken = sa.any_(sa.func.array(chosen.scalar_subquery())) == _TID
+        taken = sa.any_(sa.func.array(chosen.scalar_subquery())) == TID
         return jobs.update().where(taken).values(**_TAKE).returning(*CLAIMED_COLUMNS)
     taken = jobs.c.id.in_(chosen.scalar_subquery())
     return jobs.update().where(taken, IS_PENDING).values(**_TAKE).returning(*CLAIMED_COLUMNS)
