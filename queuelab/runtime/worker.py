@@ -288,7 +288,10 @@ class Worker:
                         self._held_wait = turns.HELD_WAIT_SECONDS
             if not plan.due:  # busy: a slot finishing (a poke) or an ack waiting too long ends this wait
                 wake.wait(self._until_timeout(plan.wait_seconds), database=False)
-            elif not claimed and not finished:
+            elif len(claimed) < plan.claim + plan.claim_async and not finished:
+                # The claim came back short: nothing more is runnable now. Claiming again at
+                # once would only read an empty queue beside the job just started; a submit
+                # (or a slot's poke) since watch() ends this wait at once.
                 wake.wait(self._until_timeout(self._idle_wait(claimed_at)))
 
     def _gather(self, wake: Wakeup) -> list[Finished]:

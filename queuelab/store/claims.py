@@ -22,11 +22,12 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from queuelab.config import Settings
 from queuelab.models import Lease
 from queuelab.store import direct, quota_sql, throttling
 from queuelab.store import statements as st
 from queuelab.store.database import Database
-from queuelab.store.limits import cache_for, running_quotas
+from queuelab.store.limits import Snapshot, cache_for, running_quotas
 from queuelab.store.schema import IS_RUNNING, jobs
 
 OVERFETCH = 2  # candidates per free slot when some may be over their user's quota
@@ -40,6 +41,13 @@ class ClaimFilter:
     worker_id: str
     queues: tuple[str, ...] | None = None
     tasks: tuple[str, ...] | None = None
+
+
+def one_statement(snapshot: Snapshot, settings: Settings) -> bool:
+    """Whether a claim under ``snapshot`` is one statement, with nothing to write beside it:
+    no execution throttle (a claim records its starts) and no running quota (PostgreSQL's
+    quota claim adds the users' lock rows it finds missing)."""
+    return not snapshot.throttles and running_quotas(snapshot, settings) is None
 
 
 def claim(conn: Connection, db: Database, which: ClaimFilter, limit: int, now: float, ahead: int = 0) -> list[Lease]:

@@ -24,7 +24,7 @@ from queuelab.models import AttemptOutcome, Lease
 from queuelab.policy import Cancel, Complete, DeadLetter, Decision, Errored, Retry
 from queuelab.store import direct, throttling
 from queuelab.store import statements as st
-from queuelab.store.claims import ClaimFilter, claim, lease_from_row
+from queuelab.store.claims import ClaimFilter, claim, lease_from_row, one_statement
 from queuelab.store.database import Database
 from queuelab.store.limits import cache_for, running_quotas
 from queuelab.store.schema import IS_PENDING, IS_RUNNING, jobs
@@ -91,6 +91,10 @@ class LeaseStore:
         Returns (leases found lost while writing, new leases). ``now`` may be a clock,
         read once the write lock is held, so a long wait for it cannot shorten a lease.
         """
+        if not finished and not self.db.is_sqlite:
+            with self.db.autocommit() as conn:
+                if one_statement(cache_for(self.db).get(conn), self.db.settings):
+                    return [], self._claim_each(conn, which, limit, now, ahead, also)
         with self.db.write() as conn:
             lost = _apply_all(conn, self.db, finished, which.worker_id)
             at = _read(now)
@@ -98,6 +102,26 @@ class LeaseStore:
             if also is not None and also[1] > 0:
                 claimed += claim(conn, self.db, also[0], also[1], at)
         return lost, claimed
+
+    def _claim_each(
+        self,
+        conn: Connection,
+        which: ClaimFilter,
+        limit: int,
+        now: Now,
+        ahead: int,
+        also: tuple[ClaimFilter, int] | None,
+    ) -> list[Lease]:
+        """PostgreSQL, nothing to ack and no quota or throttle: each claim statement is its
+        own transaction on an autocommit connection. One round trip, where BEGIN and
+        COMMIT would add two, each about as long as the claim on a local server: this is
+        the claim that starts the job waking an idle worker. Each statement leases its rows
+        atomically; the claim ahead and the async claim need no transaction with it."""
+        at = _read(now)
+        claimed = claim(conn, self.db, which, limit, at, ahead) if limit + ahead > 0 else []
+        if also is not None and also[1] > 0:
+            claimed += claim(conn, self.db, also[0], also[1], at)
+        return claimed
 
     def heartbeat(self, leases: Sequence[Lease], now: Now, started: Container[str] = ()) -> list[Lease]:
         """Extend the leases; return those that are no longer ours. ``started``: the ids of

@@ -11,7 +11,7 @@ from queuelab import FakeClock, InvalidTransition, JobStatus, LeaseLost, Queue
 from queuelab.models import AttemptOutcome, Lease, RetryPolicy
 from queuelab.policy import Complete, DeadLetter, Decision, Errored, Retry, Succeeded, decide, decide_for
 from queuelab.store.claims import ClaimFilter
-from queuelab.store.leases import UNSTARTED_RESCUES
+from queuelab.store.leases import UNSTARTED_RESCUES, Finished
 from queuelab.testing import internals
 
 WORKER = "test-worker"
@@ -337,3 +337,51 @@ def test_a_job_that_is_never_seen_to_start_is_failed_after_the_unstarted_rescues
     free = [(JobStatus.PENDING, 0)] * UNSTARTED_RESCUES
     assert outcomes == [*free, (JobStatus.PENDING, 1), (JobStatus.FAILED, 2)]
     assert "WorkerLost after 2 runs" in (queue.get(job.id).dead_letter_reason or "")
+
+
+def _claims_and_transactions(q: Queue, finished: list[Finished]) -> tuple[list[Lease], list[bool]]:
+    """A turn (ack ``finished``, claim 2), and for each statement it sent, whether it ran
+    in a transaction (the driver sends BEGIN before the first statement of one)."""
+    in_transaction: list[bool] = []
+
+    def before(conn: sa.Connection, *args: object) -> None:
+        in_transaction.append(not conn.connection.driver_connection.autocommit)  # type: ignore[union-attr]
+
+    sa.event.listen(q.database.engine, "before_cursor_execute", before)
+    try:
+        _, claimed = internals(q).leases.ack_and_claim(finished, ClaimFilter(WORKER), 2, q.clock.now())
+    finally:
+        sa.event.remove(q.database.engine, "before_cursor_execute", before)
+    return claimed, in_transaction
+
+
+@pytest.mark.postgres
+def test_on_postgresql_a_claim_with_nothing_to_ack_is_its_own_transaction(postgres_url: str) -> None:
+    """The claim that wakes an idle worker is one statement on an autocommit connection (no
+    BEGIN, no COMMIT: two round trips fewer); one that acks too, or records a throttle's
+    starts, is one transaction with its other writes."""
+    clock = FakeClock(1_000.0)
+    q = Queue(postgres_url, clock=clock)
+    try:
+        first, second, third = (q.submit("simulate") for _ in range(3))
+        claimed, in_transaction = _claims_and_transactions(q, [])
+        assert [lease.job_id for lease in claimed] == [first.id, second.id]
+        assert in_transaction
+        assert not any(in_transaction)
+        assert q.get(first.id).status is JobStatus.RUNNING
+
+        done = Finished(claimed[0], Complete(result=None), clock.now())
+        claimed, in_transaction = _claims_and_transactions(q, [done])
+        assert [lease.job_id for lease in claimed] == [third.id]
+        assert in_transaction
+        assert all(in_transaction)
+        assert q.get(first.id).status is JobStatus.COMPLETED
+
+        q.set_throttle("10/minute", queue="default")
+        fourth = q.submit("simulate")
+        claimed, in_transaction = _claims_and_transactions(q, [])
+        assert [lease.job_id for lease in claimed] == [fourth.id]
+        assert in_transaction
+        assert all(in_transaction)
+    finally:
+        q.close()
