@@ -138,8 +138,13 @@ def main(argv: Sequence[str] | None = None, *, load: Callable[[], float] = lambd
         print(f"  {len(images(notebook))} figure(s)", file=sys.stderr)
     if args.figures:
         after = load()
-        where = f"{platform.node()} ({cores} cores, load average {before:.1f} before, {after:.1f} after)"
-        note = " on a machine busier than figures should be drawn on" if busy(max(before, after), cores) else ""
+        # The load after includes the notebooks' own workers (they keep the cores busy), so
+        # only the load before says whether other work was running.
+        where = (
+            f"{platform.node()} ({cores} cores, load average {before:.1f} before, "
+            f"{after:.1f} after, the notebooks' own work included)"
+        )
+        note = " on a machine busier than figures should be drawn on" if busy(before, cores) else ""
         given = " ".join(["python -m queuelab.lab.notebooks", *(argv or sys.argv[1:])])
         command = "make figures" if os.environ.get("MAKELEVEL") else given
         text = captions(drawn, when=started, where=where, command=command, note=note)

@@ -45,3 +45,14 @@ def test_without_a_notebooks_folder_the_runner_says_where_to_point_it(
     assert notebooks.main(["--dir", str(tmp_path / "absent"), "--work", str(tmp_path / "work")]) == 2
     assert "(the notebooks ship with the source repository, not the package): pass --dir" in capsys.readouterr().err
     assert not (tmp_path / "work").exists()
+
+
+def test_the_notebooks_own_load_after_the_run_does_not_mark_the_figures_busy(tmp_path: Path) -> None:
+    """Loads read before and after the run: the run's own workers raise the second."""
+    (tmp_path / "nb").mkdir()
+    loads = iter([0.4, 1.9])
+    argv = ["--dir", str(tmp_path / "nb"), "--figures", str(tmp_path / "figures"), "--work", str(tmp_path / "work")]
+    assert notebooks.main(argv, load=lambda: next(loads)) == 0
+    text = (tmp_path / "figures" / "CAPTIONS.md").read_text()
+    assert "load average 0.4 before, 1.9 after, the notebooks' own work included" in text
+    assert "busier than figures should be drawn on" not in text
