@@ -119,20 +119,39 @@ wrk.headers["Content-Type"] = "application/json"
 """
 
 
-def wrk_closed_loop(base: str, seconds: float, clients: int) -> dict[str, float] | None:
+def cpu_seconds(pid: int) -> float | None:
+    """The CPU time (user + system, every thread) process ``pid`` has used, from Linux's
+    /proc; None elsewhere. Per request it is the figure the machine's load moves least: a
+    loaded machine lowers the requests a second, not the CPU each one takes."""
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            fields = stat.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def wrk_closed_loop(base: str, seconds: float, clients: int, server_pid: int | None = None) -> dict[str, float] | None:
     """Requests per second and p50/p99 milliseconds from ``wrk`` (``clients`` keep-alive
-    connections on 2 threads), or None where wrk is not installed."""
+    connections on 2 threads), and the server's CPU microseconds a request where its
+    ``server_pid`` is given and readable; None where wrk is not installed."""
     wrk = shutil.which("wrk")
     if wrk is None:
         return None
     with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as script:
         script.write(_WRK_SCRIPT)
+    before = None if server_pid is None else cpu_seconds(server_pid)
     try:
         command = [wrk, "-t2", f"-c{clients}", f"-d{max(1, round(seconds))}s", "--latency", "-s", script.name]
         out = subprocess.run([*command, f"{base}/api/submit/"], capture_output=True, text=True, timeout=120, check=True)
     finally:
         os.unlink(script.name)
-    return parse_wrk(out.stdout)
+    after = None if server_pid is None else cpu_seconds(server_pid)
+    found = parse_wrk(out.stdout)
+    answered = re.search(r"(\d+) requests in", out.stdout)
+    if before is not None and after is not None and answered is not None and int(answered.group(1)) > 0:
+        found["cpu_us"] = 1e6 * (after - before) / int(answered.group(1))
+    return found
 
 
 def parse_wrk(text: str) -> dict[str, float]:
@@ -156,7 +175,7 @@ def api_figures(db_url: str, seconds: float = 5.0, rate: float = 200.0) -> dict[
     server = Server(db_url)
     try:
         asyncio.run(closed_loop(server.base, WARM_SECONDS, CLIENTS))  # connections, compiled statements
-        loaded = wrk_closed_loop(server.base, seconds, CLIENTS)
+        loaded = wrk_closed_loop(server.base, seconds, CLIENTS, server.proc.pid)
         done = asyncio.run(closed_loop(server.base, seconds, CLIENTS)) if loaded is None else 0
         latencies = asyncio.run(open_loop(server.base, rate, seconds))
     finally:
@@ -166,6 +185,7 @@ def api_figures(db_url: str, seconds: float = 5.0, rate: float = 200.0) -> dict[
             "submits_per_second": loaded["rate"],
             "loaded_p50_ms": loaded["p50_ms"],
             "loaded_p99_ms": loaded["p99_ms"],
+            **({"cpu_us": loaded["cpu_us"]} if "cpu_us" in loaded else {}),
             "p50_ms": percentile(latencies, 50),
             "p99_ms": percentile(latencies, 99),
             "rate": rate,
@@ -196,9 +216,12 @@ def api(ctx: Context, kind: str) -> list[Finding]:
         for metric, key in (("p50", "loaded_p50_ms"), ("p99", "loaded_p99_ms"))
         if key in found  # measured under wrk's load only: without wrk, the httpx loop has none
     ]
+    # the server process's CPU (every thread) a request under wrk's load, where /proc has it
+    cpu = [result(closed, "cpu", found["cpu_us"], "µs/req")] if "cpu_us" in found else []
     return [
         result(closed, "throughput", found["submits_per_second"], "jobs/s", "insert/1"),
         *loaded,
+        *cpu,
         result(fixed, "p50", found["p50_ms"], "ms"),
         result(fixed, "p99", found["p99_ms"], "ms"),
     ]

@@ -23,6 +23,7 @@ def test_the_openapi_document_declares_the_bearer_scheme_on_the_routes(queue: Qu
     schemes = document["components"]["securitySchemes"]
     assert [(s["type"], s["scheme"]) for s in schemes.values()] == [("http", "bearer")]
     (name,) = schemes
+    assert name == "HTTPBearer"  # the name clients' generated code knows it by
     for path in ("/api/submit/", "/api/stats/", "/api/status/{job_id}/"):
         for operation in document["paths"][path].values():
             assert {name: []} in operation["security"], path
