@@ -39,8 +39,13 @@ class RetryPolicy:
     jitter: float = 0.2  # a fraction of the delay
 
     def __post_init__(self) -> None:
+        from queuelab.bounds import is_number
         from queuelab.errors import InvalidArgument
 
+        for name in ("base_seconds", "factor", "max_seconds", "jitter"):
+            value = getattr(self, name)
+            if not is_number(value):
+                raise InvalidArgument(f"{name} must be a finite number (not a bool), got {value!r}")
         checks = [
             ("base_seconds", self.base_seconds >= 0, ">= 0"),
             ("factor", self.factor >= 1, ">= 1"),

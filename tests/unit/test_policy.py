@@ -68,6 +68,15 @@ def test_a_policy_with_a_bad_field_is_refused(field: str, value: float, allowed:
         RetryPolicy(**{field: value})
 
 
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [("base_seconds", True), ("factor", "2"), ("max_seconds", float("nan")), ("jitter", None)],
+)
+def test_a_policy_field_that_is_not_a_finite_number_is_refused_by_name(field: str, value: object) -> None:
+    with pytest.raises(InvalidArgument, match=rf"{field} must be a finite number \(not a bool\), got {value!r}"):
+        RetryPolicy(**{field: value})  # type: ignore[arg-type]
+
+
 def test_full_jitter_can_shorten_the_delay_to_zero_but_not_below() -> None:
     full = RetryPolicy(base_seconds=1.0, factor=2.0, max_seconds=300.0, jitter=1.0)
 
