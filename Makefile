@@ -78,4 +78,4 @@ format: $(STAMP)
 	$(PY) -m ruff check --fix queuelab tests
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache queuelab.db queuelab.db-wal queuelab.db-shm lab-runs
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache queuelab.db queuelab.db-wal queuelab.db-shm queuelab.db-queuelab-lock lab-runs

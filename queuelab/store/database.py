@@ -14,7 +14,6 @@ import os
 import random
 import select
 import sqlite3
-import threading
 import time
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager
@@ -39,6 +38,7 @@ from queuelab.store.schema import (
     meta,
     metadata,
 )
+from queuelab.store.write_lock import WriteLock
 
 log = logging.getLogger("queuelab.store")
 
@@ -55,9 +55,12 @@ class Database:
         self._writer: AbstractContextManager[Any] = contextlib.nullcontext()
         self.url = _normalise_url(settings.database_url)
         self.dialect = "sqlite" if self.url.get_backend_name() == "sqlite" else "postgresql"
-        self.engine = _sqlite_engine(self.url, settings) if self.is_sqlite else _postgres_engine(self.url, settings)
         if self.is_sqlite:
-            self._writer = threading.Lock()
+            lock = WriteLock(self.sqlite_path)
+            self._writer = lock
+            self.engine = _sqlite_engine(self.url, settings, lock)
+        else:
+            self.engine = _postgres_engine(self.url, settings)
         try:
             self._ensure_schema()
         except BaseException:
@@ -92,8 +95,9 @@ class Database:
     def write(self) -> Iterator[Connection]:
         """A write transaction: ``BEGIN IMMEDIATE`` on SQLite, a plain one on PostgreSQL.
 
-        SQLite allows one writer per file; threads of this process queue for it on a
-        Python lock (fair, no sleeping) and only processes contend for SQLite's own lock.
+        SQLite allows one writer per file; queuelab's writers queue for it, threads on a
+        Python lock and processes on a side file's ``flock``, so neither spins for SQLite's
+        own lock (:mod:`queuelab.store.write_lock`).
         """
         with self._writer, translate_errors(self), self.engine.connect() as conn, conn.begin():
             yield conn
@@ -135,6 +139,8 @@ class Database:
 
     def dispose(self) -> None:
         self.engine.dispose()
+        if isinstance(self._writer, WriteLock):
+            self._writer.close()
 
     def _schema_is_current(self) -> bool:
         """One catalog read instead of create_all's check per table: a worker process that
@@ -250,7 +256,7 @@ def _normalise_url(raw: str) -> sa.URL:
     raise ConfigError(f"database_url must be a SQLite or PostgreSQL URL, got {raw!r}")
 
 
-def _sqlite_engine(url: sa.URL, settings: Settings) -> Engine:
+def _sqlite_engine(url: sa.URL, settings: Settings, lock: WriteLock) -> Engine:
     folder = os.path.dirname(os.path.abspath(str(url.database)))
     if not os.path.isdir(folder):
         raise ConfigError(f"database_url {url.render_as_string()!r}: the folder {folder!r} does not exist")
@@ -287,6 +293,10 @@ def _sqlite_engine(url: sa.URL, settings: Settings) -> Engine:
         raw, info = conn.connection.driver_connection, conn.connection.info
         if mode == "IMMEDIATE":
             _set_busy_timeout(raw, info, 0)  # the fast loop below does the waiting
+            if lock.holds():  # queuelab's writers queued in the kernel: SQLite's lock is free...
+                if _try_begin_immediate(raw):
+                    return
+                lock.step_aside()  # ...unless a writer outside queuelab's lock holds it
             if _begin_immediate_fast(raw):
                 return
         _set_busy_timeout(raw, info, busy_ms)
@@ -310,6 +320,17 @@ def _set_busy_timeout(raw: Any, info: dict[Any, Any], busy_ms: int) -> None:
     if info.get(_BUSY_MS) != busy_ms:
         raw.execute(f"PRAGMA busy_timeout={busy_ms}")
         info[_BUSY_MS] = busy_ms
+
+
+def _try_begin_immediate(raw: Any) -> bool:
+    """One try for SQLite's write lock (the connection's busy timeout is 0)."""
+    try:
+        raw.execute("BEGIN IMMEDIATE")
+    except sqlite3.OperationalError as exc:
+        if "locked" not in str(exc):
+            raise
+        return False
+    return True
 
 
 def _begin_immediate_fast(raw: Any) -> bool:

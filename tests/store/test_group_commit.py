@@ -10,13 +10,14 @@ import sqlite3
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from queue import SimpleQueue
 from typing import Any
 
 import pytest
 
 from queuelab import Queue, QuotaExceeded, UnknownTask
 from queuelab.models import Job
-from queuelab.store.group_commit import GroupCommit
+from queuelab.store.group_commit import GroupCommit, siblings
 from tests.support.helpers import wait_until
 
 Rows = list[dict[str, Any]]
@@ -102,6 +103,77 @@ def test_rows_with_an_idempotency_key_are_never_shared() -> None:
     assert group.write(rows("a", key="k"), 0.0) == {}
     assert write.batches == [["a"]]
     assert not group._busy
+
+
+class Caller:
+    """A thread that writes through ``group`` when told to: the same thread each time, so the
+    group knows it as a sibling after its first write."""
+
+    def __init__(self, group: GroupCommit) -> None:
+        self.group = group
+        self.todo: SimpleQueue[Rows | None] = SimpleQueue()
+        self.done: SimpleQueue[object] = SimpleQueue()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def write(self, batch: Rows) -> None:
+        self.todo.put(batch)
+
+    def result(self) -> object:
+        return self.done.get(timeout=30)
+
+    def stop(self) -> None:
+        self.todo.put(None)
+        self.thread.join(10)
+
+    def _run(self) -> None:
+        while (batch := self.todo.get()) is not None:
+            self.done.put(self.group.write(batch, 0.0))
+
+
+def test_a_leader_waits_for_a_thread_that_wrote_lately_and_shares_its_write() -> None:
+    write = HeldWrite()
+    write.hold.set()
+    group = GroupCommit(write, sibling_seconds=60, gather_seconds=60)  # a sibling is always awaited
+    first, second = Caller(group), Caller(group)
+    first.write(rows("a"))
+    assert first.result() == {}  # alone: it has no sibling yet
+    second.write(rows("b"))  # leads, and waits for the sibling that wrote lately...
+    wait_until(lambda: group._wanted == 2, timeout=30, what="the leader to gather", interval=0.001)
+    first.write(rows("c"))  # ...which comes back
+    assert (first.result(), second.result()) == ({}, {})
+    assert write.batches == [["a"], ["b", "c"]]
+    assert group.shared_writes == 1
+    first.stop()
+    second.stop()
+
+
+def test_a_thread_that_writes_alone_never_waits_to_gather() -> None:
+    write = HeldWrite()
+    write.hold.set()
+    group = GroupCommit(write, sibling_seconds=60, gather_seconds=600)  # a wait would time the test out
+    for user in "abc":
+        assert group.write(rows(user), 0.0) == {}
+    assert write.batches == [["a"], ["b"], ["c"]]
+
+
+def test_a_sibling_that_does_not_come_back_delays_the_leader_only_for_the_gather() -> None:
+    write = HeldWrite()
+    write.hold.set()
+    group = GroupCommit(write, sibling_seconds=60, gather_seconds=0.05)
+    gone = Caller(group)
+    gone.write(rows("a"))
+    assert gone.result() == {}
+    gone.stop()
+    assert group.write(rows("b"), 0.0) == {}  # waited for the sibling in vain, then wrote alone
+    assert write.batches == [["a"], ["b"]]
+
+
+def test_siblings_are_the_threads_that_wrote_within_the_window_and_the_others_are_forgotten() -> None:
+    last_write = {1: 10.0, 2: 14.5, 3: 15.0}
+    assert siblings(last_write, 15.0, 1.0) == 2
+    assert last_write == {2: 14.5, 3: 15.0}
+    assert siblings(last_write, 30.0, 1.0) == 0
 
 
 # -- the real store ---------------------------------------------------------------------------
