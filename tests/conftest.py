@@ -8,6 +8,7 @@ where it fails: CI must never skip it.
 
 from __future__ import annotations
 
+import logging
 import os
 import uuid
 from collections.abc import Callable, Iterator
@@ -56,6 +57,19 @@ def require_postgres() -> None:
 
 
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/15"
+
+
+@pytest.fixture(autouse=True)
+def _root_logger_restored() -> Iterator[None]:
+    """A test that runs a command's ``main()`` in-process (it configures logging: a stderr
+    handler on the root logger, level INFO) leaves the root logger as it found it, so that
+    tests after it do not log at INFO into a stream pytest has closed."""
+    root = logging.getLogger()
+    before, level = list(root.handlers), root.level
+    yield
+    for handler in [h for h in root.handlers if getattr(h, "queuelab", False) and h not in before]:
+        root.removeHandler(handler)
+    root.setLevel(level)
 
 
 @pytest.fixture
