@@ -31,10 +31,12 @@ other processes' writes until it goes on, as it held up its own threads' before.
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import logging
 import os
 import threading
+import weakref
 from types import TracebackType
 
 log = logging.getLogger("queuelab.store")
@@ -52,6 +54,7 @@ class WriteLock:
         self._fd: int | None = None
         self._pid = 0  # the process that opened (or failed to open) _fd: a forked child opens its own
         self._holder: int | None = None  # the thread holding the side lock, if any
+        _LIVE.add(self)
 
     def __enter__(self) -> None:
         self._threads.acquire()
@@ -101,3 +104,26 @@ class WriteLock:
             self._fd = None
         self._pid = os.getpid()
         return self._fd
+
+    def _after_fork(self) -> None:
+        """In a forked child: drop the parent's side file and locks. A ``flock`` belongs to
+        the open file, which the child's copy of the descriptor shares: kept open, it would
+        keep the lock held after the parent died holding it, for as long as the child lives
+        (a web server's forked workers, say). The thread lock may have been held by a
+        parent thread that does not exist here."""
+        if self._fd is not None:
+            with contextlib.suppress(OSError):
+                os.close(self._fd)
+        self._fd, self._pid, self._holder = None, 0, None
+        self._threads = threading.Lock()
+
+
+_LIVE: weakref.WeakSet[WriteLock] = weakref.WeakSet()
+
+
+def _forget_parents_locks() -> None:
+    for lock in list(_LIVE):
+        lock._after_fork()
+
+
+os.register_at_fork(after_in_child=_forget_parents_locks)

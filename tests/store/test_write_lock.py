@@ -82,6 +82,42 @@ def test_a_killed_holder_leaves_neither_lock_held(tmp_path: Path) -> None:
         assert stored(q) == 2
 
 
+FORK_HOLD_AND_DIE = """
+import os, signal, sys, time
+from queuelab import Queue
+q = Queue(sys.argv[1])
+with q.database.write():
+    child = os.fork()
+    if child == 0:  # a forked worker of some server: never writes, outlives its parent
+        time.sleep(600)
+        os._exit(0)
+    print(child, flush=True)
+    os.kill(os.getpid(), signal.SIGKILL)  # the parent dies holding the lock
+"""
+
+
+def test_a_forked_child_does_not_keep_its_dead_parents_side_lock(tmp_path: Path) -> None:
+    """A ``flock`` belongs to the open file, which a forked child's copy of the descriptor
+    shares: the child closes its copy at fork, so the lock dies with its holder."""
+    path = tmp_path / "q.db"
+    url = f"sqlite:///{path}"
+    with Queue(url) as q:
+        q.submit("simulate")
+        with subprocess.Popen(
+            [sys.executable, "-c", FORK_HOLD_AND_DIE, url], stdout=subprocess.PIPE, text=True
+        ) as proc:
+            assert proc.stdout is not None
+            child = int(proc.stdout.readline())
+            try:
+                assert proc.wait(30) == -9
+                os.kill(child, 0)  # the child lives on
+                assert side_lock_free(path)
+                q.submit("simulate")
+            finally:
+                os.kill(child, 9)
+        assert stored(q) == 2
+
+
 HOLD_SQLITE = """
 import sqlite3, sys
 conn = sqlite3.connect(sys.argv[1], isolation_level=None)
