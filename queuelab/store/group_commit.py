@@ -165,9 +165,12 @@ class GroupCommit:
         return call.outcome()
 
     def close(self) -> None:
-        """Stop the writer thread once it has written what is queued."""
-        if self._writer is not None:
-            self._writer.shutdown(wait=True)
+        """Stop the writer thread once it has written what is queued. A write after this
+        starts a new one (a closed Queue opens again on its next call, as its engine does)."""
+        with self._lock:
+            writer, self._writer = self._writer, None
+        if writer is not None:
+            writer.shutdown(wait=True)
 
     def _executor(self) -> ThreadPoolExecutor:
         with self._lock:

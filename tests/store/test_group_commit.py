@@ -404,3 +404,16 @@ def test_the_event_loop_runs_on_while_asubmit_waits_for_the_database(sqlite_queu
     job = asyncio.run(main())
     blocker.close()
     assert q.get(job.id).payload == {"n": 2}
+
+
+def test_asubmit_after_close_opens_the_queue_again_as_submit_does(queue: Queue) -> None:
+    """close() stops the group's writer thread; the next asubmit starts a new one (it
+    waited forever for the stopped one, its start failing inside the event loop)."""
+    first = asyncio.run(queue.asubmit("simulate"))
+    queue.close()
+
+    async def after_close() -> Job:
+        return await asyncio.wait_for(queue.asubmit("simulate"), timeout=120)
+
+    second = asyncio.run(after_close())
+    assert {job.id for job in queue.jobs(limit=10)} == {first.id, second.id}
