@@ -249,6 +249,10 @@ class GroupCommit:
                 found = self._write([row for call in batch for row in call.rows], max(c.now for c in batch))
             except Exception:  # written alone below, where each caller gets its own error
                 pass
+            except BaseException as exc:  # an interrupt: every caller of the write is told
+                for call in batch:  # (else the others, woken with no outcome, would wait forever)
+                    call.error = exc
+                return
             else:
                 self.shared_writes += 1
                 for call in batch:

@@ -96,6 +96,44 @@ def test_a_refused_row_fails_only_its_own_caller() -> None:
     assert group.shared_writes == 0
 
 
+class Interrupt(BaseException):
+    """Not an Exception: as KeyboardInterrupt or SystemExit raised inside a write."""
+
+
+def test_an_interrupted_shared_write_fails_every_caller_of_it() -> None:
+    """Interrupted (a BaseException), a shared write is not retried caller by caller: each of
+    its callers gets the interruption, none is left waiting for an outcome."""
+    write = HeldWrite()
+    group = GroupCommit(write)
+    (first,), _ = in_threads(group, [rows("a")])
+    assert write.entered.wait(10)
+    results: list[object] = [None, None]
+
+    def run(i: int, users: Rows) -> None:
+        try:
+            results[i] = group.write(users, 0.0)
+        except Interrupt as exc:
+            results[i] = exc
+
+    others = [threading.Thread(target=run, args=(i, rows(u)), daemon=True) for i, u in enumerate(["b", "c"])]
+    for thread in others:
+        thread.start()
+    wait_queued(group, 2)
+
+    def interrupted(batch: Rows, now: float) -> dict[str, Job]:
+        if len(batch) > 1:
+            raise Interrupt
+        return write(batch, now)
+
+    group._write = interrupted
+    write.hold.set()
+    for thread in [first, *others]:
+        thread.join(60)
+    assert not any(thread.is_alive() for thread in others)  # nobody waits forever
+    assert [type(r) for r in results] == [Interrupt, Interrupt]
+    assert write.batches == [["a"]]
+
+
 def test_rows_with_an_idempotency_key_are_never_shared() -> None:
     write = HeldWrite()
     write.hold.set()
