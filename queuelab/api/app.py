@@ -67,7 +67,7 @@ def create_app(queue: Queue, tokens: TokenBook | None = None, *, max_body_bytes:
     errors.install(app)
     app.state.queue = queue
     queue.enable_metrics()  # this process's counts on /metrics: its submits, its embedded workers' jobs
-    who = _principal_dependency(book)
+    who = BearerPrincipal(book)
     _job_routes(app, queue, who)
     _admin_routes(app, queue, who)
     _service_routes(app, queue, who)
@@ -107,10 +107,6 @@ class BearerPrincipal(HTTPBearer):
         if found is None:
             raise ApiError(401, "unauthorized", "the bearer token is not valid", {"WWW-Authenticate": "Bearer"})
         return found
-
-
-def _principal_dependency(book: TokenBook) -> Who:
-    return BearerPrincipal(book)
 
 
 def _both(app: FastAPI, method: str, path: str, **options: Any) -> Callable[[Callable[..., Any]], Callable[..., Any]]:

@@ -92,18 +92,19 @@ class LeaseStore:
         read once the write lock is held, so a long wait for it cannot shorten a lease.
         """
         if not finished and not self.db.is_sqlite:
+            # PostgreSQL, nothing to ack (the claim that wakes an idle worker) and no quota or
+            # throttle: each claim statement is its own transaction on an autocommit
+            # connection, one round trip where BEGIN and COMMIT would add two. Each leases its
+            # rows atomically; the claim ahead and the async claim need no transaction. (The
+            # limits are read on that connection too when stale, without a transaction.)
             with self.db.autocommit() as conn:
                 if one_statement(cache_for(self.db).get(conn), self.db.settings):
-                    return [], self._claim_each(conn, which, limit, now, ahead, also)
+                    return [], self._claim_on(conn, which, limit, now, ahead, also)
         with self.db.write() as conn:
             lost = _apply_all(conn, self.db, finished, which.worker_id)
-            at = _read(now)
-            claimed = claim(conn, self.db, which, limit, at, ahead) if limit + ahead > 0 else []
-            if also is not None and also[1] > 0:
-                claimed += claim(conn, self.db, also[0], also[1], at)
-        return lost, claimed
+            return lost, self._claim_on(conn, which, limit, now, ahead, also)
 
-    def _claim_each(
+    def _claim_on(
         self,
         conn: Connection,
         which: ClaimFilter,
@@ -112,11 +113,7 @@ class LeaseStore:
         ahead: int,
         also: tuple[ClaimFilter, int] | None,
     ) -> list[Lease]:
-        """PostgreSQL, nothing to ack and no quota or throttle: each claim statement is its
-        own transaction on an autocommit connection. One round trip, where BEGIN and
-        COMMIT would add two, each about as long as the claim on a local server: this is
-        the claim that starts the job waking an idle worker. Each statement leases its rows
-        atomically; the claim ahead and the async claim need no transaction with it."""
+        """The claims of :meth:`ack_and_claim` on ``conn``, ``now`` read once."""
         at = _read(now)
         claimed = claim(conn, self.db, which, limit, at, ahead) if limit + ahead > 0 else []
         if also is not None and also[1] > 0:

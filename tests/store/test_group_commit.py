@@ -29,7 +29,7 @@ def rows(*users: str, key: str | None = None) -> Rows:
 
 class HeldWrite:
     """A write that records each batch, refuses rows of user "bad", and (while ``hold`` is
-    clear) blocks the first write until the test lets it go."""
+    clear) blocks each write until the test lets it go."""
 
     def __init__(self) -> None:
         self.batches: list[list[str]] = []
@@ -38,7 +38,8 @@ class HeldWrite:
 
     def __call__(self, batch: Rows, now: float) -> dict[str, Job]:
         self.entered.set()
-        self.hold.wait(10)
+        if not self.hold.wait(120):  # never let go by the clock: a slow machine fails loudly
+            raise AssertionError("the test never let the held write go")
         if any(row["user_id"] == "bad" for row in batch):
             raise ValueError("refused")
         self.batches.append([row["user_id"] for row in batch])
@@ -69,12 +70,12 @@ def test_a_lone_caller_writes_at_once_and_callers_who_come_meanwhile_share_the_n
     write = HeldWrite()
     group = GroupCommit(write)
     (first,), _ = in_threads(group, [rows("a")])
-    assert write.entered.wait(10)  # the first caller leads at once, alone
+    assert write.entered.wait(60)  # the first caller leads at once, alone
     others, results = in_threads(group, [rows("b"), rows("c", "d"), rows("e")])
     wait_queued(group, 3)
     write.hold.set()
     for thread in [first, *others]:
-        thread.join(10)
+        thread.join(60)
     assert write.batches[0] == ["a"]
     assert sorted(write.batches[1]) == ["b", "c", "d", "e"]  # one write for the three callers
     assert results == [{}, {}, {}]
@@ -85,12 +86,12 @@ def test_a_refused_row_fails_only_its_own_caller() -> None:
     write = HeldWrite()
     group = GroupCommit(write)
     (first,), _ = in_threads(group, [rows("a")])
-    assert write.entered.wait(10)
+    assert write.entered.wait(60)
     others, results = in_threads(group, [rows("b"), rows("bad"), rows("c")])
     wait_queued(group, 3)
     write.hold.set()
     for thread in [first, *others]:
-        thread.join(10)
+        thread.join(60)
     assert [isinstance(r, ValueError) for r in results] == [False, True, False]
     assert sorted(map(tuple, write.batches)) == [("a",), ("b",), ("c",)]  # the shared write failed: each alone
     assert group.shared_writes == 0
@@ -106,7 +107,7 @@ def test_an_interrupted_shared_write_fails_every_caller_of_it() -> None:
     write = HeldWrite()
     group = GroupCommit(write)
     (first,), _ = in_threads(group, [rows("a")])
-    assert write.entered.wait(10)
+    assert write.entered.wait(60)
     results: list[object] = [None, None]
 
     def run(i: int, users: Rows) -> None:
@@ -162,7 +163,7 @@ class Caller:
 
     def stop(self) -> None:
         self.todo.put(None)
-        self.thread.join(10)
+        self.thread.join(60)
 
     def _run(self) -> None:
         while (batch := self.todo.get()) is not None:
@@ -222,7 +223,7 @@ def submit_in_threads(q: Queue, users: list[str]) -> list[Job | Exception]:
     results: list[Job | Exception] = [QuotaExceeded("not run")] * len(users)
 
     def run(i: int) -> None:
-        start.wait(10)
+        start.wait(60)
         try:
             results[i] = q.submit("simulate", user_id=users[i])
         except QuotaExceeded as exc:
@@ -336,7 +337,7 @@ def test_a_thread_queued_behind_coroutines_is_made_leader_and_a_coroutine_behind
     write = HeldWrite()
     group = GroupCommit(write)
     (leader,), _ = in_threads(group, [rows("t1")])
-    assert write.entered.wait(10)  # a thread leads the first write
+    assert write.entered.wait(60)  # a thread leads the first write
 
     async def main() -> dict[str, Job]:
         waiting = asyncio.ensure_future(group.awrite(rows("c1"), 0.0))
@@ -351,7 +352,7 @@ def test_a_thread_queued_behind_coroutines_is_made_leader_and_a_coroutine_behind
         return found
 
     assert asyncio.run(main()) == {}
-    leader.join(10)
+    leader.join(60)
     assert write.batches[0] == ["t1"]
     assert sorted(write.batches[1]) == ["c1", "t2"]
     assert not group._busy
