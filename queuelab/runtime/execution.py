@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import threading
 from contextvars import ContextVar
 
 from queuelab.errors import JobTimeout, NoCurrentJob, ResultNotSerializable
@@ -21,7 +20,7 @@ from queuelab.models import AttemptOutcome, Lease
 from queuelab.policy import Cancelled, Decision, Errored, Outcome, Succeeded
 from queuelab.runtime import tracing
 from queuelab.runtime.context import Runtime
-from queuelab.runtime.progress import RunningJob, Write
+from queuelab.runtime.progress import CancelSignal, RunningJob, Write
 
 _current: ContextVar[RunningJob | None] = ContextVar("queuelab_current_job", default=None)
 
@@ -39,7 +38,7 @@ CANCELLED_BEFORE_START = "cancelled before it started"
 CANCELLED_WHILE_RUNNING = "cancelled while running; the task stopped"
 
 
-def run_task(runtime: Runtime, lease: Lease, cancel: threading.Event | None = None) -> Outcome:
+def run_task(runtime: Runtime, lease: Lease, cancel: CancelSignal | None = None) -> Outcome:
     """Call the task; every exception it raises becomes a failed outcome, and whatever it
     does once ``cancel`` is set, a cancelled one. Its last progress report is stored
     before the attempt ends."""
@@ -59,7 +58,7 @@ def run_task(runtime: Runtime, lease: Lease, cancel: threading.Event | None = No
         job.flush()
 
 
-def attempt(runtime: Runtime, lease: Lease, cancel: threading.Event | None = None) -> Decision:
+def attempt(runtime: Runtime, lease: Lease, cancel: CancelSignal | None = None) -> Decision:
     """Run the job and decide what follows, in a span where OpenTelemetry is configured
     (:mod:`.tracing`). Never raises: should deciding itself fail (a bug), that failure is
     the attempt's error, decided the same way."""
@@ -72,7 +71,7 @@ def attempt(runtime: Runtime, lease: Lease, cancel: threading.Event | None = Non
         return decision
 
 
-def _attempt(runtime: Runtime, lease: Lease, cancel: threading.Event | None) -> Decision:
+def _attempt(runtime: Runtime, lease: Lease, cancel: CancelSignal | None) -> Decision:
     try:
         return runtime.decide(lease, run_task(runtime, lease, cancel))
     except BaseException as exc:
@@ -93,7 +92,7 @@ def _timeout(limit: float) -> Errored:
     return Errored(AttemptOutcome.TIMEOUT, JobTimeout.__name__, f"job ran longer than its timeout of {limit:g}s")
 
 
-async def run_coroutine(runtime: Runtime, lease: Lease, write: Write, cancel: threading.Event | None = None) -> Outcome:
+async def run_coroutine(runtime: Runtime, lease: Lease, write: Write, cancel: CancelSignal | None = None) -> Outcome:
     """Await the async task; past its timeout its coroutine is cancelled and the outcome is
     a timeout. ``current_job()`` is set in this coroutine's own context (each asyncio task
     has one), so jobs running together on one loop each see their own. ``write`` stores a
@@ -127,7 +126,7 @@ async def run_coroutine(runtime: Runtime, lease: Lease, write: Write, cancel: th
 
 
 async def attempt_coroutine(
-    runtime: Runtime, lease: Lease, write: Write, cancel: threading.Event | None = None
+    runtime: Runtime, lease: Lease, write: Write, cancel: CancelSignal | None = None
 ) -> Decision:
     """:func:`attempt` for an async task: run its coroutine and decide what follows."""
     tracer = tracing.tracer()
@@ -139,7 +138,7 @@ async def attempt_coroutine(
         return decision
 
 
-async def _attempt_coroutine(runtime: Runtime, lease: Lease, write: Write, cancel: threading.Event | None) -> Decision:
+async def _attempt_coroutine(runtime: Runtime, lease: Lease, write: Write, cancel: CancelSignal | None) -> Decision:
     try:
         return runtime.decide(lease, await run_coroutine(runtime, lease, write, cancel))
     except BaseException as exc:

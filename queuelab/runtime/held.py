@@ -33,6 +33,7 @@ from enum import StrEnum
 
 from queuelab.models import Lease
 from queuelab.policy import Decision
+from queuelab.runtime.progress import CancelSignal
 from queuelab.store.leases import Finished
 
 log = logging.getLogger("queuelab.worker")
@@ -64,12 +65,13 @@ class Entry:
     heartbeat_at: float  # monotonic: the claim, then the last heartbeat
     state: EntryState = EntryState.WAITING
     started_at: float | None = None  # monotonic, once RUNNING
-    solo: bool = False  # no other job of this worker was running when it started
+    solo: bool = False  # no other job of this worker, and no turn, was running when it started
+    turns_at_start: int = 0  # HeldJobs.turns when it started: a turn ran meanwhile if it moved
     finished: Finished | None = None  # once FINISHED: the outcome the next turn acks
     finished_at: float | None = None  # monotonic
     coroutine: bool = False  # an async job: it runs on the worker's event loop, not in a slot
     # Set when someone cancels the job (q.cancel): the task sees it (current_job().cancelled).
-    cancel: threading.Event = field(default_factory=threading.Event)
+    cancel: CancelSignal = field(default_factory=CancelSignal)
     cancel_deadline: float | None = None  # monotonic: stopped by force if still RUNNING after it
 
     @property
@@ -93,13 +95,19 @@ class HeldJobs:
         self.oldest_unacked: float | None = None  # read unlocked by the slots' fast path
         self.run_seconds = 1.0  # moving average of how long a job ran (see turns.gathers_acks)
         self.runs = 0  # jobs run to an outcome here: the average is the first job's own time until then
-        # Jobs that ran alone (no other job of this worker running meanwhile): moving averages
-        # of their run (wall) time and of its ratio to their thread's CPU time, uninflated by
-        # waits for Python's lock on other slots (see turns.lanes). Each ratio is capped
-        # (at RATIO_CAP), so that one job stalled by a pause moves the average little.
+        # Jobs that ran alone (no other job of this worker running meanwhile, and no turn):
+        # moving averages of their run (wall) time and of its ratio to their thread's CPU
+        # time, uninflated by waits for Python's lock on other slots or on a turn's Python
+        # (see turns.lanes). Each ratio is capped (at RATIO_CAP), so that one job stalled by
+        # a pause moves the average little.
         self.solo_runs = 0
         self.solo_run_seconds = 0.0
         self.solo_wait_ratio = 1.0
+        # Turns begun and ended (odd: one is under way), moved by the worker around each turn
+        # under its turn lock: a job that overlapped a turn is not solo. Before, a turn's
+        # Python in the dispatcher inflated a no-op job's measured wall/CPU ratio to 3-8 on
+        # PostgreSQL, which spread short jobs over every slot thread.
+        self.turns = 0
         # Entries in the table per state, kept by _move, add and forget: a turn is planned
         # per job, and counting a prefetching worker's hundred entries each time cost more.
         # Sync entries (those of the slots) and async ones apart, keyed by Entry.coroutine.
@@ -138,7 +146,8 @@ class HeldJobs:
             if not self._move(entry, EntryState.RUNNING):
                 return False
             entry.started_at = now
-            entry.solo = not entry.coroutine and self._in_state[EntryState.RUNNING] == 1
+            entry.turns_at_start = turns = self.turns
+            entry.solo = not entry.coroutine and self._in_state[EntryState.RUNNING] == 1 and turns % 2 == 0
             if started_at is not None:
                 entry.lease = entry.lease.started(started_at)
             return True
@@ -147,7 +156,7 @@ class HeldJobs:
         """RUNNING → FINISHED with the attempt's decision (``cpu``: the CPU seconds its
         thread spent on it). False if it was abandoned meanwhile."""
         with self._lock:
-            solo = entry.solo and self._in_state[EntryState.RUNNING] == 1
+            solo = entry.solo and self._in_state[EntryState.RUNNING] == 1 and self.turns == entry.turns_at_start
             if not self._move(entry, EntryState.FINISHED):
                 return False
             entry.finished = Finished(entry.lease, decision, finished_at)

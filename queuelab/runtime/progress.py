@@ -91,6 +91,42 @@ class Progress:
             log.warning("could not store the progress of a job: %s", exc)
 
 
+class CancelSignal:
+    """A running job's cancel flag, set by its worker when someone cancels the job: a
+    :class:`threading.Event`'s ``is_set``, ``set`` and ``wait``, whose Event (a lock and a
+    condition: 9 µs to make, a twentieth of a no-op job's whole cost) is made only when a
+    task waits on it. Nearly every job only ever reads the flag, or nothing."""
+
+    __slots__ = ("_event", "_set")
+    _making = threading.Lock()  # two first waiters make one Event
+
+    def __init__(self) -> None:
+        self._set = False
+        self._event: threading.Event | None = None
+
+    def is_set(self) -> bool:
+        return self._set
+
+    def set(self) -> None:
+        self._set = True  # before reading _event: a waiter that made it after this sees _set
+        event = self._event
+        if event is not None:
+            event.set()
+
+    def wait(self, timeout: float | None = None) -> bool:
+        if self._set:
+            return True
+        event = self._event
+        if event is None:
+            with self._making:
+                if self._event is None:
+                    self._event = threading.Event()
+                event = self._event
+            if self._set:  # set() ran before the Event existed
+                event.set()
+        return event.wait(timeout)
+
+
 class RunningJob:
     """What a task sees of its own job (:func:`~queuelab.current_job`): who and what it is,
     :meth:`progress` to say how far it has got, and whether someone cancelled it
@@ -99,10 +135,10 @@ class RunningJob:
 
     __slots__ = ("_cancel", "_progress", "_write", "lease")
 
-    def __init__(self, lease: Lease, write: Write, cancel: threading.Event | None = None) -> None:
+    def __init__(self, lease: Lease, write: Write, cancel: CancelSignal | None = None) -> None:
         """``cancel``: set by the worker when someone cancels the job (``q.cancel``)."""
         self.lease, self._write = lease, write
-        self._cancel = cancel if cancel is not None else threading.Event()
+        self._cancel = cancel if cancel is not None else CancelSignal()
         self._progress: Progress | None = None
 
     @property

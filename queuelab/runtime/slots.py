@@ -68,8 +68,9 @@ class Inbox:
         self._moved = time.monotonic()
 
     def take(self, was_busy: bool) -> Entry | object | None:
-        """The next job for the calling thread (``was_busy``: it has just run one), a retire
-        mark, or None once closed. Waits while the lanes are full, or for a job."""
+        """The next job for the calling thread (``was_busy``: it has just run one, and its
+        lane is free again), a retire mark, or None once closed. Waits while the lanes are
+        full, or for a job."""
         with self._cond:
             if was_busy:
                 self._busy -= 1
@@ -81,7 +82,10 @@ class Inbox:
                     return _RETIRE
                 if self._items:
                     now = time.monotonic()
-                    if was_busy or self._busy < self.lanes or now - self._moved >= LANE_WAIT_SECONDS:
+                    # A thread that has just run a job runs on in its lane if the lane is still
+                    # there: more threads busy than lanes (a stall let one in, or the lanes
+                    # shrank) and it steps out, so that short jobs go back to fewer threads.
+                    if self._busy < self.lanes or now - self._moved >= LANE_WAIT_SECONDS:
                         self._busy += 1
                         self._moved = now
                         if len(self._items) > 1 and (self._busy < self.lanes or not self._watching):

@@ -259,7 +259,11 @@ class Worker:
         start, ahead = (plan.start, plan.claim - plan.start) if plan is not None else (0, 0)
         sync = ClaimFilter(self.id, self.queues, self._sync_tasks)
         also = (ClaimFilter(self.id, self.queues, self._async_tasks), plan.claim_async) if plan else None
-        claimed = self.writes.turn(finished, sync, start, ahead, also if also and also[1] else None)
+        self.held.turns += 1  # (the turn lock is held: one writer)
+        try:
+            claimed = self.writes.turn(finished, sync, start, ahead, also if also and also[1] else None)
+        finally:
+            self.held.turns += 1
         if claimed is None:
             self.stop_event.wait(STORE_RETRY_SECONDS)
             return []

@@ -168,3 +168,21 @@ def test_a_started_lease_keeps_every_other_field() -> None:
     assert set(sample) == {f.name for f in dataclasses.fields(Lease)}
     lease = Lease(**sample)  # type: ignore[arg-type]
     assert lease.started(9.0) == dataclasses.replace(lease, started_at=9.0)
+
+
+def test_only_jobs_that_ran_alone_and_beside_no_turn_measure_the_wait_ratio() -> None:
+    """The lanes follow the wall/CPU ratio of jobs that ran alone: a job that overlapped
+    another job or a turn (whose Python made it wait for the interpreter's lock) is left out."""
+    held = HeldJobs()
+    alone, beside_a_turn, during_a_turn = held.add([lease(1), lease(2), lease(3)], now=0.0)
+    assert held.start(alone, now=0.5)
+    assert held.finish(alone, Complete(None), finished_at=1.0, now=0.502, cpu=0.001)
+    assert (held.solo_runs, held.solo_wait_ratio) == (1, pytest.approx(2.0))
+    assert held.start(beside_a_turn, now=1.0)
+    held.turns += 1  # a turn begins while it runs
+    assert held.finish(beside_a_turn, Complete(None), finished_at=2.0, now=1.008, cpu=0.001)
+    assert held.start(during_a_turn, now=2.0)  # ... and is still under way when this starts
+    held.turns += 1
+    assert held.finish(during_a_turn, Complete(None), finished_at=3.0, now=2.008, cpu=0.001)
+    assert (held.solo_runs, held.solo_wait_ratio) == (1, pytest.approx(2.0))
+    assert held.runs == 3  # every run still counts towards the run time

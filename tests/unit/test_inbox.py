@@ -35,6 +35,33 @@ def test_a_thread_that_ran_a_job_takes_the_next_even_with_every_lane_busy() -> N
     assert len(inbox) == 0
 
 
+def test_with_more_threads_busy_than_lanes_a_thread_that_ran_a_job_steps_out() -> None:
+    """Two threads busy (the lanes shrank to one while both ran): the first back waits; the
+    last one busy runs on, so short jobs go back to one thread."""
+    inbox = Inbox()
+    inbox.lanes = 2
+    first, second, third = entries(3)
+    for entry in (first, second, third):
+        inbox.put(entry)
+    assert inbox.take(False) is first
+    assert inbox.take(False) is second
+    inbox.lanes = 1
+    returned_at = time.monotonic()
+    assert inbox.take(True) is third  # the other lane is still busy: only a stall lets it in
+    assert time.monotonic() - returned_at >= LANE_WAIT_SECONDS
+
+
+def test_the_last_busy_thread_runs_on_in_its_lane() -> None:
+    inbox = Inbox()
+    inbox.lanes = 1
+    first, second, third = entries(3)
+    for entry in (first, second, third):
+        inbox.put(entry)
+    assert inbox.take(False) is first
+    assert inbox.take(True) is second
+    assert inbox.take(True) is third
+
+
 def test_with_a_free_lane_an_idle_thread_takes_a_job_at_once() -> None:
     inbox = Inbox()
     inbox.lanes = 2
