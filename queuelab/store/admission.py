@@ -21,12 +21,18 @@ from queuelab.limits import RateLimit, UserLimits, enabled, rate_enabled
 from queuelab.store import direct
 from queuelab.store.database import Database
 from queuelab.store.limits import cache_for, effective_in
-from queuelab.store.schema import IS_PENDING, NOTIFY_CHANNEL, jobs
+from queuelab.store.schema import IS_PENDING, IS_RUNNING, NOTIFY_CHANNEL, jobs
 
 # The first key of PostgreSQL's two-key advisory locks: queuelab's namespace for per-user
 # locks, so they cannot collide with an application's own advisory locks.
 USER_LOCK_SPACE = 0x716C  # "ql"
-_ACTIVE = ("PENDING", "RUNNING")
+# A user's PENDING and RUNNING jobs, counted apart: each half reads its own partial index
+# (queuelab_jobs_user_pending, queuelab_jobs_running_user), where ``status IN (...)``
+# would match neither and read every job the user ever had.
+_ACTIVE_COUNT = sa.select(
+    sa.select(sa.func.count()).where(jobs.c.user_id == sa.bindparam("p_user"), IS_PENDING).scalar_subquery()
+    + sa.select(sa.func.count()).where(jobs.c.user_id == sa.bindparam("p_user"), IS_RUNNING).scalar_subquery()
+)
 _LOCK_USERS = sa.text(
     "SELECT count(pg_advisory_xact_lock(:space, hashtext(u))) FROM (SELECT unnest(CAST(:users AS text[])) AS u "
     "ORDER BY 1) AS ordered"
@@ -104,8 +110,7 @@ def _counts_rows(limits: UserLimits, rate_in_sql: bool) -> bool:
 
 
 def _check_active(conn: Connection, user: str, wanted: int, cap: int) -> None:
-    query = sa.select(sa.func.count()).where(jobs.c.user_id == user, jobs.c.status.in_(_ACTIVE))
-    active = int(conn.execute(query).scalar_one())
+    active = int(conn.execute(_ACTIVE_COUNT, {"p_user": user}).scalar_one())
     if active + wanted > cap:
         raise QuotaExceeded(
             f"user {user!r} has {active} active jobs (PENDING or RUNNING) and the cap is {cap}; "

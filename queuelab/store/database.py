@@ -31,6 +31,7 @@ from queuelab.store.schema import (
     DONE_TRIGGER,
     NOTIFY_CHANNEL,
     POSTGRES_RELEASE_TRIGGER,
+    RETIRED_INDEXES,
     SCHEMA_REVISION,
     SCHEMA_VERSION,
     SQLITE_RELEASE_TRIGGER,
@@ -167,6 +168,8 @@ class Database:
                     "before using this database"
                 )
             metadata.create_all(conn, checkfirst=True)
+            for name in RETIRED_INDEXES:
+                conn.execute(sa.text(f"DROP INDEX IF EXISTS {name}"))
             for table in metadata.sorted_tables:  # columns and indexes added to a table that already existed
                 _add_missing_columns(conn, table)
                 for index in table.indexes:

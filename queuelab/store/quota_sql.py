@@ -181,6 +181,7 @@ ADD_USER_LOCKS = sa.text(
 # (a claim is taking that user's jobs) are left for next time, so this never waits.
 FORGET_IDLE_USER_LOCKS = sa.text(
     "DELETE FROM queuelab_user_locks WHERE user_id IN (SELECT l.user_id FROM queuelab_user_locks AS l "
-    "WHERE NOT EXISTS (SELECT FROM queuelab_jobs AS j WHERE j.user_id = l.user_id "
-    "AND j.status IN ('PENDING', 'RUNNING')) FOR UPDATE SKIP LOCKED)"
+    "WHERE NOT EXISTS (SELECT FROM queuelab_jobs AS j WHERE j.user_id = l.user_id AND j.status = 'PENDING') "
+    "AND NOT EXISTS (SELECT FROM queuelab_jobs AS j WHERE j.user_id = l.user_id AND j.status = 'RUNNING') "
+    "FOR UPDATE SKIP LOCKED)"
 )

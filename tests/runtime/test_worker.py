@@ -12,7 +12,7 @@ import sqlalchemy as sa
 from queuelab import FakeClock, JobStatus, Queue, SchemaVersionError, current_job
 from queuelab.models import AttemptOutcome
 from queuelab.runtime import Worker
-from queuelab.store import quota_sql
+from queuelab.store import admission, quota_sql
 from queuelab.store.schema import SCHEMA_REVISION, meta
 from queuelab.testing import internals
 from tests.support.helpers import wait_for_status, wait_until
@@ -155,11 +155,15 @@ def test_opening_an_older_database_adds_the_indexes_and_tables_it_lacks(db_url: 
         conn.execute(meta.delete().where(meta.c.key == "schema_revision"))
         conn.exec_driver_sql("DROP INDEX queuelab_jobs_running_user")
         conn.exec_driver_sql("DROP TABLE queuelab_user_locks")
+        conn.exec_driver_sql("DROP INDEX queuelab_jobs_user_pending")  # revisions 1-12 had the index over every row
+        conn.exec_driver_sql("CREATE INDEX queuelab_jobs_user ON queuelab_jobs (user_id, status, priority, fair_rank)")
     q.close()
     q = Queue(db_url)
     q.stats()
     inspector = sa.inspect(internals(q).db.engine)
-    assert "queuelab_jobs_running_user" in {index["name"] for index in inspector.get_indexes("queuelab_jobs")}
+    names = {index["name"] for index in inspector.get_indexes("queuelab_jobs")}
+    assert {"queuelab_jobs_running_user", "queuelab_jobs_user_pending"} <= names
+    assert "queuelab_jobs_user" not in names  # retired at revision 13
     assert inspector.has_table("queuelab_user_locks")
     with internals(q).db.read() as conn:
         found = conn.execute(sa.select(meta.c.value).where(meta.c.key == "schema_revision")).scalar_one()
@@ -176,4 +180,17 @@ def test_the_quota_claim_counts_running_jobs_without_reading_the_history(sqlite_
     details = sqlite_plan(q, statement.string, tuple(0 for _ in statement.positiontup or ()))
     assert "queuelab_jobs_running_user" in details, details
     assert "SCAN queuelab_jobs USING COVERING INDEX queuelab_jobs_user" not in details, details
+    q.close()
+
+
+def test_the_active_cap_counts_a_users_jobs_without_reading_the_history(sqlite_url: str) -> None:
+    """The cap's count of a user's PENDING and RUNNING jobs reads the two partial indexes,
+    never the user's finished jobs (O(history) per submit)."""
+    q = Queue(sqlite_url)
+    q.submit("simulate")
+    statement = admission._ACTIVE_COUNT.compile(dialect=internals(q).db.engine.dialect)
+    details = sqlite_plan(q, statement.string, tuple("alice" for _ in statement.positiontup or ()))
+    assert "queuelab_jobs_user_pending" in details, details
+    assert "queuelab_jobs_running_user" in details, details
+    assert "queuelab_jobs_user_created" not in details, details
     q.close()

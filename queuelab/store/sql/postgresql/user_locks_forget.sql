@@ -12,7 +12,13 @@ WHERE user_id IN (
         SELECT
         FROM queuelab_jobs AS j
         WHERE j.user_id = l.user_id
-            AND j.status IN ('PENDING', 'RUNNING')
+            AND j.status = 'PENDING'
     )
+        AND NOT EXISTS (
+            SELECT
+            FROM queuelab_jobs AS j
+            WHERE j.user_id = l.user_id
+                AND j.status = 'RUNNING'
+        )
     FOR UPDATE SKIP LOCKED
 )
