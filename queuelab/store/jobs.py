@@ -22,6 +22,7 @@ from queuelab.store.admission import RANK_STEP, admit, fresh_ranks, ranked_inser
 from queuelab.store.database import Database, translate_errors
 from queuelab.store.dependencies import Parents, block, check_parents_exist, forget, link
 from queuelab.store.group_commit import GroupCommit
+from queuelab.store.history import keep_completions
 from queuelab.store.rows import job_from_row
 from queuelab.store.schema import NOTIFY_CHANNEL, actions, attempts, jobs
 from queuelab.store.statements import INSERT_BATCH
@@ -358,6 +359,8 @@ class JobStore:
         with self.db.write() as conn:
             status = conn.execute(found).scalar()
             if status is not None and status in allowed:
+                if status == JobStatus.COMPLETED:  # its row stops recording the completing attempt
+                    keep_completions(conn, [job_id])
                 conn.execute(jobs.update().where(jobs.c.id == job_id, jobs.c.status == status).values(**values))
                 _record(conn, action, [(job_id, status)])
                 return _read_job(conn, job_id)
@@ -514,6 +517,7 @@ def _requeue(
     if not rows:
         return 0
     fresh_ranks(conn, db, rows)
+    keep_completions(conn, [row["id"] for row in rows if row["status"] == JobStatus.COMPLETED])
     values = {**_requeue_values(now), "fair_rank": sa.bindparam("p_rank"), "run_at": sa.bindparam("p_run_at")}
     stmt = jobs.update().where(jobs.c.id == sa.bindparam("p_id")).values(values)
     params = [

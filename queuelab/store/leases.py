@@ -335,32 +335,24 @@ def _ended(lease: Lease, now: float) -> dict[str, Any]:
 
 def _apply_all(conn: Connection, db: Database, finished: Sequence[Finished], worker_id: str) -> list[Lease]:
     """Write every finished attempt; return the leases found lost. Completions, the bulk
-    of a busy worker's acks, go in two statements for the whole batch (the acks, then
-    their attempt rows); if any of them finds its lease gone, the batch is undone to a
-    savepoint and written one by one, which tells which."""
+    of a busy worker's acks, go in one statement for the whole batch (each records its
+    attempt in the job's row: see store/history.py); if any of them finds its lease gone,
+    the batch is undone to a savepoint and written one by one, which tells which."""
     completed = [(f, f.decision) for f in finished if isinstance(f.decision, Complete)]
     if len(completed) < 2:
         return [f.lease for f in finished if not _apply(conn, db, f, worker_id)]
     lost = [f.lease for f in finished if not isinstance(f.decision, Complete) and not _apply(conn, db, f, worker_id)]
     if not db.is_sqlite:
-        return lost + _complete_batch(conn, db, completed, worker_id)
+        return lost + _complete_batch(conn, db, completed)
     acks = [{**_ended(f.lease, f.finished_at), "p_result": json.dumps(done.result)} for f, done in completed]
     with direct.Savepoint(conn, db) as batch:
         if direct.execute_many(conn, db, st.COMPLETE, acks) == len(acks):
-            outcome = AttemptOutcome.COMPLETED
-            rows = [
-                _attempt_row(f.lease.job_id, f.lease.attempt, worker_id, outcome, f.lease.started_at, f.finished_at)
-                for f, _ in completed
-            ]
-            direct.execute_many(conn, db, st.RECORD_ATTEMPT, rows)
             return lost
         batch.rollback()
     return lost + [f.lease for f, _ in completed if not _apply(conn, db, f, worker_id)]
 
 
-def _complete_batch(
-    conn: Connection, db: Database, completed: Sequence[tuple[Finished, Complete]], worker_id: str
-) -> list[Lease]:
+def _complete_batch(conn: Connection, db: Database, completed: Sequence[tuple[Finished, Complete]]) -> list[Lease]:
     """PostgreSQL: every completion of a batch in one statement (statements.COMPLETE_BATCH);
     returns the leases found lost."""
     params = {
@@ -370,7 +362,6 @@ def _complete_batch(
         "p_started": [f.lease.started_at for f, _ in completed],
         "p_finished": [f.finished_at for f, _ in completed],
         "p_results": [json.dumps(done.result) for _, done in completed],
-        "p_worker": worker_id,
     }
     acked = {(row.job_id, row.number) for row in direct.execute_sql(conn, db, st.COMPLETE_BATCH, params)}
     return [f.lease for f, _ in completed if (f.lease.job_id, f.lease.attempt) not in acked]
@@ -382,9 +373,9 @@ def _apply(conn: Connection, db: Database, done: Finished, worker_id: str | None
     lease, now = done.lease, done.finished_at
     params = _ended(lease, now)
     match done.decision:
-        case Complete(result):
-            stmt, both, error, outcome = st.COMPLETE, st.COMPLETE_AND_RECORD, None, AttemptOutcome.COMPLETED
+        case Complete(result):  # its attempt is recorded in the job's row (completed_by)
             params["p_result"] = json.dumps(result)
+            return direct.execute(conn, db, st.COMPLETE, params).rowcount == 1
         case Retry(run_at, error):
             stmt, both, outcome = st.RETRY, st.RETRY_AND_RECORD, error.kind
             params["p_run_at"] = run_at

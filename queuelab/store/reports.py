@@ -12,6 +12,7 @@ import sqlalchemy as sa
 from queuelab.config import Settings
 from queuelab.limits import enabled
 from queuelab.models import AttemptOutcome, Job, JobStatus
+from queuelab.store import history
 from queuelab.store.database import Database
 from queuelab.store.dependencies import shown_priority, waiting_on
 from queuelab.store.limits import effective, paused_queues, read_snapshot
@@ -58,12 +59,10 @@ class Reports:
 
     def outcomes_since(self, since: float, user_id: str | None = None) -> dict[str, int]:
         """{attempt outcome: count} for attempts that finished at or after ``since``."""
-        query = _attempts_of_user(
-            sa.select(attempts.c.outcome, sa.func.count())
-            .where(attempts.c.finished_at >= since)
-            .group_by(attempts.c.outcome),
-            user_id,
+        found = _history_of_user(
+            ("outcome",), user_id, [attempts.c.finished_at >= since], [jobs.c.finished_at >= since]
         )
+        query = sa.select(found.c.outcome, sa.func.count()).group_by(found.c.outcome)
         with self.db.read() as conn:
             counts = {str(o): n for o, n in conn.execute(query)}
         return {o.value: counts.get(o.value, 0) for o in AttemptOutcome}
@@ -77,10 +76,18 @@ class Reports:
         return rows
 
     def attempt_rows(self, limit: int) -> list[dict[str, Any]]:
-        columns = [c for c in attempts.c if c.name != "traceback"]
-        query = sa.select(*columns).order_by(attempts.c.id.desc()).limit(limit)
+        """The ``limit`` attempts that finished last, newest first (no tracebacks)."""
+        names = [c.name for c in attempts.c if c.name != "traceback"]
+        newest = [
+            sa.select(attempts).order_by(attempts.c.finished_at.desc()).limit(limit),
+            sa.select(jobs).where(history.RECORDS_COMPLETION).order_by(jobs.c.finished_at.desc()).limit(limit),
+        ]
         with self.db.read() as conn:
-            return [dict(row) for row in conn.execute(query).mappings()]
+            rows = [dict(row) for row in conn.execute(newest[0]).mappings()]
+            done = (history.completing_attempt(row) for row in conn.execute(newest[1]).mappings())
+            rows += [attempt for attempt in done if attempt is not None]
+        rows.sort(key=lambda row: row["finished_at"], reverse=True)
+        return [{name: row[name] for name in names} for row in rows[:limit]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -151,13 +158,10 @@ def _throttled(conn: Any, db: Database, job: Job, now: float) -> Throttled | Non
 def completed_series(db: Database, now: float, seconds: int = 60, user_id: str | None = None) -> list[int]:
     """Jobs completed in each of the last ``seconds`` whole seconds, oldest first."""
     start = int(now) - seconds + 1
-    second = sa.cast(attempts.c.finished_at, sa.Integer) if db.is_sqlite else sa.func.floor(attempts.c.finished_at)
-    query = _attempts_of_user(
-        sa.select(second.label("second"), sa.func.count())
-        .where(attempts.c.finished_at >= start, attempts.c.outcome == AttemptOutcome.COMPLETED.value)
-        .group_by(second),
-        user_id,
-    )
+    completed = [attempts.c.finished_at >= start, attempts.c.outcome == AttemptOutcome.COMPLETED.value]
+    found = _history_of_user(("finished_at",), user_id, completed, [jobs.c.finished_at >= start])
+    second = sa.cast(found.c.finished_at, sa.Integer) if db.is_sqlite else sa.func.floor(found.c.finished_at)
+    query = sa.select(second.label("second"), sa.func.count()).group_by(second)
     with db.read() as conn:
         counts = {int(s): int(n) for s, n in conn.execute(query)}
     return [counts.get(start + i, 0) for i in range(seconds)]
@@ -191,11 +195,18 @@ def _of_user(query: sa.Select[Any], user_id: str | None) -> sa.Select[Any]:
     return query if user_id is None else query.where(jobs.c.user_id == user_id)
 
 
-def _attempts_of_user(query: sa.Select[Any], user_id: str | None) -> sa.Select[Any]:
-    """``query`` over attempts, narrowed to the attempts of ``user_id``'s jobs if given."""
-    if user_id is None:
-        return query
-    return query.where(attempts.c.job_id.in_(sa.select(jobs.c.id).where(jobs.c.user_id == user_id)))
+def _history_of_user(
+    columns: Sequence[str],
+    user_id: str | None,
+    attempts_where: Sequence[sa.ColumnElement[bool]],
+    jobs_where: Sequence[sa.ColumnElement[bool]],
+) -> sa.Subquery:
+    """:func:`history.history` of ``columns`` (each filter on its own table's columns), of
+    ``user_id``'s jobs only if given."""
+    if user_id is not None:
+        mine = attempts.c.job_id.in_(sa.select(jobs.c.id).where(jobs.c.user_id == user_id))
+        attempts_where, jobs_where = [*attempts_where, mine], [*jobs_where, jobs.c.user_id == user_id]
+    return history.history(columns, attempts_where=attempts_where, jobs_where=jobs_where)
 
 
 _SCOPE_COLUMN = {"task": jobs.c.task, "queue": jobs.c.queue, "user": jobs.c.user_id}

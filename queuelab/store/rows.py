@@ -3,16 +3,21 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
 from queuelab.models import Action, ActionKind, Attempt, AttemptOutcome, Job, JobStatus, to_datetime
 from queuelab.store.dependencies import shown_priority
+from queuelab.store.history import completing_attempt
 
 
 def job_from_row(
-    row: Mapping[Any, Any], history: Iterable[Mapping[Any, Any]] = (), actions: Iterable[Mapping[Any, Any]] = ()
+    row: Mapping[Any, Any],
+    history: Iterable[Mapping[Any, Any]] | None = None,
+    actions: Iterable[Mapping[Any, Any]] = (),
 ) -> Job:
+    """The job a row holds; with ``history`` (its attempts' rows, oldest first), every attempt,
+    the completion its row records included; without, none."""
     return Job(
         id=row["id"],
         queue=row["queue"],
@@ -40,9 +45,18 @@ def job_from_row(
         progress_message=row.get("progress_message"),
         waiting_for=row.get("waiting_for"),
         cancel_requested_at=to_datetime(row.get("cancel_requested_at")),
-        history=tuple(attempt_from_row(a) for a in history),
+        history=() if history is None else tuple(attempt_from_row(a) for a in _with_completion(row, history)),
         actions=tuple(action_from_row(a) for a in actions),
     )
+
+
+def _with_completion(row: Mapping[Any, Any], history: Iterable[Mapping[Any, Any]]) -> Iterator[Mapping[Any, Any]]:
+    """The attempts' rows, then the completing attempt the job's row records, if any (the
+    last attempt: see store/history.py)."""
+    yield from history
+    done = completing_attempt(row)
+    if done is not None:
+        yield done
 
 
 def action_from_row(row: Mapping[Any, Any]) -> Action:

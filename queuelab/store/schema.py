@@ -15,7 +15,7 @@ import sqlalchemy as sa
 SCHEMA_VERSION = 1
 # Bumped with each such addition, so that opening an older database (whose revision is
 # lower or unset) adds it; a database at this revision is opened with one catalog read.
-SCHEMA_REVISION = 13  # 13: the per-user index holds PENDING rows only (see RETIRED_INDEXES)
+SCHEMA_REVISION = 14  # 14: jobs.completed_by; 13: the per-user index holds PENDING rows only
 # Indexes an older revision made and this one does not use: opening such a database drops
 # them (an older queuelab on it then reads without them: slower, never wrong).
 RETIRED_INDEXES = ("queuelab_jobs_user",)  # revision 13: queuelab_jobs_user_pending instead
@@ -87,6 +87,12 @@ jobs = sa.Table(
     # worker continues that trace (queuelab.runtime.tracing). NULL otherwise.
     sa.Column("trace_context", sa.Text),
     sa.Column("idempotency_key", sa.String(200)),
+    # The worker whose attempt completed this job (revision 14): that attempt, the last, is
+    # recorded here (number ``attempts``, ``started_at``, ``finished_at``) instead of in a
+    # queuelab_attempts row, which cost a third of a SQLite worker's turn (see
+    # store/history.py, which reads it back as one). NULL on every other job: not completed,
+    # completed by force, or completed before revision 14 (its attempt has its row).
+    sa.Column("completed_by", sa.String(200)),
     sa.Column("created_at", sa.Double, nullable=False),
     sa.Column("started_at", sa.Double),
     sa.Column("finished_at", sa.Double),

@@ -136,10 +136,18 @@ RUNNING_BY_USER = sa.select(jobs.c.user_id, sa.func.count()).where(IS_RUNNING).g
 
 # An ack also writes when the attempt started: a job claimed ahead starts after its claim.
 _ENDED = {**_NO_LEASE, "started_at": STARTED}
+# A completion records its attempt in the job's row (completed_by: the worker, the lease's
+# owner), not in a queuelab_attempts row: see store/history.py.
 COMPLETE = (
     jobs.update()
     .where(*_HELD)
-    .values(status=JobStatus.COMPLETED, result=sa.bindparam("p_result"), finished_at=NOW, **_ENDED)
+    .values(
+        status=JobStatus.COMPLETED,
+        result=sa.bindparam("p_result"),
+        finished_at=NOW,
+        completed_by=jobs.c.lease_owner,
+        **_ENDED,
+    )
 )
 # A retry of a job someone asked to cancel while it ran (a request its worker had not seen
 # when the attempt failed) ends it CANCELLED instead: a cancelled job never runs again.
@@ -211,10 +219,9 @@ def _and_record(ack: Update) -> Insert:
 
 
 # PostgreSQL: a batch of completions in one statement, one round trip: the batch comes as
-# arrays, unnested to rows; each ack is guarded by its lease token as the one-by-one ack is;
-# the history row is inserted for each ack that matched, and RETURNING names those (job id
-# and attempt number): the others found their lease gone. Replaces, for a busy worker's
-# batches, a savepoint, one UPDATE per job and the attempts' INSERT.
+# arrays, unnested to rows; each ack is guarded by its lease token as the one-by-one ack is,
+# and RETURNING names those that matched (job id and attempt number): the others found their
+# lease gone. Each completion's attempt stays in its row (completed_by, as COMPLETE).
 COMPLETE_BATCH = sa.text(
     """
 WITH batch AS (
@@ -223,21 +230,15 @@ WITH batch AS (
         CAST(:p_ids AS VARCHAR[]), CAST(:p_tokens AS VARCHAR[]), CAST(:p_numbers AS INTEGER[]),
         CAST(:p_started AS DOUBLE PRECISION[]), CAST(:p_finished AS DOUBLE PRECISION[]), CAST(:p_results AS TEXT[])
     ) AS b (id, token, number, started_at, finished_at, result)
-),
-done AS (
-    UPDATE queuelab_jobs AS j
-    SET status = 'COMPLETED', result = b.result, finished_at = b.finished_at, started_at = b.started_at,
-        lease_token = NULL, lease_owner = NULL, lease_expires_at = NULL
-    FROM batch AS b
-    WHERE j.id = b.id AND j.lease_token = b.token AND j.status = 'RUNNING'
-    RETURNING j.id, b.number, b.started_at, b.finished_at
 )
-INSERT INTO queuelab_attempts (job_id, number, worker_id, outcome, started_at, finished_at)
-SELECT id, number, CAST(:p_worker AS VARCHAR), 'COMPLETED', started_at, finished_at FROM done
-RETURNING job_id, number
+UPDATE queuelab_jobs AS j
+SET status = 'COMPLETED', result = b.result, finished_at = b.finished_at, started_at = b.started_at,
+    completed_by = j.lease_owner, lease_token = NULL, lease_owner = NULL, lease_expires_at = NULL
+FROM batch AS b
+WHERE j.id = b.id AND j.lease_token = b.token AND j.status = 'RUNNING'
+RETURNING j.id AS job_id, b.number
 """
 )
-COMPLETE_AND_RECORD = _and_record(COMPLETE)
 RETRY_AND_RECORD = _and_record(RETRY)
 DEAD_LETTER_AND_RECORD = _and_record(DEAD_LETTER)
 

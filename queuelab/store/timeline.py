@@ -9,6 +9,7 @@ import sqlalchemy as sa
 
 from queuelab.models import JobStatus
 from queuelab.store.database import Database
+from queuelab.store.history import history
 from queuelab.store.schema import attempts, jobs
 
 JOB_COLUMNS = (
@@ -51,10 +52,12 @@ def job_rows(db: Database, *, queue: str | None = None, since: float | None = No
 
 def attempt_rows(db: Database, *, queue: str | None = None, since: float | None = None) -> list[tuple[Any, ...]]:
     """One tuple per finished attempt (``ATTEMPT_COLUMNS``) of the jobs :func:`job_rows` returns."""
-    query = sa.select(*(attempts.c[c] for c in ATTEMPT_COLUMNS)).order_by(attempts.c.id)
     where = _job_filter(queue, since)
-    if where:
-        query = query.join(jobs, jobs.c.id == attempts.c.job_id).where(*where)
+    of_jobs = [attempts.c.job_id.in_(sa.select(jobs.c.id).where(*where))] if where else []
+    found = history(("id", *ATTEMPT_COLUMNS), attempts_where=of_jobs, jobs_where=where)
+    # In the order they ended; an attempt's row before a completion its job's row records.
+    order = (found.c.finished_at, found.c.id.is_(None), found.c.id)
+    query = sa.select(*(found.c[c] for c in ATTEMPT_COLUMNS)).order_by(*order)
     with db.read() as conn:
         return [tuple(row) for row in conn.execute(query)]
 

@@ -160,9 +160,10 @@ ENTRIES = (
     Entry(
         "ack_complete",
         BOTH,
-        f"Ack a completed attempt (PostgreSQL: a batch of them; one alone: ack_complete_and_record). {_FENCED}",
+        "Ack a completed attempt (PostgreSQL: a batch of them, ack_complete_batch), its attempt kept "
+        f"in the job's row (completed_by: the lease's owner) instead of an attempt_insert. {_FENCED}",
         "statements.COMPLETE",
-        "leases._apply_all (a batch) and, on SQLite, leases._apply",
+        "leases._apply_all (a batch, SQLite) and leases._apply",
         lambda: st.COMPLETE,
     ),
     Entry(
@@ -191,19 +192,11 @@ ENTRIES = (
         lambda: st.DEAD_LETTER,
     ),
     Entry(
-        "ack_complete_and_record",
-        (POSTGRESQL,),
-        f"ack_complete {_AND_RECORD}",
-        "statements.COMPLETE_AND_RECORD",
-        "leases._apply",
-        lambda: st.COMPLETE_AND_RECORD,
-    ),
-    Entry(
         "ack_complete_batch",
         (POSTGRESQL,),
         "A worker's batch of completions in one statement, one round trip: the batch as arrays "
-        "(p_ids, p_tokens, ...), each ack fenced by its lease token, a history row for each that "
-        "matched; RETURNING names those, the rest found their lease lost.",
+        "(p_ids, p_tokens, ...), each ack fenced by its lease token, its attempt kept in the job's "
+        "row (completed_by); RETURNING names those that matched, the rest found their lease lost.",
         "statements.COMPLETE_BATCH",
         "leases._complete_batch, from leases._apply_all (a batch of 2 or more completions)",
         lambda: st.COMPLETE_BATCH,
@@ -238,7 +231,7 @@ ENTRIES = (
     Entry(
         "attempt_insert",
         BOTH,
-        "An attempt's history row, written after its ack or release matched.",
+        "An attempt's history row, written after its ack or release matched (not a completion's: see ack_complete).",
         "statements.RECORD_ATTEMPT, with the columns of leases._attempt_row",
         "leases._apply (SQLite), leases._apply_all (a batch) and leases.LeaseStore.release_many",
         lambda: st.RECORD_ATTEMPT,

@@ -1,6 +1,7 @@
 -- ack_complete_batch, PostgreSQL (psycopg). A worker's batch of completions in one statement, one
--- round trip: the batch as arrays (p_ids, p_tokens, ...), each ack fenced by its lease token, a
--- history row for each that matched; RETURNING names those, the rest found their lease lost.
+-- round trip: the batch as arrays (p_ids, p_tokens, ...), each ack fenced by its lease token, its
+-- attempt kept in the job's row (completed_by); RETURNING names those that matched, the rest found
+-- their lease lost.
 -- Python (modules of queuelab.store): built by statements.COMPLETE_BATCH; run by
 -- leases._complete_batch, from leases._apply_all (a batch of 2 or more completions).
 -- Generated, do not edit: regenerate with `python -m queuelab.store.sql`.
@@ -8,24 +9,19 @@
 WITH batch AS (
     SELECT *
     FROM unnest(CAST(%(p_ids)s AS VARCHAR[]), CAST(%(p_tokens)s AS VARCHAR[]), CAST(%(p_numbers)s AS INTEGER[]), CAST(%(p_started)s AS DOUBLE PRECISION[]), CAST(%(p_finished)s AS DOUBLE PRECISION[]), CAST(%(p_results)s AS TEXT[])) AS b (id, token, number, started_at, finished_at, result)
-),
-done AS (
-    UPDATE queuelab_jobs AS j
-    SET
-        status = 'COMPLETED',
-        result = b.result,
-        finished_at = b.finished_at,
-        started_at = b.started_at,
-        lease_token = NULL,
-        lease_owner = NULL,
-        lease_expires_at = NULL
-    FROM batch AS b
-    WHERE j.id = b.id
-        AND j.lease_token = b.token
-        AND j.status = 'RUNNING'
-    RETURNING j.id, b.number, b.started_at, b.finished_at
 )
-INSERT INTO queuelab_attempts (job_id, number, worker_id, outcome, started_at, finished_at)
-SELECT id, number, CAST(%(p_worker)s AS VARCHAR), 'COMPLETED', started_at, finished_at
-FROM done
-RETURNING job_id, number
+UPDATE queuelab_jobs AS j
+SET
+    status = 'COMPLETED',
+    result = b.result,
+    finished_at = b.finished_at,
+    started_at = b.started_at,
+    completed_by = j.lease_owner,
+    lease_token = NULL,
+    lease_owner = NULL,
+    lease_expires_at = NULL
+FROM batch AS b
+WHERE j.id = b.id
+    AND j.lease_token = b.token
+    AND j.status = 'RUNNING'
+RETURNING j.id AS job_id, b.number

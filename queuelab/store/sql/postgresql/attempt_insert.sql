@@ -1,5 +1,5 @@
 -- attempt_insert, PostgreSQL (psycopg). An attempt's history row, written after its ack or release
--- matched.
+-- matched (not a completion's: see ack_complete).
 -- Python (modules of queuelab.store): built by statements.RECORD_ATTEMPT, with the columns of
 -- leases._attempt_row; run by leases._apply (SQLite), leases._apply_all (a batch) and
 -- leases.LeaseStore.release_many.
