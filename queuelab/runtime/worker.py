@@ -224,7 +224,11 @@ class Worker:
         self._ahead = self._prefetch_now()
         held = self.held
         if held.solo_runs:
-            self.slots.set_lanes(turns.lanes(self.concurrency, held.solo_run_seconds, held.solo_wait_ratio))
+            # The run time of jobs that ran alone, unless every job's (overlaps included) is
+            # shorter: the first job alone may have been slow (a cold start), and with every
+            # lane open short jobs seldom run alone to bring that average down again.
+            run = min(held.solo_run_seconds, held.run_seconds)
+            self.slots.set_lanes(turns.lanes(self.concurrency, run, held.solo_wait_ratio))
         else:
             self.slots.set_lanes(turns.lanes(self.concurrency, None, None))
         snapshot = turns.TurnSnapshot(
@@ -341,15 +345,19 @@ class Worker:
         """Hold new leases and hand them to the slot threads, or the async ones to the event
         loop; returns them, and the one ``keep`` kept: the calling slot thread runs the first
         slot job itself (it is not put in the inbox)."""
-        entries = self.held.add(leases, time.monotonic(), self._is_async)
-        kept: Entry | None = None
-        for entry in entries:
-            if entry.coroutine:
-                self.coroutines.start(entry)
-            elif keep and kept is None:
-                kept = entry
-            else:
-                self.slots.put(entry)
+        self.held.turns += 1  # handing out a turn's jobs is part of it (see HeldJobs.turns)
+        try:
+            entries = self.held.add(leases, time.monotonic(), self._is_async)
+            kept: Entry | None = None
+            for entry in entries:
+                if entry.coroutine:
+                    self.coroutines.start(entry)
+                elif keep and kept is None:
+                    kept = entry
+                else:
+                    self.slots.put(entry)
+        finally:
+            self.held.turns += 1
         return entries, kept
 
     @property

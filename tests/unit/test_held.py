@@ -178,7 +178,7 @@ def test_only_jobs_that_ran_alone_and_beside_no_turn_measure_the_wait_ratio() ->
     assert held.start(alone, now=0.5)
     assert held.finish(alone, Complete(None), finished_at=1.0, now=0.502, cpu=0.001)
     assert held.solo_runs == 1
-    assert held.solo_wait_ratio == pytest.approx(2.0)
+    assert held.solo_wait_ratio == pytest.approx(1.1)  # from 1, a tenth of the way up
     assert held.start(beside_a_turn, now=1.0)
     held.turns += 1  # a turn begins while it runs
     assert held.finish(beside_a_turn, Complete(None), finished_at=2.0, now=1.008, cpu=0.001)
@@ -186,5 +186,21 @@ def test_only_jobs_that_ran_alone_and_beside_no_turn_measure_the_wait_ratio() ->
     held.turns += 1
     assert held.finish(during_a_turn, Complete(None), finished_at=3.0, now=2.008, cpu=0.001)
     assert held.solo_runs == 1
-    assert held.solo_wait_ratio == pytest.approx(2.0)
+    assert held.solo_wait_ratio == pytest.approx(1.1)  # from 1, a tenth of the way up
     assert held.runs == 3  # every run still counts towards the run time
+
+
+def test_one_stalled_job_does_not_spread_short_jobs_but_jobs_that_wait_do() -> None:
+    """The wait ratio starts at 1 and climbs slowly: one job that stalled (ratio 8) leaves
+    the lanes at 1; six in a row that wait reach 4 (turns.lanes: the floor of the ratio)."""
+    held = HeldJobs()
+    entries = held.add([lease(n) for n in range(8)], now=0.0)
+    ratios = []
+    for n, entry in enumerate(entries):
+        assert held.start(entry, now=10.0 * n + 1)
+        wall = 0.008 if n < 7 else 0.001  # seven jobs that waited, then one that did not
+        assert held.finish(entry, Complete(None), finished_at=1.0, now=10.0 * n + 1 + wall, cpu=0.001)
+        ratios.append(held.solo_wait_ratio)
+    assert ratios[0] < 2  # one stall: still one lane
+    assert ratios[5] >= 4  # six that waited: four lanes
+    assert ratios[7] < ratios[6] - 1  # and down faster than up
