@@ -287,6 +287,12 @@ def _sqlite_engine(url: sa.URL, settings: Settings, lock: WriteLock) -> Engine:
         cursor.execute("PRAGMA journal_mode=WAL")
         cursor.execute(f"PRAGMA synchronous={settings.sqlite_synchronous}")
         cursor.execute(f"PRAGMA busy_timeout={busy_ms}")
+        # A write transaction's statement journal (the savepoint a worker's batch of acks
+        # runs in, a multi-row UPDATE's own) in memory, not spilled to a temporary file past
+        # 64 KiB: a batch of 100 acks cost twice as much with the file (24-33 against 12-21
+        # µs a row, raw sqlite3 on queuelab's schema); a one-slot drain 72.5 -> 56.2 and
+        # 58.7 -> 50.1 µs of CPU a job. Sorts' temporary tables go there too.
+        cursor.execute("PRAGMA temp_store=MEMORY")
         cursor.close()
         record.info[_BUSY_MS] = busy_ms
 

@@ -124,6 +124,7 @@ def test_sqlite_runs_in_wal_mode_with_the_configured_durability(sqlite_url: str)
     with internals(q).db.engine.connect() as conn:
         assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
         assert conn.exec_driver_sql("PRAGMA synchronous").scalar() == 2  # FULL
+        assert conn.exec_driver_sql("PRAGMA temp_store").scalar() == 2  # MEMORY: statement journals too
     q.close()
 
 
