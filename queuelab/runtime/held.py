@@ -27,7 +27,8 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from enum import StrEnum
 
@@ -104,8 +105,8 @@ class HeldJobs:
         self.solo_runs = 0
         self.solo_run_seconds = 0.0
         self.solo_wait_ratio = 1.0
-        # Turns begun and ended (odd: one is under way), moved by the worker around each turn
-        # under its turn lock: a job that overlapped a turn is not solo. Before, a turn's
+        # Turns begun and ended (odd: one is under way), moved by turn() around each of the
+        # worker's turns, under its turn lock: a job that overlapped a turn is not solo. Before, a turn's
         # Python in the dispatcher inflated a no-op job's measured wall/CPU ratio to 3-8 on
         # PostgreSQL, which spread short jobs over every slot thread.
         self.turns = 0
@@ -114,6 +115,16 @@ class HeldJobs:
         # Sync entries (those of the slots) and async ones apart, keyed by Entry.coroutine.
         self._counted = {False: dict.fromkeys(EntryState, 0), True: dict.fromkeys(EntryState, 0)}
         self._in_state = self._counted[False]
+
+    @contextmanager
+    def turn(self) -> Iterator[None]:
+        """Around a turn (and the hand-out of its jobs), under the worker's turn lock: a job
+        that runs meanwhile is not measured as alone (see ``turns``)."""
+        self.turns += 1
+        try:
+            yield
+        finally:
+            self.turns += 1
 
     def _move(self, entry: Entry, to: EntryState) -> bool:
         """The one place an entry changes state (the caller holds the lock). False, and

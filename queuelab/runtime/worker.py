@@ -263,11 +263,8 @@ class Worker:
         start, ahead = (plan.start, plan.claim - plan.start) if plan is not None else (0, 0)
         sync = ClaimFilter(self.id, self.queues, self._sync_tasks)
         also = (ClaimFilter(self.id, self.queues, self._async_tasks), plan.claim_async) if plan else None
-        self.held.turns += 1  # (the turn lock is held: one writer)
-        try:
+        with self.held.turn():
             claimed = self.writes.turn(finished, sync, start, ahead, also if also and also[1] else None)
-        finally:
-            self.held.turns += 1
         if claimed is None:
             self.stop_event.wait(STORE_RETRY_SECONDS)
             return []
@@ -345,8 +342,7 @@ class Worker:
         """Hold new leases and hand them to the slot threads, or the async ones to the event
         loop; returns them, and the one ``keep`` kept: the calling slot thread runs the first
         slot job itself (it is not put in the inbox)."""
-        self.held.turns += 1  # handing out a turn's jobs is part of it (see HeldJobs.turns)
-        try:
+        with self.held.turn():  # handing out a turn's jobs is part of it
             entries = self.held.add(leases, time.monotonic(), self._is_async)
             kept: Entry | None = None
             for entry in entries:
@@ -356,8 +352,6 @@ class Worker:
                     kept = entry
                 else:
                     self.slots.put(entry)
-        finally:
-            self.held.turns += 1
         return entries, kept
 
     @property

@@ -179,11 +179,12 @@ def test_only_jobs_that_ran_alone_and_beside_no_turn_measure_the_wait_ratio() ->
     assert held.finish(alone, Complete(None), finished_at=1.0, now=0.502, cpu=0.001)
     assert held.solo_runs == 1
     assert held.solo_wait_ratio == pytest.approx(1.1)  # from 1, a tenth of the way up
+    turn = held.turn()
     assert held.start(beside_a_turn, now=1.0)
-    held.turns += 1  # a turn begins while it runs
+    turn.__enter__()  # a turn begins while it runs
     assert held.finish(beside_a_turn, Complete(None), finished_at=2.0, now=1.008, cpu=0.001)
     assert held.start(during_a_turn, now=2.0)  # ... and is still under way when this starts
-    held.turns += 1
+    turn.__exit__(None, None, None)
     assert held.finish(during_a_turn, Complete(None), finished_at=3.0, now=2.008, cpu=0.001)
     assert held.solo_runs == 1
     assert held.solo_wait_ratio == pytest.approx(1.1)  # from 1, a tenth of the way up
