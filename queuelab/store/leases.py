@@ -368,8 +368,9 @@ def _complete_batch(conn: Connection, db: Database, completed: Sequence[tuple[Fi
 
 
 def _apply(conn: Connection, db: Database, done: Finished, worker_id: str | None) -> bool:
-    """One UPDATE guarded by the lease token, then the attempt's history row. False, and
-    nothing written, when the token no longer matches."""
+    """One UPDATE guarded by the lease token, then the attempt's history row (a completion
+    has none: its row records it). False, and nothing written, when the token no longer
+    matches."""
     lease, now = done.lease, done.finished_at
     params = _ended(lease, now)
     match done.decision:

@@ -76,11 +76,14 @@ class Reports:
         return rows
 
     def attempt_rows(self, limit: int) -> list[dict[str, Any]]:
-        """The ``limit`` attempts that finished last, newest first (no tracebacks)."""
+        """The ``limit`` attempts that finished last, newest first (no tracebacks). Each half
+        (the attempts' rows, the completions the jobs' rows record) is read newest first down
+        its own index to ``limit``, then merged: a UNION ordered as a whole would sort them all."""
         names = [c.name for c in attempts.c if c.name != "traceback"]
+        recorded = [jobs.c[name] for name in ("id", "status", "attempts", "completed_by", "started_at", "finished_at")]
         newest = [
-            sa.select(attempts).order_by(attempts.c.finished_at.desc()).limit(limit),
-            sa.select(jobs).where(history.RECORDS_COMPLETION).order_by(jobs.c.finished_at.desc()).limit(limit),
+            sa.select(*(attempts.c[name] for name in names)).order_by(attempts.c.finished_at.desc()).limit(limit),
+            sa.select(*recorded).where(history.RECORDS_COMPLETION).order_by(jobs.c.finished_at.desc()).limit(limit),
         ]
         with self.db.read() as conn:
             rows = [dict(row) for row in conn.execute(newest[0]).mappings()]

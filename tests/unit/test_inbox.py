@@ -51,17 +51,6 @@ def test_with_more_threads_busy_than_lanes_a_thread_that_ran_a_job_steps_out() -
     assert time.monotonic() - returned_at >= LANE_WAIT_SECONDS
 
 
-def test_the_last_busy_thread_runs_on_in_its_lane() -> None:
-    inbox = Inbox()
-    inbox.lanes = 1
-    first, second, third = entries(3)
-    for entry in (first, second, third):
-        inbox.put(entry)
-    assert inbox.take(False) is first
-    assert inbox.take(True) is second
-    assert inbox.take(True) is third
-
-
 def test_with_a_free_lane_an_idle_thread_takes_a_job_at_once() -> None:
     inbox = Inbox()
     inbox.lanes = 2
