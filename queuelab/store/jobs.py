@@ -25,7 +25,7 @@ from queuelab.store.group_commit import GroupCommit
 from queuelab.store.history import keep_completions
 from queuelab.store.rows import job_from_row
 from queuelab.store.schema import NOTIFY_CHANNEL, actions, attempts, jobs
-from queuelab.store.statements import INSERT_BATCH
+from queuelab.store.statements import INSERT_BATCH, encode_batch
 
 _INSERT = jobs.insert()
 # PostgreSQL: batches up to this size are ranked, inserted and notified in one statement
@@ -458,33 +458,35 @@ def _insert_ranked(conn: Connection, db: Database, rows: Sequence[dict[str, Any]
         columns = tuple(name for name in row if name != RANK_STEP)
         conn.execute(ranked_insert(columns), {**row, "p_user": row["user_id"], "p_priority": row["priority"]})
         return
-    nth: list[int] = []
     seen: Counter[tuple[str, int]] = Counter()
+    batch = []
     for row in rows:
         if row["status"] is not JobStatus.PENDING or row["attempts"] or row["forced"]:
             raise ValueError("INSERT_BATCH stores new PENDING jobs only")
         seen[row["user_id"], row["priority"]] += 1
-        nth.append(seen[row["user_id"], row["priority"]])
-    params = {name: [row[column] for row in rows] for name, column in _BATCH_COLUMNS.items()}
-    params["p_traces"] = [row.get("trace_context") for row in rows]  # a row has one where OpenTelemetry runs
-    direct.execute_sql(conn, db, INSERT_BATCH, {**params, "p_nth": nth, "p_channel": NOTIFY_CHANNEL})
+        fields = {name: row[name] for name in _BATCH_FIELDS}
+        fields["step"], fields["nth"] = row[RANK_STEP], seen[row["user_id"], row["priority"]]
+        fields["trace_context"] = row.get("trace_context")  # a row has one where OpenTelemetry runs
+        batch.append(fields)
+    direct.execute_sql(conn, db, INSERT_BATCH, {"p_rows": encode_batch(batch), "p_channel": NOTIFY_CHANNEL})
 
 
-_BATCH_COLUMNS = {  # INSERT_BATCH's array parameters, and the row key each is made of
-    "p_ids": "id",
-    "p_queues": "queue",
-    "p_tasks": "task",
-    "p_payloads": "payload",
-    "p_users": "user_id",
-    "p_priorities": "priority",
-    "p_run_at": "run_at",
-    "p_max_retries": "max_retries",
-    "p_lease_seconds": "lease_seconds",
-    "p_timeouts": "timeout_seconds",
-    "p_keys": "idempotency_key",
-    "p_created": "created_at",
-    "p_steps": RANK_STEP,
-}
+# INSERT_BATCH's row fields taken from the row as they are (``step``, ``nth`` and
+# ``trace_context`` are added).
+_BATCH_FIELDS = (
+    "id",
+    "queue",
+    "task",
+    "payload",
+    "user_id",
+    "priority",
+    "run_at",
+    "max_retries",
+    "lease_seconds",
+    "timeout_seconds",
+    "idempotency_key",
+    "created_at",
+)
 
 
 def _read_job(conn: Connection, job_id: str) -> Job:

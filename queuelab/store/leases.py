@@ -355,14 +355,18 @@ def _apply_all(conn: Connection, db: Database, finished: Sequence[Finished], wor
 def _complete_batch(conn: Connection, db: Database, completed: Sequence[tuple[Finished, Complete]]) -> list[Lease]:
     """PostgreSQL: every completion of a batch in one statement (statements.COMPLETE_BATCH);
     returns the leases found lost."""
-    params = {
-        "p_ids": [f.lease.job_id for f, _ in completed],
-        "p_tokens": [f.lease.token for f, _ in completed],
-        "p_numbers": [f.lease.attempt for f, _ in completed],
-        "p_started": [f.lease.started_at for f, _ in completed],
-        "p_finished": [f.finished_at for f, _ in completed],
-        "p_results": [json.dumps(done.result) for _, done in completed],
-    }
+    rows = [
+        {
+            "id": f.lease.job_id,
+            "token": f.lease.token,
+            "number": f.lease.attempt,
+            "started_at": f.lease.started_at,
+            "finished_at": f.finished_at,
+            "result": json.dumps(done.result),
+        }
+        for f, done in completed
+    ]
+    params = {"p_rows": st.encode_batch(rows)}
     acked = {(row.job_id, row.number) for row in direct.execute_sql(conn, db, st.COMPLETE_BATCH, params)}
     return [f.lease for f, _ in completed if (f.lease.job_id, f.lease.attempt) not in acked]
 

@@ -194,8 +194,8 @@ ENTRIES = (
     Entry(
         "ack_complete_batch",
         (POSTGRESQL,),
-        "A worker's batch of completions in one statement, one round trip: the batch as arrays "
-        "(p_ids, p_tokens, ...), each ack fenced by its lease token, its attempt kept in the job's "
+        "A worker's batch of completions in one statement, one round trip: the batch as one JSON "
+        "array of rows (p_rows), each ack fenced by its lease token, its attempt kept in the job's "
         "row (completed_by); RETURNING names those that matched, the rest found their lease lost.",
         "statements.COMPLETE_BATCH",
         "leases._complete_batch, from leases._apply_all (a batch of 2 or more completions)",
@@ -204,9 +204,9 @@ ENTRIES = (
     Entry(
         "submit_batch",
         (POSTGRESQL,),
-        "New jobs in one statement, one round trip: the batch as arrays (p_ids, p_queues, ...), each "
+        "New jobs in one statement, one round trip: the batch as one JSON array of rows (p_rows), each "
         "row ranked after its user's last pending job at its priority (else at the head of that "
-        "priority's line) in steps of p_steps, inserted, and one NOTIFY per queue, sent at commit.",
+        "priority's line) in steps of its step, inserted, and one NOTIFY per queue, sent at commit.",
         "statements.INSERT_BATCH",
         "jobs._insert_ranked, for a batch of 2 to BATCH_ROWS jobs (a group commit, submit_many)",
         lambda: st.INSERT_BATCH,

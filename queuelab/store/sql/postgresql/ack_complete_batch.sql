@@ -1,5 +1,5 @@
 -- ack_complete_batch, PostgreSQL (psycopg). A worker's batch of completions in one statement, one
--- round trip: the batch as arrays (p_ids, p_tokens, ...), each ack fenced by its lease token, its
+-- round trip: the batch as one JSON array of rows (p_rows), each ack fenced by its lease token, its
 -- attempt kept in the job's row (completed_by); RETURNING names those that matched, the rest found
 -- their lease lost.
 -- Python (modules of queuelab.store): built by statements.COMPLETE_BATCH; run by
@@ -8,7 +8,7 @@
 
 WITH batch AS (
     SELECT *
-    FROM unnest(CAST(%(p_ids)s AS VARCHAR[]), CAST(%(p_tokens)s AS VARCHAR[]), CAST(%(p_numbers)s AS INTEGER[]), CAST(%(p_started)s AS DOUBLE PRECISION[]), CAST(%(p_finished)s AS DOUBLE PRECISION[]), CAST(%(p_results)s AS TEXT[])) AS b (id, token, number, started_at, finished_at, result)
+    FROM json_to_recordset(CAST(%(p_rows)s AS JSON)) AS b (id VARCHAR, token VARCHAR, number INTEGER, started_at DOUBLE PRECISION, finished_at DOUBLE PRECISION, result TEXT)
 )
 UPDATE queuelab_jobs AS j
 SET

@@ -1,6 +1,6 @@
--- submit_batch, PostgreSQL (psycopg). New jobs in one statement, one round trip: the batch as
--- arrays (p_ids, p_queues, ...), each row ranked after its user's last pending job at its priority
--- (else at the head of that priority's line) in steps of p_steps, inserted, and one NOTIFY per
+-- submit_batch, PostgreSQL (psycopg). New jobs in one statement, one round trip: the batch as one
+-- JSON array of rows (p_rows), each row ranked after its user's last pending job at its priority
+-- (else at the head of that priority's line) in steps of its step, inserted, and one NOTIFY per
 -- queue, sent at commit.
 -- Python (modules of queuelab.store): built by statements.INSERT_BATCH; run by jobs._insert_ranked,
 -- for a batch of 2 to BATCH_ROWS jobs (a group commit, submit_many).
@@ -8,7 +8,7 @@
 
 WITH batch AS (
     SELECT *
-    FROM unnest(CAST(%(p_ids)s AS VARCHAR[]), CAST(%(p_queues)s AS VARCHAR[]), CAST(%(p_tasks)s AS VARCHAR[]), CAST(%(p_payloads)s AS TEXT[]), CAST(%(p_users)s AS VARCHAR[]), CAST(%(p_priorities)s AS SMALLINT[]), CAST(%(p_run_at)s AS DOUBLE PRECISION[]), CAST(%(p_max_retries)s AS INTEGER[]), CAST(%(p_lease_seconds)s AS DOUBLE PRECISION[]), CAST(%(p_timeouts)s AS DOUBLE PRECISION[]), CAST(%(p_keys)s AS VARCHAR[]), CAST(%(p_created)s AS DOUBLE PRECISION[]), CAST(%(p_steps)s AS DOUBLE PRECISION[]), CAST(%(p_nth)s AS INTEGER[]), CAST(%(p_traces)s AS TEXT[])) AS b (id, queue, task, payload, user_id, priority, run_at, max_retries, lease_seconds, timeout_seconds, idempotency_key, created_at, step, nth, trace_context)
+    FROM json_to_recordset(CAST(%(p_rows)s AS JSON)) AS b (id VARCHAR, queue VARCHAR, task VARCHAR, payload TEXT, user_id VARCHAR, priority SMALLINT, run_at DOUBLE PRECISION, max_retries INTEGER, lease_seconds DOUBLE PRECISION, timeout_seconds DOUBLE PRECISION, idempotency_key VARCHAR, created_at DOUBLE PRECISION, step DOUBLE PRECISION, nth INTEGER, trace_context TEXT)
 ),
 starts AS MATERIALIZED (
     SELECT
