@@ -3,6 +3,7 @@ from what those runs stored."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -12,7 +13,7 @@ import pandas as pd
 import pytest
 from matplotlib.patches import Rectangle
 
-from queuelab import InvalidArgument, Queue, lab
+from queuelab import InvalidArgument, Job, Queue, Submission, lab
 from queuelab.lab import experiment, frames, load, plots
 
 if TYPE_CHECKING:
@@ -181,6 +182,25 @@ def test_refused_arrivals_are_counted_and_store_nothing(sqlite_url: str) -> None
     refused = result.timeline[result.timeline["status"] == "REFUSED"]
     assert refused["job_id"].isna().all()
     assert (refused["user_id"] == "heavy").all()
+
+
+def test_a_burst_is_fed_in_few_transactions(sqlite_url: str) -> None:
+    """Arrivals due together go in chunks of 5,000 (the bench's): fed 500 at a time, a
+    burst's transactions competed with the workers' turns and the feeder bounded the drain."""
+    jobs = 10_007
+    with Queue(sqlite_url) as q:
+        sizes: list[int] = []
+        submit_many = q.submit_many
+
+        def counted(submissions: list[Submission]) -> list[Job]:
+            sizes.append(len(submissions))
+            return submit_many(submissions)
+
+        q.submit_many = counted  # type: ignore[method-assign,assignment]
+        feeder = experiment.Feeder(q, "lab-fed", load.plan(load.Burst(jobs)), None)
+        assert feeder.run(time.monotonic(), time.monotonic() + 600, lambda: None)
+        assert sizes == [5000, 5000, 7]
+        assert feeder.submitted == jobs == q.stats().by_status["PENDING"]
 
 
 def test_fair_scheduling_shows_in_per_user_waits(sqlite_url: str) -> None:
