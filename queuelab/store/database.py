@@ -126,7 +126,16 @@ class Database:
 
     @contextmanager
     def read(self) -> Iterator[Connection]:
-        """A read-only transaction (``BEGIN DEFERRED`` on SQLite: takes no write lock)."""
+        """A connection for reads: on SQLite a read transaction (``BEGIN DEFERRED``: one
+        snapshot for all its statements, no write lock). On PostgreSQL each statement runs
+        on its own (autocommit), which sees what it saw inside a transaction: at READ
+        COMMITTED every statement takes its own snapshot anyway, so the BEGIN and the COMMIT
+        were two round trips that bought nothing (``q.get``: 1.30-1.68 -> 1.16-1.38 ms back to
+        back, 3.08-3.16 -> 2.51-2.84 ms after an idle spell). Do not write through it."""
+        if not self.is_sqlite:
+            with translate_errors(self), self.engine.connect() as conn:
+                yield conn.execution_options(isolation_level="AUTOCOMMIT")
+            return
         with translate_errors(self), self.engine.connect() as conn:
             conn = conn.execution_options(queuelab_begin="DEFERRED")
             with conn.begin():
