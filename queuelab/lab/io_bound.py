@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Literal
 from queuelab import bounds
 from queuelab.errors import InvalidArgument
 from queuelab.lab import frames
-from queuelab.lab.experiment import TERMINAL, summarize
+from queuelab.lab.experiment import SUBMIT_CHUNK, TERMINAL, summarize
 from queuelab.queue import Queue
 from queuelab.submission import Submission
 
@@ -32,7 +32,6 @@ if TYPE_CHECKING:
 How = Literal["async", "threads"]
 HOWS: tuple[How, ...] = ("async", "threads")
 WAIT_ASYNC, WAIT_SYNC = "lab_wait_async", "lab_wait_sync"
-SUBMIT_CHUNK = 5000
 POLL_SECONDS = 0.02  # how often the drain is checked (the rate is read from stored times)
 
 

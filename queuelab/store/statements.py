@@ -257,11 +257,10 @@ DEAD_LETTER_AND_RECORD = _and_record(DEAD_LETTER)
 # admission._assign_ranks: after its user's last pending job at its priority, else at the
 # head of that priority's line, in steps of 1/weight; ``nth`` counts the user's rows at
 # that priority in this batch from 1), the insert, and one NOTIFY per queue, delivered at
-# commit. Replaces, for group commits and submit_many, a rank query per user, the COPY and
-# a NOTIFY per queue: one round trip where there were five. The user's last rank is the
-# first row of a backward index scan (ORDER BY ... DESC LIMIT 1), not max(): see
-# admission._LAST_RANK for why.
-# The rows come as one JSON array (encode_batch).
+# commit; the rows come as one JSON array (encode_batch). Replaces, for group commits and
+# submit_many, a rank query per user, the COPY and a NOTIFY per queue: one round trip where
+# there were five. The user's last rank is the first row of a backward index scan (ORDER BY
+# ... DESC LIMIT 1), not max(): see admission._LAST_RANK for why.
 INSERT_BATCH = sa.text(
     """
 WITH batch AS (
