@@ -57,26 +57,15 @@ def claim(conn: Connection, db: Database, which: ClaimFilter, limit: int, now: f
     without running. Under execution throttles neither: a claim counts as a start."""
     if which.tasks == () or which.queues == ():  # an empty list allows nothing
         return []
-    token = str(uuid.uuid4())
-    queues, tasks = which.queues or (), which.tasks or ()
     snapshot = cache_for(db).get(conn)
-    paused = snapshot.paused
-    params: dict[str, Any] = {
-        "p_now": now,
-        "p_started": now,
-        "p_limit": limit,
-        "p_token": token,
-        "p_owner": which.worker_id,
-        **st.in_list_params("p_queues", queues),
-        **st.in_list_params("p_tasks", tasks),
-        **st.in_list_params("p_skip_queues", paused),
-    }
-    shape: tuple[int, ...] = (len(queues), len(tasks), len(paused))
+    params, shape = _filter(which, snapshot, limit, now)
+    params["p_started"] = now
+    token = params["p_token"]
     held = None
     if snapshot.throttles:  # none set (the usual case): the claim is exactly as without them
         held = throttling.hold_back(conn, db, snapshot.throttles, which.queues, which.tasks, limit, now)
         limit, ahead = held.limit, 0
-        shape = _skip_throttled(params, held, paused, shape)
+        shape = _skip_throttled(params, held, snapshot.paused, shape)
     if running_quotas(snapshot, db.settings) is not None:  # the quotas are read in the statement
         rows = list(_claim_within_quotas(conn, db, shape, params, limit)) if limit > 0 else []
     else:
@@ -90,6 +79,51 @@ def claim(conn: Connection, db: Database, which: ClaimFilter, limit: int, now: f
     if limit > 1:  # RETURNING comes in no set order: the worker runs them in this
         rows[:limit] = sorted(rows[:limit], key=_claim_order)
     return [lease_from_row(row, token, now) for row in rows]
+
+
+def _filter(which: ClaimFilter, snapshot: Snapshot, limit: int, now: float) -> tuple[dict[str, Any], tuple[int, ...]]:
+    """A claim's parameters (a fresh lease token, the worker's filter, the paused queues
+    left out) and the statement's shape (how many values each filter list holds)."""
+    queues, tasks, paused = which.queues or (), which.tasks or (), snapshot.paused
+    params: dict[str, Any] = {
+        "p_now": now,
+        "p_limit": limit,
+        "p_token": str(uuid.uuid4()),
+        "p_owner": which.worker_id,
+        **st.in_list_params("p_queues", queues),
+        **st.in_list_params("p_tasks", tasks),
+        **st.in_list_params("p_skip_queues", paused),
+    }
+    return params, (len(queues), len(tasks), len(paused))
+
+
+def complete_and_claim(
+    conn: Connection,
+    db: Database,
+    acks: Sequence[dict[str, Any]],
+    which: ClaimFilter,
+    limit: int,
+    now: float,
+    ahead: int,
+) -> tuple[set[tuple[str, int]], list[Lease]]:
+    """PostgreSQL, with no running quota or throttle (:func:`one_statement`): write the
+    completions ``acks`` (COMPLETE_BATCH's rows) and claim up to ``limit`` jobs to start at
+    once and ``ahead`` more, in ONE statement (statements.turn_statement) on an autocommit
+    connection, its own transaction. Returns the (job id, attempt) of the acks that matched
+    their lease, and the new leases: those started at once first, each part in claim order."""
+    if which.tasks == () or which.queues == ():  # an empty list allows nothing: only the acks
+        limit = ahead = 0
+    params, shape = _filter(which, cache_for(db).get(conn), limit + ahead, now)
+    params |= {"p_start": limit, "p_rows": st.encode_batch(acks)}
+    acked: set[tuple[str, int]] = set()
+    taken = []
+    for row in direct.execute_sql(conn, db, st.turn_statement(*shape), params):
+        if row.id is None:
+            acked.add((row.acked_id, row.acked_number))
+        else:
+            taken.append(row)
+    taken.sort(key=lambda row: (row.started_at is None, *_claim_order(row)))
+    return acked, [lease_from_row(row, params["p_token"], now) for row in taken]
 
 
 def _skip_throttled(

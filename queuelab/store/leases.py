@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable, Container, Sequence
+from collections.abc import Callable, Container, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -24,7 +24,7 @@ from queuelab.models import AttemptOutcome, Lease
 from queuelab.policy import Cancel, Complete, DeadLetter, Decision, Errored, Retry
 from queuelab.store import direct, throttling
 from queuelab.store import statements as st
-from queuelab.store.claims import ClaimFilter, claim, lease_from_row, one_statement
+from queuelab.store.claims import ClaimFilter, claim, complete_and_claim, lease_from_row, one_statement
 from queuelab.store.database import Database
 from queuelab.store.limits import cache_for, running_quotas
 from queuelab.store.schema import IS_PENDING, IS_RUNNING, jobs
@@ -91,18 +91,41 @@ class LeaseStore:
         Returns (leases found lost while writing, new leases). ``now`` may be a clock,
         read once the write lock is held, so a long wait for it cannot shorten a lease.
         """
-        if not finished and not self.db.is_sqlite:
-            # PostgreSQL, nothing to ack (the claim that wakes an idle worker) and no quota or
-            # throttle: each claim statement is its own transaction on an autocommit
-            # connection, one round trip where BEGIN and COMMIT would add two. Each leases its
-            # rows atomically; the claim ahead and the async claim need no transaction. (The
+        if not self.db.is_sqlite and all(isinstance(f.decision, Complete) for f in finished):
+            # PostgreSQL, nothing to ack but completions (a busy worker's every turn) and no
+            # quota or throttle: the acks and the claim are one statement, its own transaction
+            # on an autocommit connection: one round trip where BEGIN, the acks, the claim,
+            # the claim ahead and COMMIT were five. The async claim follows as a statement of
+            # its own: a claim leases its rows atomically and needs no transaction. (The
             # limits are read on that connection too when stale, without a transaction.)
             with self.db.autocommit() as conn:
                 if one_statement(cache_for(self.db).get(conn), self.db.settings):
-                    return [], self._claim_on(conn, which, limit, now, ahead, also)
+                    return self._complete_and_claim(conn, finished, which, limit, now, ahead, also)
         with self.db.write() as conn:
             lost = _apply_all(conn, self.db, finished, which.worker_id)
             return lost, self._claim_on(conn, which, limit, now, ahead, also)
+
+    def _complete_and_claim(
+        self,
+        conn: Connection,
+        finished: Sequence[Finished],
+        which: ClaimFilter,
+        limit: int,
+        now: Now,
+        ahead: int,
+        also: tuple[ClaimFilter, int] | None,
+    ) -> tuple[list[Lease], list[Lease]]:
+        """:meth:`ack_and_claim` on PostgreSQL's autocommit ``conn`` (see there)."""
+        at = _read(now)
+        claimed: list[Lease] = []
+        lost: list[Lease] = []
+        if finished or limit + ahead > 0:
+            rows = _completion_rows((f, f.decision) for f in finished if isinstance(f.decision, Complete))
+            acked, claimed = complete_and_claim(conn, self.db, rows, which, limit, at, ahead)
+            lost = [f.lease for f in finished if (f.lease.job_id, f.lease.attempt) not in acked]
+        if also is not None and also[1] > 0:
+            claimed += claim(conn, self.db, also[0], also[1], at)
+        return lost, claimed
 
     def _claim_on(
         self,
@@ -355,7 +378,14 @@ def _apply_all(conn: Connection, db: Database, finished: Sequence[Finished], wor
 def _complete_batch(conn: Connection, db: Database, completed: Sequence[tuple[Finished, Complete]]) -> list[Lease]:
     """PostgreSQL: every completion of a batch in one statement (statements.COMPLETE_BATCH);
     returns the leases found lost."""
-    rows = [
+    params = {"p_rows": st.encode_batch(_completion_rows(completed))}
+    acked = {(row.job_id, row.number) for row in direct.execute_sql(conn, db, st.COMPLETE_BATCH, params)}
+    return [f.lease for f, _ in completed if (f.lease.job_id, f.lease.attempt) not in acked]
+
+
+def _completion_rows(completed: Iterable[tuple[Finished, Complete]]) -> list[dict[str, Any]]:
+    """The rows of statements.COMPLETE_BATCH (PostgreSQL) for ``completed``."""
+    return [
         {
             "id": f.lease.job_id,
             "token": f.lease.token,
@@ -366,9 +396,6 @@ def _complete_batch(conn: Connection, db: Database, completed: Sequence[tuple[Fi
         }
         for f, done in completed
     ]
-    params = {"p_rows": st.encode_batch(rows)}
-    acked = {(row.job_id, row.number) for row in direct.execute_sql(conn, db, st.COMPLETE_BATCH, params)}
-    return [f.lease for f, _ in completed if (f.lease.job_id, f.lease.attempt) not in acked]
 
 
 def _apply(conn: Connection, db: Database, done: Finished, worker_id: str | None) -> bool:

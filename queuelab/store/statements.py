@@ -232,23 +232,65 @@ def _and_record(ack: Update) -> Insert:
 # one JSON array of rows (encode_batch); each ack is guarded by its lease token as the one-by-one ack is,
 # and RETURNING names those that matched (job id and attempt number): the others found their
 # lease gone. Each completion's attempt stays in its row (completed_by, as COMPLETE).
-COMPLETE_BATCH = sa.text(
-    """
-WITH batch AS (
-    SELECT *
-    FROM json_to_recordset(CAST(:p_rows AS JSON)) AS b (
-        id VARCHAR, token VARCHAR, number INTEGER, started_at DOUBLE PRECISION, finished_at DOUBLE PRECISION,
-        result TEXT
+_BATCH = (
+    sa.func.json_to_recordset(sa.cast(sa.bindparam("p_rows"), sa.JSON))
+    .table_valued(
+        sa.column("id", sa.String),
+        sa.column("token", sa.String),
+        sa.column("number", sa.Integer),
+        sa.column("started_at", sa.Double),
+        sa.column("finished_at", sa.Double),
+        sa.column("result", sa.Text),
+    )
+    .render_derived(name="b", with_types=True)
+)
+_COMPLETE_BATCH = (
+    jobs.update()
+    .where(jobs.c.id == _BATCH.c.id, jobs.c.lease_token == _BATCH.c.token, IS_RUNNING)
+    .values(
+        status=JobStatus.COMPLETED,
+        result=_BATCH.c.result,
+        finished_at=_BATCH.c.finished_at,
+        started_at=_BATCH.c.started_at,
+        completed_by=jobs.c.lease_owner,
+        lease_token=sa.null(),
+        lease_owner=sa.null(),
+        lease_expires_at=sa.null(),
     )
 )
-UPDATE queuelab_jobs AS j
-SET status = 'COMPLETED', result = b.result, finished_at = b.finished_at, started_at = b.started_at,
-    completed_by = j.lease_owner, lease_token = NULL, lease_owner = NULL, lease_expires_at = NULL
-FROM batch AS b
-WHERE j.id = b.id AND j.lease_token = b.token AND j.status = 'RUNNING'
-RETURNING j.id AS job_id, b.number
-"""
-)
+COMPLETE_BATCH = _COMPLETE_BATCH.returning(jobs.c.id.label("job_id"), _BATCH.c.number)
+
+
+@cache
+def turn_statement(queues: int, tasks: int, skip_queues: int) -> sa.CompoundSelect[Any]:
+    """PostgreSQL: a worker's whole turn in one statement, run on its own (autocommit): one
+    round trip where BEGIN, the acks, the claim, the claim ahead and COMMIT were five.
+
+    ``acked``: COMPLETE_BATCH over ``p_rows`` (``[]``: nothing to ack). ``picked``: up to
+    ``p_limit`` runnable jobs in claim order, locked (skipping rows other claimers hold);
+    ``claimed`` leases them, taken by address as claim_statement does, and records
+    ``started_at`` (``p_now``) of the first ``p_start`` in claim order only: the rest are
+    claimed ahead. The result holds the claimed rows (``acked_id`` NULL), then one row per
+    ack that matched (``acked_id``, ``acked_number``; the others NULL). The acks touch the
+    worker's RUNNING jobs and the claim PENDING ones: no row is written twice. Only for
+    completions without quotas or throttles (claims.one_statement); the rest take a
+    transaction (leases.LeaseStore.ack_and_claim)."""
+    acked = _COMPLETE_BATCH.returning(jobs.c.id.label("acked_id"), _BATCH.c.number.label("acked_number"))
+    acked_rows = acked.cte("acked")
+    pick = pick_statement(queues, tasks, skip_queues)
+    picked = pick.with_only_columns(TID.label("tid"), jobs.c.priority, jobs.c.fair_rank).cte("picked")
+    in_order = sa.select(picked.c.tid).order_by(picked.c.priority.desc(), picked.c.fair_rank)
+    first = in_order.limit(sa.bindparam("p_start"))
+    started = sa.any_(sa.func.array(first.scalar_subquery())) == TID
+    taken = sa.any_(sa.func.array(sa.select(picked.c.tid).scalar_subquery())) == TID
+    take = {**_TAKE, "started_at": sa.case((started, NOW), else_=sa.null())}
+    claimed = jobs.update().where(taken).values(**take).returning(*CLAIMED_COLUMNS, jobs.c.started_at).cte("claimed")
+    acks = (sa.null().label("acked_id"), sa.null().label("acked_number"))
+    leases = sa.select(*claimed.c, *acks)
+    matched = sa.select(*(sa.null().label(c.name) for c in claimed.c), acked_rows.c.acked_id, acked_rows.c.acked_number)
+    return sa.union_all(leases, matched)
+
+
 RETRY_AND_RECORD = _and_record(RETRY)
 DEAD_LETTER_AND_RECORD = _and_record(DEAD_LETTER)
 

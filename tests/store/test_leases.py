@@ -339,9 +339,10 @@ def test_a_job_that_is_never_seen_to_start_is_failed_after_the_unstarted_rescues
     assert "WorkerLost after 2 runs" in (queue.get(job.id).dead_letter_reason or "")
 
 
-def _claims_and_transactions(q: Queue, finished: list[Finished]) -> tuple[list[Lease], list[bool]]:
-    """A turn (ack ``finished``, claim 2), and for each statement it sent, whether it ran
-    in a transaction (the driver sends BEGIN before the first statement of one)."""
+def _claims_and_transactions(q: Queue, finished: list[Finished], ahead: int = 0) -> tuple[list[Lease], list[bool]]:
+    """A turn (ack ``finished``, claim 2 to start and ``ahead`` more), and for each statement
+    it sent, whether it ran in a transaction (the driver sends BEGIN before the first
+    statement of one)."""
     in_transaction: list[bool] = []
 
     def before(conn: sa.Connection, *args: object) -> None:
@@ -349,39 +350,70 @@ def _claims_and_transactions(q: Queue, finished: list[Finished]) -> tuple[list[L
 
     sa.event.listen(q.database.engine, "before_cursor_execute", before)
     try:
-        _, claimed = internals(q).leases.ack_and_claim(finished, ClaimFilter(WORKER), 2, q.clock.now())
+        _, claimed = internals(q).leases.ack_and_claim(finished, ClaimFilter(WORKER), 2, q.clock.now(), ahead)
     finally:
         sa.event.remove(q.database.engine, "before_cursor_execute", before)
     return claimed, in_transaction
 
 
 @pytest.mark.postgres
-def test_on_postgresql_a_claim_with_nothing_to_ack_is_its_own_transaction(postgres_url: str) -> None:
-    """The claim that wakes an idle worker is one statement on an autocommit connection (no
-    BEGIN, no COMMIT: two round trips fewer); one that acks too, or records a throttle's
-    starts, is one transaction with its other writes."""
+def test_on_postgresql_a_turn_of_completions_and_claims_is_one_statement(postgres_url: str) -> None:
+    """A turn that acks only completions and claims, ahead too, is ONE statement on an
+    autocommit connection (no BEGIN, no COMMIT: one round trip where there were five); one
+    that acks a retry, or records a throttle's starts, is one transaction with its other
+    writes."""
     clock = FakeClock(1_000.0)
     q = Queue(postgres_url, clock=clock)
     try:
-        first, second, third = (q.submit("simulate") for _ in range(3))
+        jobs = [q.submit("simulate") for _ in range(7)]
         claimed, in_transaction = _claims_and_transactions(q, [])
-        assert [lease.job_id for lease in claimed] == [first.id, second.id]
-        assert in_transaction
-        assert not any(in_transaction)
-        assert q.get(first.id).status is JobStatus.RUNNING
+        assert [lease.job_id for lease in claimed] == [jobs[0].id, jobs[1].id]
+        assert in_transaction == [False]
+        assert q.get(jobs[0].id).status is JobStatus.RUNNING
 
-        done = Finished(claimed[0], Complete(result=None), clock.now())
-        claimed, in_transaction = _claims_and_transactions(q, [done])
-        assert [lease.job_id for lease in claimed] == [third.id]
+        done = [Finished(lease, Complete(result=i), clock.now()) for i, lease in enumerate(claimed)]
+        more, in_transaction = _claims_and_transactions(q, done, ahead=2)
+        assert in_transaction == [False]
+        assert [lease.job_id for lease in more] == [job.id for job in jobs[2:6]]  # claim order, started first
+        assert [q.get(job.id).result for job in jobs[:2]] == [0, 1]
+        assert all(q.get(job.id).status is JobStatus.COMPLETED for job in jobs[:2])
+        assert [q.get(lease.job_id).started_at is not None for lease in more] == [True, True, False, False]
+
+        failed = Errored(AttemptOutcome.FAILED, "E", "m")
+        retry = Finished(more[0], Retry(clock.now() + 60, failed), clock.now())
+        claimed, in_transaction = _claims_and_transactions(q, [retry])
+        assert [lease.job_id for lease in claimed] == [jobs[6].id]
         assert in_transaction
         assert all(in_transaction)
-        assert q.get(first.id).status is JobStatus.COMPLETED
+        assert q.get(jobs[2].id).status is JobStatus.PENDING
 
         q.set_throttle("10/minute", queue="default")
-        fourth = q.submit("simulate")
+        extra = q.submit("simulate")
         claimed, in_transaction = _claims_and_transactions(q, [])
-        assert [lease.job_id for lease in claimed] == [fourth.id]
+        assert [lease.job_id for lease in claimed] == [extra.id]
         assert in_transaction
         assert all(in_transaction)
+    finally:
+        q.close()
+
+
+@pytest.mark.postgres
+def test_on_postgresql_one_statement_reports_a_lost_completion_and_writes_the_rest(postgres_url: str) -> None:
+    """In the one-statement turn, an ack whose lease is gone (rescued, released) matches
+    nothing and is reported lost; the others are written and the claim goes ahead."""
+    clock = FakeClock(1_000.0)
+    q = Queue(postgres_url, clock=clock)
+    try:
+        jobs = [q.submit("simulate") for _ in range(4)]
+        claimed, _ = _claims_and_transactions(q, [])
+        assert internals(q).leases.release(claimed[1], WORKER, clock.now())
+        done = [Finished(lease, Complete(result="ok"), clock.now()) for lease in claimed]
+        lost, more = internals(q).leases.ack_and_claim(done, ClaimFilter(WORKER), 1, clock.now())
+        assert lost == [claimed[1]]
+        assert q.get(jobs[0].id).status is JobStatus.COMPLETED
+        # handed back, its attempt unspent, and first in line again
+        assert [(lease.job_id, lease.attempt) for lease in more] == [(jobs[1].id, 1)]
+        again = q.get(jobs[1].id)
+        assert (again.status, again.lease_token, again.result) == (JobStatus.RUNNING, more[0].token, None)
     finally:
         q.close()

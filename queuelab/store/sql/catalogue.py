@@ -198,8 +198,21 @@ ENTRIES = (
         "array of rows (p_rows), each ack fenced by its lease token, its attempt kept in the job's "
         "row (completed_by); RETURNING names those that matched, the rest found their lease lost.",
         "statements.COMPLETE_BATCH",
-        "leases._complete_batch, from leases._apply_all (a batch of 2 or more completions)",
+        "leases._complete_batch, from leases._apply_all (a batch of 2 or more completions in a "
+        "transaction: beside a retry, a dead letter or a cancel, or under a quota or a throttle)",
         lambda: st.COMPLETE_BATCH,
+    ),
+    Entry(
+        "turn",
+        (POSTGRESQL,),
+        "A worker's turn in one statement, its own transaction (autocommit): the completions in "
+        "p_rows acked as ack_complete_batch does (acked), up to p_limit runnable jobs picked and "
+        "locked as claim does (picked) and leased, the first p_start of them in claim order recorded "
+        "as started at p_now and the rest claimed ahead (claimed). One result: the claimed rows, then "
+        "one row per ack that matched its lease (acked_id). Only without quotas or throttles.",
+        f"statements.turn_statement({QUEUES}, {TASKS}, {PAUSED})",
+        "claims.complete_and_claim, from leases.LeaseStore.ack_and_claim, as text (direct.execute_sql)",
+        lambda: st.turn_statement(QUEUES, TASKS, PAUSED),
     ),
     Entry(
         "submit_batch",
