@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import aggregate_order_by
 from sqlalchemy.engine import Connection, RowMapping
 
 from queuelab.errors import InvalidArgument, InvalidTransition, JobNotFound, StoreError
@@ -489,7 +490,25 @@ _BATCH_FIELDS = (
 )
 
 
+def _rows_of(table: sa.Table) -> sa.ScalarSelect[Any]:
+    """PostgreSQL: the rows of ``table`` (attempts, actions) of the job read, in order, as one
+    JSON array (NULL: none), a subquery of :data:`READ_WHOLE_JOB`."""
+    rows = sa.func.json_agg(aggregate_order_by(table.table_valued(), table.c.id), type_=sa.JSON)
+    return sa.select(rows).where(table.c.job_id == jobs.c.id).scalar_subquery()
+
+
+# PostgreSQL: a job with its attempts and its manual actions in one statement, one round trip
+# and one snapshot, where three statements (each its own snapshot on an autocommit read) took
+# three: q.get, the status API and every wake-up of q.wait read a job this way.
+READ_WHOLE_JOB = sa.select(jobs, _rows_of(attempts).label("history_rows"), _rows_of(actions).label("action_rows"))
+
+
 def _read_job(conn: Connection, job_id: str) -> Job:
+    if conn.dialect.name == "postgresql":
+        found = conn.execute(READ_WHOLE_JOB.where(jobs.c.id == job_id)).mappings().first()
+        if found is None:
+            raise JobNotFound(f"no job with id {job_id!r}")
+        return job_from_row(found, found["history_rows"] or (), found["action_rows"] or ())
     row = conn.execute(sa.select(jobs).where(jobs.c.id == job_id)).mappings().first()
     if row is None:
         raise JobNotFound(f"no job with id {job_id!r}")

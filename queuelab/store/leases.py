@@ -119,10 +119,15 @@ class LeaseStore:
         at = _read(now)
         claimed: list[Lease] = []
         lost: list[Lease] = []
-        if finished or limit + ahead > 0:
+        if finished or ahead > 0:
             rows = _completion_rows((f, f.decision) for f in finished if isinstance(f.decision, Complete))
             acked, claimed = complete_and_claim(conn, self.db, rows, which, limit, at, ahead)
             lost = [f.lease for f in finished if (f.lease.job_id, f.lease.attempt) not in acked]
+        elif limit > 0:
+            # The claim that wakes an idle worker: the plain claim statement, which PostgreSQL
+            # plans and runs in 0.2-0.3 ms less than the turn's (2.0 against 2.3 ms after an
+            # idle spell, round trip included); nothing to ack or claim ahead needs the rest.
+            claimed = claim(conn, self.db, which, limit, at)
         if also is not None and also[1] > 0:
             claimed += claim(conn, self.db, also[0], also[1], at)
         return lost, claimed

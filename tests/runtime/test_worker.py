@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
+from typing import Any
 
 import pytest
 import sqlalchemy as sa
@@ -12,6 +13,7 @@ import sqlalchemy as sa
 from queuelab import FakeClock, JobStatus, Queue, SchemaVersionError, current_job
 from queuelab.models import AttemptOutcome
 from queuelab.runtime import Worker
+from queuelab.runtime import worker as worker_module
 from queuelab.store import admission, quota_sql
 from queuelab.store.schema import SCHEMA_REVISION, meta
 from queuelab.testing import internals
@@ -80,6 +82,41 @@ def test_an_idle_worker_starts_a_delayed_job_when_it_is_due(make_queue: Callable
     done = q.get(job.id)
     assert done.started_at is not None
     assert done.started_at >= done.run_at
+
+
+def test_a_job_handed_to_an_idle_slot_starts_before_the_next_turn(
+    make_queue: Callable[..., Queue], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A submit wakes an idle worker: the turn that claims the job hands it to a slot, and
+    the slot starts it before any other turn (the dispatcher's claim ahead would otherwise
+    hold Python's lock until its database wait). The hand-over wait is made long enough
+    that no machine is too slow for it: it ends when the slot starts, not at its bound."""
+    monkeypatch.setattr(worker_module, "HANDOFF_SECONDS", 60.0)
+    q = make_queue()
+    events: list[tuple[str, str]] = []
+
+    @q.task
+    def mark() -> None:
+        events.append(("start", current_job().job_id))
+
+    leases = internals(q).leases
+    real = leases.ack_and_claim
+
+    def turn(*args: Any, **kwargs: Any) -> Any:
+        events.append(("turn", ""))  # every turn, those that claim nothing too
+        lost, claimed = real(*args, **kwargs)
+        events.extend(("claimed", lease.job_id) for lease in claimed)
+        return lost, claimed
+
+    monkeypatch.setattr(leases, "ack_and_claim", turn)
+    with q.worker(1):
+        for _ in range(5):
+            q.wait(q.submit("mark"), timeout=30)  # the worker is idle again when the next comes
+    started = [job for what, job in events if what == "start"]
+    assert len(started) == 5
+    for job in started:
+        claimed_at = events.index(("claimed", job))
+        assert events[claimed_at + 1] == ("start", job), events
 
 
 def test_a_task_sees_its_own_job(make_queue: Callable[..., Queue]) -> None:
