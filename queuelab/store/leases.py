@@ -91,16 +91,18 @@ class LeaseStore:
         Returns (leases found lost while writing, new leases). ``now`` may be a clock,
         read once the write lock is held, so a long wait for it cannot shorten a lease.
         """
-        if not self.db.is_sqlite and all(isinstance(f.decision, Complete) for f in finished):
-            # PostgreSQL, nothing to ack but completions (a busy worker's every turn) and no
-            # quota or throttle: the acks and the claim are one statement, its own transaction
-            # on an autocommit connection: one round trip where BEGIN, the acks, the claim,
-            # the claim ahead and COMMIT were five. The async claim follows as a statement of
-            # its own: a claim leases its rows atomically and needs no transaction. (The
-            # limits are read on that connection too when stale, without a transaction.)
+        alone = also is None or also[1] == 0
+        if not self.db.is_sqlite and alone and all(isinstance(f.decision, Complete) for f in finished):
+            # PostgreSQL, nothing to ack but completions (a busy worker's every turn), no async
+            # claim beside, no quota or throttle: the acks and the claim are one statement,
+            # its own transaction on an autocommit connection: one round trip where BEGIN, the
+            # acks, the claim, the claim ahead and COMMIT were five. (The limits are read on
+            # that connection too when stale, without a transaction.) An async claim beside
+            # takes the transaction: were it a statement after a committed turn and failed,
+            # the turn's acks would be retried as lost and its leases dropped unheld.
             with self.db.autocommit() as conn:
                 if one_statement(cache_for(self.db).get(conn), self.db.settings):
-                    return self._complete_and_claim(conn, finished, which, limit, now, ahead, also)
+                    return self._complete_and_claim(conn, finished, which, limit, now, ahead)
         with self.db.write() as conn:
             lost = _apply_all(conn, self.db, finished, which.worker_id)
             return lost, self._claim_on(conn, which, limit, now, ahead, also)
@@ -113,24 +115,17 @@ class LeaseStore:
         limit: int,
         now: Now,
         ahead: int,
-        also: tuple[ClaimFilter, int] | None,
     ) -> tuple[list[Lease], list[Lease]]:
-        """:meth:`ack_and_claim` on PostgreSQL's autocommit ``conn`` (see there)."""
+        """:meth:`ack_and_claim` on PostgreSQL's autocommit ``conn`` in one statement (see there)."""
         at = _read(now)
-        claimed: list[Lease] = []
-        lost: list[Lease] = []
         if finished or ahead > 0:
             rows = _completion_rows((f, f.decision) for f in finished if isinstance(f.decision, Complete))
             acked, claimed = complete_and_claim(conn, self.db, rows, which, limit, at, ahead)
-            lost = [f.lease for f in finished if (f.lease.job_id, f.lease.attempt) not in acked]
-        elif limit > 0:
-            # The claim that wakes an idle worker: the plain claim statement, which PostgreSQL
-            # plans and runs in 0.2-0.3 ms less than the turn's (2.0 against 2.3 ms after an
-            # idle spell, round trip included); nothing to ack or claim ahead needs the rest.
-            claimed = claim(conn, self.db, which, limit, at)
-        if also is not None and also[1] > 0:
-            claimed += claim(conn, self.db, also[0], also[1], at)
-        return lost, claimed
+            return [f.lease for f in finished if (f.lease.job_id, f.lease.attempt) not in acked], claimed
+        # The claim that wakes an idle worker: the plain claim statement, which PostgreSQL plans
+        # and runs in 0.2-0.3 ms less than the turn's (2.0 against 2.3 ms after an idle spell,
+        # round trip included); with nothing to ack or claim ahead the rest is not needed.
+        return [], claim(conn, self.db, which, limit, at) if limit > 0 else []
 
     def _claim_on(
         self,

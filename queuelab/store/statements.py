@@ -270,11 +270,19 @@ def turn_statement(queues: int, tasks: int, skip_queues: int) -> sa.CompoundSele
     ``p_limit`` runnable jobs in claim order, locked (skipping rows other claimers hold);
     ``claimed`` leases them, taken by address as claim_statement does, and records
     ``started_at`` (``p_now``) of the first ``p_start`` in claim order only: the rest are
-    claimed ahead. The result holds the claimed rows (``acked_id`` NULL), then one row per
-    ack that matched (``acked_id``, ``acked_number``; the others NULL). The acks touch the
-    worker's RUNNING jobs and the claim PENDING ones: no row is written twice. Only for
-    completions without quotas or throttles (claims.one_statement); the rest take a
-    transaction (leases.LeaseStore.ack_and_claim)."""
+    claimed ahead. The result holds one row per ack that matched (``acked_id``,
+    ``acked_number``; the rest NULL), then the claimed rows (``acked_id`` NULL). The acks
+    touch the worker's RUNNING jobs and the claim PENDING ones: no row is written twice.
+    Only for completions without quotas or throttles (claims.one_statement); the rest take a
+    transaction (leases.LeaseStore.ack_and_claim).
+
+    The acks' branch comes first: PostgreSQL runs a data-modifying CTE when the query first
+    reads it, so the acks take their row locks before the pick locks any job, as the ack
+    then the claim did in a transaction (an ack that waits on a row, behind a heartbeat
+    say, then holds no pending job meanwhile). One difference: every part of a statement
+    reads the snapshot it began with, so a child that an ack here releases (a dependency,
+    released by the trigger) is not claimed by this statement: the release's NOTIFY wakes
+    the workers (this one too) to claim it in a later turn."""
     acked = _COMPLETE_BATCH.returning(jobs.c.id.label("acked_id"), _BATCH.c.number.label("acked_number"))
     acked_rows = acked.cte("acked")
     pick = pick_statement(queues, tasks, skip_queues)
@@ -285,10 +293,9 @@ def turn_statement(queues: int, tasks: int, skip_queues: int) -> sa.CompoundSele
     taken = sa.any_(sa.func.array(sa.select(picked.c.tid).scalar_subquery())) == TID
     take = {**_TAKE, "started_at": sa.case((started, NOW), else_=sa.null())}
     claimed = jobs.update().where(taken).values(**take).returning(*CLAIMED_COLUMNS, jobs.c.started_at).cte("claimed")
-    acks = (sa.null().label("acked_id"), sa.null().label("acked_number"))
-    leases = sa.select(*claimed.c, *acks)
     matched = sa.select(*(sa.null().label(c.name) for c in claimed.c), acked_rows.c.acked_id, acked_rows.c.acked_number)
-    return sa.union_all(leases, matched)
+    leases = sa.select(*claimed.c, sa.null().label("acked_id"), sa.null().label("acked_number"))
+    return sa.union_all(matched, leases)
 
 
 RETRY_AND_RECORD = _and_record(RETRY)

@@ -14,6 +14,7 @@ from queuelab import FakeClock, JobStatus, Queue, SchemaVersionError, current_jo
 from queuelab.models import AttemptOutcome
 from queuelab.runtime import Worker
 from queuelab.runtime import worker as worker_module
+from queuelab.runtime.held import Entry, HeldJobs
 from queuelab.store import admission, quota_sql
 from queuelab.store.schema import SCHEMA_REVISION, meta
 from queuelab.testing import internals
@@ -97,8 +98,17 @@ def test_a_job_handed_to_an_idle_slot_starts_before_the_next_turn(
 
     @q.task
     def mark() -> None:
-        events.append(("start", current_job().job_id))
+        pass
 
+    real_start = HeldJobs.start
+
+    def start(held: HeldJobs, entry: Entry, *args: Any, **kwargs: Any) -> bool:
+        started = real_start(held, entry, *args, **kwargs)  # recorded before the slot tells the dispatcher
+        if started:
+            events.append(("start", entry.lease.job_id))
+        return started
+
+    monkeypatch.setattr(HeldJobs, "start", start)
     leases = internals(q).leases
     real = leases.ack_and_claim
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
+from dataclasses import dataclass, field, replace
 
 import pytest
 import sqlalchemy as sa
@@ -339,21 +339,42 @@ def test_a_job_that_is_never_seen_to_start_is_failed_after_the_unstarted_rescues
     assert "WorkerLost after 2 runs" in (queue.get(job.id).dead_letter_reason or "")
 
 
-def _claims_and_transactions(q: Queue, finished: list[Finished], ahead: int = 0) -> tuple[list[Lease], list[bool]]:
-    """A turn (ack ``finished``, claim 2 to start and ``ahead`` more), and for each statement
-    it sent, whether it ran in a transaction (the driver sends BEGIN before the first
-    statement of one)."""
-    in_transaction: list[bool] = []
+@dataclass
+class Turn:
+    """A turn's outcome and the statements it sent: for each, whether it ran in a
+    transaction (the driver sends BEGIN before the first statement of one), and its SQL."""
 
-    def before(conn: sa.Connection, *args: object) -> None:
-        in_transaction.append(not conn.connection.driver_connection.autocommit)  # type: ignore[union-attr]
+    lost: list[Lease] = field(default_factory=list)
+    claimed: list[Lease] = field(default_factory=list)
+    in_transaction: list[bool] = field(default_factory=list)
+    sql: list[str] = field(default_factory=list)
+
+    @property
+    def job_writes(self) -> int:
+        """Statements that write jobs (a turn, a claim, an ack). The limits' snapshot, read
+        again on the same connection when it has aged (after half a second: a slow machine),
+        adds reads only."""
+        return sum(1 for sql in self.sql if sql.lstrip().startswith(("WITH", "UPDATE")))
+
+
+def _turn(
+    q: Queue, finished: list[Finished], limit: int = 2, ahead: int = 0, also: tuple[ClaimFilter, int] | None = None
+) -> Turn:
+    """A turn: ack ``finished``, claim ``limit`` to start and ``ahead`` more (and ``also``)."""
+    turn = Turn()
+
+    def before(conn: sa.Connection, cursor: object, statement: str, *args: object) -> None:
+        turn.in_transaction.append(not conn.connection.driver_connection.autocommit)  # type: ignore[union-attr]
+        turn.sql.append(statement)
 
     sa.event.listen(q.database.engine, "before_cursor_execute", before)
     try:
-        _, claimed = internals(q).leases.ack_and_claim(finished, ClaimFilter(WORKER), 2, q.clock.now(), ahead)
+        turn.lost, turn.claimed = internals(q).leases.ack_and_claim(
+            finished, ClaimFilter(WORKER), limit, q.clock.now(), ahead, also=also
+        )
     finally:
         sa.event.remove(q.database.engine, "before_cursor_execute", before)
-    return claimed, in_transaction
+    return turn
 
 
 @pytest.mark.postgres
@@ -366,33 +387,43 @@ def test_on_postgresql_a_turn_of_completions_and_claims_is_one_statement(postgre
     q = Queue(postgres_url, clock=clock)
     try:
         jobs = [q.submit("simulate") for _ in range(7)]
-        claimed, in_transaction = _claims_and_transactions(q, [])
-        assert [lease.job_id for lease in claimed] == [jobs[0].id, jobs[1].id]
-        assert in_transaction == [False]
+        first = _turn(q, [])
+        assert [lease.job_id for lease in first.claimed] == [jobs[0].id, jobs[1].id]
+        assert (first.job_writes, any(first.in_transaction)) == (1, False)
         assert q.get(jobs[0].id).status is JobStatus.RUNNING
 
-        done = [Finished(lease, Complete(result=i), clock.now()) for i, lease in enumerate(claimed)]
-        more, in_transaction = _claims_and_transactions(q, done, ahead=2)
-        assert in_transaction == [False]
-        assert [lease.job_id for lease in more] == [job.id for job in jobs[2:6]]  # claim order, started first
+        done = [Finished(lease, Complete(result=i), clock.now()) for i, lease in enumerate(first.claimed)]
+        busy = _turn(q, done, ahead=2)
+        assert (busy.job_writes, any(busy.in_transaction), busy.lost) == (1, False, [])
+        assert [lease.job_id for lease in busy.claimed] == [job.id for job in jobs[2:6]]  # claim order, started first
         assert [q.get(job.id).result for job in jobs[:2]] == [0, 1]
         assert all(q.get(job.id).status is JobStatus.COMPLETED for job in jobs[:2])
-        assert [q.get(lease.job_id).started_at is not None for lease in more] == [True, True, False, False]
+        assert [q.get(lease.job_id).started_at is not None for lease in busy.claimed] == [True, True, False, False]
 
         failed = Errored(AttemptOutcome.FAILED, "E", "m")
-        retry = Finished(more[0], Retry(clock.now() + 60, failed), clock.now())
-        claimed, in_transaction = _claims_and_transactions(q, [retry])
-        assert [lease.job_id for lease in claimed] == [jobs[6].id]
-        assert in_transaction
-        assert all(in_transaction)
+        retried = _turn(q, [Finished(busy.claimed[0], Retry(clock.now() + 60, failed), clock.now())])
+        assert [lease.job_id for lease in retried.claimed] == [jobs[6].id]
+        assert retried.job_writes >= 2
+        assert all(retried.in_transaction)
         assert q.get(jobs[2].id).status is JobStatus.PENDING
+
+        # With an async claim beside, all of it is one transaction: were the async claim a
+        # statement after a committed turn and failed, the turn's acks would be retried as
+        # lost and its leases dropped unheld.
+        asynchronous = (ClaimFilter(WORKER, tasks=("an_async_task",)), 4)
+        fresh = q.submit("simulate")
+        done = [Finished(lease, Complete(result=None), clock.now()) for lease in busy.claimed[1:2]]
+        both = _turn(q, done, limit=1, also=asynchronous)
+        assert (both.lost, [lease.job_id for lease in both.claimed]) == ([], [fresh.id])
+        assert both.job_writes >= 2
+        assert all(both.in_transaction)
 
         q.set_throttle("10/minute", queue="default")
         extra = q.submit("simulate")
-        claimed, in_transaction = _claims_and_transactions(q, [])
-        assert [lease.job_id for lease in claimed] == [extra.id]
-        assert in_transaction
-        assert all(in_transaction)
+        throttled = _turn(q, [])
+        assert [lease.job_id for lease in throttled.claimed] == [extra.id]
+        assert throttled.in_transaction
+        assert all(throttled.in_transaction)
     finally:
         q.close()
 
@@ -405,15 +436,15 @@ def test_on_postgresql_one_statement_reports_a_lost_completion_and_writes_the_re
     q = Queue(postgres_url, clock=clock)
     try:
         jobs = [q.submit("simulate") for _ in range(4)]
-        claimed, _ = _claims_and_transactions(q, [])
+        claimed = _turn(q, []).claimed
         assert internals(q).leases.release(claimed[1], WORKER, clock.now())
-        done = [Finished(lease, Complete(result="ok"), clock.now()) for lease in claimed]
-        lost, more = internals(q).leases.ack_and_claim(done, ClaimFilter(WORKER), 1, clock.now())
-        assert lost == [claimed[1]]
+        turn = _turn(q, [Finished(lease, Complete(result="ok"), clock.now()) for lease in claimed], limit=1)
+        assert (turn.job_writes, any(turn.in_transaction)) == (1, False)
+        assert turn.lost == [claimed[1]]
         assert q.get(jobs[0].id).status is JobStatus.COMPLETED
         # handed back, its attempt unspent, and first in line again
-        assert [(lease.job_id, lease.attempt) for lease in more] == [(jobs[1].id, 1)]
+        assert [(lease.job_id, lease.attempt) for lease in turn.claimed] == [(jobs[1].id, 1)]
         again = q.get(jobs[1].id)
-        assert (again.status, again.lease_token, again.result) == (JobStatus.RUNNING, more[0].token, None)
+        assert (again.status, again.lease_token, again.result) == (JobStatus.RUNNING, turn.claimed[0].token, None)
     finally:
         q.close()

@@ -67,21 +67,29 @@ def test_a_job_is_read_whole_with_its_attempts_and_actions_in_order(db_url: str)
     """A retried, dead-lettered, requeued and forced job reads back with every attempt
     (values exact, the traceback kept) and every manual action, oldest first; on PostgreSQL
     in ONE statement (one round trip, one snapshot), on SQLite in one read transaction."""
-    clock = FakeClock(1_000.25)
+    clock = FakeClock(1_765_000_000.123457)  # no binary fraction: a float JSON must carry exactly
     with Queue(db_url, clock=clock) as q:
         job = q.submit("simulate", max_retries=1)
         leases = internals(q).leases
+        times = []
         for decide in (
-            lambda: Retry(clock.now() + 5, Errored(AttemptOutcome.FAILED, "ValueError", "first: é", "Traceback 1")),
-            lambda: DeadLetter(Errored(AttemptOutcome.FAILED, "KeyError", "second", "Traceback 2"), "out of retries"),
+            lambda: Retry(
+                clock.now() + 5, Errored(AttemptOutcome.FAILED, "ValueError", "first: é", 'Trace "1"\n\u2028é')
+            ),
+            lambda: DeadLetter(
+                Errored(AttemptOutcome.FAILED, "KeyError", "second", "Traceback 2 🙂"), "out of retries"
+            ),
         ):
             (lease,) = leases.claim("w-1", None, 1, clock.now())
-            clock.advance(0.125)
+            began = clock.now()
+            clock.advance(0.1)
+            times.append((began, clock.now()))
             lost, _ = leases.ack_and_claim([Finished(lease, decide(), clock.now())], ClaimFilter("w-1"), 0, clock.now())
             assert lost == []
-            clock.advance(10)
+            clock.advance(10.3)
+        forced_at = clock.now()
         q.force_success(job.id, {"ok": True}, by="bob")
-        clock.advance(1)
+        clock.advance(1.7)
         q.requeue(job.id, by="alice")
         statements: list[str] = []
 
@@ -99,14 +107,17 @@ def test_a_job_is_read_whole_with_its_attempts_and_actions_in_order(db_url: str)
             assert len(statements) == 1
         assert (found.status, found.attempts, found.result, found.forced) == (JobStatus.PENDING, 0, None, False)
         assert [(a.number, a.outcome, a.error_type, a.error_message, a.traceback) for a in found.history] == [
-            (1, AttemptOutcome.FAILED, "ValueError", "first: é", "Traceback 1"),
-            (2, AttemptOutcome.FAILED, "KeyError", "second", "Traceback 2"),
+            (1, AttemptOutcome.FAILED, "ValueError", "first: é", 'Trace "1"\n\u2028é'),
+            (2, AttemptOutcome.FAILED, "KeyError", "second", "Traceback 2 🙂"),
         ]
-        assert [(a.worker_id, a.started_at, a.finished_at.timestamp()) for a in found.history] == [
-            ("w-1", datetime.fromtimestamp(1_000.25, UTC), 1_000.375),
-            ("w-1", datetime.fromtimestamp(1_010.375, UTC), 1_010.5),
+        assert [(a.worker_id, a.started_at, a.finished_at) for a in found.history] == [
+            ("w-1", when(began), when(ended)) for began, ended in times
         ]
-        assert [(a.kind, a.by, a.from_status, a.at.timestamp()) for a in found.actions] == [
-            (ActionKind.FORCED_SUCCESS, "bob", JobStatus.FAILED, 1_020.5),
-            (ActionKind.REQUEUED, "alice", JobStatus.COMPLETED, 1_021.5),
+        assert [(a.kind, a.by, a.from_status, a.at) for a in found.actions] == [
+            (ActionKind.FORCED_SUCCESS, "bob", JobStatus.FAILED, when(forced_at)),
+            (ActionKind.REQUEUED, "alice", JobStatus.COMPLETED, when(forced_at + 1.7)),
         ]
+
+
+def when(seconds: float) -> datetime:
+    return datetime.fromtimestamp(seconds, UTC)

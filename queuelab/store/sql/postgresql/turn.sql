@@ -5,10 +5,27 @@
 -- then one row per ack that matched its lease (acked_id). Only without quotas or throttles.
 -- Python (modules of queuelab.store): built by statements.turn_statement(1, 2, 1); run by
 -- claims.complete_and_claim, from leases.LeaseStore.ack_and_claim, as text (direct.execute_sql).
--- Constants bound by the statement: attempts_1 = 1, param_1 = 'RUNNING', param_2 = 'COMPLETED'.
+-- Constants bound by the statement: attempts_1 = 1, param_1 = 'COMPLETED', param_2 = 'RUNNING'.
 -- Generated, do not edit: regenerate with `python -m queuelab.store.sql`.
 
-WITH picked AS (
+WITH acked AS (
+    UPDATE queuelab_jobs
+    SET
+        status=%(param_1)s::VARCHAR,
+        lease_token=NULL,
+        lease_owner=NULL,
+        lease_expires_at=NULL,
+        result=b.result,
+        completed_by=queuelab_jobs.lease_owner,
+        started_at=b.started_at,
+        finished_at=b.finished_at
+    FROM json_to_recordset(CAST(%(p_rows)s AS JSON)) AS b(id VARCHAR, token VARCHAR, number INTEGER, started_at DOUBLE PRECISION, finished_at DOUBLE PRECISION, result TEXT)
+    WHERE queuelab_jobs.id = b.id
+        AND queuelab_jobs.lease_token = b.token
+        AND queuelab_jobs.status = 'RUNNING'
+    RETURNING queuelab_jobs.id AS acked_id, b.number AS acked_number
+),
+picked AS (
     SELECT ctid AS tid, queuelab_jobs.priority AS priority, queuelab_jobs.fair_rank AS fair_rank
     FROM queuelab_jobs
     WHERE queuelab_jobs.status = 'PENDING'
@@ -23,7 +40,7 @@ WITH picked AS (
 claimed AS (
     UPDATE queuelab_jobs
     SET
-        status=%(param_1)s::VARCHAR,
+        status=%(param_2)s::VARCHAR,
         attempts=(queuelab_jobs.attempts + %(attempts_1)s::INTEGER),
         lease_token=%(p_token)s::VARCHAR,
         lease_owner=%(p_owner)s::VARCHAR,
@@ -50,42 +67,7 @@ claimed AS (
         queuelab_jobs.run_at,
         queuelab_jobs.trace_context,
         queuelab_jobs.started_at
-),
-acked AS (
-    UPDATE queuelab_jobs
-    SET
-        status=%(param_2)s::VARCHAR,
-        lease_token=NULL,
-        lease_owner=NULL,
-        lease_expires_at=NULL,
-        result=b.result,
-        completed_by=queuelab_jobs.lease_owner,
-        started_at=b.started_at,
-        finished_at=b.finished_at
-    FROM json_to_recordset(CAST(%(p_rows)s AS JSON)) AS b(id VARCHAR, token VARCHAR, number INTEGER, started_at DOUBLE PRECISION, finished_at DOUBLE PRECISION, result TEXT)
-    WHERE queuelab_jobs.id = b.id
-        AND queuelab_jobs.lease_token = b.token
-        AND queuelab_jobs.status = 'RUNNING'
-    RETURNING queuelab_jobs.id AS acked_id, b.number AS acked_number
 )
-SELECT
-    claimed.id,
-    claimed.task,
-    claimed.payload,
-    claimed.user_id,
-    claimed.queue,
-    claimed.attempts,
-    claimed.max_retries,
-    claimed.lease_seconds,
-    claimed.timeout_seconds,
-    claimed.priority,
-    claimed.fair_rank,
-    claimed.run_at,
-    claimed.trace_context,
-    claimed.started_at,
-    NULL AS acked_id,
-    NULL AS acked_number
-FROM claimed UNION ALL
 SELECT
     NULL AS id,
     NULL AS task,
@@ -103,4 +85,22 @@ SELECT
     NULL AS started_at,
     acked.acked_id,
     acked.acked_number
-FROM acked
+FROM acked UNION ALL
+SELECT
+    claimed.id,
+    claimed.task,
+    claimed.payload,
+    claimed.user_id,
+    claimed.queue,
+    claimed.attempts,
+    claimed.max_retries,
+    claimed.lease_seconds,
+    claimed.timeout_seconds,
+    claimed.priority,
+    claimed.fair_rank,
+    claimed.run_at,
+    claimed.trace_context,
+    claimed.started_at,
+    NULL AS acked_id,
+    NULL AS acked_number
+FROM claimed
