@@ -208,8 +208,9 @@ ENTRIES = (
         "A worker's turn in one statement, its own transaction (autocommit): the completions in "
         "p_rows acked as ack_complete_batch does (acked), up to p_limit runnable jobs picked and "
         "locked as claim does (picked) and leased, the first p_start of them in claim order recorded "
-        "as started at p_now and the rest claimed ahead (claimed). One result: the claimed rows, then "
-        "one row per ack that matched its lease (acked_id). Only without quotas or throttles.",
+        "as started at p_now and the rest claimed ahead (claimed). One result: a row per ack that "
+        "matched its lease (acked_id; read first, so the acks lock their rows before the pick), then "
+        "the claimed rows. Only without quotas, throttles or an async claim beside.",
         f"statements.turn_statement({QUEUES}, {TASKS}, {PAUSED})",
         "claims.complete_and_claim, from leases.LeaseStore.ack_and_claim, as text (direct.execute_sql)",
         lambda: st.turn_statement(QUEUES, TASKS, PAUSED),

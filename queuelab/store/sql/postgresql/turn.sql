@@ -1,8 +1,9 @@
 -- turn, PostgreSQL (psycopg). A worker's turn in one statement, its own transaction (autocommit):
 -- the completions in p_rows acked as ack_complete_batch does (acked), up to p_limit runnable jobs
 -- picked and locked as claim does (picked) and leased, the first p_start of them in claim order
--- recorded as started at p_now and the rest claimed ahead (claimed). One result: the claimed rows,
--- then one row per ack that matched its lease (acked_id). Only without quotas or throttles.
+-- recorded as started at p_now and the rest claimed ahead (claimed). One result: a row per ack that
+-- matched its lease (acked_id; read first, so the acks lock their rows before the pick), then the
+-- claimed rows. Only without quotas, throttles or an async claim beside.
 -- Python (modules of queuelab.store): built by statements.turn_statement(1, 2, 1); run by
 -- claims.complete_and_claim, from leases.LeaseStore.ack_and_claim, as text (direct.execute_sql).
 -- Constants bound by the statement: attempts_1 = 1, param_1 = 'COMPLETED', param_2 = 'RUNNING'.
