@@ -27,6 +27,7 @@ from queuelab.config import Settings
 from queuelab.errors import ConfigError, SchemaVersionError, StoreError
 from queuelab.extras import POSTGRES, require
 from queuelab.store import autovacuum
+from queuelab.store.checkpoint import Checkpointer
 from queuelab.store.schema import (
     DONE_TRIGGER,
     NOTIFY_CHANNEL,
@@ -54,18 +55,20 @@ class Database:
         self.settings = settings
         self.caches: dict[str, object] = {}  # per-database caches of the store modules
         self._writer: AbstractContextManager[Any] = contextlib.nullcontext()
+        self._checkpointer: Checkpointer | None = None  # SQLite: the WAL's checkpoints (store/checkpoint.py)
         self.url = _normalise_url(settings.database_url)
         self.dialect = "sqlite" if self.url.get_backend_name() == "sqlite" else "postgresql"
         if self.is_sqlite:
             lock = WriteLock(self.sqlite_path)
             self._writer = lock
+            self._checkpointer = Checkpointer(self.sqlite_path, lock, synchronous=settings.sqlite_synchronous)
             self.engine = _sqlite_engine(self.url, settings, lock)
         else:
             self.engine = _postgres_engine(self.url, settings)
         try:
             self._ensure_schema()
         except BaseException:
-            self.engine.dispose()
+            self.dispose()
             raise
 
     @property
@@ -102,13 +105,18 @@ class Database:
         """
         with self._writer, translate_errors(self), self.engine.connect() as conn, conn.begin():
             yield conn
+        if self._checkpointer is not None:  # committed: its pages wait in the WAL
+            self._checkpointer.wrote()
 
     @contextmanager
     def outside_transaction(self) -> Iterator[sqlite3.Connection]:
         """SQLite: the driver's connection, in no transaction, holding this process's write
-        lock: for the statements that cannot run inside one (VACUUM, a WAL checkpoint)."""
+        lock: for the statements that cannot run inside one (VACUUM, a WAL checkpoint). The
+        background checkpoint (store/checkpoint.py) waits meanwhile: one under way would
+        make a checkpoint here find the WAL busy."""
         assert self.is_sqlite, "PostgreSQL: use autocommit()"
-        with self._writer, translate_errors(self), self.engine.connect() as conn:
+        paused = self._checkpointer.running if self._checkpointer is not None else contextlib.nullcontext()
+        with paused, self._writer, translate_errors(self), self.engine.connect() as conn:
             raw = conn.connection.driver_connection
             assert isinstance(raw, sqlite3.Connection)
             busy_ms = int(self.settings.sqlite_busy_timeout_seconds * 1000)
@@ -148,6 +156,8 @@ class Database:
             conn.execute(sa.text("SELECT pg_notify(:channel, :queue)"), {"channel": NOTIFY_CHANNEL, "queue": queue})
 
     def dispose(self) -> None:
+        if self._checkpointer is not None:
+            self._checkpointer.close()
         self.engine.dispose()
         if isinstance(self._writer, WriteLock):
             self._writer.close()
@@ -295,6 +305,9 @@ def _sqlite_engine(url: sa.URL, settings: Settings, lock: WriteLock) -> Engine:
             cursor.execute("PRAGMA auto_vacuum=INCREMENTAL")
         cursor.execute("PRAGMA journal_mode=WAL")
         cursor.execute(f"PRAGMA synchronous={settings.sqlite_synchronous}")
+        # Checkpoints run in a background loop, not inside the commit that crosses 1,000
+        # WAL pages while holding the write lock (store/checkpoint.py).
+        cursor.execute("PRAGMA wal_autocheckpoint=0")
         cursor.execute(f"PRAGMA busy_timeout={busy_ms}")
         # A write transaction's statement journal (the savepoint a worker's batch of acks
         # runs in, a multi-row UPDATE's own) in memory, not spilled to a temporary file past

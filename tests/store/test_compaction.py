@@ -34,11 +34,8 @@ def finished_jobs(q: Queue, n: int = JOBS) -> None:
 
 def checkpoint(q: Queue) -> None:
     """Every page of the WAL copied into the database file."""
-    raw = internals(q).db.engine.raw_connection()  # outside a transaction, which would block it
-    try:
-        busy, _, _ = raw.driver_connection.execute("PRAGMA wal_checkpoint(FULL)").fetchone()  # type: ignore[union-attr]
-    finally:
-        raw.close()
+    with internals(q).db.outside_transaction() as raw:  # not in a transaction, which would block it
+        busy, _, _ = raw.execute("PRAGMA wal_checkpoint(FULL)").fetchone()
     assert busy == 0
 
 

@@ -1,0 +1,164 @@
+"""SQLite's WAL checkpoints off the commit path (queuelab/store/checkpoint.py): queuelab's
+connections never checkpoint inside a commit; a background loop of each writing process
+copies the WAL beside the writers, and once the WAL is long, copies its last frames under
+the write lock so that the next writer starts it again. Checkpoints are called directly
+here (``Checkpointer.checkpoint``); the loop is only checked to start, run and stop."""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+
+from queuelab import Queue
+from queuelab.store.checkpoint import Checkpointer
+from queuelab.testing import internals
+from tests.support.helpers import wait_until
+
+
+class CountingLock:
+    """A write lock that counts how often it was held."""
+
+    def __init__(self) -> None:
+        self.held = 0
+        self._lock = threading.Lock()
+
+    def __enter__(self) -> None:
+        self._lock.acquire()
+        self.held += 1
+
+    def __exit__(self, *exc: object) -> None:
+        self._lock.release()
+
+
+@contextmanager
+def wal_file(tmp_path: Path) -> Iterator[tuple[str, sqlite3.Connection]]:
+    """A WAL-mode file and a writer connection that never checkpoints by itself."""
+    path = str(tmp_path / "wal.db")
+    writer = sqlite3.connect(path, isolation_level=None)
+    writer.execute("PRAGMA journal_mode=WAL")
+    writer.execute("PRAGMA wal_autocheckpoint=0")
+    writer.execute("CREATE TABLE t (x TEXT)")
+    try:
+        yield path, writer
+    finally:
+        writer.close()
+
+
+def write(conn: sqlite3.Connection, transactions: int) -> None:
+    for _ in range(transactions):
+        conn.execute("INSERT INTO t VALUES (?)", ("x" * 3000,))  # most of a page each
+
+
+def test_queuelab_connections_leave_checkpoints_to_the_loop(sqlite_url: str) -> None:
+    with Queue(sqlite_url) as q:
+        db = internals(q).db
+        with db.read() as conn:
+            assert conn.exec_driver_sql("PRAGMA wal_autocheckpoint").scalar() == 0
+        with db.write() as conn:
+            assert conn.exec_driver_sql("PRAGMA wal_autocheckpoint").scalar() == 0
+
+
+def test_a_checkpoint_copies_the_wal_without_the_write_lock(tmp_path: Path) -> None:
+    with wal_file(tmp_path) as (path, writer):
+        write(writer, 20)
+        lock = CountingLock()
+        checkpointer = Checkpointer(path, lock, reset_frames=10_000)
+        try:
+            done = checkpointer.checkpoint()
+        finally:
+            checkpointer.close()
+    assert (done.busy, done.whole) == (0, False)
+    assert done.copied == done.wal_frames >= 20
+    assert lock.held == 0
+
+
+def test_a_long_wal_is_copied_whole_under_the_write_lock_and_started_again(tmp_path: Path) -> None:
+    with wal_file(tmp_path) as (path, writer):
+        write(writer, 40)
+        lock = CountingLock()
+        checkpointer = Checkpointer(path, lock, reset_frames=30)
+        try:
+            long = checkpointer.checkpoint()
+            write(writer, 1)  # the next writer starts the WAL from its beginning
+            after = checkpointer.checkpoint()
+        finally:
+            checkpointer.close()
+    assert long.whole
+    assert long.copied == long.wal_frames >= 40
+    assert lock.held == 1
+    assert not after.whole
+    assert 1 <= after.wal_frames < 5  # one transaction's frames, not 41 and more
+
+
+def test_writes_start_the_loop_which_checkpoints_and_stops_with_the_queue(sqlite_url: str) -> None:
+    q = Queue(sqlite_url)
+    db = internals(q).db
+    checkpointer = db._checkpointer
+    assert checkpointer is not None
+    for _ in range(checkpointer.every_writes):
+        q.submit("simulate")
+    assert checkpointer.alive
+    wait_until(lambda: checkpointer.done >= 1, timeout=60, what="a background checkpoint")
+    q.close()
+    assert not checkpointer.alive
+
+
+def test_a_process_that_only_reads_starts_no_loop(sqlite_url: str) -> None:
+    with Queue(sqlite_url) as q:  # makes the schema: a write
+        q.submit("simulate")
+    with Queue(sqlite_url) as q:
+        q.stats()
+        checkpointer = internals(q).db._checkpointer
+        assert checkpointer is not None
+        assert not checkpointer.alive
+
+
+def test_a_vacuum_waits_for_a_checkpoint_under_way(sqlite_url: str) -> None:
+    """A checkpoint of one's own (compaction's) holds off the loop's, which would make it
+    find the WAL busy: the loop's next checkpoint waits until it ends."""
+    with Queue(sqlite_url) as q:
+        db = internals(q).db
+        checkpointer = db._checkpointer
+        assert checkpointer is not None
+        q.submit("simulate")
+        with db.outside_transaction() as raw:
+            assert not checkpointer.running.acquire(blocking=False)
+            assert raw.execute("PRAGMA wal_checkpoint(FULL)").fetchone()[0] == 0
+        assert checkpointer.running.acquire(blocking=False)
+        checkpointer.running.release()
+
+
+FORK_AND_WRITE = """
+import os, sys
+from queuelab import Queue
+from queuelab.testing import internals
+q = Queue(sys.argv[1])
+q.submit("simulate")  # the parent's loop runs
+child = os.fork()
+if child == 0:
+    checkpointer = internals(q).db._checkpointer
+    fresh = not checkpointer.alive and checkpointer._thread is None
+    q.submit("simulate")  # the child's first write starts its own loop
+    started = checkpointer.alive
+    checkpointer.checkpoint()
+    os._exit(0 if fresh and started else 3)
+_, status = os.waitpid(child, 0)
+print(os.waitstatus_to_exitcode(status), flush=True)
+q.close()
+"""
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="fork")
+def test_a_forked_child_runs_its_own_loop(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'q.db'}"
+    out = subprocess.run([sys.executable, "-c", FORK_AND_WRITE, url], capture_output=True, text=True, timeout=120)
+    assert (out.returncode, out.stdout.strip()) == (0, "0"), out.stderr
+    assert os.path.exists(tmp_path / "q.db")
