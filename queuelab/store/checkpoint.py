@@ -39,6 +39,7 @@ from __future__ import annotations
 import os
 import sqlite3
 import threading
+import urllib.parse
 import weakref
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
@@ -133,7 +134,9 @@ class Checkpointer(Looper):
         if self._conn is None:
             # No transaction control (a PRAGMA only), no busy wait; used by the loop's thread,
             # or by the caller of checkpoint() while no loop runs.
-            conn = sqlite3.connect(self.path, timeout=0, isolation_level=None, check_same_thread=False)
+            # mode=rw: a file removed since (a test's folder) is not made again, empty.
+            uri = f"file:{urllib.parse.quote(self.path)}?mode=rw"
+            conn = sqlite3.connect(uri, uri=True, timeout=0, isolation_level=None, check_same_thread=False)
             conn.execute(f"PRAGMA synchronous={self.synchronous}")
             self._conn = conn
         return self._conn

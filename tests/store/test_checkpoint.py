@@ -162,3 +162,10 @@ def test_a_forked_child_runs_its_own_loop(tmp_path: Path) -> None:
     out = subprocess.run([sys.executable, "-c", FORK_AND_WRITE, url], capture_output=True, text=True, timeout=120)
     assert (out.returncode, out.stdout.strip()) == (0, "0"), out.stderr
     assert os.path.exists(tmp_path / "q.db")
+
+
+def test_a_checkpoint_of_a_removed_file_does_not_make_it_again(tmp_path: Path) -> None:
+    checkpointer = Checkpointer(str(tmp_path / "gone.db"), CountingLock())
+    with pytest.raises(sqlite3.OperationalError):
+        checkpointer.checkpoint()
+    assert not (tmp_path / "gone.db").exists()
