@@ -15,6 +15,7 @@ import random
 import select
 import sqlite3
 import time
+import weakref
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager
 from typing import Any
@@ -27,7 +28,7 @@ from queuelab.config import Settings
 from queuelab.errors import ConfigError, SchemaVersionError, StoreError
 from queuelab.extras import POSTGRES, require
 from queuelab.store import autovacuum
-from queuelab.store.checkpoint import Checkpointer
+from queuelab.store.checkpoint import BACKSTOP_FRAMES, Checkpointer
 from queuelab.store.schema import (
     DONE_TRIGGER,
     NOTIFY_CHANNEL,
@@ -62,6 +63,9 @@ class Database:
             lock = WriteLock(self.sqlite_path)
             self._writer = lock
             self._checkpointer = Checkpointer(self.sqlite_path, lock, synchronous=settings.sqlite_synchronous)
+            # A queue dropped unclosed stops its loop too (without the last checkpoint, which
+            # may wait for the write lock: a finalizer runs wherever the collector does).
+            weakref.finalize(self, self._checkpointer.close, last_checkpoint=False)
             self.engine = _sqlite_engine(self.url, settings, lock)
         else:
             self.engine = _postgres_engine(self.url, settings)
@@ -305,9 +309,10 @@ def _sqlite_engine(url: sa.URL, settings: Settings, lock: WriteLock) -> Engine:
             cursor.execute("PRAGMA auto_vacuum=INCREMENTAL")
         cursor.execute("PRAGMA journal_mode=WAL")
         cursor.execute(f"PRAGMA synchronous={settings.sqlite_synchronous}")
-        # Checkpoints run in a background loop, not inside the commit that crosses 1,000
-        # WAL pages while holding the write lock (store/checkpoint.py).
-        cursor.execute("PRAGMA wal_autocheckpoint=0")
+        # Checkpoints run in a background loop, not in the commit that crosses 1,000 WAL
+        # pages with queuelab's write lock held (store/checkpoint.py); SQLite's own only
+        # where the loop falls behind.
+        cursor.execute(f"PRAGMA wal_autocheckpoint={BACKSTOP_FRAMES}")
         cursor.execute(f"PRAGMA busy_timeout={busy_ms}")
         # A write transaction's statement journal (the savepoint a worker's batch of acks
         # runs in, a multi-row UPDATE's own) in memory, not spilled to a temporary file past

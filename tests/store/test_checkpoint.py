@@ -6,6 +6,7 @@ here (``Checkpointer.checkpoint``); the loop is only checked to start, run and s
 
 from __future__ import annotations
 
+import gc
 import os
 import sqlite3
 import subprocess
@@ -18,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from queuelab import Queue
-from queuelab.store.checkpoint import Checkpointer
+from queuelab.store.checkpoint import BACKSTOP_FRAMES, RESET_FRAMES, Checkpointer
 from queuelab.testing import internals
 from tests.support.helpers import wait_until
 
@@ -61,9 +62,9 @@ def test_queuelab_connections_leave_checkpoints_to_the_loop(sqlite_url: str) -> 
     with Queue(sqlite_url) as q:
         db = internals(q).db
         with db.read() as conn:
-            assert conn.exec_driver_sql("PRAGMA wal_autocheckpoint").scalar() == 0
+            assert conn.exec_driver_sql("PRAGMA wal_autocheckpoint").scalar() == BACKSTOP_FRAMES
         with db.write() as conn:
-            assert conn.exec_driver_sql("PRAGMA wal_autocheckpoint").scalar() == 0
+            assert conn.exec_driver_sql("PRAGMA wal_autocheckpoint").scalar() == BACKSTOP_FRAMES
 
 
 def test_a_checkpoint_copies_the_wal_without_the_write_lock(tmp_path: Path) -> None:
@@ -121,19 +122,66 @@ def test_a_process_that_only_reads_starts_no_loop(sqlite_url: str) -> None:
         assert not checkpointer.alive
 
 
-def test_a_vacuum_waits_for_a_checkpoint_under_way(sqlite_url: str) -> None:
-    """A checkpoint of one's own (compaction's) holds off the loop's, which would make it
-    find the WAL busy: the loop's next checkpoint waits until it ends."""
+def test_a_vacuum_holds_off_the_loops_checkpoint(sqlite_url: str) -> None:
+    """A checkpoint of one's own (compaction's) holds the lock the loop's checkpoint takes
+    first, which would otherwise make it find the WAL busy."""
     with Queue(sqlite_url) as q:
         db = internals(q).db
         checkpointer = db._checkpointer
         assert checkpointer is not None
         q.submit("simulate")
+        checkpointer.stop()  # no tick of the loop's own in what follows
         with db.outside_transaction() as raw:
             assert not checkpointer.running.acquire(blocking=False)
             assert raw.execute("PRAGMA wal_checkpoint(FULL)").fetchone()[0] == 0
         assert checkpointer.running.acquire(blocking=False)
         checkpointer.running.release()
+
+
+def test_closing_a_queue_checkpoints_its_writes(sqlite_url: str) -> None:
+    """Processes that each write a little and close (a script, a CLI command) left all their
+    frames to the next checkpoint, and the WAL grew without bound beside a connection that
+    kept the file open. Each close now checkpoints, and restarts a long WAL."""
+    path = sqlite_url.removeprefix("sqlite:///")
+    with Queue(sqlite_url) as q:  # the schema
+        q.submit("simulate")
+    keeper = sqlite3.connect(path)  # keeps SQLite from removing the WAL at the last close
+    keeper.execute("SELECT count(*) FROM queuelab_jobs").fetchone()
+    try:
+        for _ in range(40):
+            with Queue(sqlite_url) as q:
+                for _ in range(40):  # 280 frames a queue: 11,200 in all
+                    q.submit("simulate")
+        wal = os.path.getsize(f"{path}-wal")
+    finally:
+        keeper.close()
+    assert wal <= (RESET_FRAMES + 600) * (4096 + 24)
+
+
+def test_a_write_is_not_failed_by_a_loop_that_cannot_start(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    def refuse(self: Checkpointer) -> Checkpointer:
+        raise RuntimeError("can't create new thread at interpreter shutdown")
+
+    monkeypatch.setattr(Checkpointer, "start", refuse)
+    with wal_file(tmp_path) as (path, writer):
+        checkpointer = Checkpointer(path, CountingLock())
+        write(writer, 3)
+        checkpointer.wrote()  # logged, not raised: the write it follows is committed
+        checkpointer.wrote()  # and not tried again
+        assert not checkpointer.alive
+        checkpointer.close()  # nothing to join
+    assert checkpointer.done == 1  # the last checkpoint ran all the same
+
+
+def test_a_queue_dropped_unclosed_stops_its_loop(sqlite_url: str) -> None:
+    q = Queue(sqlite_url)
+    q.submit("simulate")
+    checkpointer = internals(q).db._checkpointer
+    assert checkpointer is not None
+    assert checkpointer.alive
+    del q
+    gc.collect()
+    assert not checkpointer.alive
 
 
 FORK_AND_WRITE = """
