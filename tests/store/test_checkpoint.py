@@ -53,6 +53,16 @@ def wal_file(tmp_path: Path) -> Iterator[tuple[str, sqlite3.Connection]]:
         writer.close()
 
 
+@contextmanager
+def checkpointer_of(path: str, lock: CountingLock, *, reset_frames: int) -> Iterator[Checkpointer]:
+    """A Checkpointer whose loop never starts (its checkpoints are called directly)."""
+    checkpointer = Checkpointer(path, lock, reset_frames=reset_frames)
+    try:
+        yield checkpointer
+    finally:
+        checkpointer.close(last_checkpoint=False)
+
+
 def write(conn: sqlite3.Connection, transactions: int) -> None:
     for _ in range(transactions):
         conn.execute("INSERT INTO t VALUES (?)", ("x" * 3000,))  # most of a page each
@@ -71,11 +81,8 @@ def test_a_checkpoint_copies_the_wal_without_the_write_lock(tmp_path: Path) -> N
     with wal_file(tmp_path) as (path, writer):
         write(writer, 20)
         lock = CountingLock()
-        checkpointer = Checkpointer(path, lock, reset_frames=10_000)
-        try:
+        with checkpointer_of(path, lock, reset_frames=10_000) as checkpointer:
             done = checkpointer.checkpoint()
-        finally:
-            checkpointer.close()
     assert (done.busy, done.whole) == (0, False)
     assert done.copied == done.wal_frames >= 20
     assert lock.held == 0
@@ -85,13 +92,10 @@ def test_a_long_wal_is_copied_whole_under_the_write_lock_and_started_again(tmp_p
     with wal_file(tmp_path) as (path, writer):
         write(writer, 40)
         lock = CountingLock()
-        checkpointer = Checkpointer(path, lock, reset_frames=30)
-        try:
+        with checkpointer_of(path, lock, reset_frames=30) as checkpointer:
             long = checkpointer.checkpoint()
             write(writer, 1)  # the next writer starts the WAL from its beginning
             after = checkpointer.checkpoint()
-        finally:
-            checkpointer.close()
     assert long.whole
     assert long.copied == long.wal_frames >= 40
     assert lock.held == 1
