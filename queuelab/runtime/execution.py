@@ -163,6 +163,8 @@ def _uncancel(exc: BaseException) -> None:
 
 
 def _check_json(result: object) -> None:
+    if result is None:  # what most tasks return: no need to encode it to know
+        return
     try:
         json.dumps(result, allow_nan=False)
     except (TypeError, ValueError) as exc:

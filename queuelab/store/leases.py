@@ -356,6 +356,12 @@ def _ended(lease: Lease, now: float) -> dict[str, Any]:
     return {**_held(lease), "p_now": now, "p_started": lease.started_at}
 
 
+def _result_json(result: object) -> str:
+    """A completion's result as stored: JSON text (``null`` for None, what most tasks
+    return, without the encoder: 1-2 µs a job)."""
+    return "null" if result is None else json.dumps(result)
+
+
 def _apply_all(conn: Connection, db: Database, finished: Sequence[Finished], worker_id: str) -> list[Lease]:
     """Write every finished attempt; return the leases found lost. Completions, the bulk
     of a busy worker's acks, go in one statement for the whole batch (each records its
@@ -367,7 +373,7 @@ def _apply_all(conn: Connection, db: Database, finished: Sequence[Finished], wor
     lost = [f.lease for f in finished if not isinstance(f.decision, Complete) and not _apply(conn, db, f, worker_id)]
     if not db.is_sqlite:
         return lost + _complete_batch(conn, db, completed)
-    acks = [{**_ended(f.lease, f.finished_at), "p_result": json.dumps(done.result)} for f, done in completed]
+    acks = [{**_ended(f.lease, f.finished_at), "p_result": _result_json(done.result)} for f, done in completed]
     with direct.Savepoint(conn, db) as batch:
         if direct.execute_many(conn, db, st.COMPLETE, acks) == len(acks):
             return lost
@@ -392,7 +398,7 @@ def _completion_rows(completed: Iterable[tuple[Finished, Complete]]) -> list[dic
             "number": f.lease.attempt,
             "started_at": f.lease.started_at,
             "finished_at": f.finished_at,
-            "result": json.dumps(done.result),
+            "result": _result_json(done.result),
         }
         for f, done in completed
     ]
@@ -406,7 +412,7 @@ def _apply(conn: Connection, db: Database, done: Finished, worker_id: str | None
     params = _ended(lease, now)
     match done.decision:
         case Complete(result):  # its attempt is recorded in the job's row (completed_by)
-            params["p_result"] = json.dumps(result)
+            params["p_result"] = _result_json(result)
             return direct.execute(conn, db, st.COMPLETE, params).rowcount == 1
         case Retry(run_at, error):
             stmt, both, outcome = st.RETRY, st.RETRY_AND_RECORD, error.kind
