@@ -184,8 +184,8 @@ def test_a_queue_dropped_unclosed_stops_its_loop(sqlite_url: str) -> None:
     assert checkpointer is not None
     assert checkpointer.alive
     del q
-    gc.collect()
-    assert not checkpointer.alive
+    gc.collect()  # the finalizer stops the loop (waiting out a checkpoint under way, if any)
+    wait_until(lambda: not checkpointer.alive, timeout=60, what="the loop of a dropped queue to stop")
 
 
 FORK_AND_WRITE = """
