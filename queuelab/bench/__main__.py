@@ -35,7 +35,8 @@ def parser() -> argparse.ArgumentParser:
                    help="PostgreSQL URL (default: QUEUELAB_TEST_POSTGRES_URL); empty: SQLite only")  # fmt: skip
     p.add_argument("--redis", default=os.environ.get("QUEUELAB_TEST_REDIS_URL") or None,
                    help="Redis URL: adds the Redis rate limiter to the limits scenario")  # fmt: skip
-    p.add_argument("--jobs", type=int, default=None, help="jobs per enqueue, drain and fairness run (default 2000)")
+    p.add_argument("--jobs", type=int, default=None,
+                   help="jobs per enqueue, drain, fairness run (default 2000; 20000 per 1-8 worker drain)")  # fmt: skip
     p.add_argument("--suite", choices=sorted(scenarios.SUITES), default="all", help="a group of scenarios")
     p.add_argument("--scenarios", default=None, help="comma-separated scenario names (wins over --suite)")
     p.add_argument("--quick", action="store_true", help="a smoke run of about a minute: small sizes (listed)")
