@@ -457,7 +457,8 @@ def _insert_ranked(conn: Connection, db: Database, rows: Sequence[dict[str, Any]
     if len(rows) == 1:
         row = rows[0]
         columns = tuple(name for name in row if name != RANK_STEP)
-        conn.execute(ranked_insert(columns), {**row, "p_user": row["user_id"], "p_priority": row["priority"]})
+        params = {**row, "p_user": row["user_id"], "p_priority": row["priority"]}
+        direct.execute_sql(conn, db, ranked_insert(columns), params)
         return
     seen: Counter[tuple[str, int]] = Counter()
     batch = []

@@ -75,6 +75,54 @@ def test_a_statement_run_from_its_sql_returns_what_sqlalchemy_would(postgres_url
                 direct.execute_sql(conn, db, unset, {"p_user": "bob"})
 
 
+def test_a_connection_that_dies_under_a_statement_run_from_its_sql_is_not_pooled_again(postgres_url: str) -> None:
+    """execute_sql runs on psycopg's cursor: a server connection that ends under it (a
+    restart, an idle-session kill) raises SQLAlchemy's error, as the normal path would, and
+    the pool drops the connection; the next statement gets a new one and succeeds."""
+    with Queue(postgres_url) as q:
+        job = q.submit("simulate")
+        db = internals(q).db
+        query = sa.select(jobs.c.id).where(jobs.c.id == sa.bindparam("p_id"))
+        with db.autocommit() as conn:
+            pid = conn.exec_driver_sql("SELECT pg_backend_pid()").scalar_one()
+            with db.engine.connect() as other:
+                other.exec_driver_sql(f"SELECT pg_terminate_backend({int(pid)})")
+                other.commit()
+            with pytest.raises(sa.exc.DBAPIError, match=r"terminat|closed"):
+                direct.execute_sql(conn, db, query, {"p_id": job.id})
+            assert conn.invalidated
+        with db.autocommit() as conn:
+            assert conn.exec_driver_sql("SELECT pg_backend_pid()").scalar_one() != pid
+            assert [row.id for row in direct.execute_sql(conn, db, query, {"p_id": job.id})] == [job.id]
+        assert q.get(job.id).id == job.id
+
+
+def test_a_statement_run_from_its_sql_takes_sqlalchemys_path_only_while_a_listener_watches(postgres_url: str) -> None:
+    """Nobody watching: psycopg's cursor (the fast path). A cursor listener (OpenTelemetry's
+    instrumentation, a test counting round trips) sees every statement: SQLAlchemy runs it."""
+    with Queue(postgres_url) as q:
+        job = q.submit("simulate")
+        db = internals(q).db
+        query = sa.select(jobs.c.id).where(jobs.c.id == sa.bindparam("p_id"))
+        seen: list[str] = []
+
+        def record(conn: Any, cursor: Any, statement: str, *rest: Any) -> None:
+            seen.append(statement)
+
+        with db.autocommit() as conn:
+            assert not direct._observed(conn)
+            assert [row.id for row in direct.execute_sql(conn, db, query, {"p_id": job.id})] == [job.id]
+        sa.event.listen(db.engine, "before_cursor_execute", record)
+        try:
+            with db.autocommit() as conn:
+                assert direct._observed(conn)
+                assert [row.id for row in direct.execute_sql(conn, db, query, {"p_id": job.id})] == [job.id]
+        finally:
+            sa.event.remove(db.engine, "before_cursor_execute", record)
+        assert len(seen) == 1
+        assert "queuelab_jobs" in seen[0]
+
+
 # What direct._compile and direct.execute_sql read of a compiled statement: private
 # (_bind_processors) or undocumented attributes that a SQLAlchemy release may drop or reshape.
 FAST_PATH_READS = (
