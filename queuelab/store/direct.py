@@ -141,9 +141,10 @@ def _run_on_psycopg(conn: Connection, sql: str, params: Params) -> Sequence[Any]
             cursor.execute(sql, params)
             return cursor.fetchall() if cursor.description is not None else []
     except psycopg.Error as exc:
-        if driver.broken or driver.closed:
+        broken = driver.broken or driver.closed
+        if broken:
             conn.invalidate(exc)
-        raise sa.exc.DBAPIError.instance(sql, dict(params), exc, psycopg.Error) from exc
+        raise sa.exc.DBAPIError.instance(sql, dict(params), exc, psycopg.Error, connection_invalidated=broken) from exc
 
 
 def _plain(value: Any) -> Any:
