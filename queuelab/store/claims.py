@@ -17,7 +17,7 @@ import time
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
@@ -68,8 +68,10 @@ def claim(conn: Connection, db: Database, which: ClaimFilter, limit: int, now: f
         shape = _skip_throttled(params, held, snapshot.paused, shape)
     if running_quotas(snapshot, db.settings) is not None:  # the quotas are read in the statement
         rows = list(_claim_within_quotas(conn, db, shape, params, limit)) if limit > 0 else []
+    elif db.is_sqlite:
+        rows = _take_sqlite(conn, db, shape, params, limit, ahead)
     else:
-        statement = st.claim_statement(*shape, postgres=not db.is_sqlite)
+        statement = st.claim_statement(*shape, postgres=True)
         rows = _take(conn, db, statement, params) if limit > 0 else []
         if ahead > 0 and (len(rows) == limit):  # (fewer than asked for: nothing is left to take)
             more = {**params, "p_started": None, "p_limit": ahead}
@@ -138,12 +140,60 @@ def _skip_throttled(
 
 
 def _take(conn: Connection, db: Database, statement: Any, params: dict[str, Any]) -> list[Any]:
-    """Run a claim: on SQLite's own cursor; on PostgreSQL as SQL text compiled once (the
-    round trip is the cost there, and SQLAlchemy's work around a compiled statement adds a
-    tenth of a millisecond to each)."""
-    if db.is_sqlite:
-        return list(direct.execute(conn, db, statement, params).rows)
+    """Run a claim on PostgreSQL, as SQL text compiled once (the round trip is the cost
+    there, and SQLAlchemy's work around a compiled statement adds a tenth of a millisecond
+    to each)."""
     return list(direct.execute_sql(conn, db, statement, params))
+
+
+def _take_sqlite(
+    conn: Connection, db: Database, shape: tuple[int, ...], params: dict[str, Any], limit: int, ahead: int
+) -> list[Any]:
+    """SQLite: take up to ``limit`` jobs to start now and ``ahead`` more, in claim order, in
+    two statements of one step each, whatever the number (statements.sqlite_pick_rows: why):
+    read the picked rows as one JSON array, then take them by id. The transaction holds the
+    database write lock, so no one changes them between the two. Rows as RETURNING would give
+    them: ``attempts`` counts the attempt this claim starts."""
+    found = direct.execute(conn, db, st.sqlite_pick_rows(*shape), {**params, "p_limit": limit + ahead}).rows
+    rows = sorted(map(_claimed, json.loads(found[0].picked)), key=_claim_order)
+    if not rows:
+        return []
+    taking = {**params, "p_ids": st.encode_batch([row.id for row in rows]), "p_start": limit}
+    taken = direct.execute(conn, db, st.SQLITE_TAKE, taking).rowcount
+    if taken != len(rows):  # cannot happen under the write lock: refuse rather than run jobs not held
+        raise RuntimeError(f"claim: took {taken} of the {len(rows)} jobs picked in the same transaction")
+    return rows
+
+
+def _claimed(row: list[Any]) -> _Claimed:
+    """A row of sqlite_pick_rows' array as RETURNING would have given it: ``attempts``
+    counts the attempt the claim starts; the REAL columns read back from quote()'s text."""
+    found = _Claimed._make(row)
+    return found._replace(
+        attempts=found.attempts + 1,
+        lease_seconds=float(found.lease_seconds),
+        timeout_seconds=None if found.timeout_seconds is None else float(found.timeout_seconds),
+        fair_rank=float(found.fair_rank),
+        run_at=float(found.run_at),
+    )
+
+
+class _Claimed(NamedTuple):
+    """A claimed row on SQLite (see _take_sqlite): statements.CLAIMED_COLUMNS, in order."""
+
+    id: str
+    task: str
+    payload: str
+    user_id: str
+    queue: str
+    attempts: int
+    max_retries: int
+    lease_seconds: float
+    timeout_seconds: float | None
+    priority: int
+    fair_rank: float
+    run_at: float
+    trace_context: str | None
 
 
 def _claim_order(row: Any) -> tuple[int, float]:

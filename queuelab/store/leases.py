@@ -373,9 +373,13 @@ def _apply_all(conn: Connection, db: Database, finished: Sequence[Finished], wor
     lost = [f.lease for f in finished if not isinstance(f.decision, Complete) and not _apply(conn, db, f, worker_id)]
     if not db.is_sqlite:
         return lost + _complete_batch(conn, db, completed)
-    acks = [{**_ended(f.lease, f.finished_at), "p_result": _result_json(done.result)} for f, done in completed]
+    # One statement for the batch, not one step per ack (statements.SQLITE_COMPLETE_MANY: why).
+    acks = [
+        [f.lease.job_id, f.lease.token, _result_json(done.result), f.lease.started_at, f.finished_at]
+        for f, done in completed
+    ]
     with direct.Savepoint(conn, db) as batch:
-        if direct.execute_many(conn, db, st.COMPLETE, acks) == len(acks):
+        if direct.execute(conn, db, st.SQLITE_COMPLETE_MANY, {"p_rows": st.encode_batch(acks)}).rowcount == len(acks):
             return lost
         batch.rollback()
     return lost + [f.lease for f, _ in completed if not _apply(conn, db, f, worker_id)]

@@ -301,6 +301,75 @@ def turn_statement(queues: int, tasks: int, skip_queues: int) -> sa.CompoundSele
 RETRY_AND_RECORD = _and_record(RETRY)
 DEAD_LETTER_AND_RECORD = _and_record(DEAD_LETTER)
 
+# -- SQLite: a turn in a few steps, whatever its size ----------------------------------------
+# The sqlite3 module releases the GIL around every step of a statement: once per parameter
+# set of an executemany, once per row a SELECT or RETURNING hands back. Each step's return
+# then waits for the GIL, which a worker's slot threads hold while they run jobs (a job's
+# Python runs until its next I/O or the 5 ms switch interval). A turn of 400 acks and 400
+# claims was 800 such waits: raw sqlite3, a batch of 435 completions took 21 µs a row alone
+# and 143 µs a row (45 of them CPU) beside four threads appending to a file. So a batch
+# goes to SQLite as one JSON array (encode_batch) read by json_each, and a claim's rows come
+# back as one JSON array: one step each, however many jobs (19 µs a row beside the four).
+
+
+def _sqlite_field(rows: Any, index: int) -> sa.ColumnElement[Any]:
+    return sa.func.json_extract(rows.c.value, sa.literal_column(f"'$[{index}]'"))
+
+
+# The completions of a batch: ``p_rows`` is a JSON array of [id, lease token, result (JSON
+# text), started_at, finished_at], each guarded by its lease token as COMPLETE is; the
+# statement's rowcount says whether every one matched (leases._apply_all).
+_SQLITE_ACKS = sa.func.json_each(sa.bindparam("p_rows")).table_valued("value").alias("a")
+SQLITE_COMPLETE_MANY = (
+    jobs.update()
+    .where(
+        jobs.c.id == _sqlite_field(_SQLITE_ACKS, 0),
+        jobs.c.lease_token == _sqlite_field(_SQLITE_ACKS, 1),
+        IS_RUNNING,
+    )
+    .values(
+        status=JobStatus.COMPLETED,
+        result=_sqlite_field(_SQLITE_ACKS, 2),
+        started_at=_sqlite_field(_SQLITE_ACKS, 3),
+        finished_at=_sqlite_field(_SQLITE_ACKS, 4),
+        completed_by=jobs.c.lease_owner,
+        **_NO_LEASE,
+    )
+)
+
+# A claim's rows as one JSON array of arrays, CLAIMED_COLUMNS in order. SQLite's JSON writes
+# a REAL with 15 significant digits (a time of day to 10 µs, a fair rank rounded), so the
+# REAL columns come as quote()'s text, which reads back to the same double; NULL as null.
+_REAL_COLUMNS = frozenset({"lease_seconds", "timeout_seconds", "fair_rank", "run_at"})
+
+
+@cache
+def sqlite_pick_rows(
+    queues: int, tasks: int, skip_queues: int, skip_tasks: int = 0, skip_users: int = 0
+) -> sa.Select[Any]:
+    """SQLite: the rows :func:`pick_statement` picks (up to ``p_limit``), CLAIMED_COLUMNS of
+    each before the claim changes them, as one JSON array (one step); SQLITE_TAKE then takes
+    them, in the same transaction, which holds the database write lock between the two."""
+    pick = pick_statement(queues, tasks, skip_queues, skip_tasks, skip_users)
+    picked = pick.with_only_columns(*CLAIMED_COLUMNS).subquery("picked")
+    fields = [
+        sa.func.nullif(sa.func.quote(picked.c[c.name]), sa.literal_column("'NULL'"))
+        if c.name in _REAL_COLUMNS
+        else picked.c[c.name]
+        for c in CLAIMED_COLUMNS
+    ]
+    return sa.select(sa.func.json_group_array(sa.func.json_array(*fields)).label("picked"))
+
+
+# SQLite: take the jobs ``p_ids`` (a JSON array of ids, in claim order) as claim_statement
+# does; the first ``p_start`` of them start now (``p_started``), the rest are claimed ahead.
+_SQLITE_IDS = sa.func.json_each(sa.bindparam("p_ids")).table_valued("value", "key").alias("c")
+SQLITE_TAKE = (
+    jobs.update()
+    .where(jobs.c.id == _SQLITE_IDS.c.value, IS_PENDING)
+    .values(**{**_TAKE, "started_at": sa.case((_SQLITE_IDS.c.key < sa.bindparam("p_start"), STARTED), else_=sa.null())})
+)
+
 
 # PostgreSQL, a batch of new jobs in one statement: each row's fair rank (the rule of
 # admission._assign_ranks: after its user's last pending job at its priority, else at the

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass, field, replace
 
 import pytest
@@ -448,3 +449,56 @@ def test_on_postgresql_one_statement_reports_a_lost_completion_and_writes_the_re
         assert (again.status, again.lease_token, again.result) == (JobStatus.RUNNING, turn.claimed[0].token, None)
     finally:
         q.close()
+
+
+def test_on_sqlite_a_turn_is_a_few_statements_however_many_jobs_it_acks_and_claims(sqlite_url: str) -> None:
+    """The sqlite3 module releases the GIL at every step of a statement, and a worker's slot
+    threads take it meanwhile: a turn of 200 acks and 200 claims must not be 400 steps. The
+    acks go as one statement (no executemany), the claim's rows come back as one (no
+    RETURNING of a row per job); what they write is what the one-by-one statements wrote."""
+    clock = FakeClock(1_000.0)
+    q = Queue(sqlite_url, clock=clock)
+    seen: list[str] = []
+    engine = internals(q).db.engine
+    sa.event.listen(engine, "checkout", lambda dbapi, record, proxy: dbapi.set_trace_callback(seen.append))
+    sa.event.listen(engine, "checkin", lambda dbapi, record: dbapi.set_trace_callback(None))
+    try:
+        jobs = [q.submit("simulate", {"i": i}, lease_seconds=1 / 3, timeout_seconds=0.1 + 0.2) for i in range(400)]
+        which = ClaimFilter(WORKER)
+        _, first = internals(q).leases.ack_and_claim([], which, 150, clock.now, 50)
+        assert [lease.job_id for lease in first] == [job.id for job in jobs[:200]]  # claim order
+        clock.advance(1)
+        done = [Finished(lease, Complete({"n": i}), clock.now()) for i, lease in enumerate(first)]
+        seen.clear()
+        lost, claimed = internals(q).leases.ack_and_claim(done, which, 120, clock.now, 80)
+        # A trigger's run (queuelab_jobs_release, per row updated) is traced with the text of
+        # the statement that fired it: runs of one text are one statement. An executemany's
+        # statements differ by their bound values.
+        turn = [sql for sql, _ in itertools.groupby(seen)]
+    finally:
+        q.close()
+    with Queue(sqlite_url, clock=clock) as q:
+        assert lost == []
+        assert len(turn) <= 12, turn  # BEGIN, savepoint, acks, release, pick, take, COMMIT and the like
+        assert not [sql for sql in turn if "RETURNING" in sql.upper()]
+        assert [lease.job_id for lease in claimed] == [job.id for job in jobs[200:]]
+        assert all(lease.attempt == 1 for lease in claimed)
+        # The REAL columns exactly as stored (SQLite's JSON would round them to 15 digits).
+        assert {(lease.lease_seconds, lease.timeout_seconds) for lease in claimed} == {(1 / 3, 0.1 + 0.2)}
+        assert {lease.run_at for lease in claimed} == {q.get(job.id).run_at.timestamp() for job in jobs[200:]}
+        started = [q.get(lease.job_id).started_at is not None for lease in claimed]
+        assert started == [True] * 120 + [False] * 80
+        for i, job in enumerate(jobs[:200]):
+            after = q.get(job.id)
+            assert (after.status, after.result, after.attempts) == (JobStatus.COMPLETED, {"n": i}, 1)
+            assert after.started_at is not None
+            assert after.finished_at is not None
+            assert after.started_at.timestamp() == first[i].started_at
+            assert after.finished_at.timestamp() == done[i].finished_at
+
+
+def test_a_claimed_row_on_sqlite_has_the_columns_returning_gives_on_postgresql() -> None:
+    from queuelab.store import statements as st
+    from queuelab.store.claims import _Claimed
+
+    assert _Claimed._fields == tuple(column.name for column in st.CLAIMED_COLUMNS)

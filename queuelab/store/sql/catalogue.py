@@ -98,16 +98,25 @@ _AND_RECORD = (
 )
 ENTRIES = (
     Entry(
-        "claim",
+        "claim_pick",
         (SQLITE,),
-        "The claim when no running quota is set: up to p_limit runnable jobs, in claim order "
-        "(priority, then fair_rank), picked and leased in one statement, under BEGIN IMMEDIATE "
-        "(the database write lock; SQLite has no row locks). Run once with "
-        "p_started = p_now for the jobs a worker starts at once, then (if it claims ahead) with "
-        "p_started NULL for the rest: their start is recorded by a heartbeat once they start.",
-        f"statements.claim_statement({QUEUES}, {TASKS}, {PAUSED})",
-        "claims.claim",
-        lambda: st.claim_statement(QUEUES, TASKS, PAUSED),
+        "The claim when no running quota is set, its first statement: up to p_limit runnable jobs, in "
+        "claim order (priority, then fair_rank), as one JSON array of rows (one step however many; the "
+        "REAL columns as quote()'s exact text), under BEGIN IMMEDIATE (the database write lock; SQLite "
+        "has no row locks). claim_take then leases them in the same transaction.",
+        f"statements.sqlite_pick_rows({QUEUES}, {TASKS}, {PAUSED})",
+        "claims._take_sqlite",
+        lambda: st.sqlite_pick_rows(QUEUES, TASKS, PAUSED),
+    ),
+    Entry(
+        "claim_take",
+        (SQLITE,),
+        "The claim's second statement: lease the jobs claim_pick read (p_ids, a JSON array of ids in "
+        "claim order), the first p_start of them recorded as started at p_started and the rest claimed "
+        "ahead (started_at NULL: their start is recorded by a heartbeat once they start).",
+        "statements.SQLITE_TAKE",
+        "claims._take_sqlite",
+        lambda: st.SQLITE_TAKE,
     ),
     Entry(
         "claim",
@@ -160,10 +169,10 @@ ENTRIES = (
     Entry(
         "ack_complete",
         BOTH,
-        "Ack a completed attempt (PostgreSQL: a batch of them, ack_complete_batch), its attempt kept "
+        "Ack a completed attempt (a batch of them: ack_complete_batch), its attempt kept "
         f"in the job's row (completed_by: the lease's owner) instead of an attempt_insert. {_FENCED}",
         "statements.COMPLETE",
-        "leases._apply_all (a batch, SQLite) and leases._apply",
+        "leases._apply",
         lambda: st.COMPLETE,
     ),
     Entry(
@@ -190,6 +199,17 @@ ENTRIES = (
         "statements.DEAD_LETTER",
         "leases._apply (then attempt_insert)",
         lambda: st.DEAD_LETTER,
+    ),
+    Entry(
+        "ack_complete_batch",
+        (SQLITE,),
+        "A worker's batch of completions in one statement, one step: the batch as one JSON array of "
+        "[id, lease token, result, started_at, finished_at] (p_rows), each ack fenced by its lease "
+        "token, its attempt kept in the job's row (completed_by). Run in a savepoint: if the rowcount "
+        "is short of the batch, it is undone and the acks are written one by one (ack_complete).",
+        "statements.SQLITE_COMPLETE_MANY",
+        "leases._apply_all (a batch of 2 or more completions)",
+        lambda: st.SQLITE_COMPLETE_MANY,
     ),
     Entry(
         "ack_complete_batch",

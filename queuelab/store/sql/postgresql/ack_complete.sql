@@ -1,9 +1,8 @@
--- ack_complete, PostgreSQL (psycopg). Ack a completed attempt (PostgreSQL: a batch of them,
+-- ack_complete, PostgreSQL (psycopg). Ack a completed attempt (a batch of them:
 -- ack_complete_batch), its attempt kept in the job's row (completed_by: the lease's owner) instead
 -- of an attempt_insert. Fenced: it matches only while this attempt holds the lease (id, token,
 -- RUNNING).
--- Python (modules of queuelab.store): built by statements.COMPLETE; run by leases._apply_all (a
--- batch, SQLite) and leases._apply.
+-- Python (modules of queuelab.store): built by statements.COMPLETE; run by leases._apply.
 -- Constants bound by the statement: lease_expires_at = NULL, lease_owner = NULL,
 -- lease_token = NULL, status = 'COMPLETED', status_1 = 'RUNNING'.
 -- Generated, do not edit: regenerate with `python -m queuelab.store.sql`.
