@@ -94,7 +94,10 @@ def test_the_generator_writes_what_is_stale_and_check_lists_it(tmp_path: Path) -
     (tmp_path / "sqlite" / "claim_pick.sql").write_text("-- edited by hand\n", encoding="utf-8")
     (tmp_path / "postgresql" / "gone.sql").write_text("SELECT 1\n", encoding="utf-8")
 
-    assert generate.stale(tmp_path) == {"postgresql/gone.sql": "not generated any more", "sqlite/claim_pick.sql": "differs"}
+    assert generate.stale(tmp_path) == {
+        "postgresql/gone.sql": "not generated any more",
+        "sqlite/claim_pick.sql": "differs",
+    }
     generate.write(tmp_path)
     assert generate.stale(tmp_path) == {}
     assert not (tmp_path / "postgresql" / "gone.sql").exists()
