@@ -60,14 +60,17 @@ class Looper:
         return self
 
     def wake(self) -> None:
-        """Tick now rather than at the end of the current interval."""
-        self._wake.set()
+        """Tick now rather than at the end of the current interval. Cheap when the loop has
+        a wake-up it has not seen yet (Event.set notifies under a lock each time; a SQLite
+        writer calls this after each commit until the checkpoint thread has run)."""
+        if not self._wake.is_set():
+            self._wake.set()
 
     def stop(self, timeout: float | None = 5.0) -> None:
         """End the loop after the tick under way (if any); wait up to ``timeout`` for it.
         Safe to call from the loop's own tick, and more than once."""
         self._stopping.set()
-        self._wake.set()
+        self.wake()
         thread = self._thread
         if thread is not None and thread is not threading.current_thread():
             thread.join(timeout)
@@ -85,9 +88,14 @@ class Looper:
             self.errors += 1
             log.exception("%s: tick failed unexpectedly, will retry", self.name)
 
+    def pause(self, seconds: float) -> None:
+        """The thread's wait between ticks; ended early by :meth:`wake` (and so by :meth:`stop`).
+        A subclass that waits on something more overrides both."""
+        self._wake.wait(seconds)
+
     def _run(self) -> None:
         while not self._stopping.is_set():
-            self._wake.wait(max(0.0, self.interval()))
+            self.pause(max(0.0, self.interval()))
             self._wake.clear()
             if self._stopping.is_set():
                 return

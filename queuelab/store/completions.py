@@ -14,7 +14,8 @@ waits, endings notify nothing. A check of every waited id every :data:`FALLBACK_
 
 SQLite: no channel crosses processes, so the thread reads ``PRAGMA data_version`` (a
 counter in the WAL index that moves at every commit by another connection; microseconds, no
-table read) every 1 to 4 ms, and re-reads the waited jobs' statuses only when it moved.
+table read) every 1 to 4 ms, and at once when the WAL is written (Linux: inotify, see
+wakeup.WalWatch), and re-reads the waited jobs' statuses only when it moved.
 
 Cost per waiter: one id in the set that a check reads (a primary-key lookup each); per
 process while anyone waits: on PostgreSQL one idle connection and one query a second, on
@@ -39,10 +40,13 @@ from queuelab.store.database import Database
 from queuelab.store.schema import DONE_CHANNEL, IS_PENDING, NOTIFY_CHANNEL, jobs
 from queuelab.store.wakeup import (
     FIRST_CONNECT_WAIT_SECONDS,
+    SQLITE_AFTER_WRITE_READS,
+    SQLITE_AFTER_WRITE_SECONDS,
     SQLITE_FAST_POLL_FOR_SECONDS,
     SQLITE_IDLE_POLL_SECONDS,
     SQLITE_POLL_SECONDS,
     Listener,
+    WalWatch,
     hidden,
 )
 
@@ -65,6 +69,8 @@ class Completions(Looper):
         self._version: int | None = None  # SQLite: data_version at the last check
         self._sqlite: sqlite3.Connection | None = None
         self._busy_since = 0.0  # SQLite: when someone started waiting (fast polls first)
+        self._wal: WalWatch | None = None  # SQLite on Linux: the thread also wakes at a write to the WAL
+        self._soon = 0  # SQLite: ticks left at SQLITE_AFTER_WRITE_SECONDS (the WAL was written)
 
     @contextmanager
     def watching(self, job_id: str, wake: Wake) -> Iterator[None]:
@@ -138,20 +144,45 @@ class Completions(Looper):
         if not self._db.is_sqlite:  # not listening (no LISTEN behind a pooler, or it is down): poll
             listening = self._listener is not None and self._listener.failures == 0
             return self.every if listening else min(self.every, POLL_SECONDS)
+        if self._soon:
+            self._soon -= 1
+            return SQLITE_AFTER_WRITE_SECONDS
         fast = time.monotonic() - self._busy_since < SQLITE_FAST_POLL_FOR_SECONDS
         return SQLITE_POLL_SECONDS if fast else SQLITE_IDLE_POLL_SECONDS
+
+    def pause(self, seconds: float) -> None:
+        """SQLite on Linux: a write to the WAL (a commit: a job may have ended) ends the wait
+        too; data_version is then read at once, and again soon if it had not moved yet (see
+        wakeup.SQLITE_AFTER_WRITE_SECONDS)."""
+        wal = self._wal
+        if wal is None:
+            super().pause(seconds)
+        elif wal.wait(seconds):
+            self._soon = SQLITE_AFTER_WRITE_READS
+        if wal is not None:
+            wal.clear()
+
+    def wake(self) -> None:
+        super().wake()
+        if self._wal is not None:
+            self._wal.poke()
 
     def tick(self, now: float, mono: float) -> None:
         if self._db.is_sqlite and not self._sqlite_moved():
             return
+        self._soon = 0
         self.check()
 
     def stop(self, timeout: float | None = 5.0) -> None:
         super().stop(timeout)
         if self._listener is not None:
             self._listener.stop(timeout)
-        if self._sqlite is not None and not self.alive:
-            self._sqlite.close()
+        if not self.alive:
+            if self._sqlite is not None:
+                self._sqlite.close()
+            if self._wal is not None:
+                self._wal.close()
+                self._wal = None
 
     def _start(self) -> None:
         if self.alive or self.stopping:
@@ -161,6 +192,7 @@ class Completions(Looper):
                 if self._sqlite is None:
                     # A private connection: data_version moves only for other connections' commits.
                     self._sqlite = sqlite3.connect(self._db.sqlite_path, isolation_level=None, check_same_thread=False)
+                    self._wal = WalWatch.of(self._db.sqlite_path)
             elif self._listener is None and (dsn := self._db.listen_dsn()) is not None:
                 self._listener = Listener(
                     dsn, hidden(dsn), self.wake, channel=DONE_CHANNEL, on_payload=self._wake_callers

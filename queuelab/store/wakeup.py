@@ -4,7 +4,10 @@ PostgreSQL: a listener loop holds a ``LISTEN`` connection; every submit sends a
 ``NOTIFY`` that is delivered when its transaction commits. SQLite has no such channel
 across processes, so an idle worker watches ``PRAGMA data_version``: a read of a counter
 in the shared-memory WAL index that changes whenever another connection commits. It costs
-microseconds and touches no table, unlike re-running the claim query.
+microseconds and touches no table, unlike re-running the claim query. On Linux a write to
+the database's folder (a commit's pages going to the WAL) also ends the wait at once
+(inotify, store/file_events.py), so a job submitted by another process does not wait for
+the next read.
 
 Protocol for a worker: ``mark()`` at the top of each turn (a poke after it ends the next
 wait), ``watch()`` before a claim that may leave it idle, ``wait(timeout)`` when that claim
@@ -15,10 +18,14 @@ and its read.
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
+import select
 import sqlite3
 import threading
 import time
+import weakref
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -27,6 +34,7 @@ import sqlalchemy as sa
 from queuelab.errors import StoreError
 from queuelab.looper import Looper
 from queuelab.store.database import Database
+from queuelab.store.file_events import FileWrites, watch_writes
 from queuelab.store.schema import NOTIFY_CHANNEL
 
 if TYPE_CHECKING:
@@ -39,6 +47,11 @@ log = logging.getLogger("queuelab.wakeup")
 SQLITE_POLL_SECONDS = 0.001
 SQLITE_IDLE_POLL_SECONDS = 0.004
 SQLITE_FAST_POLL_FOR_SECONDS = 0.2
+# A commit writes its pages to the WAL, then marks them committed in the shared index: a
+# worker woken by the write may read data_version in between, and looks again this soon,
+# up to this many times (then on its schedule).
+SQLITE_AFTER_WRITE_SECONDS = 0.0002
+SQLITE_AFTER_WRITE_READS = 10
 # PostgreSQL: how long one tick of the listener waits for notifications (so it sees a stop
 # within this), and the cap of its reconnect back-off.
 NOTIFY_WAIT_SECONDS = 0.5
@@ -68,15 +81,64 @@ def wakeup_for(db: Database) -> Wakeup:
     return SqliteWakeup(db.sqlite_path) if db.is_sqlite else PostgresWakeup(db)
 
 
+class WalWatch:
+    """A wait that ends at a write to a SQLite database's WAL, seen by inotify (Linux:
+    store/file_events.py), or at a poke. :meth:`of` gives None where inotify cannot watch."""
+
+    def __init__(self, writes: FileWrites) -> None:
+        self._writes = writes
+        self._poked: int | None = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
+        self._unpoked = weakref.finalize(self, os.close, self._poked)  # closed with this, if not before
+        self._poller = select.poll()
+        self._poller.register(writes.fileno(), select.POLLIN)
+        self._poller.register(self._poked, select.POLLIN)
+        self._lock = threading.Lock()
+
+    @classmethod
+    def of(cls, path: str) -> WalWatch | None:
+        folder, name = os.path.split(os.path.abspath(path))
+        writes = watch_writes(folder, [f"{name}-wal"])
+        return None if writes is None else cls(writes)
+
+    def wait(self, seconds: float) -> bool:
+        """Up to ``seconds``; True if the WAL was written meanwhile (a poke ends the wait
+        too, and stays until :meth:`clear`)."""
+        return bool(self._poller.poll(seconds * 1000.0)) and self._writes.drain()
+
+    def poke(self) -> None:
+        with self._lock:  # never into a descriptor closed (and perhaps reused) since
+            if self._poked is not None:
+                os.eventfd_write(self._poked, 1)
+
+    def clear(self) -> None:
+        """Forget the pokes so far."""
+        with self._lock, contextlib.suppress(BlockingIOError):
+            if self._poked is not None:
+                os.eventfd_read(self._poked)
+
+    def close(self) -> None:
+        with self._lock:
+            self._poked = None
+            self._unpoked()
+        self._writes.close()
+
+
 class SqliteWakeup:
+    """Reads ``PRAGMA data_version`` on a schedule (every 1 ms just after the worker went
+    idle, then every 4 ms); where inotify can watch the database's folder (Linux), a write
+    to its WAL ends the wait at once (:class:`WalWatch`), and the schedule is a backstop."""
+
     def __init__(self, path: str) -> None:
         # A private connection: data_version only moves for commits by *other* connections.
         self._conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
         self._event = threading.Event()
         self._version = self._read()
+        self._wal = WalWatch.of(path)
 
     def mark(self) -> None:
         self._event.clear()
+        if self._wal is not None:
+            self._wal.clear()
 
     def watch(self) -> None:
         self._version = self._read()
@@ -87,20 +149,32 @@ class SqliteWakeup:
             return
         start = time.monotonic()
         deadline = start + timeout
+        soon = 0  # reads left at SQLITE_AFTER_WRITE_SECONDS: the WAL was written, data_version had not moved
         while True:
             now = time.monotonic()
             remaining = deadline - now
             step = SQLITE_POLL_SECONDS if now - start < SQLITE_FAST_POLL_FOR_SECONDS else SQLITE_IDLE_POLL_SECONDS
-            if remaining <= 0 or self._event.wait(min(step, remaining)):
+            if soon:
+                step, soon = SQLITE_AFTER_WRITE_SECONDS, soon - 1
+            if remaining <= 0 or self._event.is_set():
                 return
+            if self._wal is None:
+                if self._event.wait(min(step, remaining)):
+                    return
+            elif self._wal.wait(min(step, remaining)):
+                soon = SQLITE_AFTER_WRITE_READS
             if self._read() != self._version:
                 return
 
     def poke(self) -> None:
         self._event.set()
+        if self._wal is not None:
+            self._wal.poke()
 
     def close(self) -> None:
-        self._event.set()
+        self.poke()
+        if self._wal is not None:
+            self._wal.close()
         self._conn.close()
 
     def _read(self) -> int:

@@ -7,13 +7,17 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import subprocess
+import sys
 import threading
 from collections.abc import Callable
+from pathlib import Path
 
 import psycopg
 import pytest
 
 from queuelab import InvalidArgument, JobNotFound, JobStatus, Queue, WaitTimeout
+from queuelab.store import completions
 from queuelab.store.completions import Completions
 from queuelab.store.schema import DONE_CHANNEL
 from queuelab.testing import internals
@@ -100,6 +104,27 @@ def test_an_ending_elsewhere_wakes_the_waiter_without_a_poll(make: Callable[...,
         for thread, _ in threads:
             thread.join(LONG)
     assert [[getattr(found, "result", found) for found in out] for _, out in threads] == [[0], [2], [4]]
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="inotify is Linux's")
+def test_on_sqlite_an_ending_in_another_process_wakes_the_waiter_at_the_write(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The reads of data_version on schedule are pushed out of reach (600 s), and those after
+    a write to the WAL left to go on until the commit shows: only the write can end this."""
+    monkeypatch.setattr(completions, "SQLITE_POLL_SECONDS", 600.0)
+    monkeypatch.setattr(completions, "SQLITE_IDLE_POLL_SECONDS", 600.0)
+    monkeypatch.setattr(completions, "SQLITE_AFTER_WRITE_READS", 10**6)
+    url = f"sqlite:///{tmp_path / 'q.db'}"
+    with _with_tasks(Queue(url)) as waiting:
+        _no_fallback(waiting)
+        job = waiting.submit("noop", delay=3600)
+        thread, out = _in_thread(lambda: waiting.wait(job.id, timeout=LONG))
+        _wait_for_waiters(waiting, 1)
+        code = f"from queuelab import Queue\nwith Queue({url!r}) as q: q.cancel({job.id!r})"
+        subprocess.run([sys.executable, "-c", code], check=True, timeout=LONG)
+        thread.join(LONG)
+    assert [getattr(found, "status", found) for found in out] == [JobStatus.CANCELLED]
 
 
 def test_wait_times_out_with_a_specific_error_and_the_job_runs_on(make: Callable[..., Queue]) -> None:
