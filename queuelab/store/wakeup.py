@@ -134,6 +134,9 @@ class SqliteWakeup:
         self._event = threading.Event()
         self._version = self._read()
         self._wal = WalWatch.of(path)
+        # Set while wait() blocks on the WAL watch: only then does a poke need its descriptor
+        # (a busy worker's slots poke after every job; a write to the descriptor is a syscall).
+        self._on_watch = False
 
     def mark(self) -> None:
         self._event.clear()
@@ -147,6 +150,13 @@ class SqliteWakeup:
         if not database:
             self._event.wait(timeout)
             return
+        self._on_watch = self._wal is not None  # before the event is tested: a poke after this writes
+        try:
+            self._wait(timeout)
+        finally:
+            self._on_watch = False
+
+    def _wait(self, timeout: float) -> None:
         start = time.monotonic()
         deadline = start + timeout
         soon = 0  # reads left at SQLITE_AFTER_WRITE_SECONDS: the WAL was written, data_version had not moved
@@ -168,7 +178,7 @@ class SqliteWakeup:
 
     def poke(self) -> None:
         self._event.set()
-        if self._wal is not None:
+        if self._on_watch and self._wal is not None:
             self._wal.poke()
 
     def close(self) -> None:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -66,6 +67,22 @@ def test_a_poke_ends_the_wait_and_mark_forgets_it(tmp_path: Path, no_reads: None
     finally:
         wake.close()
     wake.poke()  # after close: nothing to wake, and no error
+
+
+def test_a_poke_from_another_thread_ends_a_wait_under_way(tmp_path: Path, no_reads: None) -> None:
+    """Whether the poke comes before the wait has begun or while it blocks on the WAL watch."""
+    wake = SqliteWakeup(_database(tmp_path))
+    waited: list[float] = []
+    try:
+        wake.watch()
+        waiter = threading.Thread(target=lambda: waited.append(_waited(wake)))
+        waiter.start()
+        wake.poke()
+        waiter.join(2 * TIMEOUT)
+        assert len(waited) == 1
+        assert waited[0] < TIMEOUT
+    finally:
+        wake.close()
 
 
 def test_without_inotify_the_wait_reads_on_its_schedule(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
