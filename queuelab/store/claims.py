@@ -13,6 +13,7 @@ attempt.
 from __future__ import annotations
 
 import json
+import sqlite3
 import time
 import uuid
 from collections.abc import Sequence
@@ -153,15 +154,31 @@ def _take_sqlite(
     two statements of one step each, whatever the number (statements.sqlite_pick_rows: why):
     read the picked rows as one JSON array, then take them by id. The transaction holds the
     database write lock, so no one changes them between the two. Rows as RETURNING would give
-    them: ``attempts`` counts the attempt this claim starts."""
-    found = direct.execute(conn, db, st.sqlite_pick_rows(*shape), {**params, "p_limit": limit + ahead}).rows
-    rows = sorted(map(_claimed, json.loads(found[0].picked)), key=_claim_order)
-    if not rows:
-        return []
-    taking = {**params, "p_ids": st.encode_batch([row.id for row in rows]), "p_start": limit}
-    taken = direct.execute(conn, db, st.SQLITE_TAKE, taking).rowcount
-    if taken != len(rows):  # cannot happen under the write lock: refuse rather than run jobs not held
-        raise RuntimeError(f"claim: took {taken} of the {len(rows)} jobs picked in the same transaction")
+    them: ``attempts`` counts the attempt this claim starts.
+
+    An array longer than SQLite allows a string (SQLITE_MAX_LENGTH, 1 GB by default: a
+    thousand jobs of a megabyte each) is read in smaller picks, each taken before the next."""
+    wanted, rows = limit + ahead, list[_Claimed]()
+    chunk = wanted
+    while len(rows) < wanted:
+        count = min(chunk, wanted - len(rows))
+        try:
+            found = direct.execute(conn, db, st.sqlite_pick_rows(*shape), {**params, "p_limit": count}).rows
+        except sqlite3.DataError as exc:  # SQLITE_TOOBIG: the array; one job alone always fits a payload
+            if count == 1 or "too big" not in str(exc):
+                raise
+            chunk = count // 2
+            continue
+        picked = sorted(map(_claimed, json.loads(found[0].picked)), key=_claim_order)
+        if not picked:
+            break
+        taking = {**params, "p_ids": st.encode_batch([row.id for row in picked]), "p_start": limit - len(rows)}
+        taken = direct.execute(conn, db, st.SQLITE_TAKE, taking).rowcount
+        if taken != len(picked):  # cannot happen under the write lock: refuse rather than run jobs not held
+            raise RuntimeError(f"claim: took {taken} of the {len(picked)} jobs picked in the same transaction")
+        rows += picked
+        if len(picked) < count:  # nothing more is runnable
+            break
     return rows
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import sqlite3
 from dataclasses import dataclass, field, replace
 
 import pytest
@@ -502,3 +503,29 @@ def test_a_claimed_row_on_sqlite_has_the_columns_returning_gives_on_postgresql()
     from queuelab.store.claims import _Claimed
 
     assert _Claimed._fields == tuple(column.name for column in st.CLAIMED_COLUMNS)
+
+
+def test_on_sqlite_a_claim_too_big_for_one_string_is_read_in_smaller_picks(sqlite_url: str) -> None:
+    """The claim's rows come back as one JSON string, which SQLite caps (SQLITE_MAX_LENGTH,
+    1 GB by default; lowered here to 4,000 bytes, for jobs of about 1,000): it is then read
+    in picks of fewer jobs, each taken before the next, in claim order."""
+    clock = FakeClock(1_000.0)
+    q = Queue(sqlite_url, clock=clock)
+    try:
+        jobs = [q.submit("simulate", {"pad": "x" * 1000, "i": i}) for i in range(10)]
+        engine = internals(q).db.engine
+        sa.event.listen(
+            engine, "checkout", lambda dbapi, record, proxy: dbapi.setlimit(sqlite3.SQLITE_LIMIT_LENGTH, 4000)
+        )
+        sa.event.listen(
+            engine, "checkin", lambda dbapi, record: dbapi.setlimit(sqlite3.SQLITE_LIMIT_LENGTH, 1_000_000_000)
+        )
+        _, claimed = internals(q).leases.ack_and_claim([], ClaimFilter(WORKER), 3, clock.now, 7)
+        assert [lease.job_id for lease in claimed] == [job.id for job in jobs]
+        assert [lease.payload["i"] for lease in claimed] == list(range(10))
+    finally:
+        q.close()
+    with Queue(sqlite_url, clock=clock) as q:
+        stored = [q.get(job.id) for job in jobs]
+        assert all(job.status is JobStatus.RUNNING and job.attempts == 1 for job in stored)
+        assert [job.started_at is not None for job in stored] == [True] * 3 + [False] * 7
