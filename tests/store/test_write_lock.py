@@ -89,9 +89,12 @@ q = Queue(sys.argv[1])
 with q.database.write():
     child = os.fork()
     if child == 0:  # a forked worker of some server: never writes, outlives its parent
+        # fork() has run the at-fork handlers (write_lock's among them) when it returns here:
+        # the child says so, and the test looks only after (on a busy machine the parent could
+        # die before the child first ran, its copy of the side file still open)
+        print(os.getpid(), flush=True)
         time.sleep(600)
         os._exit(0)
-    print(child, flush=True)
     os.kill(os.getpid(), signal.SIGKILL)  # the parent dies holding the lock
 """
 
