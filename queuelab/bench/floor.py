@@ -32,6 +32,7 @@ from typing import Any
 from queuelab.bench.harness import fresh_queue
 from queuelab.bench.plan import Context, Sizes
 from queuelab.bench.results import BenchError, Finding, Result, per_second
+from queuelab.ids import new_id
 from queuelab.queue import Queue
 
 Held = tuple[str, str]  # (job id, lease token)
@@ -179,7 +180,7 @@ class Floor(ABC):
 
     def _row(self) -> dict[str, Any]:
         self._rank += 1.0
-        return {"id": str(uuid.uuid4()), "rank": self._rank, "now": time.time()}
+        return {"id": new_id(), "rank": self._rank, "now": time.time()}  # time-ordered, as queuelab's
 
     def _claim(self, limit: int) -> list[Held]:
         token = str(uuid.uuid4())

@@ -6,7 +6,6 @@ the jobs stored."""
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
@@ -15,7 +14,6 @@ import pytest
 
 from queuelab import InvalidArgument, JobStatus, PayloadTooLarge, Queue, QuotaExceeded, Submission
 from queuelab.store.jobs import BATCH_ROWS
-from queuelab.submission import new_ids
 from queuelab.testing import internals
 
 BULK = BATCH_ROWS + 50  # past the one-statement batch: COPY on PostgreSQL
@@ -132,17 +130,6 @@ def test_a_bulk_over_a_users_cap_is_refused_whole(make_queue: Callable[..., Queu
 
     assert len(stored_ids(q)) == 10
     assert len(q.submit_many(plain(BULK - 10))) == BULK - 10
-
-
-def test_new_ids_are_distinct_version_4_uuids_in_canonical_form() -> None:
-    ids = new_ids(2000)
-
-    assert len(set(ids)) == len(ids)
-    for text in ids:
-        parsed = uuid.UUID(text)
-        assert str(parsed) == text
-        assert parsed.version == 4
-        assert parsed.variant == uuid.RFC_4122
 
 
 def scanned_rows(plan: dict[str, Any]) -> int:

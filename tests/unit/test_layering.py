@@ -29,6 +29,7 @@ VALUES = (
     "policy",
     "tasks",
     "submission",
+    "ids",
     "looper",
     "schedules",
     "logs",
