@@ -67,20 +67,21 @@ def claim(conn: Connection, db: Database, which: ClaimFilter, limit: int, now: f
         held = throttling.hold_back(conn, db, snapshot.throttles, which.queues, which.tasks, limit, now)
         limit, ahead = held.limit, 0
         shape = _skip_throttled(params, held, snapshot.paused, shape)
+    # The worker runs the jobs in the order they come back: claim order, those started at
+    # once first. RETURNING comes in no set order, so those rows are sorted here; SQLite's
+    # claim reads its rows in claim order already (_take_sqlite).
     if running_quotas(snapshot, db.settings) is not None:  # the quotas are read in the statement
-        rows = list(_claim_within_quotas(conn, db, shape, params, limit)) if limit > 0 else []
+        rows = sorted(_claim_within_quotas(conn, db, shape, params, limit), key=_claim_order) if limit > 0 else []
     elif db.is_sqlite:
         rows = _take_sqlite(conn, db, shape, params, limit, ahead)
     else:
         statement = st.claim_statement(*shape, postgres=True)
-        rows = _take(conn, db, statement, params) if limit > 0 else []
+        rows = sorted(_take(conn, db, statement, params), key=_claim_order) if limit > 0 else []
         if ahead > 0 and (len(rows) == limit):  # (fewer than asked for: nothing is left to take)
             more = {**params, "p_started": None, "p_limit": ahead}
             rows += sorted(_take(conn, db, statement, more), key=_claim_order)
     if held is not None and held.counted and rows:
         throttling.record(conn, db, held.counted, rows, now)
-    if limit > 1:  # RETURNING comes in no set order: the worker runs them in this
-        rows[:limit] = sorted(rows[:limit], key=_claim_order)
     return [lease_from_row(row, token, now) for row in rows]
 
 
