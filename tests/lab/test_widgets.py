@@ -3,6 +3,7 @@ slider moves on the real widgets, over a real queue, real worker pools and a rea
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -47,19 +48,28 @@ def test_start_resize_and_stop_a_process_pool(panel: ControlPanel) -> None:
 
 def test_a_pool_started_from_the_panel_prefetches_as_set(panel: ControlPanel) -> None:
     q = panel.q
-    # Long enough that the six stay RUNNING together for a while, even on a loaded machine
-    # (the panel redraws its plot meanwhile); the stop lets the first one finish.
-    jobs = [q.submit("simulate", {"duration": 2.0}) for _ in range(6)]
+    gate = threading.Event()  # the first job runs until the stop has handed the others back
+
+    @q.task(name="held_open")
+    def held_open() -> None:
+        gate.wait(60)
+
+    jobs = [q.submit("held_open") for _ in range(6)]
     panel.pool_size.value = 1
     panel.pool_prefetch.value = "5"
     panel.start_pool.click()
     assert panel.pool_prefetch.disabled  # fixed while the pool runs
     wait_until(lambda: q.stats().by_status["RUNNING"] == 6, timeout=30, what="one running, five prefetched")
-    panel.stop_pool.click()
+    stopping = threading.Thread(target=panel.stop_pool.click)  # a graceful stop waits for the running job
+    stopping.start()
+    wait_until(lambda: q.stats().by_status["PENDING"] == 5, timeout=30, what="the five not started handed back")
+    gate.set()
+    stopping.join(30)
+    assert not stopping.is_alive()
     assert not panel.pool_prefetch.disabled
-    done = [q.get(job.id).status for job in jobs]
-    assert done.count(JobStatus.COMPLETED) == 1
-    assert done.count(JobStatus.PENDING) == 5  # handed back at the stop
+    done = [q.get(job.id) for job in jobs]
+    assert [job.status for job in done].count(JobStatus.COMPLETED) == 1
+    assert [job.attempts for job in done if job.status is JobStatus.PENDING] == [0] * 5  # not spent
 
 
 def test_the_slider_follows_a_resize_made_elsewhere(panel: ControlPanel) -> None:
