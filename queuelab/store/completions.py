@@ -38,17 +38,7 @@ from queuelab.looper import Looper
 from queuelab.models import TERMINAL_STATUSES
 from queuelab.store.database import Database
 from queuelab.store.schema import DONE_CHANNEL, IS_PENDING, NOTIFY_CHANNEL, jobs
-from queuelab.store.wakeup import (
-    FIRST_CONNECT_WAIT_SECONDS,
-    SQLITE_AFTER_WRITE_READS,
-    SQLITE_AFTER_WRITE_SECONDS,
-    SQLITE_FAST_POLL_FOR_SECONDS,
-    SQLITE_IDLE_POLL_SECONDS,
-    SQLITE_POLL_SECONDS,
-    Listener,
-    WalWatch,
-    hidden,
-)
+from queuelab.store.wakeup import FIRST_CONNECT_WAIT_SECONDS, Listener, SqlitePolls, WalWatch, hidden
 
 FALLBACK_SECONDS = 1.0  # PostgreSQL: every waited job is re-read this often anyway
 POLL_SECONDS = 0.1  # PostgreSQL without a LISTEN connection: how often waited jobs are re-read
@@ -68,9 +58,8 @@ class Completions(Looper):
         self._listener: Listener | None = None
         self._version: int | None = None  # SQLite: data_version at the last check
         self._sqlite: sqlite3.Connection | None = None
-        self._busy_since = 0.0  # SQLite: when someone started waiting (fast polls first)
+        self._polls = SqlitePolls(0.0)  # SQLite: when to read data_version (restarted when someone waits)
         self._wal: WalWatch | None = None  # SQLite on Linux: the thread also wakes at a write to the WAL
-        self._soon = 0  # SQLite: ticks left at SQLITE_AFTER_WRITE_SECONDS (the WAL was written)
 
     @contextmanager
     def watching(self, job_id: str, wake: Wake) -> Iterator[None]:
@@ -81,7 +70,7 @@ class Completions(Looper):
             first = not self._waiting
             self._waiting.setdefault(job_id, {})[key] = wake
             if first:
-                self._busy_since = time.monotonic()
+                self._polls = SqlitePolls(time.monotonic())
         self._start()
         if first:
             self.wake()  # from its idle sleep to its polling cadence
@@ -144,21 +133,17 @@ class Completions(Looper):
         if not self._db.is_sqlite:  # not listening (no LISTEN behind a pooler, or it is down): poll
             listening = self._listener is not None and self._listener.failures == 0
             return self.every if listening else min(self.every, POLL_SECONDS)
-        if self._soon:
-            self._soon -= 1
-            return SQLITE_AFTER_WRITE_SECONDS
-        fast = time.monotonic() - self._busy_since < SQLITE_FAST_POLL_FOR_SECONDS
-        return SQLITE_POLL_SECONDS if fast else SQLITE_IDLE_POLL_SECONDS
+        return self._polls.step(time.monotonic())
 
     def pause(self, seconds: float) -> None:
         """SQLite on Linux: a write to the WAL (a commit: a job may have ended) ends the wait
         too; data_version is then read at once, and again soon if it had not moved yet (see
-        wakeup.SQLITE_AFTER_WRITE_SECONDS)."""
+        wakeup.SqlitePolls)."""
         wal = self._wal
         if wal is None:
             super().pause(seconds)
         elif wal.wait(seconds):
-            self._soon = SQLITE_AFTER_WRITE_READS
+            self._polls.wal_written()
         if wal is not None:
             wal.clear()
 
@@ -170,7 +155,7 @@ class Completions(Looper):
     def tick(self, now: float, mono: float) -> None:
         if self._db.is_sqlite and not self._sqlite_moved():
             return
-        self._soon = 0
+        self._polls.moved()
         self.check()
 
     def stop(self, timeout: float | None = 5.0) -> None:

@@ -123,6 +123,33 @@ class WalWatch:
         self._writes.close()
 
 
+class SqlitePolls:
+    """When a SQLite reader waiting for other connections' commits next reads ``PRAGMA
+    data_version``: every SQLITE_POLL_SECONDS for SQLITE_FAST_POLL_FOR_SECONDS after it began
+    waiting, then every SQLITE_IDLE_POLL_SECONDS; after a write to the WAL (:class:`WalWatch`)
+    that the read found not yet committed, SQLITE_AFTER_WRITE_READS reads
+    SQLITE_AFTER_WRITE_SECONDS apart first. An idle worker's wait and the thread that wakes
+    ``q.wait()`` callers (completions.py) keep this schedule."""
+
+    def __init__(self, since: float) -> None:
+        self.since = since  # when the wait began (time.monotonic)
+        self._soon = 0  # reads left at SQLITE_AFTER_WRITE_SECONDS
+
+    def step(self, now: float) -> float:
+        """Seconds until the next read, from ``now``; counts one read of those after a write."""
+        if self._soon:
+            self._soon -= 1
+            return SQLITE_AFTER_WRITE_SECONDS
+        return SQLITE_POLL_SECONDS if now - self.since < SQLITE_FAST_POLL_FOR_SECONDS else SQLITE_IDLE_POLL_SECONDS
+
+    def wal_written(self) -> None:
+        self._soon = SQLITE_AFTER_WRITE_READS
+
+    def moved(self) -> None:
+        """data_version moved: back to the plain schedule."""
+        self._soon = 0
+
+
 class SqliteWakeup:
     """Reads ``PRAGMA data_version`` on a schedule (every 1 ms just after the worker went
     idle, then every 4 ms); where inotify can watch the database's folder (Linux), a write
@@ -159,20 +186,18 @@ class SqliteWakeup:
     def _wait(self, timeout: float) -> None:
         start = time.monotonic()
         deadline = start + timeout
-        soon = 0  # reads left at SQLITE_AFTER_WRITE_SECONDS: the WAL was written, data_version had not moved
+        polls = SqlitePolls(start)
         while True:
             now = time.monotonic()
             remaining = deadline - now
-            step = SQLITE_POLL_SECONDS if now - start < SQLITE_FAST_POLL_FOR_SECONDS else SQLITE_IDLE_POLL_SECONDS
-            if soon:
-                step, soon = SQLITE_AFTER_WRITE_SECONDS, soon - 1
+            step = polls.step(now)
             if remaining <= 0 or self._event.is_set():
                 return
             if self._wal is None:
                 if self._event.wait(min(step, remaining)):
                     return
             elif self._wal.wait(min(step, remaining)):
-                soon = SQLITE_AFTER_WRITE_READS
+                polls.wal_written()
             if self._read() != self._version:
                 return
 

@@ -17,7 +17,7 @@ import psycopg
 import pytest
 
 from queuelab import InvalidArgument, JobNotFound, JobStatus, Queue, WaitTimeout
-from queuelab.store import completions
+from queuelab.store import wakeup
 from queuelab.store.completions import Completions
 from queuelab.store.schema import DONE_CHANNEL
 from queuelab.testing import internals
@@ -112,9 +112,9 @@ def test_on_sqlite_an_ending_in_another_process_wakes_the_waiter_at_the_write(
 ) -> None:
     """The reads of data_version on schedule are pushed out of reach (600 s), and those after
     a write to the WAL left to go on until the commit shows: only the write can end this."""
-    monkeypatch.setattr(completions, "SQLITE_POLL_SECONDS", 600.0)
-    monkeypatch.setattr(completions, "SQLITE_IDLE_POLL_SECONDS", 600.0)
-    monkeypatch.setattr(completions, "SQLITE_AFTER_WRITE_READS", 10**6)
+    monkeypatch.setattr(wakeup, "SQLITE_POLL_SECONDS", 600.0)
+    monkeypatch.setattr(wakeup, "SQLITE_IDLE_POLL_SECONDS", 600.0)
+    monkeypatch.setattr(wakeup, "SQLITE_AFTER_WRITE_READS", 10**6)
     url = f"sqlite:///{tmp_path / 'q.db'}"
     with _with_tasks(Queue(url)) as waiting:
         _no_fallback(waiting)

@@ -16,7 +16,7 @@ import pytest
 from queuelab import Queue
 from queuelab.store import wakeup
 from queuelab.store.file_events import watch_writes
-from queuelab.store.wakeup import SqliteWakeup
+from queuelab.store.wakeup import SqlitePolls, SqliteWakeup
 
 TIMEOUT = 30.0  # a wait that ran to this was not woken
 
@@ -116,3 +116,19 @@ def test_the_watch_tells_a_write_to_the_wal_from_one_to_another_file_in_the_fold
         assert writes.drain() is False  # drained
     finally:
         writes.close()
+
+
+def test_the_read_schedule_fast_then_idle_and_quick_reads_after_a_write() -> None:
+    """SqlitePolls, stepped with explicit times: the schedule an idle worker's wait and the
+    completions thread share."""
+    polls = SqlitePolls(since=100.0)
+    assert polls.step(100.0) == wakeup.SQLITE_POLL_SECONDS
+    assert polls.step(100.0 + wakeup.SQLITE_FAST_POLL_FOR_SECONDS) == wakeup.SQLITE_IDLE_POLL_SECONDS
+    polls.wal_written()
+    quick = [polls.step(101.0) for _ in range(wakeup.SQLITE_AFTER_WRITE_READS)]
+    assert quick == [wakeup.SQLITE_AFTER_WRITE_SECONDS] * wakeup.SQLITE_AFTER_WRITE_READS
+    assert polls.step(101.0) == wakeup.SQLITE_IDLE_POLL_SECONDS  # then back on schedule
+    polls.wal_written()
+    polls.step(101.0)
+    polls.moved()  # the commit showed: no more quick reads
+    assert polls.step(100.1) == wakeup.SQLITE_POLL_SECONDS
