@@ -51,12 +51,17 @@ def test_writes_from_several_threads_share_one_connection_kept_out_of_the_pool(t
     assert q.database.engine.pool.checkedout() == 0  # type: ignore[attr-defined]
 
 
+def delete_all_then_fail(q: Queue) -> None:
+    with q.database.write() as conn:
+        conn.execute(sa.delete(jobs))
+        raise RuntimeError("the caller's own error, after a write")
+
+
 def test_a_failed_write_is_rolled_back_and_the_next_write_works(tmp_path: Path) -> None:
     with Queue(f"sqlite:///{tmp_path / 'q.db'}") as q:
         q.submit("simulate")
-        with pytest.raises(ZeroDivisionError), q.database.write() as conn:
-            conn.execute(sa.delete(jobs))
-            1 / 0  # noqa: B018
+        with pytest.raises(RuntimeError, match="the caller's own error"):
+            delete_all_then_fail(q)
 
         assert q.database.engine.pool.checkedout() == 0  # type: ignore[attr-defined]
         assert count(q) == 1
