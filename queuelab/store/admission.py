@@ -187,6 +187,17 @@ def ranked_insert(columns: tuple[str, ...]) -> sa.Select[Any]:
     return sa.select(sa.func.pg_notify(NOTIFY_CHANNEL, inserted.c.queue))
 
 
+@cache
+def sqlite_ranked_insert(columns: tuple[str, ...]) -> sa.Insert:
+    """SQLite, one job: the rank of :func:`_assign_ranks` computed in the insert, one
+    statement where there were two (a single submit's transaction, under the write lock, is
+    BEGIN, this and COMMIT). Binds the row's ``columns`` plus p_user, p_priority and
+    RANK_STEP; SQLite's workers need no NOTIFY (they watch the file)."""
+    values: dict[str, Any] = {name: sa.bindparam(name, type_=jobs.c[name].type) for name in columns}
+    values["fair_rank"] = _RANKS.scalar_subquery() + sa.bindparam(RANK_STEP, type_=sa.Double)
+    return jobs.insert().values(values)
+
+
 def _assign_ranks(conn: Connection, db: Database, user: str, rows: list[dict[str, Any]], weight: int) -> None:
     """Start-time fair queueing: a user with pending jobs at this priority continues after
     their last rank; a user with none starts at the head of the line. Steps of 1/weight."""

@@ -19,7 +19,14 @@ from sqlalchemy.engine import Connection, RowMapping
 from queuelab.errors import InvalidArgument, InvalidTransition, JobNotFound, StoreError
 from queuelab.models import ActionKind, Job, JobStatus
 from queuelab.store import direct
-from queuelab.store.admission import RANK_STEP, admit, fresh_ranks, ranked_insert, unchecked_rank_step
+from queuelab.store.admission import (
+    RANK_STEP,
+    admit,
+    fresh_ranks,
+    ranked_insert,
+    sqlite_ranked_insert,
+    unchecked_rank_step,
+)
 from queuelab.store.database import Database, translate_errors
 from queuelab.store.dependencies import Parents, block, check_parents_exist, forget, link
 from queuelab.store.group_commit import GroupCommit
@@ -206,13 +213,18 @@ class JobStore:
             admit(conn, self.db, rows, now, rate_in_sql=rate_in_sql, rank_in_sql=True)
             _insert_ranked(conn, self.db, rows)
             return
+        if len(rows) == 1:  # SQLite: admitted, then the rank and the insert in one statement
+            admit(conn, self.db, rows, now, rate_in_sql=rate_in_sql, rank_in_sql=True)
+            row = rows[0]
+            columns = tuple(name for name in row if name != RANK_STEP)
+            params = {**row, "p_user": row["user_id"], "p_priority": row["priority"]}
+            direct.execute(conn, self.db, sqlite_ranked_insert(columns), params)
+            return
         admit(conn, self.db, rows, now, rate_in_sql=rate_in_sql)
         if not self.db.is_sqlite:  # more than BATCH_ROWS: streamed
             _copy_rows(conn, rows)
             for queue in sorted({r["queue"] for r in rows}):
                 self.db.notify(conn, queue)
-        elif len(rows) == 1:
-            direct.execute(conn, self.db, _INSERT, rows[0])
         else:
             direct.execute_many(conn, self.db, _INSERT, rows)
 
