@@ -1,5 +1,7 @@
 """Worker chaos: jobs drained by real worker processes while one of them, chosen at random,
-is SIGKILLed every ``kill_every`` seconds and replaced. Afterwards every job must be
+is SIGKILLed every ``kill_every`` seconds (once 10 jobs have completed since the last kill:
+on a busy machine, a kill on the clock alone could come before any new worker had run a
+job) and replaced. Afterwards every job must be
 COMPLETED, none lost, none stuck RUNNING; a job may have run twice only if a worker was
 killed while running it (its history then holds a LOST attempt for each extra run).
 
@@ -32,6 +34,7 @@ from queuelab.testing import internals
 from tests.support.helpers import WorkerProcess, read_records, recorder_queue
 
 LEASE_SECONDS = 1.0
+PROGRESS_BETWEEN_KILLS = 10  # jobs completed since the last kill before the next is due
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,16 +83,19 @@ def run_worker_chaos(
             )
         pool = [_start(url, work, i, concurrency, prefetch) for i in range(workers)]
         started, kills, spawned = time.monotonic(), 0, workers
-        next_kill = started + kill_every
-        while _open_jobs(q) and time.monotonic() - started < timeout:
-            if time.monotonic() >= next_kill:
+        next_kill, done_at_kill = started + kill_every, 0
+        while (counts := _counts(q)).open and time.monotonic() - started < timeout:
+            # A kill is due kill_every seconds after the last, once PROGRESS_BETWEEN_KILLS jobs
+            # have completed since it: on a machine too busy to start a worker process within
+            # kill_every, kills on the clock alone killed every worker before it ran a job.
+            if time.monotonic() >= next_kill and counts.completed - done_at_kill >= PROGRESS_BETWEEN_KILLS:
                 victim = pool.pop(rng.randrange(len(pool)))
                 victim.signal(signal.SIGKILL)
                 victim.wait()
                 kills += 1
                 pool.append(_start(url, work, spawned, concurrency, prefetch))
                 spawned += 1
-                next_kill += kill_every
+                next_kill, done_at_kill = time.monotonic() + kill_every, counts.completed
             time.sleep(0.05)
         elapsed = time.monotonic() - started
         for worker in pool:
@@ -112,9 +118,15 @@ def _start(url: str, work: Path, i: int, concurrency: int, prefetch: str) -> Wor
     )
 
 
-def _open_jobs(q: Queue) -> int:
+@dataclass(frozen=True, slots=True)
+class _Counts:
+    open: int  # PENDING or RUNNING
+    completed: int
+
+
+def _counts(q: Queue) -> _Counts:
     by_status = q.stats().by_status
-    return by_status["PENDING"] + by_status["RUNNING"]
+    return _Counts(by_status["PENDING"] + by_status["RUNNING"], by_status["COMPLETED"])
 
 
 def _report(q: Queue, url: str, records: Path, total: int, workers: int, kills: int, elapsed: float) -> ChaosReport:
