@@ -24,6 +24,7 @@ from collections import namedtuple
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from enum import Enum
+from functools import cache
 from typing import Any
 
 import sqlalchemy as sa
@@ -88,6 +89,35 @@ def execute_many(conn: Connection, db: Database, statement: Executable, params: 
         return int(cursor.rowcount)
     finally:
         cursor.close()
+
+
+def insert_many(conn: Connection, db: Database, statement: sa.Insert, params: Sequence[Params]) -> None:
+    """Insert one row per parameter set (all with the same keys). On SQLite, as multi-row
+    ``VALUES`` statements of up to INSERT_CHUNK rows: ``executemany`` steps the statement
+    once a row and lets go of the GIL at each step, which a thread that wants it back then
+    waits for behind the others (measured, a write of 4 rows: 60 µs in ``executemany`` and
+    33 binding). Elsewhere :func:`execute_many`."""
+    compiled = _compiled(db, statement, params[0]) if db.is_sqlite else None
+    if compiled is None or " VALUES " not in compiled.sql:
+        execute_many(conn, db, statement, params)
+        return
+    driver = conn.connection.driver_connection
+    for start in range(0, len(params), INSERT_CHUNK):
+        chunk = params[start : start + INSERT_CHUNK]
+        values = [value for p in chunk for value in compiled.values(p)]
+        driver.execute(_rows_sql(compiled.sql, len(chunk)), values).close()  # type: ignore[union-attr]
+
+
+# Rows a multi-row insert statement takes: 64 rows of 16 columns bind 1,024 values, far
+# below SQLite's limit (32,766), and a batch of 1,000 rows is 16 statements.
+INSERT_CHUNK = 64
+
+
+@cache
+def _rows_sql(sql: str, count: int) -> str:
+    """``INSERT ... VALUES (?, ...)`` for ``count`` rows."""
+    head, row = sql.split(" VALUES ", 1)
+    return f"{head} VALUES {', '.join([row] * count)}"
 
 
 def execute_sql(conn: Connection, db: Database, statement: Executable, params: Params) -> Sequence[Any]:

@@ -226,7 +226,7 @@ class JobStore:
             for queue in sorted({r["queue"] for r in rows}):
                 self.db.notify(conn, queue)
         else:
-            direct.execute_many(conn, self.db, _INSERT, rows)
+            direct.insert_many(conn, self.db, _INSERT, rows)
 
     def find_by_idempotency_key(self, key: str) -> Job | None:
         with self.db.read() as conn:

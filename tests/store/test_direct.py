@@ -236,3 +236,48 @@ def test_the_installed_sqlalchemy_is_inside_the_pinned_range() -> None:
         f"SQLAlchemy {sa.__version__} is installed, outside pyproject.toml's {spec!r}: "
         "run the tests on the pinned minor, or check store/direct.py against this one and move the pin"
     )
+
+
+def test_a_multi_row_insert_stores_each_row_exactly_in_statements_of_insert_chunk_rows(tmp_path: Path) -> None:
+    """direct.insert_many on SQLite: 150 rows (64 + 64 + 22) as three INSERT statements, each
+    value read back as given: floats bit for bit (delays, ranks, tiny and huge), None,
+    booleans, text outside ASCII; and the rows in the order given (rowid order)."""
+    with Queue(f"sqlite:///{tmp_path / 'q.db'}") as q:
+        q.submit("simulate")  # the schema
+        db = internals(q).db
+        rows = [_probe_row(i) for i in range(150)]
+        sent: list[str] = []
+        with db.write() as conn:
+            conn.connection.driver_connection.set_trace_callback(sent.append)  # type: ignore[union-attr]
+            try:
+                direct.insert_many(conn, db, jobs.insert(), rows)
+            finally:
+                conn.connection.driver_connection.set_trace_callback(None)  # type: ignore[union-attr]
+        with db.read() as conn:
+            stored = conn.execute(sa.select(jobs).where(jobs.c.task == "probe").order_by(sa.text("rowid"))).mappings()
+            back = [{name: row[name] for name in rows[0]} for row in stored]
+
+    assert [sql.count("), (") + 1 for sql in sent if sql.startswith("INSERT")] == [64, 64, 22]
+    assert back == [{**row, "status": str(row["status"])} for row in rows]
+    assert [float(r["fair_rank"]).hex() for r in back] == [float(r["fair_rank"]).hex() for r in rows]
+
+
+def _probe_row(i: int) -> dict[str, Any]:
+    return {
+        "id": f"probe-{i:04d}",
+        "queue": "default",
+        "task": "probe",
+        "payload": f'{{"name":"Zoë ✓","i":{i}}}',
+        "user_id": f"user-{i % 3}",
+        "status": JobStatus.PENDING,
+        "priority": i % 5 - 2,
+        "run_at": 1.7e9 + i / 3,
+        "attempts": 0,
+        "max_retries": i % 4,
+        "lease_seconds": 30.0 + i * 0.1,
+        "timeout_seconds": None if i % 2 else 1e-300 * (i + 1),
+        "forced": bool(i % 7 == 0),
+        "idempotency_key": None,
+        "created_at": 1.7e9 + 0.1 + 0.2,
+        "fair_rank": (i + 1) / 7 + 2.0**60 * (i == 149),
+    }
