@@ -66,16 +66,16 @@ check: $(STAMP) lint  ## lint, format check and types (mypy strict on the packag
 	$(PY) -m mypy
 
 lint: $(STAMP)
-	$(PY) -m ruff check queuelab tests
-	$(PY) -m ruff format --check queuelab tests
+	$(PY) -m ruff check queuelab tests benchmarks
+	$(PY) -m ruff format --check queuelab tests benchmarks
 	$(PY) -m queuelab.store.sql --check
 
 sql: $(STAMP)  ## rewrite queuelab/store/sql/*/*.sql after changing a statement (then read the diff)
 	$(PY) -m queuelab.store.sql
 
 format: $(STAMP)
-	$(PY) -m ruff format queuelab tests
-	$(PY) -m ruff check --fix queuelab tests
+	$(PY) -m ruff format queuelab tests benchmarks
+	$(PY) -m ruff check --fix queuelab tests benchmarks
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache queuelab.db queuelab.db-wal queuelab.db-shm queuelab.db-queuelab-lock lab-runs

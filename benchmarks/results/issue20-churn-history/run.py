@@ -5,12 +5,25 @@
 
 (URL, kept jobs, jobs pushed through, jobs/s, variant: "postgres defaults" or queuelab, output).
 """
-import sys, time, json, dataclasses
+
+import dataclasses
+import json
+import sys
+import time
+from pathlib import Path
+
 from queuelab.bench.churn import run_history_churn
-url, history, n, rate, variant, out = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), float(sys.argv[4]), sys.argv[5], sys.argv[6]
+
+url, variant, out = sys.argv[1], sys.argv[5], sys.argv[6]
+history, n, rate = int(sys.argv[2]), int(sys.argv[3]), float(sys.argv[4])
 t = time.monotonic()
 ws = run_history_churn(url, history, n, rate, variant)
 for w in ws:
-    print(f"{w.jobs:>7} {w.seconds:6.1f}s claim {w.claim_p50_ms:6.2f}ms pages {w.claim_buffers:6.0f} dead {w.dead_tuples:>9.0f} table {w.table_mb:7.1f} idx {w.index_mb:7.1f} hist {w.history_mb:6.1f} vac {w.vacuums:4.1f}", flush=True)
+    print(
+        f"{w.jobs:>7} {w.seconds:6.1f}s claim {w.claim_p50_ms:6.2f}ms pages {w.claim_buffers:6.0f} "
+        f"dead {w.dead_tuples:>9.0f} table {w.table_mb:7.1f} idx {w.index_mb:7.1f} "
+        f"hist {w.history_mb:6.1f} vac {w.vacuums:4.1f}",
+        flush=True,
+    )
 print("total", time.monotonic() - t)
-json.dump([dataclasses.asdict(w) for w in ws], open(out, "w"))
+Path(out).write_text(json.dumps([dataclasses.asdict(w) for w in ws]))
